@@ -1,0 +1,93 @@
+// Copyright the @ocycle/core authors. MIT license.
+// Recycled buffers. Every buffer the pool makes is, at any moment, exactly
+// one of: free (on the stack), out (being filled or with a callback), given
+// away (an owned chunk now belongs to the user), discarded (let go to the
+// garbage collector) or lost (it died with a Worker). `created` is the sum of
+// the five, which the tests check.
+
+/** Counts of the pool's buffers. */
+export interface BufferCounts {
+  /** Buffers ever made. */
+  readonly created: number;
+  /** Buffers on the free stack, ready to be filled. */
+  readonly free: number;
+  /** Buffers being filled or held by a running or queued chunk. */
+  readonly out: number;
+  /** Buffers handed to callbacks as owned chunks: they belong to the user now. */
+  readonly given: number;
+  /** Buffers let go to the garbage collector: outgrown, or beyond the free stack's bound. */
+  readonly discarded: number;
+  /** Buffers lost with a Worker that died; each was replaced on demand. */
+  readonly lost: number;
+}
+
+/** A stack of reusable buffers of at least `capacity` elements. */
+export class BufferPool<B> {
+  #free: B[] = [];
+  #created = 0;
+  #out = 0;
+  #given = 0;
+  #lost = 0;
+  #discarded = 0;
+  readonly #alloc: (capacity: number) => B;
+  readonly #capacity: number;
+  readonly #keep: number;
+
+  /**
+   * @param alloc Makes a buffer of the given capacity.
+   * @param capacity The capacity of every new buffer.
+   * @param keep How many free buffers to keep at most; extra ones are let go.
+   */
+  constructor(alloc: (capacity: number) => B, capacity: number, keep: number) {
+    this.#alloc = alloc;
+    this.#capacity = capacity;
+    this.#keep = keep;
+  }
+
+  /** Takes a free buffer, or makes one. */
+  take(): B {
+    this.#out++;
+    const b = this.#free.pop();
+    if (b !== undefined) return b;
+    this.#created++;
+    return this.#alloc(this.#capacity);
+  }
+
+  /** Makes a buffer of a larger capacity to replace one that is out, which is let go. */
+  grow(capacity: number): B {
+    this.#created++;
+    this.#discarded++;
+    return this.#alloc(capacity);
+  }
+
+  /** Returns a buffer for reuse. */
+  release(buffer: B): void {
+    this.#out--;
+    if (this.#free.length < this.#keep) this.#free.push(buffer);
+    else this.#discarded++;
+  }
+
+  /** Records that a buffer now belongs to the user. */
+  give(): void {
+    this.#out--;
+    this.#given++;
+  }
+
+  /** Records that a buffer was lost (it died with a Worker). */
+  lose(): void {
+    this.#out--;
+    this.#lost++;
+  }
+
+  /** The pool's counts. */
+  counts(): BufferCounts {
+    return {
+      created: this.#created,
+      free: this.#free.length,
+      out: this.#out,
+      given: this.#given,
+      discarded: this.#discarded,
+      lost: this.#lost,
+    };
+  }
+}

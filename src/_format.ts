@@ -1,0 +1,357 @@
+// Copyright the @ocycle/core authors. MIT license.
+// How each kind of data is checked, stored, copied and handed over. The write
+// path in emitter.ts counts elements and never looks inside a frame; a format
+// is the only thing that knows whether an element is a byte, a sample frame,
+// an item or a character.
+
+/** Any typed array. */
+export type TypedArray =
+  | Int8Array
+  | Uint8Array
+  | Uint8ClampedArray
+  | Int16Array
+  | Uint16Array
+  | Int32Array
+  | Uint32Array
+  | Float32Array
+  | Float64Array
+  | BigInt64Array
+  | BigUint64Array;
+
+/** The typed arrays whose elements are numbers, for `set` and `subarray` casts. */
+type NumericArray = Exclude<TypedArray, BigInt64Array | BigUint64Array>;
+
+/** The constructor of a typed array type `T`. */
+export interface TypedArrayConstructor<T extends TypedArray> {
+  /** Makes a zeroed array of `length` elements. */
+  new (length: number): T;
+  /** Makes a view of a buffer. */
+  new (buffer: ArrayBufferLike, byteOffset?: number, length?: number): T;
+  /** Bytes per element. */
+  readonly BYTES_PER_ELEMENT: number;
+  /** The type's name, such as `"Int16Array"`. */
+  readonly name: string;
+}
+
+/** The data `BufferEmit.write()` accepts. */
+export type BytesInput = ArrayBufferView | ArrayBufferLike | string;
+
+/**
+ * The description of a format that can cross into a Worker or a child process,
+ * so that the other side can rebuild chunks of the right type.
+ */
+export type FormatSpec =
+  | { kind: "bytes" }
+  | { kind: "samples"; type: string; channels: number }
+  | { kind: "items" }
+  | { kind: "text" };
+
+/**
+ * One kind of data. `F` is a checked frame, `B` a buffer being filled, `C` a
+ * chunk. Lengths and positions are in scalars: bytes, samples (a frame of
+ * `unit` channels is `unit` scalars), items or UTF-16 code units for text are
+ * never mixed; the emitter scales by `unit` where it reports frames.
+ */
+export interface Format<F, B, C> {
+  /** Scalars per element (channels for samples, else 1). */
+  readonly unit: number;
+  /** Whether buffers can be recycled, and so may be borrowed. */
+  readonly pooled: boolean;
+  /** What a Worker or child needs to rebuild chunks. */
+  readonly spec: FormatSpec;
+  /** Checks and normalises one written frame. Throws TypeError naming the value. */
+  frame(data: unknown, owner: string): F;
+  /** The frame's length in scalars. */
+  length(frame: F): number;
+  /** A new, empty buffer with room for `capacity` scalars. */
+  alloc(capacity: number): B;
+  /** How many scalars the buffer holds at most. */
+  capacity(buffer: B): number;
+  /** Copies `frame[from, to)` into `buffer` at `at`. The buffer has room. */
+  put(buffer: B, at: number, frame: F, from: number, to: number): void;
+  /** Copies `source[from, to)` to the start of `target` (the overlap of hop windows). */
+  carry(source: B, from: number, to: number, target: B): void;
+  /** The chunk made of `buffer[0, length)`. */
+  chunk(buffer: B, length: number): C;
+}
+
+const encoder = new TextEncoder();
+
+function describe(value: unknown): string {
+  if (value === null) return "null";
+  if (typeof value === "string") {
+    return `a string of length ${value.length}`;
+  }
+  if (typeof value === "object") {
+    const name = (value as { constructor?: { name?: string } }).constructor
+      ?.name;
+    const length = (value as { length?: unknown }).length;
+    return typeof length === "number"
+      ? `${name ?? "object"} of length ${length}`
+      : name ?? "object";
+  }
+  return `${typeof value} ${String(value)}`;
+}
+
+/** A readable description of a value for error messages. */
+export { describe as describeValue };
+
+class TypedFormat<T extends TypedArray> implements Format<T, T, T> {
+  readonly pooled = true;
+  readonly spec: FormatSpec;
+  readonly unit: number;
+  readonly #type: TypedArrayConstructor<T>;
+  readonly #bytes: boolean;
+
+  constructor(type: TypedArrayConstructor<T>, channels: number) {
+    this.#type = type;
+    this.unit = channels;
+    this.#bytes = (type as unknown) === Uint8Array && channels === 1;
+    this.spec = this.#bytes
+      ? { kind: "bytes" }
+      : { kind: "samples", type: type.name, channels };
+  }
+
+  frame(data: unknown, owner: string): T {
+    if (data instanceof this.#type) {
+      if ((data as T).length % this.unit !== 0) {
+        throw new TypeError(
+          `Cannot write to ${owner} as 'data' must hold whole frames of ${this.unit} channels: received ${
+            describe(data)
+          }`,
+        );
+      }
+      return data as T;
+    }
+    if (this.#bytes) {
+      if (typeof data === "string") return encoder.encode(data) as T;
+      if (ArrayBuffer.isView(data)) {
+        return new Uint8Array(
+          data.buffer,
+          data.byteOffset,
+          data.byteLength,
+        ) as T;
+      }
+      if (
+        data instanceof ArrayBuffer ||
+        (typeof SharedArrayBuffer !== "undefined" &&
+          data instanceof SharedArrayBuffer)
+      ) {
+        return new Uint8Array(data) as T;
+      }
+      throw new TypeError(
+        `Cannot write to ${owner} as 'data' must be a Uint8Array, an ArrayBufferView, an ArrayBuffer or a string: received ${
+          describe(data)
+        }`,
+      );
+    }
+    throw new TypeError(
+      `Cannot write to ${owner} as 'data' must be a ${this.#type.name}: received ${
+        describe(data)
+      }`,
+    );
+  }
+
+  length(frame: T): number {
+    return frame.length;
+  }
+
+  alloc(capacity: number): T {
+    return new this.#type(capacity);
+  }
+
+  capacity(buffer: T): number {
+    return buffer.length;
+  }
+
+  put(buffer: T, at: number, frame: T, from: number, to: number): void {
+    if (from === 0 && to === frame.length) {
+      (buffer as NumericArray).set(frame as NumericArray, at);
+    } else {
+      (buffer as NumericArray).set(
+        (frame as NumericArray).subarray(from, to),
+        at,
+      );
+    }
+  }
+
+  carry(source: T, from: number, to: number, target: T): void {
+    (target as NumericArray).set((source as NumericArray).subarray(from, to));
+  }
+
+  chunk(buffer: T, length: number): T {
+    return (length === buffer.length
+      ? buffer
+      : buffer.subarray(0, length)) as T;
+  }
+}
+
+/** The format of raw bytes. */
+export function bytesFormat(): Format<Uint8Array, Uint8Array, Uint8Array> {
+  return new TypedFormat(Uint8Array, 1);
+}
+
+/** The format of interleaved typed samples. */
+export function samplesFormat<T extends TypedArray>(
+  type: TypedArrayConstructor<T>,
+  channels: number,
+): Format<T, T, T> {
+  return new TypedFormat(type, channels);
+}
+
+class ItemsFormat<T> implements Format<readonly T[], T[], T[]> {
+  readonly unit = 1;
+  readonly pooled = false;
+  readonly spec: FormatSpec = { kind: "items" };
+
+  frame(data: unknown, owner: string): readonly T[] {
+    if (Array.isArray(data)) return data;
+    throw new TypeError(
+      `Cannot write to ${owner} as 'data' must be an array of items: received ${
+        describe(data)
+      }`,
+    );
+  }
+  length(frame: readonly T[]): number {
+    return frame.length;
+  }
+  alloc(): T[] {
+    return [];
+  }
+  capacity(): number {
+    return Infinity;
+  }
+  put(buffer: T[], at: number, frame: readonly T[], from: number, to: number) {
+    buffer.length = at;
+    for (let i = from; i < to; i++) buffer.push(frame[i] as T);
+  }
+  carry(source: T[], from: number, to: number, target: T[]): void {
+    target.length = 0;
+    for (let i = from; i < to; i++) target.push(source[i] as T);
+  }
+  chunk(buffer: T[], length: number): T[] {
+    buffer.length = length;
+    return buffer;
+  }
+}
+
+/** The format of arbitrary items. */
+export function itemsFormat<T>(): Format<readonly T[], T[], T[]> {
+  return new ItemsFormat<T>();
+}
+
+/**
+ * Text is counted in Unicode code points, so a chunk boundary can never fall
+ * inside a surrogate pair. A frame keeps its string and, only when it has
+ * surrogates, the code-unit index of every code point.
+ */
+interface TextFrame {
+  readonly text: string;
+  readonly length: number;
+  /** Code-unit index of each code point and of the end, or undefined when every code point is one code unit. */
+  readonly units: Uint32Array | undefined;
+}
+
+const SURROGATE = /[\uD800-\uDFFF]/;
+
+function textFrame(text: string): TextFrame {
+  if (!SURROGATE.test(text)) {
+    return { text, length: text.length, units: undefined };
+  }
+  const units: number[] = [];
+  for (let i = 0; i < text.length; i++) {
+    units.push(i);
+    const c = text.charCodeAt(i);
+    if (c >= 0xd800 && c <= 0xdbff && i + 1 < text.length) {
+      const d = text.charCodeAt(i + 1);
+      if (d >= 0xdc00 && d <= 0xdfff) i++;
+    }
+  }
+  const length = units.length;
+  units.push(text.length);
+  return { text, length, units: Uint32Array.from(units) };
+}
+
+function sliceText(frame: TextFrame, from: number, to: number): string {
+  if (from === 0 && to === frame.length) return frame.text;
+  const u = frame.units;
+  return u === undefined
+    ? frame.text.slice(from, to)
+    : frame.text.slice(u[from], u[to]);
+}
+
+/** A text buffer: the pieces written so far, and how many code points they hold. */
+interface TextBuffer {
+  parts: string[];
+  length: number;
+}
+
+class TextFormat implements Format<TextFrame, TextBuffer, string> {
+  readonly unit = 1;
+  readonly pooled = false;
+  readonly spec: FormatSpec = { kind: "text" };
+
+  frame(data: unknown, owner: string): TextFrame {
+    if (typeof data === "string") return textFrame(data);
+    throw new TypeError(
+      `Cannot write to ${owner} as 'data' must be a string: received ${
+        describe(data)
+      }`,
+    );
+  }
+  length(frame: TextFrame): number {
+    return frame.length;
+  }
+  alloc(): TextBuffer {
+    return { parts: [], length: 0 };
+  }
+  capacity(): number {
+    return Infinity;
+  }
+  put(
+    buffer: TextBuffer,
+    at: number,
+    frame: TextFrame,
+    from: number,
+    to: number,
+  ) {
+    if (at !== buffer.length) throw new RangeError("text buffer out of step");
+    buffer.parts.push(sliceText(frame, from, to));
+    buffer.length += to - from;
+  }
+  carry(source: TextBuffer, from: number, to: number, target: TextBuffer) {
+    const whole = textFrame(source.parts.join(""));
+    target.parts = [sliceText(whole, from, to)];
+    target.length = to - from;
+  }
+  chunk(buffer: TextBuffer, length: number): string {
+    const text = buffer.parts.join("");
+    if (length === buffer.length) return text;
+    return sliceText(textFrame(text), 0, length);
+  }
+}
+
+/** The format of text, counted in code points. */
+export function textFormat(): Format<TextFrame, TextBuffer, string> {
+  return new TextFormat();
+}
+
+/** Rebuilds a chunk of the given format from bytes (process mode). */
+export function typedArrayType(
+  name: string,
+): TypedArrayConstructor<TypedArray> | undefined {
+  const types: Record<string, TypedArrayConstructor<TypedArray>> = {
+    Int8Array,
+    Uint8Array,
+    Uint8ClampedArray,
+    Int16Array,
+    Uint16Array,
+    Int32Array,
+    Uint32Array,
+    Float32Array,
+    Float64Array,
+    BigInt64Array,
+    BigUint64Array,
+  } as unknown as Record<string, TypedArrayConstructor<TypedArray>>;
+  return Object.hasOwn(types, name) ? types[name] : undefined;
+}
