@@ -67,6 +67,8 @@ export interface DispatcherContext<C, R> {
   readonly exportName: string;
   /** Workers or children in the pool. */
   readonly pool: number;
+  /** Chunks each Worker or child may hold at once; `slots` is `pool * concurrency`. */
+  readonly concurrency: number;
   /** Milliseconds a chunk may run, from dispatch; Infinity for no limit. */
   readonly timeout: number;
   /** How chunks are rebuilt on the other side. */

@@ -118,6 +118,14 @@ export interface EmitterOptions<R> {
    */
   pool?: number;
   /**
+   * Chunks each Worker or child may hold at once (thread and process modes):
+   * more than one lets the next chunk travel while the current one runs.
+   * At most `pool * concurrency` chunks are in flight.
+   *
+   * @default {2}
+   */
+  concurrency?: number;
+  /**
    * Chunks that may wait for a free slot before `write()` returns `false`
    * and `ready` waits.
    *
@@ -333,6 +341,7 @@ export class Emitter<I, C, R = unknown> implements AsyncDisposable {
       onError,
       mode = "serial",
       pool = navigator.hardwareConcurrency ?? 1,
+      concurrency = 2,
       maxPending = 16,
       overflow = "queue",
       maxWait = Infinity,
@@ -379,6 +388,11 @@ export class Emitter<I, C, R = unknown> implements AsyncDisposable {
     }
     if (!isPositiveInteger(pool)) {
       throw new RangeError(fail("pool", "a positive integer", pool));
+    }
+    if (!isPositiveInteger(concurrency)) {
+      throw new RangeError(
+        fail("concurrency", "a positive integer", concurrency),
+      );
     }
     if (
       !(maxPending === Infinity ||
@@ -502,6 +516,7 @@ export class Emitter<I, C, R = unknown> implements AsyncDisposable {
       callback: source,
       exportName,
       pool: mode === "serial" ? 1 : pool,
+      concurrency: mode === "serial" ? 1 : concurrency,
       timeout,
       format: format.spec,
       borrow,
