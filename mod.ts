@@ -47,6 +47,7 @@ export type {
   EmitterStats,
   Overflow,
   SampleFormatOptions,
+  SampleInput,
   TypedArray,
   TypedArrayConstructor,
 } from "./src/emitter.ts";

@@ -32,7 +32,11 @@ import {
 } from "./_format.ts";
 
 export type { BufferCounts } from "./_buffer_pool.ts";
-export type { TypedArray, TypedArrayConstructor } from "./_format.ts";
+export type {
+  SampleInput,
+  TypedArray,
+  TypedArrayConstructor,
+} from "./_format.ts";
 
 /**
  * The callback of an emitter: a function (serial mode only), or the URL of a

@@ -10,6 +10,7 @@ import {
   Emitter,
   type EmitterOptions,
   type SampleFormatOptions,
+  type SampleInput,
   type TypedArray,
 } from "./emitter.ts";
 
@@ -44,7 +45,7 @@ export interface SampleEmitOptions<T extends TypedArray, R = unknown>
  * ```
  */
 export class SampleEmit<T extends TypedArray = Float32Array, R = unknown>
-  extends Emitter<T, T, R> {
+  extends Emitter<SampleInput<T>, T, R> {
   /**
    * Constructs a new instance.
    *

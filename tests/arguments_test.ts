@@ -1,0 +1,188 @@
+// Copyright the @ocycle/core authors. MIT license.
+// RELIABILITY item 23: every bad argument is a TypeError or RangeError at
+// once, naming the argument and the value.
+import { assertThrows } from "@std/assert";
+import { BufferEmit, type BufferEmitOptions } from "../mod.ts";
+
+const cb = () => {};
+
+Deno.test("BufferEmit rejects bad arguments, naming them", async (t) => {
+  const cases: [string, () => unknown, ErrorConstructor, string][] = [
+    [
+      "size -3",
+      () => new BufferEmit(cb, -3),
+      RangeError,
+      "Cannot create BufferEmit as 'size' must be a positive integer: received number -3",
+    ],
+    [
+      "size 1.5",
+      () => new BufferEmit(cb, 1.5),
+      RangeError,
+      "'size' must be a positive integer: received number 1.5",
+    ],
+    [
+      "size NaN",
+      () => new BufferEmit(cb, NaN),
+      RangeError,
+      "received number NaN",
+    ],
+    [
+      "size string",
+      () => new BufferEmit(cb, "8" as never),
+      RangeError,
+      'received string "8"',
+    ],
+    [
+      "hop 0",
+      () => new BufferEmit(cb, 8, { clip: true, hop: 0 }),
+      RangeError,
+      "'hop' must be a positive integer: received number 0",
+    ],
+    [
+      "hop without clip",
+      () => new BufferEmit(cb, 8, { hop: 2 }),
+      TypeError,
+      "'hop' requires 'clip: true'",
+    ],
+    [
+      "sampler -1",
+      () => new BufferEmit(cb, 8, { sampler: -1 }),
+      RangeError,
+      "'sampler' must be a finite number of milliseconds >= 0 or a function: received number -1",
+    ],
+    [
+      "sampler NaN",
+      () => new BufferEmit(cb, 8, { sampler: NaN }),
+      RangeError,
+      "received number NaN",
+    ],
+    [
+      "mode",
+      () => new BufferEmit(cb, 8, { mode: "fiber" as never }),
+      TypeError,
+      `'mode' must be "serial", "thread" or "process": received string "fiber"`,
+    ],
+    [
+      "pool",
+      () => new BufferEmit(cb, 8, { pool: 0 }),
+      RangeError,
+      "'pool' must be a positive integer: received number 0",
+    ],
+    [
+      "concurrency",
+      () => new BufferEmit(cb, 8, { concurrency: -1 }),
+      RangeError,
+      "'concurrency' must be a positive integer",
+    ],
+    [
+      "maxPending",
+      () => new BufferEmit(cb, 8, { maxPending: -1 }),
+      RangeError,
+      "'maxPending' must be an integer >= 0 or Infinity: received number -1",
+    ],
+    [
+      "overflow",
+      () => new BufferEmit(cb, 8, { overflow: "spill" as never }),
+      TypeError,
+      "'overflow' must be",
+    ],
+    [
+      "maxWait",
+      () => new BufferEmit(cb, 8, { maxWait: 0 }),
+      RangeError,
+      "'maxWait' must be a number of milliseconds > 0: received number 0",
+    ],
+    [
+      "timeout",
+      () => new BufferEmit(cb, 8, { timeout: -5 }),
+      RangeError,
+      "'timeout' must be a number of milliseconds > 0: received number -5",
+    ],
+    [
+      "onDone",
+      () => new BufferEmit(cb, 8, { onDone: 3 as never }),
+      TypeError,
+      "'onDone' must be a function: received number 3",
+    ],
+    [
+      "signal",
+      () => new BufferEmit(cb, 8, { signal: {} as never }),
+      TypeError,
+      "'signal' must be an AbortSignal",
+    ],
+    [
+      "clip",
+      () => new BufferEmit(cb, 8, { clip: "yes" as never }),
+      TypeError,
+      "'clip' must be a boolean",
+    ],
+    [
+      "callback",
+      () => new BufferEmit(42 as never, 8),
+      TypeError,
+      "'callback' must be a function or the URL of a module that exports one: received number 42",
+    ],
+    [
+      "function in thread mode",
+      () => new BufferEmit(cb, 8, { mode: "thread" }),
+      TypeError,
+      "a function cannot cross into a Worker",
+    ],
+    [
+      "function in process mode",
+      () => new BufferEmit(cb, 8, { mode: "process" }),
+      TypeError,
+      "a function cannot cross into a child process",
+    ],
+    [
+      "permissions",
+      () =>
+        new BufferEmit(
+          cb,
+          8,
+          { permissions: { hack: true } as never } as BufferEmitOptions,
+        ),
+      TypeError,
+      "'permissions.hack' is not a Deno permission",
+    ],
+    [
+      "v8Flags",
+      () => new BufferEmit(cb, 8, { v8Flags: [1] as never }),
+      TypeError,
+      "'v8Flags' must be an array of strings",
+    ],
+  ];
+  for (const [name, fn, type, fragment] of cases) {
+    await t.step(name, () => {
+      assertThrows(fn, type, fragment);
+    });
+  }
+});
+
+Deno.test("BufferEmit.write() rejects data that is not bytes and bad timestamps", async () => {
+  const buff = new BufferEmit(cb, 8);
+  assertThrows(
+    () => buff.write(123 as never),
+    TypeError,
+    "Cannot write to BufferEmit as 'data' must be a Uint8Array, an ArrayBufferView, an ArrayBuffer or a string: received number 123",
+  );
+  assertThrows(() => buff.write(null as never), TypeError, "received null");
+  assertThrows(
+    () => buff.write([1, 2] as never),
+    TypeError,
+    "received Array of length 2",
+  );
+  assertThrows(
+    () => buff.write(new Uint8Array(1), NaN),
+    RangeError,
+    "'t0' must be a finite number of milliseconds: received number NaN",
+  );
+  assertThrows(
+    () => buff.write(new Uint8Array(1), Infinity),
+    RangeError,
+    "received number Infinity",
+  );
+  await buff.close();
+  // Nothing the user wrote was lost: bad writes were refused before counting.
+  if (buff.stats.written !== 0) throw new Error("a refused write was counted");
+});

@@ -1,0 +1,570 @@
+// Copyright the @ocycle/core authors. MIT license.
+import {
+  assert,
+  assertEquals,
+  assertFalse,
+  assertRejects,
+  assertThrows,
+} from "@std/assert";
+import {
+  BufferEmit,
+  ChunkError,
+  type ChunkInfo,
+  type EmitterStats,
+} from "../mod.ts";
+
+const bytes = (...values: number[]) => Uint8Array.from(values);
+const range = (n: number, from = 0) =>
+  Uint8Array.from({ length: n }, (_, i) => (from + i) & 255);
+
+/** The pool's invariant: every buffer ever made is in exactly one place. */
+export function assertBuffersAddUp(stats: EmitterStats): void {
+  const b = stats.buffers;
+  assertEquals(
+    b.created,
+    b.free + b.out + b.given + b.discarded + b.lost,
+    `buffers do not add up: ${JSON.stringify(b)}`,
+  );
+}
+
+Deno.test("BufferEmit.write() emits the whole buffer once size is reached without clip", async () => {
+  const chunks: number[][] = [];
+  const buff = new BufferEmit((chunk) => {
+    chunks.push([...chunk]);
+  }, 4);
+  buff.write(bytes(1, 2, 3));
+  assertEquals(chunks, []);
+  buff.write(bytes(4, 5));
+  assertEquals(chunks, [[1, 2, 3, 4, 5]]);
+  buff.write(bytes(6, 7, 8, 9, 10, 11));
+  assertEquals(chunks[1], [6, 7, 8, 9, 10, 11]);
+  buff.write(bytes(12));
+  await buff.close();
+  assertEquals(chunks[2], [12]);
+  assertEquals(buff.stats.emitted, 3);
+});
+
+Deno.test("BufferEmit.write() carries the remainder when clip is set", async (t) => {
+  await t.step("one write may emit several chunks", async () => {
+    const chunks: number[][] = [];
+    const infos: ChunkInfo[] = [];
+    const buff = new BufferEmit(
+      (chunk, _t0, info) => {
+        chunks.push([...chunk]);
+        infos.push(info);
+      },
+      3,
+      { clip: true },
+    );
+    buff.write(range(8));
+    assertEquals(chunks, [[0, 1, 2], [3, 4, 5]]);
+    buff.write(range(2, 8));
+    assertEquals(chunks[2], [6, 7, 8]);
+    await buff.close();
+    assertEquals(chunks[3], [9]);
+    assertEquals(infos.map((i) => [i.index, i.offset, i.length, i.final]), [
+      [0, 0, 3, false],
+      [1, 3, 3, false],
+      [2, 6, 3, false],
+      [3, 9, 1, true],
+    ]);
+    assertEquals(infos.map((i) => i.reason), ["size", "size", "size", "close"]);
+  });
+  await t.step("hop < size makes overlapping windows", async () => {
+    const chunks: number[][] = [];
+    const offsets: number[] = [];
+    const buff = new BufferEmit(
+      (chunk, _t0, info) => {
+        chunks.push([...chunk]);
+        offsets.push(info.offset);
+      },
+      4,
+      { clip: true, hop: 2 },
+    );
+    buff.write(range(3));
+    buff.write(range(5, 3));
+    await buff.close({ flush: false });
+    assertEquals(chunks, [[0, 1, 2, 3], [2, 3, 4, 5], [4, 5, 6, 7]]);
+    assertEquals(offsets, [0, 2, 4]);
+  });
+  await t.step(
+    "hop > size leaves gaps that are counted as skipped",
+    async () => {
+      const chunks: number[][] = [];
+      const buff = new BufferEmit(
+        (chunk) => {
+          chunks.push([...chunk]);
+        },
+        2,
+        { clip: true, hop: 5 },
+      );
+      for (const b of range(12)) buff.write(bytes(b));
+      await buff.close();
+      assertEquals(chunks, [[0, 1], [5, 6], [10, 11]]);
+      assertEquals(buff.stats.skipped, 6);
+    },
+  );
+});
+
+Deno.test("BufferEmit sampler drops writes during the pause and the carried remainder", async (t) => {
+  await t.step("a number of milliseconds", async () => {
+    const chunks: { data: number[]; t0: number }[] = [];
+    const buff = new BufferEmit(
+      (chunk, t0) => {
+        chunks.push({ data: [...chunk], t0 });
+      },
+      4,
+      { clip: true, sampler: 100 },
+    );
+    buff.write(range(6), 1000); // emits [0..3] at T=1000, drops the carried 4, 5
+    buff.write(range(4, 10), 1050); // before 1100: dropped whole
+    buff.write(range(4, 20), 1100); // resumes: a fresh chunk
+    buff.write(range(4, 30), 1300);
+    await buff.close();
+    assertEquals(chunks, [
+      { data: [0, 1, 2, 3], t0: 1000 },
+      { data: [20, 21, 22, 23], t0: 1100 },
+      { data: [30, 31, 32, 33], t0: 1300 },
+    ]);
+    assertEquals(buff.stats.written, 18);
+    assertEquals(buff.stats.dropped, 2 + 4);
+  });
+  await t.step("a function called once per emit", async () => {
+    const pauses = [10, 20];
+    const seen: number[] = [];
+    const buff = new BufferEmit(
+      (_c, t0) => {
+        seen.push(t0);
+      },
+      1,
+      { sampler: () => pauses.shift() ?? 0 },
+    );
+    for (let t = 0; t < 40; t += 5) buff.write(bytes(1), t);
+    await buff.close();
+    assertEquals(seen, [0, 10, 30, 35]);
+    assertEquals(buff.stats.dropped, 4);
+  });
+  await t.step(
+    "a bad value from the function is a RangeError naming it",
+    async () => {
+      const buff = new BufferEmit(() => {}, 1, { sampler: () => NaN });
+      assertThrows(
+        () => buff.write(bytes(1)),
+        RangeError,
+        "'sampler' must return a finite number of milliseconds >= 0: received number NaN",
+      );
+      await buff.close();
+      assertEquals(buff.stats.emitted, 1); // the chunk was delivered, not lost
+    },
+  );
+});
+
+Deno.test("BufferEmit chunk t0 is the timestamp of the write that supplied its first element", async (t) => {
+  await t.step(
+    "with clip, the write that starts the carried chunk",
+    async () => {
+      const t0s: number[] = [];
+      const buff = new BufferEmit(
+        (_c, t0, info) => {
+          assertEquals(info.t0, t0);
+          t0s.push(t0);
+        },
+        4,
+        { clip: true },
+      );
+      buff.write(range(3), 10);
+      buff.write(range(3), 20); // completes chunk 0; chunk 1 starts in this write
+      buff.write(range(3), 30); // chunk 2 starts at offset 8, in this write
+      buff.write(range(3), 40);
+      await buff.close();
+      assertEquals(t0s, [10, 20, 30]);
+    },
+  );
+  await t.step(
+    "with hop, each window start keeps its own write's time",
+    async () => {
+      const t0s: number[] = [];
+      const buff = new BufferEmit(
+        (_c, t0) => {
+          t0s.push(t0);
+        },
+        4,
+        { clip: true, hop: 1 },
+      );
+      for (let i = 0; i < 6; i++) buff.write(bytes(i), 100 + i);
+      await buff.close({ flush: false });
+      assertEquals(t0s, [100, 101, 102]);
+    },
+  );
+  await t.step("the clock is read only when a chunk starts", async () => {
+    const realNow = Date.now;
+    let reads = 0;
+    Date.now = () => {
+      reads++;
+      return realNow();
+    };
+    try {
+      const buff = new BufferEmit(() => {}, 100, { clip: true });
+      for (let i = 0; i < 100; i++) buff.write(range(10));
+      assertEquals(reads, 10); // one per chunk, not one per write
+      await buff.close();
+    } finally {
+      Date.now = realNow;
+    }
+  });
+});
+
+Deno.test("BufferEmit owned chunks never change, borrowed ones are recycled", async (t) => {
+  await t.step("borrow: false", async () => {
+    const kept: Uint8Array[] = [];
+    const buff = new BufferEmit(
+      (chunk) => {
+        kept.push(chunk);
+      },
+      4,
+      { clip: true },
+    );
+    for (let i = 0; i < 5; i++) buff.write(range(4, i * 4));
+    await buff.close();
+    kept.forEach((chunk, i) => assertEquals([...chunk], [...range(4, i * 4)]));
+    assertBuffersAddUp(buff.stats);
+  });
+  await t.step("borrow: true", async () => {
+    const backing = new Set<ArrayBufferLike>();
+    const copies: number[][] = [];
+    const buff = new BufferEmit(
+      (chunk) => {
+        backing.add(chunk.buffer);
+        copies.push([...chunk]);
+      },
+      4,
+      { clip: true, borrow: true },
+    );
+    for (let i = 0; i < 50; i++) buff.write(range(4, i * 4));
+    await buff.close();
+    assertEquals(copies.length, 50);
+    assertEquals(copies[49], [...range(4, 196)]);
+    // A synchronous callback needs at most two buffers: the one being
+    // filled and the one being read.
+    assert(backing.size <= 2, `${backing.size} buffers used`);
+    const stats = buff.stats;
+    assert(stats.buffers.created <= 2);
+    assertEquals(stats.buffers.out, 0);
+    assertBuffersAddUp(stats);
+  });
+});
+
+Deno.test("BufferEmit runs async callbacks one at a time, in order, with backpressure", async (t) => {
+  await t.step("order and maxPending", async () => {
+    const order: string[] = [];
+    let running = 0;
+    const buff = new BufferEmit(
+      async (chunk, _t0, info) => {
+        running++;
+        assertEquals(running, 1);
+        order.push(`start ${info.index}`);
+        await new Promise((r) => setTimeout(r, 5));
+        order.push(`end ${info.index}`);
+        running--;
+        return chunk[0];
+      },
+      2,
+      { clip: true, maxPending: 2 },
+    );
+    assert(buff.write(range(2))); // runs at once
+    assert(buff.write(range(2, 2))); // waits: 1
+    assertFalse(buff.write(range(2, 4))); // waits: 2, at the bound
+    assertEquals(buff.stats.queued, 2);
+    await buff.ready;
+    assert(buff.stats.queued < 2);
+    await buff.close();
+    assertEquals(order, [
+      "start 0",
+      "end 0",
+      "start 1",
+      "end 1",
+      "start 2",
+      "end 2",
+    ]);
+  });
+  await t.step("drop-newest and drop-oldest count what they drop", async () => {
+    for (const overflow of ["drop-newest", "drop-oldest"] as const) {
+      const seen: number[] = [];
+      let release!: () => void;
+      const gate = new Promise<void>((r) => release = r);
+      const buff = new BufferEmit(
+        async (chunk) => {
+          await gate;
+          seen.push(chunk[0]!);
+        },
+        1,
+        { maxPending: 1, overflow },
+      );
+      for (let i = 0; i < 4; i++) buff.write(bytes(i));
+      assertEquals(buff.stats.droppedChunks, 2);
+      assertEquals(buff.stats.dropped, 2);
+      release();
+      await buff.close();
+      assertEquals(seen, overflow === "drop-newest" ? [0, 1] : [0, 3]);
+      assertBuffersAddUp(buff.stats);
+    }
+  });
+});
+
+Deno.test("BufferEmit maxWait emits a partial chunk, never an empty one", async () => {
+  const chunks: { data: number[]; reason: string }[] = [];
+  const buff = new BufferEmit(
+    (chunk, _t0, info) => {
+      chunks.push({ data: [...chunk], reason: info.reason });
+    },
+    10,
+    { clip: true, maxWait: 20 },
+  );
+  buff.write(range(3));
+  await new Promise((r) => setTimeout(r, 60));
+  assertEquals(chunks, [{ data: [0, 1, 2], reason: "maxWait" }]);
+  await new Promise((r) => setTimeout(r, 40)); // nothing buffered: no empty chunk
+  assertEquals(chunks.length, 1);
+  // Size wins the race: the timer was armed, but the chunk filled first.
+  buff.write(range(10, 3));
+  assertEquals(chunks[1], { data: [...range(10, 3)], reason: "size" });
+  await new Promise((r) => setTimeout(r, 40));
+  assertEquals(chunks.length, 2);
+  buff.write(range(1, 13));
+  await buff.close(); // the timer is cleared: the sanitizer would catch it
+  assertEquals(chunks[2], { data: [13], reason: "close" });
+  assertEquals(
+    chunks.flatMap((c) => c.data),
+    [...range(14)],
+    "no element lost or repeated",
+  );
+});
+
+Deno.test("BufferEmit.close() flushes the tail, waits, and forbids writes", async (t) => {
+  await t.step("flush by default", async () => {
+    const done: number[] = [];
+    const buff = new BufferEmit(
+      async (chunk) => {
+        await new Promise((r) => setTimeout(r, 5));
+        return chunk.length;
+      },
+      4,
+      { clip: true, onDone: (n) => done.push(n) },
+    );
+    buff.write(range(10));
+    await buff.close();
+    assertEquals(done, [4, 4, 2]);
+    assertThrows(() => buff.write(range(1)), TypeError, "closed");
+    assertThrows(() => buff.flush(), TypeError, "closed");
+  });
+  await t.step("flush: false counts the tail as dropped", async () => {
+    const buff = new BufferEmit(() => {}, 4, { clip: true });
+    buff.write(range(10));
+    await buff.close({ flush: false });
+    assertEquals(buff.stats.emitted, 2);
+    assertEquals(buff.stats.dropped, 2);
+  });
+  await t.step("flush() emits now; an empty flush emits nothing", async () => {
+    const lengths: number[] = [];
+    const buff = new BufferEmit((c) => {
+      lengths.push(c.length);
+    }, 4);
+    buff.flush();
+    buff.write(range(3));
+    buff.flush();
+    buff.flush();
+    await buff.close();
+    assertEquals(lengths, [3]);
+  });
+  await t.step("Symbol.asyncDispose closes", async () => {
+    const lengths: number[] = [];
+    {
+      await using buff = new BufferEmit((c) => {
+        lengths.push(c.length);
+      }, 4);
+      buff.write(range(3));
+    }
+    assertEquals(lengths, [3]);
+  });
+});
+
+Deno.test("BufferEmit callback errors reach the user with the chunk's info", async (t) => {
+  await t.step("to onError, and the emitter keeps serving", async () => {
+    const errors: [ChunkError, ChunkInfo][] = [];
+    const done: number[] = [];
+    const buff = new BufferEmit(
+      (chunk) => {
+        if (chunk[0] === 1) throw new Error("bad chunk");
+        return chunk[0];
+      },
+      1,
+      {
+        onError: (e, i) => errors.push([e, i]),
+        onDone: (v) => done.push(v!),
+      },
+    );
+    for (let i = 0; i < 3; i++) buff.write(bytes(i), 100 + i);
+    await buff.close();
+    assertEquals(done, [0, 2]);
+    assertEquals(errors.length, 1);
+    const [error, info] = errors[0]!;
+    assert(error instanceof ChunkError);
+    assertEquals(error.kind, "callback");
+    assertEquals(error.mode, "serial");
+    assertEquals(info.index, 1);
+    assertEquals(error.info, info);
+    assert(error.message.includes("Chunk 1 (offset 1, t0 101)"));
+    assert(error.message.includes("bad chunk"));
+    assert(error.cause instanceof Error);
+    assertEquals(buff.stats.failed, 1);
+  });
+  await t.step("without onError it rejects close()", async () => {
+    const buff = new BufferEmit(async () => {
+      await Promise.resolve();
+      throw new Error("async boom");
+    }, 1);
+    buff.write(bytes(1));
+    await assertRejects(() => buff.close(), ChunkError, "async boom");
+  });
+  await t.step("without onError it rejects the next ready, once", async () => {
+    const buff = new BufferEmit(() => {
+      throw new Error("sync boom");
+    }, 1);
+    buff.write(bytes(1));
+    await assertRejects(() => buff.ready, ChunkError, "sync boom");
+    await buff.ready; // reported once
+    buff.write(bytes(2));
+    buff.write(bytes(3));
+    await assertRejects(() => buff.close(), AggregateError, "2 chunks");
+  });
+  await t.step("onDone throwing is reported as a chunk error", async () => {
+    const errors: ChunkError[] = [];
+    const buff = new BufferEmit(() => 1, 1, {
+      onDone: () => {
+        throw new Error("onDone broke");
+      },
+      onError: (e) => errors.push(e),
+    });
+    buff.write(bytes(1));
+    await buff.close();
+    assertEquals(errors[0]?.kind, "onDone");
+  });
+});
+
+Deno.test("BufferEmit.abort() stops queued work with a clear error", async (t) => {
+  await t.step(
+    "queued chunks fail as aborted, running ones are let go",
+    async () => {
+      const errors: ChunkError[] = [];
+      const buff = new BufferEmit(() => new Promise<void>(() => {}), 1, {
+        onError: (e) => errors.push(e),
+        borrow: true,
+      });
+      for (let i = 0; i < 4; i++) buff.write(bytes(i));
+      buff.write(new Uint8Array(0));
+      await buff.abort(new Error("stop"));
+      assertEquals(errors.map((e) => e.kind), [
+        "aborted",
+        "aborted",
+        "aborted",
+        "aborted",
+      ]);
+      assertEquals(new Set(errors.map((e) => e.info.index)).size, 4);
+      assertThrows(() => buff.write(bytes(1)), Error, "stop");
+      await assertRejects(() => buff.close(), Error, "stop");
+      await assertRejects(() => buff.ready, Error, "stop");
+      const stats = buff.stats;
+      assertEquals(stats.pending, 0);
+      assertEquals(stats.buffers.out, 0);
+      assertBuffersAddUp(stats);
+    },
+  );
+  await t.step("an already-aborted signal: nothing is dispatched", async () => {
+    let calls = 0;
+    const buff = new BufferEmit(
+      () => {
+        calls++;
+      },
+      1,
+      { signal: AbortSignal.abort(new Error("too late")) },
+    );
+    assertThrows(() => buff.write(bytes(1)), Error, "too late");
+    await assertRejects(() => buff.close(), Error, "too late");
+    assertEquals(calls, 0);
+  });
+  await t.step("a signal aborted later stops the emitter", async () => {
+    const controller = new AbortController();
+    const errors: ChunkError[] = [];
+    const buff = new BufferEmit(() => new Promise<void>(() => {}), 1, {
+      signal: controller.signal,
+      onError: (e) => errors.push(e),
+    });
+    buff.write(bytes(1));
+    buff.write(bytes(2));
+    controller.abort(new Error("cancelled"));
+    await assertRejects(() => buff.close(), Error, "cancelled");
+    assertEquals(errors.length, 2);
+  });
+  await t.step(
+    "timeout fails a hung async callback and frees its slot",
+    async () => {
+      const errors: ChunkError[] = [];
+      const done: number[] = [];
+      const buff = new BufferEmit(
+        (chunk) => {
+          if (chunk[0] === 0) return new Promise<number>(() => {});
+          return chunk[0]!;
+        },
+        1,
+        {
+          timeout: 30,
+          onError: (e) => errors.push(e),
+          onDone: (v) => done.push(v),
+        },
+      );
+      buff.write(bytes(0));
+      buff.write(bytes(1));
+      await buff.close();
+      assertEquals(errors[0]?.kind, "timeout");
+      assertEquals(errors[0]?.info.index, 0);
+      assertEquals(done, [1]);
+    },
+  );
+});
+
+Deno.test("BufferEmit.stats counts and the buffers always add up", async () => {
+  let release!: () => void;
+  const gate = new Promise<void>((r) => release = r);
+  const buff = new BufferEmit(() => gate, 4, {
+    clip: true,
+    borrow: true,
+    maxPending: 3,
+  });
+  for (let i = 0; i < 5; i++) buff.write(range(4));
+  const during = buff.stats;
+  assertEquals(during.inFlight, 1);
+  assertEquals(during.queued, 4);
+  assertEquals(during.pending, 5);
+  assertEquals(during.buffers.out, 6); // five chunks and the one being filled
+  assertBuffersAddUp(during);
+  release();
+  await buff.close();
+  const after = buff.stats;
+  assertEquals(after.done, 5);
+  assertEquals(after.written, 20);
+  assertEquals(after.buffers.out, 0);
+  assertBuffersAddUp(after);
+});
+
+Deno.test("BufferEmit.write() accepts every kind of bytes", async () => {
+  const chunks: number[][] = [];
+  const buff = new BufferEmit((c) => {
+    chunks.push([...c]);
+  }, 1);
+  buff.write(new Uint16Array([0x0201]));
+  buff.write(new Uint8Array([3, 4]).buffer);
+  buff.write(new DataView(new Uint8Array([9, 5, 9]).buffer, 1, 1));
+  buff.write("é");
+  await buff.close();
+  assertEquals(chunks, [[1, 2], [3, 4], [5], [0xc3, 0xa9]]);
+});

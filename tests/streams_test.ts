@@ -1,0 +1,174 @@
+// Copyright the @ocycle/core authors. MIT license.
+import { assert, assertEquals, assertRejects, assertThrows } from "@std/assert";
+import { BufferEmit, ChunkError, fanout, rechunk } from "../mod.ts";
+import { assertBuffersAddUp } from "./buffer_emit_test.ts";
+
+function frames(n: number, size: number): Uint8Array[] {
+  return Array.from({ length: n }, (_, i) => new Uint8Array(size).fill(i));
+}
+
+Deno.test("Emitter.writable applies backpressure to a fast writer", async () => {
+  let running = 0, maxQueued = 0;
+  const buff = new BufferEmit(
+    async () => {
+      running++;
+      await new Promise((r) => setTimeout(r, 1));
+      running--;
+    },
+    64,
+    { clip: true, borrow: true, maxPending: 2 },
+  );
+  const source = ReadableStream.from(
+    (function* () {
+      for (let i = 0; i < 200; i++) {
+        maxQueued = Math.max(maxQueued, buff.stats.queued);
+        yield new Uint8Array(64);
+      }
+    })(),
+  );
+  await source.pipeTo(buff.writable);
+  assertEquals(buff.stats.done, 200);
+  assert(maxQueued <= 2, `queued ${maxQueued}`);
+  // Bounded: one filling, one running, at most maxPending waiting, plus one
+  // chunk the stream had already handed over.
+  assert(buff.stats.buffers.created <= 5, `${buff.stats.buffers.created}`);
+  assertBuffersAddUp(buff.stats);
+});
+
+Deno.test("Emitter.writable rejects pipeTo with a failing chunk's error", async () => {
+  const buff = new BufferEmit((chunk) => {
+    if (chunk[0] === 3) throw new Error("chunk three is bad");
+  }, 8);
+  await assertRejects(
+    () => ReadableStream.from(frames(10, 8)).pipeTo(buff.writable),
+    ChunkError,
+    "chunk three is bad",
+  );
+  await buff.close(); // the error was reported once, through pipeTo
+});
+
+Deno.test("Emitter.writable abort(reason) stops in-flight work and returns the buffers", async () => {
+  const errors: ChunkError[] = [];
+  const buff = new BufferEmit(() => new Promise<void>(() => {}), 4, {
+    borrow: true,
+    onError: (e) => errors.push(e),
+  });
+  const writer = buff.writable.getWriter();
+  await writer.write(new Uint8Array(4));
+  await writer.write(new Uint8Array(4));
+  await writer.abort(new Error("user abort"));
+  assertEquals(errors.map((e) => e.kind), ["aborted", "aborted"]);
+  assertEquals(buff.stats.buffers.out, 0);
+  assertBuffersAddUp(buff.stats);
+});
+
+Deno.test("Emitter.writable close() flushes and waits", async () => {
+  const done: number[] = [];
+  const buff = new BufferEmit(
+    async (c) => {
+      await new Promise((r) => setTimeout(r, 2));
+      return c.length;
+    },
+    10,
+    { clip: true, onDone: (n) => done.push(n) },
+  );
+  await ReadableStream.from(frames(5, 3)).pipeTo(buff.writable);
+  assertEquals(done, [10, 5]);
+});
+
+Deno.test("fanout() writes every frame to every emitter, paced by the slowest", async () => {
+  const fast: number[] = [], slow: number[] = [];
+  const t0s = new Map<string, number[]>([["fast", []], ["slow", []]]);
+  const a = new BufferEmit(
+    (c, t0) => {
+      fast.push(c.length);
+      t0s.get("fast")!.push(t0);
+    },
+    4,
+    { clip: true },
+  );
+  const b = new BufferEmit(
+    async (c, t0) => {
+      await new Promise((r) => setTimeout(r, 2));
+      slow.push(c.length);
+      t0s.get("slow")!.push(t0);
+    },
+    8,
+    { clip: true, maxPending: 1 },
+  );
+  let maxQueued = 0;
+  const source = ReadableStream.from(
+    (function* () {
+      for (let i = 0; i < 40; i++) {
+        maxQueued = Math.max(maxQueued, b.stats.queued);
+        yield new Uint8Array(4);
+      }
+    })(),
+  );
+  const out = fanout(a, b);
+  assertEquals(out.targets.length, 2);
+  await source.pipeTo(out.writable);
+  assertEquals(fast.length, 40);
+  assertEquals(slow.length, 20);
+  assert(maxQueued <= 1, `slow queue reached ${maxQueued}`);
+  // Every other fast chunk starts with the same frame as a slow one.
+  assertEquals(t0s.get("slow"), t0s.get("fast")!.filter((_, i) => i % 2 === 0));
+});
+
+Deno.test("fanout() keeps writing to the others when one throws", async () => {
+  const a = new BufferEmit(() => {}, 4);
+  const got: number[] = [];
+  const b = new BufferEmit((c) => {
+    got.push(c.length);
+  }, 4);
+  await a.close();
+  const out = fanout<Uint8Array>(a, b);
+  assertThrows(() => out.write(new Uint8Array(4)), TypeError, "closed");
+  assertEquals(got, [4]);
+  await out.close();
+  assertThrows(
+    () => fanout({} as never),
+    TypeError,
+    "target 0 must be an emitter",
+  );
+});
+
+Deno.test("rechunk() re-chunks a byte stream, with info on request", async () => {
+  const input = frames(7, 3); // 21 bytes
+  const plain = await Array.fromAsync(
+    ReadableStream.from(input).pipeThrough(rechunk(5, { clip: true })),
+  );
+  assertEquals(plain.map((c) => c.length), [5, 5, 5, 5, 1]);
+  const windows = await Array.fromAsync(
+    ReadableStream.from(input).pipeThrough(
+      rechunk(6, { clip: true, hop: 3, info: true, flush: false }),
+    ),
+  );
+  assertEquals(windows.map((w) => w.info.offset), [0, 3, 6, 9, 12, 15]);
+  assertEquals([...windows[1]!.chunk], [1, 1, 1, 2, 2, 2]);
+  assertThrows(
+    () => rechunk(0),
+    RangeError,
+    "'size' must be a positive integer",
+  );
+});
+
+Deno.test("serial mode works with no permissions at all", async () => {
+  const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--no-prompt",
+      "--no-config",
+      new URL("./fixtures/no_permissions.ts", import.meta.url).pathname,
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const err = new TextDecoder().decode(stderr);
+  assertEquals(code, 0, err);
+  assertEquals(JSON.parse(new TextDecoder().decode(stdout)), {
+    // sampler: 0 drops the carried "ij" after a1, as a duty cycle must.
+    seen: ["a0:4", "b:6", "a1:4", "b:4"],
+    sizes: [4, 4, 2],
+  });
+});
