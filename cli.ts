@@ -1,0 +1,46 @@
+// Copyright the @ocycle/core authors. MIT license.
+/**
+ * The `ocycle` command line: cut standard input into chunks and hand each one
+ * on, either to a command (the chunk on its stdin, as GNU parallel `--pipe`
+ * does) or to a handler module run in a pool of Deno subprocesses or Web
+ * Workers.
+ *
+ * ```sh
+ * # bytes per 1 MiB chunk, two commands at a time
+ * deno run -A jsr:@ocycle/core/cli --size 1MiB -j 2 --exec "wc -c" < big.bin
+ * # 2 s of 16 kHz mono 16-bit audio per chunk, to a handler in a Worker pool
+ * arecord -f S16_LE -r 16000 -c 1 | deno run -A jsr:@ocycle/core/cli \
+ *   --size 2s --rate 16000 --format s16le --module ./analyze.ts --mode thread
+ * ```
+ *
+ * Run it with `--help` for every option. The exit code is 0 only if every
+ * chunk succeeded.
+ *
+ * @example Running the command line from code
+ * ```ts ignore
+ * import { main } from "@ocycle/core/cli";
+ *
+ * Deno.exit(await main(["--size", "64KiB", "--exec", "wc -c"]));
+ * ```
+ *
+ * @module
+ */
+
+import { runCli } from "./src/_cli.ts";
+
+/**
+ * Runs the `ocycle` command line with the given arguments: reads
+ * `Deno.stdin`, writes outputs to `Deno.stdout` and progress and errors to
+ * `Deno.stderr`.
+ *
+ * @param args The arguments, as in `Deno.args`.
+ * @returns The exit code: 0 if every chunk succeeded, 1 if any failed, 2 for
+ * bad options, 126 or 127 if the `--exec` command cannot be run or is not found.
+ */
+export function main(args: readonly string[]): Promise<number> {
+  return runCli(args);
+}
+
+if (import.meta.main) {
+  Deno.exit(await main(Deno.args));
+}
