@@ -7,6 +7,8 @@
 import { ChunkError } from "./chunk_error.ts";
 import type { Callback, ChunkInfo, Mode } from "./chunk_info.ts";
 import type { FormatSpec } from "./_format.ts";
+import { ProcessDispatcher } from "./_process_dispatcher.ts";
+import { ThreadDispatcher } from "./_thread_dispatcher.ts";
 
 /** One chunk on its way to the callback. */
 export interface Task<C> {
@@ -234,9 +236,8 @@ export function createDispatcher<C, R>(
     case "serial":
       return new SerialDispatcher(context);
     case "thread":
+      return new ThreadDispatcher(context);
     case "process":
-      throw new TypeError(
-        `Cannot create ${context.owner} as mode '${context.mode}' is not available in this version: use mode 'serial'`,
-      );
+      return new ProcessDispatcher(context);
   }
 }

@@ -1,0 +1,469 @@
+// Copyright the @ocycle/core authors. MIT license.
+// Thread mode: a pool of module Workers (src/_worker.ts) behind the
+// dispatcher seam. Each Worker holds up to `concurrency` chunks so that the
+// next one travels while the current one runs; a chunk goes to the live Worker
+// with the fewest chunks. Bytes and samples are transferred, never copied, and
+// borrowed buffers come back with the reply to be recycled. A Worker that
+// dies (an uncaught error, `self.close()`, `Deno.exit()`) or misses a deadline
+// is terminated; the chunks it held fail and their buffers are counted lost;
+// a new Worker starts when the next chunk needs one. Workers that cannot
+// start are retried a bounded number of times, then every chunk fails at once
+// with the start-up error.
+
+import { ChunkError } from "./chunk_error.ts";
+import type { ChunkInfo } from "./chunk_info.ts";
+import {
+  type Dispatcher,
+  type DispatcherContext,
+  type DispatcherCounts,
+  message,
+  type Task,
+} from "./_dispatcher.ts";
+import {
+  type TypedArray,
+  type TypedArrayConstructor,
+  typedArrayType,
+} from "./_format.ts";
+import {
+  fromWireError,
+  type InitMessage,
+  type TaskMessage,
+  type WorkerMessage,
+} from "./_protocol.ts";
+
+/** Workers in a row that may fail to start before the pool gives up. */
+const START_ATTEMPTS = 3;
+
+const WORKER_URL = new URL("./_worker.ts", import.meta.url);
+
+interface Job<C, R> {
+  readonly id: number;
+  readonly task: Task<C>;
+  readonly resolve: (value: R) => void;
+  readonly reject: (error: unknown) => void;
+  timer: ReturnType<typeof setTimeout> | undefined;
+  /** The Worker holding the chunk, or undefined while it waits for one. */
+  slot: Slot<C, R> | undefined;
+}
+
+interface Slot<C, R> {
+  readonly worker: Worker;
+  /** Its number, for messages: the nth Worker this pool started. */
+  readonly serial: number;
+  ready: boolean;
+  dead: boolean;
+  /** Whether it ever replied to a chunk: a Worker that dies before is a start-up failure. */
+  served: boolean;
+  /** The chunks it holds, by id. */
+  readonly jobs: Map<number, Job<C, R>>;
+}
+
+/** Runs each chunk in a pool of module Workers. */
+export class ThreadDispatcher<C, R> implements Dispatcher<C, R> {
+  readonly slots: number;
+  readonly copies = false;
+  readonly #context: DispatcherContext<C, R>;
+  readonly #init: InitMessage;
+  readonly #concurrency: number;
+  readonly #timeout: number;
+  /** The typed array type of bytes and samples; undefined for items and text. */
+  readonly #type: TypedArrayConstructor<TypedArray> | undefined;
+  /** Live Workers: starting or ready. */
+  #live: Slot<C, R>[] = [];
+  /** Chunks waiting for a Worker to start. */
+  #backlog: Job<C, R>[] = [];
+  #nextId = 0;
+  #started = 0;
+  #replaced = 0;
+  /** Workers in a row that died before serving a chunk. */
+  #startFailures = 0;
+  /** Set once Workers cannot start: every chunk fails with it. */
+  #broken: { detail: string; cause: unknown } | undefined;
+  #ended = false;
+  #abortReason: unknown;
+  #aborted = false;
+
+  constructor(context: DispatcherContext<C, R>) {
+    if (!(context.callback instanceof URL)) {
+      throw new TypeError(
+        `Cannot create ${context.owner} in thread mode as a function cannot cross into a Worker: pass the URL of a module that exports the callback`,
+      );
+    }
+    this.#context = context;
+    this.#concurrency = context.concurrency;
+    this.#timeout = context.timeout;
+    this.slots = context.pool * context.concurrency;
+    const format = context.format;
+    this.#type = format.kind === "bytes"
+      ? Uint8Array
+      : format.kind === "samples"
+      ? typedArrayType(format.type)
+      : undefined;
+    this.#init = {
+      type: "init",
+      url: context.callback.href,
+      exportName: context.exportName,
+      format,
+      borrow: context.borrow,
+    };
+  }
+
+  run(task: Task<C>): Promise<R> {
+    if (this.#aborted) {
+      return Promise.reject(this.#abortedError(task.info));
+    }
+    if (this.#broken !== undefined) {
+      return Promise.reject(this.#startupError(task.info));
+    }
+    if (this.#ended) {
+      return Promise.reject(
+        new ChunkError(
+          "aborted",
+          task.info,
+          "thread",
+          "the Worker pool was already closed",
+        ),
+      );
+    }
+    if (this.#live.length < this.#context.pool) this.#spawn();
+    return new Promise<R>((resolve, reject) => {
+      const job: Job<C, R> = {
+        id: this.#nextId++,
+        task,
+        resolve,
+        reject,
+        timer: undefined,
+        slot: undefined,
+      };
+      if (this.#timeout !== Infinity) {
+        job.timer = setTimeout(() => this.#onTimeout(job), this.#timeout);
+      }
+      const slot = this.#pick();
+      if (slot === undefined) this.#backlog.push(job);
+      else this.#send(slot, job);
+    });
+  }
+
+  close(): Promise<void> {
+    this.#ended = true;
+    for (const slot of this.#live) this.#end(slot);
+    this.#live = [];
+    return Promise.resolve();
+  }
+
+  abort(reason: unknown): Promise<void> {
+    if (this.#aborted) return Promise.resolve();
+    this.#aborted = true;
+    this.#abortReason = reason;
+    const backlog = this.#backlog;
+    this.#backlog = [];
+    for (const job of backlog) {
+      this.#settle(job, this.#abortedError(job.task.info));
+    }
+    const live = this.#live;
+    this.#live = [];
+    for (const slot of live) {
+      this.#end(slot);
+      for (const job of slot.jobs.values()) {
+        this.#settle(
+          job,
+          this.#abortedError(job.task.info, " (its Worker was terminated)"),
+        );
+      }
+      slot.jobs.clear();
+    }
+    return Promise.resolve();
+  }
+
+  counts(): DispatcherCounts {
+    return { workers: this.#live.length, replaced: this.#replaced };
+  }
+
+  // ---- Workers ----
+
+  /** Starts Workers up to `pool`. */
+  #spawn(): void {
+    while (this.#live.length < this.#context.pool) {
+      const worker = new Worker(WORKER_URL, {
+        type: "module",
+        name: `${this.#context.owner} thread ${this.#started}`,
+      });
+      const slot: Slot<C, R> = {
+        worker,
+        serial: this.#started++,
+        ready: false,
+        dead: false,
+        served: false,
+        jobs: new Map(),
+      };
+      worker.onmessage = (event: MessageEvent<WorkerMessage>) =>
+        this.#onMessage(slot, event.data);
+      worker.onerror = (event: ErrorEvent) => {
+        // Without this the error would be rethrown in the parent.
+        event.preventDefault();
+        const where = event.filename
+          ? ` at ${event.filename}:${event.lineno}:${event.colno}`
+          : "";
+        this.#onDeath(
+          slot,
+          `its Worker died from an uncaught error (${event.message}${where})`,
+          event.error ?? event.message,
+        );
+      };
+      worker.onmessageerror = () => {
+        this.#onDeath(
+          slot,
+          "its Worker sent a reply that could not be deserialised",
+          undefined,
+        );
+      };
+      this.#live.push(slot);
+      worker.postMessage(this.#init);
+    }
+  }
+
+  /** The ready Worker with the fewest chunks and room for one more. */
+  #pick(): Slot<C, R> | undefined {
+    let best: Slot<C, R> | undefined;
+    let load = this.#concurrency;
+    for (const slot of this.#live) {
+      if (slot.ready && slot.jobs.size < load) {
+        best = slot;
+        load = slot.jobs.size;
+        if (load === 0) break;
+      }
+    }
+    return best;
+  }
+
+  #send(slot: Slot<C, R>, job: Job<C, R>): void {
+    const task = job.task;
+    const type = this.#type;
+    let chunk: unknown = task.chunk;
+    let transfer: Transferable[] | undefined;
+    if (type !== undefined) {
+      // The chunk is a view from offset 0 of its pooled buffer: send the whole
+      // ArrayBuffer. Until it comes back it belongs to the Worker.
+      const buffer = (chunk as TypedArray).buffer as ArrayBuffer;
+      chunk = buffer;
+      transfer = [buffer];
+    }
+    const wire: TaskMessage = {
+      type: "task",
+      id: job.id,
+      info: task.info,
+      chunk,
+    };
+    try {
+      if (transfer === undefined) slot.worker.postMessage(wire);
+      else slot.worker.postMessage(wire, transfer);
+    } catch (error) {
+      this.#settle(
+        job,
+        new ChunkError(
+          "callback",
+          task.info,
+          "thread",
+          `the chunk could not be sent to a Worker: ${message(error)}`,
+          { cause: error },
+        ),
+      );
+      return;
+    }
+    if (type !== undefined && !task.owned) {
+      // Lost until the reply brings the buffer back.
+      task.buffer = undefined;
+      task.lost = true;
+    }
+    job.slot = slot;
+    slot.jobs.set(job.id, job);
+  }
+
+  #onMessage(slot: Slot<C, R>, reply: WorkerMessage): void {
+    if (slot.dead) return;
+    switch (reply.type) {
+      case "result":
+      case "error": {
+        const job = slot.jobs.get(reply.id);
+        if (job === undefined) return;
+        slot.jobs.delete(reply.id);
+        slot.served = true;
+        this.#startFailures = 0;
+        if (reply.buffer !== undefined && !job.task.owned) {
+          job.task.buffer = new this.#type!(reply.buffer);
+          job.task.lost = false;
+        }
+        if (job.timer !== undefined) clearTimeout(job.timer);
+        if (reply.type === "result") job.resolve(reply.value as R);
+        else job.reject(fromWireError(reply.error));
+        if (this.#backlog.length > 0) this.#drain();
+        return;
+      }
+      case "ready":
+        slot.ready = true;
+        this.#drain();
+        return;
+      case "startup-error": {
+        const error = fromWireError(reply.error);
+        this.#onDeath(slot, error.message, error);
+        return;
+      }
+      case "closing":
+        this.#onDeath(
+          slot,
+          `its Worker ended itself: the callback module called ${reply.how}${
+            reply.code === undefined ? "" : ` with code ${reply.code}`
+          }`,
+          undefined,
+        );
+        return;
+    }
+  }
+
+  /** Sends waiting chunks to ready Workers, and starts Workers they need. */
+  #drain(): void {
+    while (this.#backlog.length > 0) {
+      const slot = this.#pick();
+      if (slot === undefined) break;
+      this.#send(slot, this.#backlog.shift()!);
+    }
+    if (
+      this.#backlog.length > 0 && this.#live.length < this.#context.pool &&
+      this.#broken === undefined && !this.#aborted && !this.#ended
+    ) this.#spawn();
+  }
+
+  /** Terminates a Worker and stops listening to it. */
+  #end(slot: Slot<C, R>): void {
+    slot.dead = true;
+    slot.worker.onmessage = null;
+    slot.worker.onerror = null;
+    slot.worker.onmessageerror = null;
+    slot.worker.terminate();
+  }
+
+  /** Removes a Worker from the pool: it died, ended itself, or will be killed. */
+  #remove(slot: Slot<C, R>): void {
+    this.#end(slot);
+    const i = this.#live.indexOf(slot);
+    if (i !== -1) this.#live.splice(i, 1);
+  }
+
+  /** A Worker died or ended itself: fail what it held, replace it later. */
+  #onDeath(slot: Slot<C, R>, detail: string, cause: unknown): void {
+    if (slot.dead) return;
+    this.#remove(slot);
+    const startup = !slot.served && slot.jobs.size === 0;
+    if (startup) {
+      this.#startFailures++;
+      if (this.#startFailures >= START_ATTEMPTS) {
+        this.#giveUp(
+          `the callback module could not be started in ${START_ATTEMPTS} Workers in a row: ${detail}`,
+          cause,
+        );
+        return;
+      }
+    } else this.#replaced++;
+    for (const job of slot.jobs.values()) {
+      this.#settle(
+        job,
+        new ChunkError(
+          "crash",
+          job.task.info,
+          "thread",
+          `${detail}; the chunk was in that Worker, which will be replaced`,
+          cause === undefined ? {} : { cause },
+        ),
+      );
+    }
+    slot.jobs.clear();
+    this.#drain();
+  }
+
+  #onTimeout(job: Job<C, R>): void {
+    job.timer = undefined;
+    const slot = job.slot;
+    const timeout = this.#timeout;
+    if (slot === undefined) {
+      const i = this.#backlog.indexOf(job);
+      if (i !== -1) this.#backlog.splice(i, 1);
+      this.#settle(
+        job,
+        new ChunkError(
+          "timeout",
+          job.task.info,
+          "thread",
+          `no Worker was ready to take the chunk within ${timeout} ms (the callback module's top-level code may still be running)`,
+        ),
+      );
+      return;
+    }
+    slot.jobs.delete(job.id);
+    this.#remove(slot);
+    this.#replaced++;
+    this.#settle(
+      job,
+      new ChunkError(
+        "timeout",
+        job.task.info,
+        "thread",
+        `the callback did not settle within ${timeout} ms of dispatch; its Worker was terminated and will be replaced`,
+      ),
+    );
+    for (const other of slot.jobs.values()) {
+      this.#settle(
+        other,
+        new ChunkError(
+          "crash",
+          other.task.info,
+          "thread",
+          `its Worker was terminated because chunk ${job.task.info.index} on the same Worker timed out after ${timeout} ms; the chunk had already been sent to that Worker and went with it`,
+        ),
+      );
+    }
+    slot.jobs.clear();
+    this.#drain();
+  }
+
+  /** Workers cannot start: fail everything waiting, and every later chunk. */
+  #giveUp(detail: string, cause: unknown): void {
+    this.#broken = { detail, cause };
+    for (const slot of [...this.#live]) {
+      if (!slot.ready) this.#remove(slot);
+    }
+    const backlog = this.#backlog;
+    this.#backlog = [];
+    for (const job of backlog) {
+      this.#settle(job, this.#startupError(job.task.info));
+    }
+  }
+
+  /** Rejects a job that will get no reply. Its buffer, if sent, stays lost. */
+  #settle(job: Job<C, R>, error: ChunkError): void {
+    if (job.timer !== undefined) clearTimeout(job.timer);
+    job.timer = undefined;
+    job.reject(error);
+  }
+
+  #startupError(info: ChunkInfo): ChunkError {
+    const broken = this.#broken!;
+    return new ChunkError(
+      "startup",
+      info,
+      "thread",
+      broken.detail,
+      broken.cause === undefined ? {} : { cause: broken.cause },
+    );
+  }
+
+  #abortedError(info: ChunkInfo, how = ""): ChunkError {
+    const reason = this.#abortReason;
+    return new ChunkError(
+      "aborted",
+      info,
+      "thread",
+      `the emitter was aborted${how}: ${message(reason)}`,
+      { cause: reason },
+    );
+  }
+}
