@@ -1,0 +1,233 @@
+// Copyright the @ocycle/core authors. MIT license.
+// The entry of a process-mode child: `deno run ... _child.ts`. It reads an
+// InitMessage frame from stdin, imports the callback module once, says ready
+// (or why it could not start), then runs the task frames it reads one at a
+// time, in order, and writes one result or error frame per task to stdout.
+// Tasks run one at a time so that the parent always knows which chunk was
+// running when a child dies: the oldest it sent. Only relative files and node:
+// built-ins are imported here, so a child needs no network and no config.
+
+import { deserialize, serialize } from "node:v8";
+import {
+  decodeTaskBody,
+  encodeFrame,
+  type Frame,
+  FrameDecoder,
+  FrameType,
+  type FrameTypeValue,
+  type InitMessage,
+  PARENT_FRAME_TYPES,
+  toWireError,
+} from "./_protocol.ts";
+import { typedArrayType } from "./_format.ts";
+import type { ChunkInfo } from "./chunk_info.ts";
+
+// First of all: nothing user code prints through `console` may reach stdout,
+// which carries the protocol. Every console method that prints to stdout is
+// sent to stderr instead.
+redirectConsole();
+
+type Fn = (chunk: unknown, t0: number, info: ChunkInfo) => unknown;
+
+/** Test knob: write frames in pieces of this many bytes, one macrotask apart. */
+const writePiece = pieceArg(Deno.args);
+
+const stdout = Deno.stdout;
+let writing: Promise<void> = Promise.resolve();
+
+function send(type: FrameTypeValue, id: number, body?: Uint8Array): void {
+  const frame = encodeFrame(type, id, body);
+  writing = writing.then(() => writeAll(frame));
+}
+
+async function writeAll(bytes: Uint8Array): Promise<void> {
+  let pos = 0;
+  while (pos < bytes.length) {
+    const end = writePiece === undefined
+      ? bytes.length
+      : Math.min(bytes.length, pos + writePiece);
+    pos += await stdout.write(bytes.subarray(pos, end));
+    if (writePiece !== undefined) {
+      await new Promise((resolve) => setTimeout(resolve, 1));
+    }
+  }
+}
+
+function encode(message: unknown): Uint8Array {
+  return new Uint8Array(serialize(message));
+}
+
+function die(detail: string, code: number): never {
+  console.error(`ocycle child: ${detail}`);
+  Deno.exit(code);
+}
+
+const decoder = new FrameDecoder(PARENT_FRAME_TYPES);
+const tasks: Frame[] = [];
+let wake: (() => void) | undefined;
+let ended = false;
+let fn: Fn | undefined;
+let init: InitMessage | undefined;
+let build: ((raw: Uint8Array) => unknown) | undefined;
+
+async function readLoop(): Promise<void> {
+  const buffer = new Uint8Array(1 << 20);
+  while (true) {
+    let n: number | null;
+    try {
+      n = await Deno.stdin.read(buffer);
+    } catch {
+      // stdin was closed under us (by user code): treat it as the end.
+      n = null;
+    }
+    if (n === null) break;
+    let frames: Frame[];
+    try {
+      frames = decoder.push(buffer.subarray(0, n));
+    } catch (error) {
+      die(`the parent broke the protocol: ${String(error)}`, 70);
+    }
+    for (const frame of frames) tasks.push(frame);
+    wake?.();
+  }
+  ended = true;
+  wake?.();
+}
+
+async function next(): Promise<Frame | undefined> {
+  while (tasks.length === 0) {
+    if (ended) return undefined;
+    await new Promise<void>((resolve) => wake = resolve);
+    wake = undefined;
+  }
+  return tasks.shift();
+}
+
+async function start(frame: Frame): Promise<boolean> {
+  if (frame.type !== FrameType.init) {
+    die(`the first frame must be init: received type ${frame.type}`, 70);
+  }
+  try {
+    init = deserialize(frame.body) as InitMessage;
+    const format = init.format;
+    if (format.kind === "bytes") build = (raw) => raw;
+    else if (format.kind === "samples") {
+      const type = typedArrayType(format.type);
+      if (type === undefined) {
+        throw new TypeError(`Unknown sample type '${format.type}'`);
+      }
+      build = (raw) =>
+        new type(
+          raw.buffer,
+          raw.byteOffset,
+          raw.byteLength / type.BYTES_PER_ELEMENT,
+        );
+    }
+    const module = await import(init.url) as Record<string, unknown>;
+    const candidate = module[init.exportName];
+    if (typeof candidate !== "function") {
+      throw new TypeError(
+        `Cannot use module ${init.url} as a callback as its export '${init.exportName}' is not a function: received ${typeof candidate}`,
+      );
+    }
+    fn = candidate as Fn;
+  } catch (error) {
+    send(FrameType.startupError, 0, encode(toWireError(error)));
+    return false;
+  }
+  send(FrameType.ready, 0);
+  return true;
+}
+
+async function runTask(frame: Frame): Promise<void> {
+  if (frame.type !== FrameType.task) {
+    die(`expected a task frame: received type ${frame.type}`, 70);
+  }
+  let value: unknown;
+  try {
+    const { meta, raw } = decodeTaskBody(frame.body);
+    const { info, chunk } = deserialize(meta) as {
+      info: ChunkInfo;
+      chunk?: unknown;
+    };
+    const input = build === undefined ? chunk : build(raw);
+    value = await fn!(input, info.t0, info);
+  } catch (error) {
+    send(FrameType.error, frame.id, encode(toWireError(error)));
+    return;
+  }
+  let body: Uint8Array;
+  try {
+    body = encode(value);
+  } catch (error) {
+    const wire = toWireError(error);
+    wire.message = `the callback's result cannot be cloned: ${wire.message}`;
+    send(FrameType.error, frame.id, encode(wire));
+    return;
+  }
+  send(FrameType.result, frame.id, body);
+}
+
+async function main(): Promise<void> {
+  const reading = readLoop();
+  const first = await next();
+  if (first === undefined) Deno.exit(0);
+  const ok = await start(first);
+  if (ok) {
+    for (let frame = await next(); frame; frame = await next()) {
+      await runTask(frame);
+    }
+  }
+  await writing;
+  await reading.catch(() => {});
+  // Timers or handles left by user code must not keep a finished child alive.
+  Deno.exit(0);
+}
+
+function pieceArg(args: string[]): number | undefined {
+  const arg = args.find((a) => a.startsWith("--write-piece="));
+  if (arg === undefined) return undefined;
+  const n = Number(arg.slice("--write-piece=".length));
+  return Number.isSafeInteger(n) && n > 0 ? n : undefined;
+}
+
+function redirectConsole(): void {
+  const c = globalThis.console;
+  const error = c.error.bind(c);
+  const counts = new Map<string, number>();
+  const timers = new Map<string, number>();
+  const stdoutMethods = {
+    log: error,
+    info: error,
+    debug: error,
+    dirxml: error,
+    dir: (item: unknown, options?: Deno.InspectOptions) =>
+      error(Deno.inspect(item, options)),
+    table: (data: unknown) => error(Deno.inspect(data)),
+    group: error,
+    groupCollapsed: error,
+    count: (label = "default") => {
+      const n = (counts.get(label) ?? 0) + 1;
+      counts.set(label, n);
+      error(`${label}: ${n}`);
+    },
+    countReset: (label = "default") => void counts.delete(label),
+    time: (label = "default") => void timers.set(label, performance.now()),
+    timeLog: (label = "default", ...data: unknown[]) => {
+      const start = timers.get(label);
+      if (start !== undefined) {
+        error(`${label}: ${(performance.now() - start).toFixed(3)}ms`, ...data);
+      }
+    },
+    timeEnd: (label = "default") => {
+      const start = timers.get(label);
+      timers.delete(label);
+      if (start !== undefined) {
+        error(`${label}: ${(performance.now() - start).toFixed(3)}ms`);
+      }
+    },
+  };
+  Object.assign(c, stdoutMethods);
+}
+
+await main();

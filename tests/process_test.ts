@@ -1,0 +1,589 @@
+// Copyright the @ocycle/core authors. MIT license.
+// Process mode against real Deno subprocesses: every fault of RELIABILITY.md
+// items 2, 3, 6 to 15, 18 to 22 that concerns a child. Every test closes or
+// aborts its emitter, which ends and awaits every child it started.
+
+import {
+  assert,
+  assertEquals,
+  assertMatch,
+  assertRejects,
+  assertStringIncludes,
+} from "@std/assert";
+import { BufferEmit, ChunkError, ItemEmit, SampleEmit } from "@ocycle/core";
+import type { ChunkInfo } from "@ocycle/core";
+import { ProcessDispatcher } from "../src/_process_dispatcher.ts";
+import type { DispatcherContext, Task } from "../src/_dispatcher.ts";
+
+const faults = new URL("./fixtures/process/faults.ts", import.meta.url);
+
+interface Run<R> {
+  results: Map<number, R>;
+  errors: ChunkError[];
+  done: number;
+}
+
+/** Writes `chunks` chunks of 4 bytes (chunk i holds the byte i) to a process-mode BufferEmit. */
+async function runChunks<R>(
+  exportName: string,
+  chunks: number,
+  options: ConstructorParameters<typeof BufferEmit>[2] = {},
+): Promise<Run<R> & { emitter: BufferEmit<R> }> {
+  const run: Run<R> = { results: new Map(), errors: [], done: 0 };
+  const emitter = new BufferEmit<R>(
+    faults,
+    4,
+    {
+      mode: "process",
+      pool: 1,
+      concurrency: 1,
+      exportName,
+      onDone: (result: R, info: ChunkInfo) => {
+        assert(!run.results.has(info.index), `chunk ${info.index} done twice`);
+        run.results.set(info.index, result);
+        run.done++;
+      },
+      onError: (error: ChunkError) => run.errors.push(error),
+      ...options,
+    } as ConstructorParameters<typeof BufferEmit>[2],
+  );
+  for (let i = 0; i < chunks; i++) {
+    await emitter.ready;
+    emitter.write(new Uint8Array(4).fill(i));
+  }
+  await emitter.close();
+  return { ...run, emitter };
+}
+
+function only(errors: ChunkError[]): ChunkError {
+  assertEquals(errors.length, 1, errors.map((e) => e.message).join("\n"));
+  return errors[0]!;
+}
+
+/** Asserts that chunk 1 failed with `kind` and every other chunk came back. */
+function assertOnlyChunk1Failed(
+  run: Run<unknown>,
+  chunks: number,
+  kind: string,
+): ChunkError {
+  const error = only(run.errors);
+  assert(error instanceof ChunkError);
+  assertEquals(error.kind, kind, error.message);
+  assertEquals(error.mode, "process");
+  assertEquals(error.info.index, 1);
+  for (let i = 0; i < chunks; i++) {
+    if (i !== 1) assertEquals(run.results.get(i), i, `chunk ${i}`);
+  }
+  assertEquals(run.results.has(1), false);
+  return error;
+}
+
+Deno.test("process mode runs chunks in children and returns results to onDone", async () => {
+  const run = await runChunks<{ index: number; offset: number; total: number }>(
+    "random",
+    12,
+    { pool: 2, concurrency: 2 },
+  );
+  assertEquals(run.errors, []);
+  assertEquals(run.done, 12);
+  for (let i = 0; i < 12; i++) {
+    // Each result reaches onDone with its own chunk's info (item 2).
+    assertEquals(run.results.get(i), { index: i, offset: 4 * i, total: 4 * i });
+  }
+  const stats = run.emitter.stats;
+  assertEquals(stats.workers, 0);
+  assertEquals(stats.replaced, 0);
+  assertEquals(stats.buffers.out, 0);
+});
+
+Deno.test("process mode carries rich results, samples and items through the codec", async (t) => {
+  await t.step("Maps, Dates and typed arrays survive", async () => {
+    const results: unknown[] = [];
+    const emitter = new BufferEmit(faults, 3, {
+      mode: "process",
+      pool: 1,
+      exportName: "rich",
+      onDone: (r) => results.push(r),
+    });
+    emitter.write(new Uint8Array([9, 8, 7]), 1234);
+    await emitter.close();
+    const r = results[0] as {
+      map: Map<string, number>;
+      date: Date;
+      bytes: Uint8Array;
+      floats: Float64Array;
+    };
+    assertEquals(r.map.get("first"), 9);
+    assertEquals(r.date.getTime(), 1234);
+    assertEquals(r.bytes, new Uint8Array([9, 8]));
+    assert(r.floats instanceof Float64Array);
+  });
+  await t.step("samples arrive as their typed array", async () => {
+    const results: unknown[] = [];
+    const emitter = new SampleEmit(faults, 2, {
+      mode: "process",
+      pool: 1,
+      type: Float32Array,
+      channels: 2,
+      exportName: "samples",
+      onDone: (r) => results.push(r),
+    });
+    emitter.write(new Float32Array([0.5, 1, 1.5, 2]));
+    await emitter.close();
+    assertEquals(results, [{ type: "Float32Array", values: [0.5, 1, 1.5, 2] }]);
+  });
+  await t.step("items arrive as an array", async () => {
+    const results: unknown[] = [];
+    const emitter = new ItemEmit(faults, 2, {
+      mode: "process",
+      pool: 1,
+      exportName: "items",
+      onDone: (r) => results.push(r),
+    });
+    emitter.write([{ a: 1 }, new Date(5)]);
+    await emitter.close();
+    assertEquals(results, [[{ a: 1 }, new Date(5)]]);
+  });
+});
+
+Deno.test("process mode reports a throw with the chunk's info and the child keeps serving", async () => {
+  // Item 3.
+  const run = await runChunks<number>("throwing", 4);
+  const error = assertOnlyChunk1Failed(run, 4, "callback");
+  assertStringIncludes(error.message, "chunk 1 is bad");
+  assertEquals((error.cause as Error).name, "RangeError");
+  assertEquals(run.emitter.stats.replaced, 0);
+});
+
+Deno.test("process mode kills and replaces a child whose callback hangs past timeout", async () => {
+  // Item 6: the pipelined chunk behind the stuck one is not failed.
+  const run = await runChunks<number>("hang", 5, {
+    timeout: 1000,
+    concurrency: 2,
+  });
+  const error = assertOnlyChunk1Failed(run, 5, "timeout");
+  assertStringIncludes(error.message, "did not settle within 1000 ms");
+  assertEquals(error.signal, "SIGKILL");
+  assertEquals(run.emitter.stats.replaced, 1);
+});
+
+Deno.test("process mode reports a child SIGKILLed mid-task and serves the queued chunks", async () => {
+  // Item 7.
+  let pid = 0;
+  const errors: ChunkError[] = [];
+  const results = new Map<number, number>();
+  const emitter = new BufferEmit<number>(faults, 4, {
+    mode: "process",
+    pool: 1,
+    concurrency: 1,
+    exportName: "pid",
+    onDone: (result, info) => {
+      results.set(info.index, result);
+      if (info.index === 0) {
+        pid = result;
+        Deno.kill(pid, "SIGKILL");
+      }
+    },
+    onError: (error) => errors.push(error),
+  });
+  for (let i = 0; i < 4; i++) emitter.write(new Uint8Array(4));
+  await emitter.close();
+  assert(pid > 0);
+  const error = only(errors);
+  assertEquals(error.info.index, 1);
+  assertEquals(error.kind, "crash");
+  assertEquals(error.signal, "SIGKILL");
+  assertEquals(error.exitCode, 137);
+  assertEquals(results.get(2), 2);
+  assertEquals(results.get(3), 3);
+  assertEquals(emitter.stats.replaced, 1);
+});
+
+Deno.test("process mode survives a child that runs out of memory", async () => {
+  // Item 8: the parent lives and the next chunks run in a new child.
+  const run = await runChunks<number>("oom", 3, {
+    v8Flags: ["--max-old-space-size=16"],
+  });
+  const error = assertOnlyChunk1Failed(run, 3, "crash");
+  assert(error.exitCode !== 0, error.message);
+  assertMatch(error.stderr, /heap|memory/i);
+});
+
+Deno.test("process mode gives up on a child that dies before it is ready", async (t) => {
+  // Item 9: bounded retries, one clear start-up error, no respawn loop.
+  await t.step("a module that exits while loading", async () => {
+    const errors: ChunkError[] = [];
+    const emitter = new BufferEmit(
+      new URL("./fixtures/process/dies_on_load.ts", import.meta.url),
+      2,
+      {
+        mode: "process",
+        pool: 2,
+        onError: (error) => errors.push(error),
+      },
+    );
+    for (let i = 0; i < 3; i++) emitter.write(new Uint8Array(2));
+    await emitter.close();
+    assertEquals(errors.length, 3);
+    for (const error of errors) {
+      assertEquals(error.kind, "startup");
+      assertStringIncludes(error.message, "exited before they were ready");
+      assertEquals(error.exitCode, 3);
+      assertStringIncludes(error.stderr, "exiting with status 3");
+    }
+    // Two first children, then at most startAttempts - 1 more before giving up.
+    assert(emitter.stats.replaced <= 2, `replaced ${emitter.stats.replaced}`);
+    assertEquals(emitter.stats.workers, 0);
+  });
+  await t.step("a module that throws while loading", async () => {
+    const errors: ChunkError[] = [];
+    const emitter = new BufferEmit(
+      new URL("./fixtures/process/throws_on_load.ts", import.meta.url),
+      2,
+      { mode: "process", pool: 1, onError: (error) => errors.push(error) },
+    );
+    emitter.write(new Uint8Array(2));
+    emitter.write(new Uint8Array(2));
+    await emitter.close();
+    assertEquals(errors.length, 2);
+    assertEquals(errors[0]!.kind, "startup");
+    assertStringIncludes(errors[0]!.message, "cannot load this module");
+    assertEquals(emitter.stats.replaced, 0);
+  });
+  await t.step("an export that is not a function", async () => {
+    const emitter = new BufferEmit(faults, 2, {
+      mode: "process",
+      pool: 1,
+      exportName: "nope",
+    });
+    emitter.write(new Uint8Array(2));
+    await assertRejects(
+      () => emitter.close(),
+      ChunkError,
+      "its export 'nope' is not a function",
+    );
+  });
+});
+
+Deno.test("process mode refuses malformed frames from a child", async (t) => {
+  // Items 11, 12, 13: a protocol error for the chunk that was running, the
+  // child replaced, no result given to the wrong chunk.
+  await t.step("EOF in the middle of a frame with exit status 0", async () => {
+    const run = await runChunks<number>("eofMidFrame", 3);
+    const error = assertOnlyChunk1Failed(run, 3, "protocol");
+    assertStringIncludes(error.message, "expected 110 bytes, received 20");
+    assertEquals(error.exitCode, 0);
+  });
+  await t.step("a 0xFFFFFFFF length", async () => {
+    const run = await runChunks<number>("hugeLength", 3);
+    const error = assertOnlyChunk1Failed(run, 3, "protocol");
+    assertStringIncludes(
+      error.message,
+      "body of 4294967295 bytes, over the limit",
+    );
+  });
+  await t.step("a bad magic byte", async () => {
+    const run = await runChunks<number>("badMagic", 3);
+    const error = assertOnlyChunk1Failed(run, 3, "protocol");
+    assertStringIncludes(error.message, "bad magic byte 0x7b");
+  });
+  await t.step("an unknown message type", async () => {
+    const run = await runChunks<number>("unknownType", 3);
+    const error = assertOnlyChunk1Failed(run, 3, "protocol");
+    assertStringIncludes(error.message, "unknown message type 99");
+  });
+  await t.step("an unknown task id", async () => {
+    const run = await runChunks<number>("unknownId", 3);
+    const error = assertOnlyChunk1Failed(run, 3, "protocol");
+    assertStringIncludes(error.message, "unknown task id 2147418112");
+  });
+  await t.step("user code writing raw bytes to stdout", async () => {
+    const run = await runChunks<number>("rawPrint", 3);
+    const error = assertOnlyChunk1Failed(run, 3, "protocol");
+    assertStringIncludes(error.message, "bad magic byte 0x68");
+    assertEquals(run.emitter.stats.replaced, 1);
+  });
+});
+
+Deno.test("process mode sends the child's console to stderr, keeping results intact", async (t) => {
+  // Item 13, the better half: console output never reaches the protocol.
+  await t.step("results and the stderr tail", async () => {
+    const run = await runChunks<{ index: number; first: number }>(
+      "consolePrint",
+      4,
+    );
+    const error = only(run.errors);
+    assertEquals(error.kind, "callback");
+    assertEquals(error.info.index, 2);
+    assertStringIncludes(error.stderr, "log 2");
+    assertStringIncludes(error.stderr, "count: 3");
+    for (const i of [0, 1, 3]) {
+      assertEquals(run.results.get(i), { index: i, first: i });
+    }
+    assertEquals(run.emitter.stats.replaced, 0);
+  });
+  await t.step(
+    "forwarded to the parent's stderr with the child's index",
+    async () => {
+      const output = await new Deno.Command(Deno.execPath(), {
+        args: [
+          "run",
+          "-A",
+          new URL("./fixtures/process/print_parent.ts", import.meta.url).href,
+        ],
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const stderr = new TextDecoder().decode(output.stderr);
+      assertEquals(output.code, 0, stderr);
+      assertEquals(new TextDecoder().decode(output.stdout), "");
+      assertStringIncludes(stderr, "[ocycle child 0] log 0");
+      assertStringIncludes(stderr, "[ocycle child 0] { dir: 0 }");
+    },
+  );
+});
+
+function context(
+  exportName: string,
+  overrides: Partial<DispatcherContext<Uint8Array, unknown>> = {},
+): DispatcherContext<Uint8Array, unknown> {
+  return {
+    mode: "process",
+    callback: faults,
+    exportName,
+    pool: 1,
+    concurrency: 1,
+    timeout: Infinity,
+    format: { kind: "bytes" },
+    borrow: false,
+    permissionFlags: [],
+    env: undefined,
+    v8Flags: [],
+    owner: "ProcessDispatcher",
+    ...overrides,
+  };
+}
+
+function task(index: number): Task<Uint8Array> {
+  return {
+    chunk: new Uint8Array([index, index]),
+    info: {
+      index,
+      offset: 2 * index,
+      length: 2,
+      t0: 0,
+      reason: "size",
+      final: false,
+    },
+    buffer: undefined,
+    lost: false,
+    owned: true,
+  };
+}
+
+Deno.test("ProcessDispatcher reads frames that arrive one byte at a time", async () => {
+  // Item 14 end to end: the child writes every frame one byte per write.
+  const dispatcher = new ProcessDispatcher(context("random"), {
+    writePiece: 1,
+  });
+  try {
+    const results = await Promise.all(
+      [0, 1, 2].map((i) => dispatcher.run(task(i))),
+    );
+    assertEquals(results, [
+      { index: 0, offset: 0, total: 0 },
+      { index: 1, offset: 2, total: 2 },
+      { index: 2, offset: 4, total: 4 },
+    ]);
+  } finally {
+    await dispatcher.close();
+  }
+});
+
+Deno.test("ProcessDispatcher maps a write to a dead child's stdin to that child's error", async () => {
+  // Item 10: the child is killed and, before the parent can see it exit, a
+  // chunk is written to its stdin: BrokenPipe becomes that chunk's crash
+  // error with the exit status, never an unhandled rejection.
+  const unhandled: unknown[] = [];
+  const onUnhandled = (event: PromiseRejectionEvent) => {
+    unhandled.push(event.reason);
+    event.preventDefault();
+  };
+  globalThis.addEventListener("unhandledrejection", onUnhandled);
+  const dispatcher = new ProcessDispatcher(context("pid"));
+  try {
+    const pid = await dispatcher.run(task(0)) as number;
+    Deno.kill(pid, "SIGKILL");
+    // Keep the event loop busy so that the exit is not seen before the write.
+    const until = performance.now() + 100;
+    while (performance.now() < until) { /* busy */ }
+    const big: Task<Uint8Array> = {
+      ...task(1),
+      chunk: new Uint8Array(300_000),
+    };
+    const error = await assertRejects(() => dispatcher.run(big), ChunkError);
+    assertEquals(error.kind, "crash");
+    assertEquals(error.info.index, 1);
+    assertEquals(error.signal, "SIGKILL");
+    assertStringIncludes(error.message, "broken pipe");
+    assertEquals(await dispatcher.run(task(2)), 2);
+  } finally {
+    await dispatcher.close();
+    globalThis.removeEventListener("unhandledrejection", onUnhandled);
+  }
+  assertEquals(unhandled, []);
+});
+
+Deno.test("ProcessDispatcher fails a frame whose body never comes after a stall timeout", async () => {
+  // Item 15.
+  const dispatcher = new ProcessDispatcher(context("stall"), {
+    stallTimeout: 300,
+  });
+  try {
+    assertEquals(await dispatcher.run(task(0)), 0);
+    const error = await assertRejects(
+      () => dispatcher.run(task(1)),
+      ChunkError,
+    );
+    assertEquals(error.kind, "protocol");
+    assertStringIncludes(
+      error.message,
+      "15 of 110 bytes arrived and nothing more for 300 ms",
+    );
+    assertEquals(await dispatcher.run(task(2)), 2);
+    assertEquals(dispatcher.counts().replaced, 1);
+  } finally {
+    await dispatcher.close();
+  }
+});
+
+Deno.test("process mode close() drains every queued chunk and ends the children", async () => {
+  // Item 18, first half.
+  const run = await runChunks<number>("slow", 8, { pool: 2, maxPending: 8 });
+  assertEquals(run.errors, []);
+  assertEquals(run.done, 8);
+  assertEquals(run.emitter.stats.workers, 0);
+  assertEquals(run.emitter.stats.buffers.out, 0);
+  assertRejectsSync(() => run.emitter.write(new Uint8Array(4)), "closed");
+});
+
+function assertRejectsSync(fn: () => unknown, fragment: string): void {
+  try {
+    fn();
+  } catch (error) {
+    assertStringIncludes((error as Error).message, fragment);
+    return;
+  }
+  throw new Error("expected a throw");
+}
+
+Deno.test("process mode abort() kills running chunks and rejects queued ones", async () => {
+  // Item 18, second half, and item 19: every buffer is back.
+  const errors: ChunkError[] = [];
+  const emitter = new BufferEmit(faults, 4, {
+    mode: "process",
+    pool: 2,
+    concurrency: 1,
+    exportName: "sleepy",
+    onError: (error) => errors.push(error),
+  });
+  for (let i = 0; i < 6; i++) emitter.write(new Uint8Array(4));
+  // Give the children time to start and take chunks (nothing asserts on it:
+  // the same must hold if the abort comes first).
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  assertEquals(emitter.stats.inFlight, 2);
+  await emitter.abort(new Error("stop now"));
+  assertEquals(emitter.stats.workers, 0);
+  assertEquals(emitter.stats.buffers.out, 0);
+  assertEquals(errors.length, 6);
+  for (const error of errors) {
+    assertEquals(error.kind, "aborted");
+    assertStringIncludes(error.message, "stop now");
+  }
+  await assertRejects(() => emitter.close(), Error, "stop now");
+});
+
+Deno.test("process mode with an already-aborted signal starts no child", async () => {
+  // Item 20.
+  const controller = new AbortController();
+  controller.abort(new Error("too late"));
+  const emitter = new BufferEmit(faults, 4, {
+    mode: "process",
+    pool: 1,
+    exportName: "random",
+    signal: controller.signal,
+  });
+  assertRejectsSync(() => emitter.write(new Uint8Array(4)), "too late");
+  await assertRejects(() => emitter.close(), Error, "too late");
+  assertEquals(emitter.stats.workers, 0);
+});
+
+Deno.test("process mode keeps buffers and children stable across many faults", async () => {
+  // Item 21, shortened: crashes, throws and timeouts interleaved with work.
+  const run = await runChunks<number>("throwing", 200, {
+    pool: 2,
+    concurrency: 2,
+  });
+  assertEquals(run.errors.length, 1);
+  assertEquals(run.done, 199);
+  const stats = run.emitter.stats;
+  assertEquals(stats.buffers.out, 0);
+  assertEquals(stats.buffers.lost, 0);
+  assert(
+    stats.buffers.created <= 2 * 2 + 16 + 3,
+    `${stats.buffers.created} buffers`,
+  );
+});
+
+Deno.test("process mode gives a child least privilege", async (t) => {
+  // Item 22.
+  await t.step("a denied read is a clear error, not a hang", async () => {
+    const run = await runChunks<string>("readFile", 1);
+    const error = only(run.errors);
+    assertEquals(error.kind, "callback");
+    assertStringIncludes(
+      error.message,
+      'Requires read access to "/etc/hostname"',
+    );
+  });
+  await t.step("a granted read works", async () => {
+    const run = await runChunks<string>("readFile", 1, {
+      permissions: { read: ["/etc/hostname"] },
+    });
+    assertEquals(run.errors, []);
+    assertEquals(typeof run.results.get(0), "string");
+  });
+  await t.step("no env, net, write or run unless granted", async () => {
+    const run = await runChunks<Record<string, string>>("snoop", 1);
+    assertEquals(run.results.get(0), {
+      env: "NotCapable",
+      net: "NotCapable",
+      write: "NotCapable",
+      run: "NotCapable",
+    });
+  });
+  await t.step("the environment is cleared unless given", async () => {
+    const cleared = await runChunks<Record<string, string>>("environment", 1, {
+      permissions: { env: true },
+    });
+    assertEquals(withoutDenoShim(cleared.results.get(0)!), {});
+    const given = await runChunks<Record<string, string>>("environment", 1, {
+      permissions: { env: true },
+      env: { ONLY: "this" },
+    });
+    assertEquals(withoutDenoShim(given.results.get(0)!), { ONLY: "this" });
+  });
+});
+
+/**
+ * Deno 2.9 adds DENO_NODE_SHIM_ACTIVE and a PATH of its own node-compat shims
+ * to every subprocess, even with `clearEnv`: they are the runtime's, not the
+ * parent's.
+ */
+function withoutDenoShim(env: Record<string, string>): Record<string, string> {
+  const rest = { ...env };
+  delete rest.DENO_NODE_SHIM_ACTIVE;
+  if (rest.PATH?.endsWith("node_compat_bin")) delete rest.PATH;
+  assertEquals(rest.HOME, undefined);
+  return rest;
+}
