@@ -164,7 +164,7 @@ export function parseCliArgs(args: readonly string[]): CliOptions {
   const flags = new Set<string>();
   for (let i = 0; i < args.length; i++) {
     const arg = args[i]!;
-    const eq = arg.startsWith("--") ? arg.indexOf("=") : -1;
+    const eq = arg.startsWith("-") ? arg.indexOf("=") : -1;
     const name = eq > 0 ? arg.slice(0, eq) : arg;
     const canonical = VALUE_FLAGS.get(name);
     if (canonical !== undefined) {
@@ -736,10 +736,11 @@ export async function runCli(args: readonly string[]): Promise<number> {
         },
         onError: (error, info) => {
           counts.failed++;
+          // The ChunkError message already names the chunk, its offset and mode.
           const tail = error.stderr === ""
             ? ""
             : "\n" + lastLines(error.stderr, 10).replace(/^/gm, "  | ");
-          report(`${describeChunk(info)} failed: ${error.message}${tail}`);
+          report(`${error.message}${tail}`);
           sink.deliver(info.index, undefined);
         },
       });

@@ -1,0 +1,438 @@
+// Copyright the @ocycle/core authors. MIT license.
+import {
+  assert,
+  assertEquals,
+  assertMatch,
+  assertStringIncludes,
+  assertThrows,
+} from "@std/assert";
+import { parseCliArgs, splitCommand, UsageError } from "../src/_cli.ts";
+import { parseDuration, parseSize } from "../src/_units.ts";
+
+const CLI = new URL("../cli.ts", import.meta.url).pathname;
+const FIXTURES = new URL("./fixtures/cli/", import.meta.url).pathname;
+const decoder = new TextDecoder();
+
+interface Run {
+  code: number;
+  stdout: Uint8Array;
+  stderr: string;
+}
+
+/** Runs `deno run -A cli.ts ...args` with `input` on its stdin. */
+async function ocycle(args: string[], input: Uint8Array): Promise<Run> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "--no-lock", CLI, ...args],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const writer = child.stdin.getWriter();
+  const feeding = writer.write(input).then(() => writer.close()).catch(
+    () => {},
+  );
+  const [output] = await Promise.all([child.output(), feeding]);
+  return {
+    code: output.code,
+    stdout: output.stdout,
+    stderr: decoder.decode(output.stderr),
+  };
+}
+
+function randomBytes(n: number): Uint8Array {
+  const out = new Uint8Array(n);
+  for (let i = 0; i < n; i += 65536) {
+    crypto.getRandomValues(out.subarray(i, Math.min(n, i + 65536)));
+  }
+  return out;
+}
+
+const audio = { rate: 16000, format: "s16le", channels: 1 };
+
+Deno.test("parseSize() reads bytes, binary and decimal units, and durations", () => {
+  assertEquals(parseSize("--size", "65536", audio), 65536);
+  assertEquals(parseSize("--size", "64KiB", audio), 65536);
+  assertEquals(parseSize("--size", "64K", audio), 65536);
+  assertEquals(parseSize("--size", "64kB", audio), 64000);
+  assertEquals(parseSize("--size", "1MiB", audio), 1048576);
+  assertEquals(parseSize("--size", "1M", audio), 1048576);
+  assertEquals(parseSize("--size", "1MB", audio), 1000000);
+  assertEquals(parseSize("--size", "1.5KiB", audio), 1536);
+  assertEquals(parseSize("--size", "2s", audio), 64000);
+  assertEquals(parseSize("--size", "250ms", audio), 8000);
+  assertEquals(
+    parseSize("--size", "1s", { rate: 44100, format: "f32le", channels: 2 }),
+    44100 * 8,
+  );
+  // A duration is rounded to whole frames: 1/3 s of 16 kHz is 5333 frames.
+  assertEquals(parseSize("--size", "0.3333333s", audio), 5333 * 2);
+});
+
+Deno.test("parseSize() names the flag and the value it rejects", async (t) => {
+  await t.step("an unknown unit", () => {
+    assertThrows(
+      () => parseSize("--size", "3parsecs", audio),
+      RangeError,
+      `--size has an unknown unit "parsecs" in "3parsecs"`,
+    );
+  });
+  await t.step("zero, negative and fractional bytes", () => {
+    assertThrows(() => parseSize("--size", "0", audio), RangeError, `"0"`);
+    assertThrows(() => parseSize("--hop", "-1", audio), RangeError, "--hop");
+    assertThrows(
+      () => parseSize("--size", "1.5", audio),
+      RangeError,
+      "whole number of bytes",
+    );
+  });
+  await t.step("a duration without a rate", () => {
+    assertThrows(
+      () => parseSize("--size", "2s", { format: "s16le", channels: 1 }),
+      RangeError,
+      "--size 2s is a duration, so it needs --rate",
+    );
+  });
+  await t.step("an unknown sample format", () => {
+    assertThrows(
+      () => parseSize("--size", "2s", { ...audio, format: "s17le" }),
+      RangeError,
+      `--format must be one of u8, s8, s16le`,
+    );
+  });
+});
+
+Deno.test("parseDuration() reads milliseconds, seconds and minutes", () => {
+  assertEquals(parseDuration("--timeout", "500"), 500);
+  assertEquals(parseDuration("--timeout", "500ms"), 500);
+  assertEquals(parseDuration("--timeout", "2s"), 2000);
+  assertEquals(parseDuration("--timeout", "1.5min"), 90000);
+  assertThrows(
+    () => parseDuration("--timeout", "2KiB"),
+    RangeError,
+    `--timeout must be a duration`,
+  );
+});
+
+Deno.test("splitCommand() splits like a shell and refuses shell operators", () => {
+  assertEquals(splitCommand("wc -c"), ["wc", "-c"]);
+  assertEquals(splitCommand(`  grep -e 'a b'  "c \\"d\\""  e\\ f `), [
+    "grep",
+    "-e",
+    "a b",
+    `c "d"`,
+    "e f",
+  ]);
+  assertEquals(splitCommand(`sh -c 'tr a b | wc -c'`), [
+    "sh",
+    "-c",
+    "tr a b | wc -c",
+  ]);
+  assertEquals(splitCommand(`printf ''`), ["printf", ""]);
+  assertThrows(() => splitCommand("wc -c | gzip"), UsageError, `"|"`);
+  assertThrows(() => splitCommand("cat > out"), UsageError, "sh -c");
+  assertThrows(() => splitCommand("echo 'open"), UsageError, "unclosed '");
+  assertThrows(() => splitCommand("   "), UsageError, "needs a command");
+});
+
+Deno.test("parseCliArgs() applies defaults and rejects bad combinations", async (t) => {
+  await t.step("defaults", () => {
+    const options = parseCliArgs(["--exec", "cat"]);
+    assertEquals(options.size, 1048576);
+    assertEquals(options.clip, false);
+    assertEquals(options.exec, ["cat"]);
+    assertEquals(options.pool, navigator.hardwareConcurrency);
+    assertEquals(options.mode, "process");
+  });
+  await t.step("aliases and = values", () => {
+    const options = parseCliArgs([
+      "-s=4KiB",
+      "--clip",
+      "--hop=2K",
+      "-j",
+      "3",
+      "-k",
+      "-q",
+      "--module",
+      "./h.ts",
+      "--mode=thread",
+    ]);
+    assertEquals(
+      [options.size, options.hop, options.pool, options.keepOrder],
+      [4096, 2048, 3, true],
+    );
+    assertEquals([options.quiet, options.mode], [true, "thread"]);
+  });
+  await t.step("--allow builds the child's permissions", () => {
+    const options = parseCliArgs([
+      "--module",
+      "h.ts",
+      "--allow",
+      "read",
+      "--allow",
+      "write=/tmp/a,/tmp/b",
+    ]);
+    assertEquals(options.allow, { read: true, write: ["/tmp/a", "/tmp/b"] });
+  });
+  const bad: [string[], string][] = [
+    [["--exec", "cat", "--frobnicate"], `unknown option "--frobnicate"`],
+    [["--exec", "cat", "--size"], "--size needs a value"],
+    [["--exec", "cat", "--hop", "1K"], "--hop 1K needs --clip"],
+    [
+      ["--exec", "cat", "-j", "0"],
+      `--pool must be a positive integer: received "0"`,
+    ],
+    [["--exec", "cat", "--mode", "thread"], "--mode thread is for --module"],
+    [
+      ["--module", "h.ts", "--mode", "fork"],
+      `--mode must be process, thread or serial: received "fork"`,
+    ],
+    [["--exec", "cat", "--module", "h.ts"], "not both"],
+    [[], "--exec"],
+    [["wc", "-c"], `--exec "wc ..."`],
+    [
+      ["--exec", "cat", "--size", "1K", "--size", "2K"],
+      "--size was given 2 times",
+    ],
+    [["--exec", "cat", "--allow", "read"], "--allow is for --module"],
+    [["--module", "h.ts", "--allow", "everything"], `received "everything"`],
+    [
+      ["--exec", "cat", "--rate", "16000", "--size", "3"],
+      "--size must be whole frames of 2 bytes",
+    ],
+  ];
+  for (const [args, fragment] of bad) {
+    await t.step(`rejects ${JSON.stringify(args)}`, () => {
+      assertThrows(() => parseCliArgs(args), UsageError, fragment);
+    });
+  }
+});
+
+Deno.test("ocycle --exec pipes each chunk to its own command", async (t) => {
+  const input = randomBytes(1_000_000);
+  await t.step("wc -c counts every byte, chunk by chunk", async () => {
+    const run = await ocycle(
+      ["--size", "256KiB", "--clip", "-j", "2", "-k", "--exec", "wc -c"],
+      input,
+    );
+    assertEquals(run.code, 0, run.stderr);
+    const counts = decoder.decode(run.stdout).trim().split("\n").map(Number);
+    assertEquals(counts, [262144, 262144, 262144, 213568]);
+    assertStringIncludes(run.stderr, "4 chunks");
+    assertStringIncludes(run.stderr, "0 failed");
+  });
+  await t.step("a duration in frames: 2 s of s16le at 16 kHz", async () => {
+    const run = await ocycle(
+      [
+        "--size",
+        "2s",
+        "--rate",
+        "16000",
+        "--format",
+        "s16le",
+        "--clip",
+        "-k",
+        "-q",
+        "--exec",
+        "wc -c",
+      ],
+      input.subarray(0, 160000),
+    );
+    assertEquals(run.code, 0, run.stderr);
+    assertEquals(decoder.decode(run.stdout), "64000\n64000\n32000\n");
+    assertEquals(run.stderr, "", "--quiet prints nothing on success");
+  });
+  await t.step("--keep-order with cat gives back the input", async () => {
+    const run = await ocycle(
+      ["-s", "10000", "--clip", "-j", "4", "-k", "-q", "--exec", "cat"],
+      input,
+    );
+    assertEquals(run.code, 0, run.stderr);
+    assertEquals(run.stdout, input);
+  });
+  await t.step("--hop makes overlapping windows", async () => {
+    const run = await ocycle(
+      ["-s", "4", "--clip", "--hop", "2", "-k", "-q", "--exec", "cat"],
+      new TextEncoder().encode("abcdefgh"),
+    );
+    assertEquals(run.code, 0, run.stderr);
+    // The last window ends the input: nothing is left unsent, so no tail.
+    assertEquals(decoder.decode(run.stdout), "abcdcdefefgh");
+  });
+  await t.step("empty input runs nothing and succeeds", async () => {
+    const run = await ocycle(["-q", "--exec", "cat"], new Uint8Array(0));
+    assertEquals(run.code, 0, run.stderr);
+    assertEquals(run.stdout.length, 0);
+  });
+});
+
+Deno.test("ocycle --exec reports failing commands and exits non-zero", async (t) => {
+  const input = randomBytes(30000);
+  await t.step("a command that exits 3 on one chunk", async () => {
+    const run = await ocycle(
+      [
+        "-s",
+        "10000",
+        "--clip",
+        "-k",
+        "--exec",
+        `sh -c 'n=$(wc -c); [ "$n" -lt 10000 ] || { echo "chunk of $n bytes" >&2; exit 3; }; echo "$n"'`,
+      ],
+      input.subarray(0, 25000),
+    );
+    assertEquals(run.code, 1);
+    assertStringIncludes(run.stderr, `chunk 0 (bytes 0..10000) failed:`);
+    assertStringIncludes(run.stderr, "exited with code 3");
+    assertStringIncludes(run.stderr, "| chunk of 10000 bytes");
+    assertStringIncludes(run.stderr, "2 of 3 chunks failed");
+    // The chunk that succeeded still reaches stdout.
+    assertEquals(decoder.decode(run.stdout), "5000\n");
+  });
+  await t.step("a command that does not exist", async () => {
+    const run = await ocycle(["--exec", "no-such-command-xyz -v"], input);
+    assertEquals(run.code, 127);
+    assertStringIncludes(
+      run.stderr,
+      `--exec "no-such-command-xyz -v": command not found: no-such-command-xyz`,
+    );
+  });
+  await t.step("a command that takes longer than --timeout", async () => {
+    const run = await ocycle(
+      ["-s", "10000", "--timeout", "300ms", "--exec", "sleep 5"],
+      input.subarray(0, 100),
+    );
+    assertEquals(run.code, 1);
+    assertStringIncludes(run.stderr, "took longer than --timeout 300 ms");
+  });
+  await t.step(
+    "a command that stops reading early is judged by its exit",
+    async () => {
+      const run = await ocycle(
+        ["-s", "1MiB", "-q", "--exec", "head -c 3"],
+        randomBytes(3_000_000),
+      );
+      assertEquals(run.code, 0, run.stderr);
+      assertEquals(run.stdout.length, 9);
+    },
+  );
+});
+
+Deno.test("ocycle --module runs a handler in the process or thread pool", async (t) => {
+  const input = randomBytes(300_000);
+  for (const mode of ["process", "thread"]) {
+    await t.step(
+      `--keep-order in ${mode} mode gives back the input`,
+      async () => {
+        const run = await ocycle(
+          [
+            "-s",
+            "10000",
+            "--clip",
+            "-j",
+            "3",
+            "-k",
+            "--mode",
+            mode,
+            "--module",
+            `${FIXTURES}slow_echo.ts`,
+          ],
+          input,
+        );
+        assertEquals(run.code, 0, run.stderr);
+        assertEquals(run.stdout, input);
+        assertStringIncludes(run.stderr, "30 chunks");
+      },
+    );
+  }
+  await t.step("an object result is one JSON line", async () => {
+    const run = await ocycle(
+      [
+        "-s",
+        "100000",
+        "--clip",
+        "-k",
+        "-q",
+        "--export",
+        "stats",
+        "--module",
+        `${FIXTURES}stats.ts`,
+      ],
+      input,
+    );
+    assertEquals(run.code, 0, run.stderr);
+    const lines = decoder.decode(run.stdout).trim().split("\n").map((l) =>
+      JSON.parse(l)
+    );
+    assertEquals(lines.map((l) => [l.index, l.length]), [
+      [0, 100000],
+      [1, 100000],
+      [2, 100000],
+    ]);
+    let sum = 0;
+    for (const b of input.subarray(0, 100000)) sum += b;
+    assertEquals(lines[0].sum, sum);
+  });
+  await t.step("a handler that throws fails its chunk only", async () => {
+    const run = await ocycle(
+      [
+        "-s",
+        "10000",
+        "--clip",
+        "-k",
+        "--export",
+        "failSecond",
+        "--module",
+        `${FIXTURES}stats.ts`,
+      ],
+      input.subarray(0, 30000),
+    );
+    assertEquals(run.code, 1);
+    assertMatch(run.stderr, /Chunk 1 \(offset 10000, .*chunk 1 is unlucky/);
+    assertStringIncludes(run.stderr, "1 of 3 chunks failed");
+    assertEquals(decoder.decode(run.stdout), "10000\n10000\n");
+  });
+});
+
+Deno.test("ocycle rejects bad flags and missing files with exit code 2", async (t) => {
+  const cases: [string[], string][] = [
+    [
+      ["--size", "12parsecs", "--exec", "cat"],
+      `--size has an unknown unit "parsecs"`,
+    ],
+    [
+      ["--size", "2s", "--exec", "cat"],
+      "--size 2s is a duration, so it needs --rate",
+    ],
+    [["--frobnicate", "--exec", "cat"], `unknown option "--frobnicate"`],
+    [
+      ["--module", "./no/such/handler.ts"],
+      "--module ./no/such/handler.ts: no such file",
+    ],
+  ];
+  for (const [args, fragment] of cases) {
+    await t.step(args.join(" "), async () => {
+      const run = await ocycle(args, new Uint8Array(10));
+      assertEquals(run.code, 2);
+      assertStringIncludes(run.stderr, fragment);
+      assertEquals(run.stdout.length, 0);
+    });
+  }
+  await t.step("--help explains and exits 0", async () => {
+    const run = await ocycle(["--help"], new Uint8Array(0));
+    assertEquals(run.code, 0);
+    const help = decoder.decode(run.stdout);
+    for (
+      const flag of [
+        "--size",
+        "--clip",
+        "--hop",
+        "--exec",
+        "--module",
+        "--keep-order",
+        "--pool",
+        "Exit status",
+      ]
+    ) {
+      assert(help.includes(flag), `--help mentions ${flag}`);
+    }
+  });
+});
