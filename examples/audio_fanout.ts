@@ -1,0 +1,714 @@
+// Copyright the @ocycle/core authors. MIT license.
+// ocycle-example-args: --fast --seconds 12
+/**
+ * The audio fan-out demo: one 16 kHz mono 16-bit stream feeding three
+ * consumers through {@linkcode fanout}, each with its own chunk size and
+ * execution mode.
+ *
+ * - a level meter every 0.5 s, inline (`mode: "serial"`): RMS level in dBFS;
+ * - a model every 2 s in a Web Worker pool (`mode: "thread"`) with a 50% duty
+ *   cycle (`sampler: 2000`): an FFT-based voice-activity and pitch estimate;
+ * - an encrypted recorder every 10 s in a Deno subprocess pool
+ *   (`mode: "process"`): each segment a WAV file sealed with AES-256-GCM,
+ *   the child allowed only to write the output directory.
+ *
+ * ```sh
+ * deno task demo                       # synthetic speech, tones and silence, real time
+ * deno task demo --fast --seconds 60   # the same, as fast as possible
+ * deno task demo --wav speech.wav      # a 16 kHz 16-bit WAV file
+ * arecord -f S16_LE -r 16000 -c 1 | deno task demo --stdin   # a microphone
+ * deno task demo --decrypt /tmp/ocycle-demo-XXXX/segment-0000.wav.enc
+ * ```
+ *
+ * Ctrl-C stops the input, flushes what each consumer holds, and prints the
+ * summary; a second Ctrl-C stops at once.
+ *
+ * @module
+ */
+
+import {
+  type ChunkError,
+  type ChunkInfo,
+  type EmitterStats,
+  fanout,
+  type FrameWriter,
+  type Mode,
+  SampleEmit,
+  type SampleEmitOptions,
+} from "@ocycle/core";
+import { analyzeVoice, levelDbfs, peakDbfs } from "./audio/dsp.ts";
+import type { ModelResult } from "./audio/model.ts";
+import { OUT_ENV, type RecorderResult } from "./audio/recorder.ts";
+import {
+  decodeKey,
+  generateKey,
+  importKey,
+  KEY_ENV,
+  open,
+} from "./audio/seal.ts";
+import { paced, synthFrames } from "./audio/synth.ts";
+import { parseWav, toMonoInt16 } from "./audio/wav.ts";
+
+const RATE = 16000;
+const FRAME = 320; // 20 ms
+const KEY_FILE = "demo.key";
+
+const HELP =
+  `The @ocycle/core audio demo: one 16 kHz mono 16-bit stream, three consumers.
+
+  level meter  every 0.5 s   serial    RMS level in dBFS
+  model        every 2 s     thread    voice activity + pitch (FFT), 50% duty cycle
+  recorder     every 10 s    process   WAV segments encrypted with AES-256-GCM
+
+Input (one of):
+  (default)            a synthetic signal: speech-like bursts, beeps and silence
+  --wav <file>         a WAV file, 16-bit PCM at 16 kHz (stereo is mixed down)
+  --stdin              raw s16le mono 16 kHz PCM on stdin, e.g.
+                       arecord -f S16_LE -r 16000 -c 1 | deno task demo --stdin
+
+Options:
+  --seconds <n>        length of the synthetic signal (default 30)
+  --fast               synthetic or WAV input as fast as possible, not in real time
+  --out <dir>          where segments and the key go (default: a new temp dir)
+  --pool <n>           Workers / subprocesses per consumer (default 1)
+  --model-mode <m>     serial, thread (default) or process
+  --recorder-mode <m>  serial, thread or process (default)
+  --quiet              no live lines, only notes and the summary
+
+Decrypting a segment:
+  --decrypt <file>     decrypt, check the WAV header, print duration and level
+  --wav-out <file>     with --decrypt: also write the plain WAV there
+  The key comes from $${KEY_ENV} (base64, 32 bytes) or ${KEY_FILE} beside the file.
+
+Ctrl-C stops the input, flushes every consumer and prints the summary.
+`;
+
+interface DemoArgs {
+  wav?: string;
+  stdin: boolean;
+  seconds: number;
+  fast: boolean;
+  out?: string;
+  pool: number;
+  modelMode: Mode;
+  recorderMode: Mode;
+  quiet: boolean;
+  decrypt?: string;
+  wavOut?: string;
+  help: boolean;
+}
+
+function parseArgs(args: string[]): DemoArgs {
+  const parsed: DemoArgs = {
+    stdin: false,
+    seconds: 30,
+    fast: false,
+    pool: 1,
+    modelMode: "thread",
+    recorderMode: "process",
+    quiet: false,
+    help: false,
+  };
+  const mode = (flag: string, value: string): Mode => {
+    if (value === "serial" || value === "thread" || value === "process") {
+      return value;
+    }
+    throw new TypeError(
+      `${flag} must be serial, thread or process: received "${value}"`,
+    );
+  };
+  for (let i = 0; i < args.length; i++) {
+    const flag = args[i]!;
+    const value = () => {
+      const v = args[++i];
+      if (v === undefined) throw new TypeError(`${flag} needs a value`);
+      return v;
+    };
+    switch (flag) {
+      case "--wav":
+        parsed.wav = value();
+        break;
+      case "--stdin":
+        parsed.stdin = true;
+        break;
+      case "--seconds": {
+        const text = value();
+        parsed.seconds = Number(text);
+        if (!(parsed.seconds > 0) || !Number.isFinite(parsed.seconds)) {
+          throw new RangeError(
+            `--seconds must be a positive number: received "${text}"`,
+          );
+        }
+        break;
+      }
+      case "--fast":
+        parsed.fast = true;
+        break;
+      case "--out":
+        parsed.out = value();
+        break;
+      case "--pool": {
+        const text = value();
+        parsed.pool = Number(text);
+        if (!Number.isSafeInteger(parsed.pool) || parsed.pool < 1) {
+          throw new RangeError(
+            `--pool must be a positive integer: received "${text}"`,
+          );
+        }
+        break;
+      }
+      case "--model-mode":
+        parsed.modelMode = mode(flag, value());
+        break;
+      case "--recorder-mode":
+        parsed.recorderMode = mode(flag, value());
+        break;
+      case "--quiet":
+        parsed.quiet = true;
+        break;
+      case "--decrypt":
+        parsed.decrypt = value();
+        break;
+      case "--wav-out":
+        parsed.wavOut = value();
+        break;
+      case "--help":
+      case "-h":
+        parsed.help = true;
+        break;
+      default:
+        throw new TypeError(`unknown option "${flag}" (see --help)`);
+    }
+  }
+  if (parsed.wav !== undefined && parsed.stdin) {
+    throw new TypeError("give either --wav or --stdin, not both");
+  }
+  return parsed;
+}
+
+// ---- decrypting a segment ----
+
+async function readKey(dir: string): Promise<{ key: string; from: string }> {
+  const fromEnv = Deno.env.get(KEY_ENV);
+  if (fromEnv !== undefined) return { key: fromEnv, from: `$${KEY_ENV}` };
+  const path = `${dir}/${KEY_FILE}`;
+  try {
+    return { key: await Deno.readTextFile(path), from: path };
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) {
+      throw new TypeError(
+        `Cannot decrypt as no key was found: set ${KEY_ENV} or put ${KEY_FILE} beside the file (looked for ${path})`,
+      );
+    }
+    throw error;
+  }
+}
+
+async function decryptCommand(file: string, wavOut?: string): Promise<void> {
+  const dir = file.includes("/") ? file.slice(0, file.lastIndexOf("/")) : ".";
+  const { key, from } = await readKey(dir);
+  const sealed = await Deno.readFile(file);
+  const plain = await open(await importKey(decodeKey(key)), sealed);
+  const wav = parseWav(plain);
+  if (wav.bitsPerSample !== 16) {
+    throw new TypeError(
+      `Cannot check ${file} as its WAV holds ${wav.bitsPerSample}-bit samples, not 16`,
+    );
+  }
+  const samples = toMonoInt16(wav.data, wav.channels);
+  const voice = analyzeVoice(samples, { rate: wav.rate });
+  console.log(`${file}
+  decrypted   AES-256-GCM, tag verified, key from ${from}
+  wav         PCM 16-bit, ${wav.channels} channel(s), ${wav.rate} Hz, ${
+    wav.seconds.toFixed(2)
+  } s (${plain.length} bytes)
+  level       ${levelDbfs(samples).toFixed(1)} dBFS RMS, peak ${
+    peakDbfs(samples).toFixed(1)
+  } dBFS
+  voice       speech in ${(voice.speechRatio * 100).toFixed(0)}% of frames${
+    voice.pitchHz === null
+      ? ""
+      : `, median pitch ${voice.pitchHz.toFixed(0)} Hz`
+  }`);
+  if (wavOut !== undefined) {
+    await Deno.writeFile(wavOut, plain);
+    console.log(`  written     ${wavOut} (plain WAV: play it with any player)`);
+  }
+}
+
+// ---- inputs ----
+
+/** Yields Int16 frames and says what the input is. */
+interface Input {
+  label: string;
+  frames: AsyncIterable<Int16Array>;
+  /** Stops the input; frames already read are still yielded. */
+  stop(): void;
+}
+
+function synthInput(args: DemoArgs, signal: AbortSignal): Input {
+  const frames = synthFrames({
+    seconds: args.seconds,
+    rate: RATE,
+    frame: FRAME,
+  });
+  return {
+    label: `synthetic speech, tones and silence, ${args.seconds} s${
+      args.fast ? ", as fast as possible" : ", in real time"
+    }`,
+    frames: args.fast
+      ? untilAborted(frames, signal)
+      : paced(frames, (f) => (f.length / RATE) * 1000, signal),
+    stop() {},
+  };
+}
+
+async function wavInput(args: DemoArgs, signal: AbortSignal): Promise<Input> {
+  const wav = parseWav(await Deno.readFile(args.wav!));
+  if (wav.bitsPerSample !== 16 || wav.rate !== RATE) {
+    throw new TypeError(
+      `Cannot play ${args.wav} as the demo needs 16-bit PCM at ${RATE} Hz: received ${wav.bitsPerSample}-bit at ${wav.rate} Hz (convert it: sox ${args.wav} -r 16000 -b 16 -c 1 out.wav)`,
+    );
+  }
+  const samples = toMonoInt16(wav.data, wav.channels);
+  function* frames() {
+    for (let i = 0; i < samples.length; i += FRAME) {
+      yield samples.slice(i, i + FRAME);
+    }
+  }
+  return {
+    label: `${args.wav}, ${wav.seconds.toFixed(1)} s${
+      wav.channels > 1 ? `, ${wav.channels} channels mixed down` : ""
+    }${args.fast ? ", as fast as possible" : ", in real time"}`,
+    frames: args.fast
+      ? untilAborted(frames(), signal)
+      : paced(frames(), (f) => (f.length / RATE) * 1000, signal),
+    stop() {},
+  };
+}
+
+function stdinInput(): Input {
+  const reader = Deno.stdin.readable.getReader();
+  async function* frames(): AsyncGenerator<Int16Array> {
+    // Reads may split a sample: carry the odd byte into the next read.
+    let carry: number | undefined;
+    try {
+      while (true) {
+        const { value, done } = await reader.read();
+        if (done) return;
+        let bytes = value;
+        if (carry !== undefined) {
+          bytes = new Uint8Array(value.length + 1);
+          bytes[0] = carry;
+          bytes.set(value, 1);
+          carry = undefined;
+        }
+        const even = bytes.length & ~1;
+        if (even < bytes.length) carry = bytes[even];
+        if (even === 0) continue;
+        // s16le on a little-endian host (x86, ARM): copy to an aligned buffer.
+        yield new Int16Array(bytes.slice(0, even).buffer);
+      }
+    } finally {
+      reader.releaseLock();
+    }
+  }
+  return {
+    label: "stdin, raw s16le mono 16 kHz",
+    frames: frames(),
+    stop() {
+      reader.cancel().catch(() => {});
+    },
+  };
+}
+
+async function* untilAborted<T>(
+  frames: Iterable<T>,
+  signal: AbortSignal,
+): AsyncGenerator<T> {
+  let n = 0;
+  for (const frame of frames) {
+    if (signal.aborted) return;
+    // Let Worker and child replies in now and then, so the live view keeps up.
+    if (++n % 25 === 0) await new Promise((r) => setTimeout(r, 0));
+    yield frame;
+  }
+}
+
+// ---- consumers ----
+
+interface Consumer {
+  name: string;
+  requested: Mode;
+  mode: Mode;
+  emitter: FrameWriter<Int16Array> & { readonly stats: EmitterStats };
+  chunkSeconds: number;
+  ms: number[];
+  errors: number;
+}
+
+/**
+ * Creates an emitter in the mode asked for; only if this version of the
+ * library says the mode is not available does it fall back to serial, and
+ * says so.
+ */
+function createEmitter<R>(
+  name: string,
+  callback: URL | ((chunk: Int16Array, t0: number, info: ChunkInfo) => R),
+  size: number,
+  mode: Mode,
+  options: SampleEmitOptions<Int16Array, R>,
+  note: (text: string) => void,
+): { emitter: SampleEmit<Int16Array, R>; mode: Mode } {
+  try {
+    return {
+      emitter: new SampleEmit<Int16Array, R>(callback, size, {
+        ...options,
+        mode,
+      }),
+      mode,
+    };
+  } catch (error) {
+    if (
+      !(error instanceof TypeError) ||
+      !error.message.includes("not available in this version")
+    ) throw error;
+    note(
+      `the ${name} asked for mode "${mode}", which this version of @ocycle/core does not have yet: it runs in serial mode instead`,
+    );
+    const { permissions: _p, env: _e, pool: _n, ...serial } = options;
+    return {
+      emitter: new SampleEmit<Int16Array, R>(callback, size, {
+        ...serial,
+        mode: "serial",
+      }),
+      mode: "serial",
+    };
+  }
+}
+
+function bar(dbfs: number): string {
+  const cells = Math.max(0, Math.min(40, Math.round((dbfs + 80) / 2)));
+  return "█".repeat(cells >> 1) + (cells & 1 ? "▌" : "");
+}
+
+function percentile(values: number[], p: number): number {
+  if (values.length === 0) return NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]!;
+}
+
+function ms(value: number): string {
+  return Number.isNaN(value)
+    ? "-"
+    : value < 10
+    ? `${value.toFixed(2)} ms`
+    : `${value.toFixed(0)} ms`;
+}
+
+async function runDemo(args: DemoArgs): Promise<number> {
+  const print = (text: string) => console.log(text);
+  const note = (text: string) => console.log(`note: ${text}`);
+  const live = (text: string) => {
+    if (!args.quiet) console.log(text);
+  };
+
+  const out = args.out ?? await Deno.makeTempDir({ prefix: "ocycle-demo-" });
+  await Deno.mkdir(out, { recursive: true });
+  const outDir = await Deno.realPath(out);
+
+  let key = Deno.env.get(KEY_ENV);
+  let keyNote: string;
+  if (key !== undefined) {
+    decodeKey(key); // fail now, not in the recorder
+    keyNote = `from $${KEY_ENV}`;
+  } else {
+    key = generateKey();
+    const keyPath = `${outDir}/${KEY_FILE}`;
+    await Deno.writeTextFile(keyPath, key + "\n", { mode: 0o600 });
+    keyNote = `generated, saved in ${keyPath}`;
+    print(
+      `WARNING: ${KEY_ENV} is not set, so a new AES-256 key was generated and saved beside the recordings in ${keyPath}. Anyone who can read that file can decrypt them. For real use, keep the key elsewhere and pass it as ${KEY_ENV}=<base64 of 32 bytes>.`,
+    );
+  }
+
+  const stopper = new AbortController();
+  const input = args.stdin
+    ? stdinInput()
+    : args.wav !== undefined
+    ? await wavInput(args, stopper.signal)
+    : synthInput(args, stopper.signal);
+
+  // ---- the three consumers ----
+  const consumers: Consumer[] = [];
+  const time = (info: ChunkInfo) =>
+    `${((info.offset + info.length) / RATE).toFixed(1).padStart(6)}s`;
+  const failed = (c: () => Consumer) => (error: ChunkError) => {
+    c().errors++;
+    print(`error: ${c().name}: ${error.message}`);
+  };
+
+  const meterTimes: number[] = [];
+  const meter = createEmitter<number>(
+    "level meter",
+    (chunk, _t0, info) => {
+      const started = performance.now();
+      const level = levelDbfs(chunk);
+      meterTimes.push(performance.now() - started);
+      live(
+        `${time(info)} meter    #${String(info.index).padEnd(4)} ${
+          level.toFixed(1).padStart(6)
+        } dBFS ${bar(level)}`,
+      );
+      return level;
+    },
+    RATE / 2,
+    "serial",
+    {
+      type: Int16Array,
+      clip: true,
+      onError: failed(() => consumers[0]!),
+    },
+    note,
+  );
+  consumers.push({
+    name: "meter",
+    requested: "serial",
+    mode: meter.mode,
+    emitter: meter.emitter,
+    chunkSeconds: 0.5,
+    ms: meterTimes,
+    errors: 0,
+  });
+
+  let speechChunks = 0;
+  const model = createEmitter<ModelResult>(
+    "model",
+    new URL("./audio/model.ts", import.meta.url),
+    2 * RATE,
+    args.modelMode,
+    {
+      type: Int16Array,
+      clip: true,
+      // A 50% duty cycle: after each 2 s chunk, skip the next 2 s of audio.
+      sampler: 2000,
+      pool: args.pool,
+      onDone: (r, info) => {
+        consumers[1]!.ms.push(r.ms);
+        if (r.speech) speechChunks++;
+        live(
+          `${time(info)} model    #${String(info.index).padEnd(4)} ${
+            r.speech ? "speech" : "no speech"
+          } ${(r.speechRatio * 100).toFixed(0).padStart(3)}%${
+            r.pitchHz === null
+              ? ""
+              : `  pitch ${r.pitchHz.toFixed(0)} Hz (${
+                r.pitchRange!.map((p) => p.toFixed(0)).join("-")
+              })`
+          }  ${ms(r.ms)} [${consumers[1]!.mode}]`,
+        );
+      },
+      onError: failed(() => consumers[1]!),
+    },
+    note,
+  );
+  consumers.push({
+    name: "model",
+    requested: args.modelMode,
+    mode: model.mode,
+    emitter: model.emitter,
+    chunkSeconds: 2,
+    ms: [],
+    errors: 0,
+  });
+
+  // The recorder gets the key and the output directory through its
+  // environment, and only those: in process mode the child may read these two
+  // variables and its own modules, and write only the output directory.
+  const recorderEnv = { [KEY_ENV]: key, [OUT_ENV]: outDir };
+  if (args.recorderMode !== "process") {
+    // Workers and inline callbacks share this process's environment.
+    for (const [name, value] of Object.entries(recorderEnv)) {
+      Deno.env.set(name, value);
+    }
+  }
+  const files: RecorderResult[] = [];
+  const recorderUrl = new URL("./audio/recorder.ts", import.meta.url);
+  const recorder = createEmitter<RecorderResult>(
+    "recorder",
+    recorderUrl,
+    10 * RATE,
+    args.recorderMode,
+    {
+      type: Int16Array,
+      clip: true,
+      pool: args.pool,
+      ...(args.recorderMode === "process"
+        ? {
+          env: recorderEnv,
+          permissions: {
+            read: [decodeURIComponent(new URL(".", recorderUrl).pathname)],
+            write: [outDir],
+            env: [KEY_ENV, OUT_ENV],
+          },
+        }
+        : {}),
+      onDone: (r, info) => {
+        consumers[2]!.ms.push(r.ms);
+        files.push(r);
+        live(
+          `${time(info)} recorder #${String(info.index).padEnd(4)} ${
+            r.file.slice(r.file.lastIndexOf("/") + 1)
+          }  ${r.seconds.toFixed(1)} s  ${(r.bytes / 1024).toFixed(0)} KiB  ${
+            r.levelDbfs.toFixed(1)
+          } dBFS  ${ms(r.ms)} [${consumers[2]!.mode}]`,
+        );
+      },
+      onError: failed(() => consumers[2]!),
+    },
+    note,
+  );
+  consumers.push({
+    name: "recorder",
+    requested: args.recorderMode,
+    mode: recorder.mode,
+    emitter: recorder.emitter,
+    chunkSeconds: 10,
+    ms: [],
+    errors: 0,
+  });
+
+  const all = fanout<Int16Array>(...consumers.map((c) => c.emitter));
+
+  // ---- Ctrl-C: the first stops the input and flushes, the second aborts ----
+  let interrupts = 0;
+  const onInterrupt = () => {
+    interrupts++;
+    if (interrupts === 1) {
+      print("\nCtrl-C: stopping the input and flushing every consumer");
+      stopper.abort();
+      input.stop();
+    } else {
+      print("\nCtrl-C again: aborting");
+      all.abort(new Error("interrupted twice")).catch(() => {});
+    }
+  };
+  Deno.addSignalListener("SIGINT", onInterrupt);
+
+  print(
+    `input: ${input.label}\nconsumers: meter every 0.5 s [${meter.mode}], model every 2 s at a 50% duty cycle [${model.mode}], recorder every 10 s [${recorder.mode}]\nfiles: ${outDir}\n`,
+  );
+
+  const started = performance.now();
+  const epoch = Date.now();
+  let samples = 0;
+  let failure: unknown;
+  try {
+    for await (const frame of input.frames) {
+      // Stamp each frame with its place in the stream, so that the sampler's
+      // duty cycle follows audio time even when the input runs faster.
+      const t0 = epoch + (samples / RATE) * 1000;
+      samples += frame.length;
+      if (!all.write(frame, t0)) await all.ready;
+    }
+  } catch (error) {
+    failure = error;
+  }
+  try {
+    await all.close();
+  } catch (error) {
+    failure ??= error;
+  } finally {
+    Deno.removeSignalListener("SIGINT", onInterrupt);
+  }
+  const elapsed = (performance.now() - started) / 1000;
+  const audioSeconds = samples / RATE;
+
+  // ---- the summary ----
+  print(`\n── summary ${"─".repeat(60)}`);
+  print(
+    `input      ${audioSeconds.toFixed(1)} s of audio in ${
+      elapsed.toFixed(1)
+    } s (${(audioSeconds / Math.max(elapsed, 1e-3)).toFixed(1)}x real time)${
+      interrupts > 0 ? ", stopped by Ctrl-C" : ""
+    }`,
+  );
+  for (const c of consumers) {
+    const s = c.emitter.stats;
+    const droppedSeconds = s.dropped / RATE;
+    const fell = c.mode !== c.requested ? ` (asked for ${c.requested})` : "";
+    print(
+      `${c.name.padEnd(10)} ${(c.mode + fell).padEnd(8)} ${
+        String(s.done).padStart(4)
+      } chunks of ${c.chunkSeconds} s${
+        s.emitted > s.done ? ` (${s.emitted - s.done} not done)` : ""
+      }, callback p50 ${ms(percentile(c.ms, 0.5))}, max ${
+        ms(percentile(c.ms, 1))
+      }, dropped ${droppedSeconds.toFixed(1)} s${
+        s.droppedChunks > 0 ? ` + ${s.droppedChunks} chunks` : ""
+      }${
+        c.name === "model"
+          ? ` (the sampler's duty cycle: ${
+            (100 * droppedSeconds / Math.max(audioSeconds, 1e-9)).toFixed(0)
+          }% of the audio)`
+          : ""
+      }${c.errors > 0 ? `, ${c.errors} FAILED` : ""}`,
+    );
+  }
+  print(
+    `speech     in ${speechChunks} of ${
+      consumers[1]!.emitter.stats.done
+    } model chunks`,
+  );
+  const totalBytes = files.reduce((n, f) => n + f.bytes, 0);
+  files.sort((a, b) => a.file.localeCompare(b.file));
+  print(
+    `files      ${files.length} encrypted segment(s), ${
+      (totalBytes / 1024).toFixed(0)
+    } KiB, in ${outDir}${
+      files.length > 0
+        ? `\n           ${
+          files.map((f) => f.file.slice(f.file.lastIndexOf("/") + 1)).join(
+            " ",
+          )
+        }`
+        : ""
+    }`,
+  );
+  print(`key        ${keyNote}`);
+  if (files.length > 0) {
+    print(
+      `decrypt    deno task demo --decrypt ${
+        files[0]!.file
+      } [--wav-out plain.wav]`,
+    );
+  }
+  const errors = consumers.reduce((n, c) => n + c.errors, 0);
+  if (failure !== undefined) {
+    print(
+      `error: ${failure instanceof Error ? failure.message : String(failure)}`,
+    );
+    return 1;
+  }
+  return errors > 0 ? 1 : 0;
+}
+
+if (import.meta.main) {
+  let code: number;
+  try {
+    const args = parseArgs(Deno.args);
+    if (args.help) {
+      console.log(HELP);
+      code = 0;
+    } else if (args.decrypt !== undefined) {
+      await decryptCommand(args.decrypt, args.wavOut);
+      code = 0;
+    } else code = await runDemo(args);
+  } catch (error) {
+    console.error(
+      `error: ${error instanceof Error ? error.message : String(error)}`,
+    );
+    code = error instanceof TypeError || error instanceof RangeError ? 2 : 1;
+  }
+  Deno.exit(code);
+}
