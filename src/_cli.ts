@@ -69,7 +69,8 @@ Running:
       --allow <perm>     For --mode process: a permission the handler's
                          subprocess gets, as read, write=/tmp/out, net=host,
                          env=HOME, run=wc... (repeatable). By default it may only
-                         read its own module.
+                         read its own file: a handler that imports modules
+                         beside it needs --allow read=<their folder>.
   -j, --pool <n>         Commands, Workers or subprocesses running at once
                          (default: the number of CPUs, ${navigator.hardwareConcurrency}).
       --timeout <time>   Fail a chunk whose command or handler takes longer
@@ -163,7 +164,11 @@ export function parseCliArgs(args: readonly string[]): CliOptions {
   const values = new Map<string, string[]>();
   const flags = new Set<string>();
   for (let i = 0; i < args.length; i++) {
-    const arg = args[i]!;
+    let arg = args[i]!;
+    // -j2 and -s1MiB, as parallel and other tools take them, mean -j=2, -s=1MiB.
+    if (
+      /^-[a-z][^=]/i.test(arg) && VALUE_FLAGS.has(arg.slice(0, 2))
+    ) arg = `${arg.slice(0, 2)}=${arg.slice(2)}`;
     const eq = arg.startsWith("-") ? arg.indexOf("=") : -1;
     const name = eq > 0 ? arg.slice(0, eq) : arg;
     const canonical = VALUE_FLAGS.get(name);
@@ -486,11 +491,11 @@ class Sink {
 
   #write(output: Uint8Array | undefined): void {
     if (output === undefined || output.length === 0) return;
-    this.outputBytes += output.length;
     this.#chain = this.#chain.then(async () => {
       if (this.error !== undefined) return;
       try {
         await this.#writer.write(output);
+        this.outputBytes += output.length;
       } catch (error) {
         this.error = error;
       }
@@ -628,6 +633,10 @@ class ExecRunner {
   }
 }
 
+function plural(n: number, noun: string): string {
+  return `${n} ${noun}${n === 1 ? "" : "s"}`;
+}
+
 function lastLines(text: string, n: number): string {
   return text.trimEnd().split("\n").slice(-n).join("\n");
 }
@@ -763,11 +772,13 @@ export async function runCli(args: readonly string[]): Promise<number> {
   const isTerminal = Deno.stderr.isTerminal();
   const line = () => {
     const seconds = (performance.now() - started) / 1000;
-    return `${counts.chunks} chunks (${
-      formatBytes(counts.read)
-    }) read, ${counts.done} done, ${counts.failed} failed, ${
+    return `${formatBytes(counts.read)} in, ${
+      plural(counts.chunks, "chunk")
+    }: ${counts.done} done, ${counts.failed} failed; ${
+      formatBytes(sink.outputBytes)
+    } out; ${
       (counts.read / 1e6 / Math.max(seconds, 1e-3)).toFixed(1)
-    } MB/s, ${seconds.toFixed(1)} s`;
+    } MB/s over ${seconds.toFixed(1)} s`;
   };
   if (!options.quiet) {
     progress = setInterval(() => {
@@ -827,7 +838,7 @@ export async function runCli(args: readonly string[]): Promise<number> {
   if (fatal !== undefined) report(fatal.message);
   if (!options.quiet || counts.failed > 0) {
     report(
-      `${line()}; ${formatBytes(sink.outputBytes)} written`,
+      line(),
     );
   }
   if (counts.failed > 0) {

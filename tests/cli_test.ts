@@ -162,6 +162,13 @@ Deno.test("parseCliArgs() applies defaults and rejects bad combinations", async 
     );
     assertEquals([options.quiet, options.mode], [true, "thread"]);
   });
+  await t.step(
+    "short flags with attached values, as parallel takes them",
+    () => {
+      const options = parseCliArgs(["-j2", "-s64K", "-k", "--exec", "cat"]);
+      assertEquals([options.pool, options.size], [2, 65536]);
+    },
+  );
   await t.step("--allow builds the child's permissions", () => {
     const options = parseCliArgs([
       "--module",
