@@ -264,7 +264,14 @@ function synthInput(args: DemoArgs, signal: AbortSignal): Input {
 }
 
 async function wavInput(args: DemoArgs, signal: AbortSignal): Promise<Input> {
-  const wav = parseWav(await Deno.readFile(args.wav!));
+  let bytes: Uint8Array;
+  try {
+    bytes = await Deno.readFile(args.wav!);
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+    throw new TypeError(`Cannot read --wav ${args.wav}: no such file`);
+  }
+  const wav = parseWav(bytes);
   if (wav.bitsPerSample !== 16 || wav.rate !== RATE) {
     throw new TypeError(
       `Cannot play ${args.wav} as the demo needs 16-bit PCM at ${RATE} Hz: received ${wav.bitsPerSample}-bit at ${wav.rate} Hz (convert it: sox ${args.wav} -r 16000 -b 16 -c 1 out.wav)`,
@@ -413,6 +420,14 @@ async function runDemo(args: DemoArgs): Promise<number> {
     if (!args.quiet) console.log(text);
   };
 
+  // The input first: a bad WAV file should fail before any key is made.
+  const stopper = new AbortController();
+  const input = args.stdin
+    ? stdinInput()
+    : args.wav !== undefined
+    ? await wavInput(args, stopper.signal)
+    : synthInput(args, stopper.signal);
+
   const out = args.out ?? await Deno.makeTempDir({ prefix: "ocycle-demo-" });
   await Deno.mkdir(out, { recursive: true });
   const outDir = await Deno.realPath(out);
@@ -431,13 +446,6 @@ async function runDemo(args: DemoArgs): Promise<number> {
       `WARNING: ${KEY_ENV} is not set, so a new AES-256 key was generated and saved beside the recordings in ${keyPath}. Anyone who can read that file can decrypt them. For real use, keep the key elsewhere and pass it as ${KEY_ENV}=<base64 of 32 bytes>.`,
     );
   }
-
-  const stopper = new AbortController();
-  const input = args.stdin
-    ? stdinInput()
-    : args.wav !== undefined
-    ? await wavInput(args, stopper.signal)
-    : synthInput(args, stopper.signal);
 
   // ---- the three consumers ----
   const consumers: Consumer[] = [];
@@ -640,7 +648,7 @@ async function runDemo(args: DemoArgs): Promise<number> {
     print(
       `${c.name.padEnd(10)} ${(c.mode + fell).padEnd(8)} ${
         String(s.done).padStart(4)
-      } chunks of ${c.chunkSeconds} s${
+      } chunk${s.done === 1 ? "" : "s"} of ${c.chunkSeconds} s${
         s.emitted > s.done ? ` (${s.emitted - s.done} not done)` : ""
       }, callback p50 ${ms(percentile(c.ms, 0.5))}, max ${
         ms(percentile(c.ms, 1))

@@ -252,6 +252,55 @@ Deno.test("audio demo runs all three consumers in their real modes, and a segmen
   }
 });
 
+Deno.test("audio demo stops on Ctrl-C, flushing what each consumer holds", async () => {
+  const out = await Deno.makeTempDir({ prefix: "ocycle-demo-test-" });
+  try {
+    const child = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        `--import-map=${IMPORT_MAP}`,
+        DEMO,
+        "--seconds",
+        "60",
+        "--out",
+        out,
+      ],
+      cwd: ROOT,
+      clearEnv: true,
+      env: baseEnv(),
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const stderr = new Response(child.stderr).text();
+    let stdout = "";
+    const reader = child.stdout.pipeThrough(new TextDecoderStream())
+      .getReader();
+    // Real-time pace: wait for 1.5 s of audio, then interrupt once.
+    while (!/meter +#2 /.test(stdout)) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      stdout += value;
+    }
+    child.kill("SIGINT");
+    while (true) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      stdout += value;
+    }
+    const status = await child.status;
+    assertEquals(status.code, 0, stdout + (await stderr));
+    assertStringIncludes(stdout, "Ctrl-C: stopping the input and flushing");
+    assertStringIncludes(stdout, "stopped by Ctrl-C");
+    // The recorder's partial segment was flushed, written and closed.
+    assertMatch(stdout, /^recorder +process +1 chunk of 10 s/m);
+    const segment = await Deno.stat(`${out}/segment-0000.wav.enc`);
+    assertGreater(segment.size, 16000 * 2);
+  } finally {
+    await Deno.remove(out, { recursive: true });
+  }
+});
+
 /** The arguments an example asks to be run with, from its header. */
 function exampleArgs(source: string): string[] {
   const m = /^\/\/ ocycle-example-args: (.*)$/m.exec(source);
