@@ -545,7 +545,10 @@ class ExecRunner {
 
   #start(chunk: Uint8Array, info: ChunkInfo): void {
     this.#running++;
-    this.#run(chunk, info).finally(() => {
+    this.#run(chunk, info).catch((error) => {
+      // Whatever went wrong, the chunk is reported, never left hanging.
+      this.#fail(info, undefined, `ocycle could not run it: ${message(error)}`);
+    }).finally(() => {
       this.#running--;
       const next = this.#queue.shift();
       if (next !== undefined) this.#start(next.chunk, next.info);
@@ -604,7 +607,8 @@ class ExecRunner {
     ]);
     if (timer !== undefined) clearTimeout(timer);
     if (status.success && !timedOut) {
-      if (stderr.length > 0) this.#report(decoder.decode(stderr).trimEnd());
+      // A successful command's stderr passes through, one chunk's at a time.
+      if (stderr.length > 0) writeAllSync(Deno.stderr, stderr);
       this.#counts.done++;
       this.#sink.deliver(info.index, stdout);
       return;
@@ -630,6 +634,15 @@ class ExecRunner {
     this.#report(`${describeChunk(info)} failed: ${why}${tail}`);
     // Whatever the command wrote is still its output: keep it.
     this.#sink.deliver(info.index, stdout);
+  }
+}
+
+function writeAllSync(
+  file: { writeSync(p: Uint8Array): number },
+  bytes: Uint8Array,
+): void {
+  for (let at = 0; at < bytes.length;) {
+    at += file.writeSync(bytes.subarray(at));
   }
 }
 
