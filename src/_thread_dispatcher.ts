@@ -158,7 +158,10 @@ export class ThreadDispatcher<C, R> implements Dispatcher<C, R> {
     const backlog = this.#backlog;
     this.#backlog = [];
     for (const job of backlog) {
-      this.#settle(job, this.#abortedError(job.task.info));
+      this.#settle(
+        job,
+        this.#abortedError(job.task.info, " before a Worker took the chunk"),
+      );
     }
     const live = this.#live;
     this.#live = [];
@@ -167,7 +170,10 @@ export class ThreadDispatcher<C, R> implements Dispatcher<C, R> {
       for (const job of slot.jobs.values()) {
         this.#settle(
           job,
-          this.#abortedError(job.task.info, " (its Worker was terminated)"),
+          this.#abortedError(
+            job.task.info,
+            " while the chunk ran: its Worker was terminated",
+          ),
         );
       }
       slot.jobs.clear();

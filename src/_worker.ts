@@ -16,6 +16,7 @@ import {
   type ResultMessage,
   type TaskMessage,
   toWireError,
+  type WireError,
   type WorkerMessage,
 } from "./_protocol.ts";
 import {
@@ -140,6 +141,7 @@ function returnable(buffer: ArrayBuffer | undefined): ArrayBuffer | undefined {
 function succeed(id: number, value: unknown, buffer?: ArrayBuffer): void {
   const back = returnable(buffer);
   const message: ResultMessage = { type: "result", id, value };
+  const size = back?.byteLength ?? 0;
   try {
     if (back === undefined) post(message);
     else {
@@ -147,6 +149,9 @@ function succeed(id: number, value: unknown, buffer?: ArrayBuffer): void {
       post(message, [back]);
     }
   } catch (error) {
+    // Deno detaches a transferred buffer even when the value then fails to
+    // clone: send back a fresh buffer of the same size, so that the parent's
+    // pool stays whole (its contents never matter: it is refilled).
     fail(
       id,
       new TypeError(
@@ -154,18 +159,24 @@ function succeed(id: number, value: unknown, buffer?: ArrayBuffer): void {
           error instanceof Error ? error.message : String(error)
         }`,
       ),
-      buffer,
+      back !== undefined && back.detached ? new ArrayBuffer(size) : buffer,
     );
   }
 }
 
 function fail(id: number, error: unknown, buffer?: ArrayBuffer): void {
   const back = returnable(buffer);
-  const message: ErrorMessage = {
-    type: "error",
-    id,
-    error: toWireError(error),
-  };
+  let wire: WireError;
+  try {
+    wire = toWireError(error);
+  } catch {
+    // A thrown value that cannot even be turned into text.
+    wire = {
+      name: "Error",
+      message: "the callback threw an indescribable value",
+    };
+  }
+  const message: ErrorMessage = { type: "error", id, error: wire };
   if (back === undefined) post(message);
   else {
     message.buffer = back;
