@@ -213,10 +213,9 @@ export function naiveConcat(
 
 /**
  * What the BufferEmit callback adds to. The callback is one module-level
- * function rather than a closure per run: optimized code embeds a
- * monomorphic call target, and a closure that dies with its emitter would
- * deoptimize the write path at the next full GC (see the report in the
- * commit that added this file).
+ * function rather than a closure per run: optimized code may embed a
+ * monomorphic call target weakly, and once the closure dies with its
+ * emitter a full GC throws that code away, so every run would start cold.
  */
 const emitted: Tally = { chunks: 0, bytes: 0, sink: 0 };
 let hook: ((c: Uint8Array) => void) | undefined;
@@ -303,7 +302,7 @@ export function runVariant(
 function hashChunk(c: Uint8Array): number {
   let h = 0x811c9dc5;
   for (let i = 0; i < c.length; i++) h = Math.imul(h ^ c[i]!, 16777619);
-  return h >>> 0;
+  return h;
 }
 
 /** Runs a variant once with a full hash of every chunk. */
