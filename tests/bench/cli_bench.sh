@@ -2,7 +2,9 @@
 # Copyright the @ocycle/core authors. MIT license.
 #
 # The `ocycle` command line beside GNU parallel --pipe on the same input: both
-# cut stdin into 1 MiB blocks and run `wc -c` on each, two at a time. Prints
+# cut stdin into 1 MiB blocks and run `wc -c` on each, two at a time (ocycle
+# also with a --module handler that does the same in its process and thread
+# pools). Prints
 # MB/s for each (best of RUNS), checks that both counted every byte, and the
 # ratio. Needs Debian's `parallel` (apt-get install parallel).
 #
@@ -50,9 +52,13 @@ o=$(measure ocycle -q -s 1MiB -j "$JOBS" --exec "wc -c")
 echo "ocycle --size 1MiB -j $JOBS --exec 'wc -c'              $o MB/s"
 ok=$(measure ocycle -q -s 1MiB --clip -k -j "$JOBS" --exec "wc -c")
 echo "ocycle --size 1MiB --clip -k -j $JOBS --exec 'wc -c'    $ok MB/s"
+mp=$(measure ocycle -q -s 1MiB -j "$JOBS" --mode process --module "$root/tests/bench/cli_count.ts")
+echo "ocycle --size 1MiB -j $JOBS --module (process pool)    $mp MB/s"
+mt=$(measure ocycle -q -s 1MiB -j "$JOBS" --mode thread --module "$root/tests/bench/cli_count.ts")
+echo "ocycle --size 1MiB -j $JOBS --module (thread pool)     $mt MB/s"
 p=$(measure parallel --will-cite --pipe --block 1M -j "$JOBS" wc -c)
 echo "parallel --pipe --block 1M -j$JOBS wc -c                $p MB/s"
 pk=$(measure parallel --will-cite --pipe --block 1M -k -j "$JOBS" wc -c)
 echo "parallel --pipe --block 1M -k -j$JOBS wc -c             $pk MB/s"
-printf 'ratio ocycle / parallel: %.1fx (unordered), %.1fx (--keep-order / -k)\n' \
-  "$(echo "$o / $p" | bc -l)" "$(echo "$ok / $pk" | bc -l)"
+printf 'ratio ocycle / parallel: %.1fx (--exec, unordered), %.1fx (--exec, --keep-order / -k), %.1fx (--module process), %.1fx (--module thread)\n' \
+  "$(echo "$o / $p" | bc -l)" "$(echo "$ok / $pk" | bc -l)" "$(echo "$mp / $p" | bc -l)" "$(echo "$mt / $p" | bc -l)"
