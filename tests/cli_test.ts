@@ -256,6 +256,28 @@ Deno.test("ocycle --exec pipes each chunk to its own command", async (t) => {
     assertEquals(run.code, 0, run.stderr);
     assertEquals(run.stdout, input);
   });
+  await t.step(
+    "--keep-order gzip pieces form one valid .gz stream",
+    async () => {
+      const run = await ocycle(
+        ["-s", "300KiB", "-j", "2", "-k", "-q", "--exec", "gzip -c"],
+        input,
+      );
+      assertEquals(run.code, 0, run.stderr);
+      // gunzip, since Deno's DecompressionStream stops after the first member.
+      const gunzip = new Deno.Command("gunzip", {
+        args: ["-c"],
+        stdin: "piped",
+        stdout: "piped",
+      }).spawn();
+      const writer = gunzip.stdin.getWriter();
+      const [unzipped] = await Promise.all([
+        gunzip.output().then((o) => o.stdout),
+        writer.write(run.stdout).then(() => writer.close()),
+      ]);
+      assertEquals(unzipped, input);
+    },
+  );
   await t.step("--hop makes overlapping windows", async () => {
     const run = await ocycle(
       ["-s", "4", "--clip", "--hop", "2", "-k", "-q", "--exec", "cat"],
