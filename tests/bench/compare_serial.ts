@@ -4,8 +4,8 @@
  * limit, the naive concat-per-write a user would hand-write, and BufferEmit
  * with borrowed and with owned chunks. Each variant first runs once to check
  * that it emits the same chunks as the limit (count, bytes and a hash of
- * every chunk), then once to warm up, then three times interleaved with the
- * others; the best of the three counts. Prints one JSON line per figure and a
+ * every chunk). Then three rounds, each a warm-up rep and a measured rep of
+ * every variant in turn; the best of the three measured reps counts. Prints one JSON line per figure and a
  * table of ratios to the memcpy limit of the same run.
  *
  * Usage (from the repository root):
@@ -144,15 +144,19 @@ function mix(sink: number, c: Uint8Array): number {
 }
 
 /**
- * The memcpy limit of shared/bench/js_serial_baselines.ts: copy every frame
- * into one chunk-sized slot, emitting exact chunks. `onChunk`, when given,
- * sees each chunk (validation only: the timed runs pass none).
+ * When set, every variant appends the full hash of each chunk it emits
+ * (validation runs only). A module-level array rather than a callback
+ * parameter: optimized code may embed a closure it calls weakly, and once
+ * that closure is gone a full GC throws the code away, so the timed runs
+ * that follow would start cold.
  */
-export function limitMemcpy(
-  fs: readonly Uint8Array[],
-  size: number,
-  onChunk?: (c: Uint8Array) => void,
-): Tally {
+let hashes: number[] | undefined;
+
+/**
+ * The memcpy limit of shared/bench/js_serial_baselines.ts: copy every frame
+ * into one chunk-sized slot, emitting exact chunks.
+ */
+export function limitMemcpy(fs: readonly Uint8Array[], size: number): Tally {
   const slot = new Uint8Array(size);
   let fill = 0, chunks = 0, bytes = 0, sink = 0;
   for (const f of fs) {
@@ -163,7 +167,7 @@ export function limitMemcpy(
         chunks++;
         bytes += fill;
         sink = mix(sink, slot);
-        onChunk?.(slot);
+        if (hashes !== undefined) hashes.push(hashChunk(slot));
         fill = 0;
       }
       continue;
@@ -178,7 +182,7 @@ export function limitMemcpy(
         chunks++;
         bytes += fill;
         sink = mix(sink, slot);
-        onChunk?.(slot);
+        if (hashes !== undefined) hashes.push(hashChunk(slot));
         fill = 0;
       }
     }
@@ -187,11 +191,7 @@ export function limitMemcpy(
 }
 
 /** The naive concat-per-write of shared/bench/js_serial_baselines.ts. */
-export function naiveConcat(
-  fs: readonly Uint8Array[],
-  size: number,
-  onChunk?: (c: Uint8Array) => void,
-): Tally {
+export function naiveConcat(fs: readonly Uint8Array[], size: number): Tally {
   let buf = new Uint8Array(0);
   let chunks = 0, bytes = 0, sink = 0;
   for (const f of fs) {
@@ -204,7 +204,7 @@ export function naiveConcat(
       chunks++;
       bytes += c.length;
       sink = mix(sink, c);
-      onChunk?.(c);
+      if (hashes !== undefined) hashes.push(hashChunk(c));
       buf = buf.slice(size);
     }
   }
@@ -218,14 +218,13 @@ export function naiveConcat(
  * emitter a full GC throws that code away, so every run would start cold.
  */
 const emitted: Tally = { chunks: 0, bytes: 0, sink: 0 };
-let hook: ((c: Uint8Array) => void) | undefined;
 
 /** The callback every BufferEmit here gets: it reads each chunk. */
 export function readChunk(c: Uint8Array): void {
   emitted.chunks++;
   emitted.bytes += c.length;
   emitted.sink = mix(emitted.sink, c);
-  hook?.(c);
+  if (hashes !== undefined) hashes.push(hashChunk(c));
 }
 
 /** Resets the callback's tally, and returns what it held. */
@@ -244,14 +243,11 @@ export async function bufferEmit(
   fs: readonly Uint8Array[],
   wl: Workload,
   borrow: boolean,
-  onChunk?: (c: Uint8Array) => void,
 ): Promise<Tally> {
   takeTally();
-  hook = onChunk;
   const buff = new BufferEmit(readChunk, wl.size, { clip: wl.clip, borrow });
   for (let i = 0; i < fs.length; i++) buff.write(fs[i]!);
   await buff.close({ flush: false });
-  hook = undefined;
   return takeTally();
 }
 
@@ -284,17 +280,16 @@ export function runVariant(
   variant: Variant,
   fs: readonly Uint8Array[],
   wl: Workload,
-  onChunk?: (c: Uint8Array) => void,
 ): Tally | Promise<Tally> {
   switch (variant) {
     case "limit-memcpy":
-      return limitMemcpy(fs, wl.size, onChunk);
+      return limitMemcpy(fs, wl.size);
     case "naive-concat":
-      return naiveConcat(fs, wl.size, onChunk);
+      return naiveConcat(fs, wl.size);
     case "bufferemit-borrow":
-      return bufferEmit(fs, wl, true, onChunk);
+      return bufferEmit(fs, wl, true);
     case "bufferemit-owned":
-      return bufferEmit(fs, wl, false, onChunk);
+      return bufferEmit(fs, wl, false);
   }
 }
 
@@ -311,9 +306,13 @@ async function chunkHashes(
   fs: readonly Uint8Array[],
   wl: Workload,
 ): Promise<number[]> {
-  const hashes: number[] = [];
-  await runVariant(variant, fs, wl, (c) => hashes.push(hashChunk(c)));
-  return hashes;
+  hashes = [];
+  try {
+    await runVariant(variant, fs, wl);
+    return hashes;
+  } finally {
+    hashes = undefined;
+  }
 }
 
 interface Figure {
@@ -404,10 +403,11 @@ async function main(): Promise<void> {
     const whole = total % wl.size === 0;
     const sums = new Map<Variant, Tally>();
 
-    // Warm-up, then reps interleaved so that drift hits every variant alike.
+    // Each round runs every variant twice, a warm-up rep then a measured
+    // rep; rounds interleave the variants so that drift hits them alike.
     const best = new Map<Variant, number>();
     let reference: Tally | undefined;
-    for (let rep = -1; rep < reps; rep++) {
+    for (let rep = 0; rep < 2 * reps; rep++) {
       for (const v of VARIANTS) {
         gc();
         const emitter = live !== undefined && v.startsWith("bufferemit")
@@ -435,12 +435,12 @@ async function main(): Promise<void> {
             }`,
           );
         }
-        if (rep >= 0) best.set(v, Math.min(best.get(v) ?? Infinity, dt));
+        if (rep % 2 === 1) best.set(v, Math.min(best.get(v) ?? Infinity, dt));
       }
     }
     if (live !== undefined) {
       // A chunk may straddle two reps: check the totals over every rep.
-      const runs = reps + 1;
+      const runs = 2 * reps;
       const chunks = Math.floor(runs * total / wl.size);
       for (const [v, e] of Object.entries(live)) {
         await e.close({ flush: false });
