@@ -134,7 +134,7 @@ class TypedFormat<T extends TypedArray> implements Format<T, T, T> {
 
   frame(data: unknown, owner: string): T {
     if (data instanceof this.#type) {
-      if ((data as T).length % this.unit !== 0) {
+      if (this.unit !== 1 && (data as T).length % this.unit !== 0) {
         throw new TypeError(
           `Cannot write to ${owner} as 'data' must hold whole frames of ${this.unit} channels: received ${
             describe(data)

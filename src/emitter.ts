@@ -589,6 +589,17 @@ export class Emitter<I, C, R = unknown> implements AsyncDisposable {
       this.#resumeAt = undefined;
       this.#winStart = this.#nextStart = this.#emittedTo = start;
     }
+    // The common case, kept short: the whole frame lands in the partial chunk
+    // and neither completes it nor starts a window that needs a timestamp.
+    const fill0 = this.#fill;
+    if (
+      fill0 > 0 && fill0 + n < this.#size && this.#nextStart >= start + n &&
+      fill0 + n <= format.capacity(this.#buffer)
+    ) {
+      format.put(this.#buffer, fill0, frame, 0, n);
+      this.#fill = fill0 + n;
+      return this.#queue.length < this.#maxPending;
+    }
     const size = this.#size, clip = this.#clip;
     let pos = 0;
     while (pos < n) {
