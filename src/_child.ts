@@ -10,7 +10,9 @@
 import { deserialize, serialize } from "node:v8";
 import {
   decodeTaskBody,
+  decodeTaskMeta,
   encodeFrame,
+  encodeValue,
   type Frame,
   FrameDecoder,
   FrameType,
@@ -34,10 +36,38 @@ const writePiece = pieceArg(Deno.args);
 
 const stdout = Deno.stdout;
 let writing: Promise<void> = Promise.resolve();
+/** Frames not yet written: results are written in batches, see `flush`. */
+let outbox: Uint8Array[] = [];
+let outboxBytes = 0;
 
 function send(type: FrameTypeValue, id: number, body?: Uint8Array): void {
   const frame = encodeFrame(type, id, body);
-  writing = writing.then(() => writeAll(frame));
+  outbox.push(frame);
+  outboxBytes += frame.length;
+  if (outboxBytes >= 1 << 16) flush();
+}
+
+/**
+ * Writes the frames sent so far in one write. Called when the child runs out
+ * of tasks (so a result never waits for another task) or the batch is big:
+ * each write wakes the parent, and on two cores a wake-up costs more than a
+ * small result.
+ */
+function flush(): void {
+  if (outbox.length === 0) return;
+  let bytes: Uint8Array;
+  if (outbox.length === 1) bytes = outbox[0]!;
+  else {
+    bytes = new Uint8Array(outboxBytes);
+    let at = 0;
+    for (const frame of outbox) {
+      bytes.set(frame, at);
+      at += frame.length;
+    }
+  }
+  outbox = [];
+  outboxBytes = 0;
+  writing = writing.then(() => writeAll(bytes));
 }
 
 async function writeAll(bytes: Uint8Array): Promise<void> {
@@ -57,6 +87,10 @@ function encode(message: unknown): Uint8Array {
   return new Uint8Array(serialize(message));
 }
 
+function parse(bytes: Uint8Array): unknown {
+  return deserialize(bytes);
+}
+
 function die(detail: string, code: number): never {
   console.error(`ocycle child: ${detail}`);
   Deno.exit(code);
@@ -71,11 +105,15 @@ let init: InitMessage | undefined;
 let build: ((raw: Uint8Array) => unknown) | undefined;
 
 async function readLoop(): Promise<void> {
-  const buffer = new Uint8Array(1 << 20);
+  const buffer = new Uint8Array(1 << 18);
   while (true) {
+    // A big body is read straight into place; headers and small bodies
+    // through the buffer.
+    const missing = decoder.missingBody();
+    const direct = missing !== undefined && missing.length >= buffer.length;
     let n: number | null;
     try {
-      n = await Deno.stdin.read(buffer);
+      n = await Deno.stdin.read(direct ? missing : buffer);
     } catch {
       // stdin was closed under us (by user code): treat it as the end.
       n = null;
@@ -83,7 +121,7 @@ async function readLoop(): Promise<void> {
     if (n === null) break;
     let frames: Frame[];
     try {
-      frames = decoder.push(buffer.subarray(0, n));
+      frames = direct ? decoder.filled(n) : decoder.push(buffer.subarray(0, n));
     } catch (error) {
       die(`the parent broke the protocol: ${String(error)}`, 70);
     }
@@ -95,6 +133,7 @@ async function readLoop(): Promise<void> {
 }
 
 async function next(): Promise<Frame | undefined> {
+  if (tasks.length === 0) flush();
   while (tasks.length === 0) {
     if (ended) return undefined;
     await new Promise<void>((resolve) => wake = resolve);
@@ -146,10 +185,7 @@ async function runTask(frame: Frame): Promise<void> {
   let value: unknown;
   try {
     const { meta, raw } = decodeTaskBody(frame.body);
-    const { info, chunk } = deserialize(meta) as {
-      info: ChunkInfo;
-      chunk?: unknown;
-    };
+    const { info, chunk } = decodeTaskMeta(meta, parse);
     const input = build === undefined ? chunk : build(raw);
     value = await fn!(input, info.t0, info);
   } catch (error) {
@@ -158,7 +194,7 @@ async function runTask(frame: Frame): Promise<void> {
   }
   let body: Uint8Array;
   try {
-    body = encode(value);
+    body = encodeValue(value, encode);
   } catch (error) {
     const wire = toWireError(error);
     wire.message = `the callback's result cannot be cloned: ${wire.message}`;
@@ -178,6 +214,7 @@ async function main(): Promise<void> {
       await runTask(frame);
     }
   }
+  flush();
   await writing;
   await reading.catch(() => {});
   // Timers or handles left by user code must not keep a finished child alive.

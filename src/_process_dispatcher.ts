@@ -19,8 +19,10 @@ import type {
 } from "./_dispatcher.ts";
 import {
   CHILD_FRAME_TYPES,
+  decodeValue,
   encodeFrame,
   encodeTaskHead,
+  encodeTaskMeta,
   type Frame,
   FrameDecoder,
   FrameType,
@@ -57,7 +59,7 @@ const DEFAULT_TUNING: ProcessTuning = {
 };
 
 /** Raw bytes in one write up to which the task head and the chunk are joined. */
-const JOIN_BELOW = 256 * 1024;
+const JOIN_BELOW = 4096;
 
 interface Pending<R> {
   readonly id: number;
@@ -169,9 +171,9 @@ export class ProcessDispatcher<C, R> implements Dispatcher<C, R> {
     if (format.kind === "bytes" || format.kind === "samples") {
       const view = task.chunk as unknown as ArrayBufferView;
       raw = new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
-      meta = new Uint8Array(serialize({ info }));
+      meta = encodeTaskMeta(info, undefined, true, clone);
     } else {
-      meta = new Uint8Array(serialize({ info, chunk: task.chunk }));
+      meta = encodeTaskMeta(info, task.chunk, false, clone);
     }
     return new Promise<R>((resolve, reject) => {
       const pending: Pending<R> = {
@@ -452,7 +454,9 @@ export class ProcessDispatcher<C, R> implements Dispatcher<C, R> {
         }
         let value: unknown;
         try {
-          value = deserialize(frame.body);
+          value = frame.type === FrameType.result
+            ? decodeValue(frame.body, deserialize)
+            : deserialize(frame.body);
         } catch (error) {
           return this.#fail(
             child,
@@ -758,6 +762,10 @@ function exitText(status: Deno.CommandStatus | undefined): string {
 function stderrHint(tail: string[]): string {
   const last = tail.filter((line) => line.trim() !== "").slice(-3);
   return last.length === 0 ? "" : `; its stderr ends: ${last.join(" | ")}`;
+}
+
+function clone(value: unknown): Uint8Array {
+  return new Uint8Array(serialize(value));
 }
 
 function warn(child: Child, text: string): void {

@@ -327,6 +327,34 @@ export class FrameDecoder {
     return frames;
   }
 
+  /**
+   * While a body is being received: the part of it still missing, so that a
+   * reader can read straight into it (saving a copy); report what was read
+   * with {@linkcode FrameDecoder.filled}.
+   */
+  missingBody(): Uint8Array | undefined {
+    if (this.#broken !== undefined || this.#body === undefined) {
+      return undefined;
+    }
+    return this.#body.subarray(this.#bodyFill);
+  }
+
+  /** Says that `n` bytes were read into {@linkcode FrameDecoder.missingBody}; returns the frame if it is complete. */
+  filled(n: number): Frame[] {
+    const body = this.#body;
+    if (body === undefined || n < 0 || this.#bodyFill + n > body.length) {
+      throw new RangeError(
+        `Cannot fill a frame body with ${n} bytes: ${
+          body === undefined ? "no body is being received" : "too many"
+        }`,
+      );
+    }
+    this.#bodyFill += n;
+    const frames: Frame[] = [];
+    if (this.#bodyFill === body.length) this.#finish(frames, body);
+    return frames;
+  }
+
   #startBody(frames: Frame[]): void {
     const header = this.#header;
     if (header[0] !== FRAME_MAGIC) {
@@ -405,4 +433,167 @@ export class FrameDecoder {
 
 function hex(byte: number): string {
   return byte.toString(16).padStart(2, "0");
+}
+
+// ---- Process mode: values in frame bodies ----
+//
+// A task's meta starts with a kind byte: TASK_META_INFO, then the chunk's
+// info in 34 bytes (index, offset, length, t0 as f64; reason and final as
+// u8), for bytes and samples, whose chunk travels raw; or TASK_META_CLONE,
+// then the structured-clone encoding of `{ info, chunk }`, for items and
+// text. A result body starts with a tag byte: the common primitives travel
+// as themselves, everything else as its structured-clone encoding. Both
+// sides pass the codec in (`node:v8` serialize and deserialize), so that
+// this file imports nothing a Worker would not need.
+
+/** Meta kind: the info in binary, the chunk raw after the meta. */
+export const TASK_META_INFO = 0;
+/** Meta kind: the structured-clone encoding of `{ info, chunk }`. */
+export const TASK_META_CLONE = 1;
+
+const INFO_BYTES = 34;
+const REASONS: readonly ChunkInfo["reason"][] = [
+  "size",
+  "maxWait",
+  "flush",
+  "close",
+];
+
+/** A structured-clone encoder, such as `node:v8` serialize. */
+export type CloneEncoder = (value: unknown) => Uint8Array;
+/** A structured-clone decoder, such as `node:v8` deserialize. */
+export type CloneDecoder = (bytes: Uint8Array) => unknown;
+
+/** The meta of a task: its info, and its chunk unless the chunk travels raw. */
+export function encodeTaskMeta(
+  info: ChunkInfo,
+  chunk: unknown,
+  raw: boolean,
+  clone: CloneEncoder,
+): Uint8Array {
+  if (!raw) {
+    const body = clone({ info, chunk });
+    const meta = new Uint8Array(1 + body.length);
+    meta[0] = TASK_META_CLONE;
+    meta.set(body, 1);
+    return meta;
+  }
+  const meta = new Uint8Array(1 + INFO_BYTES);
+  const view = new DataView(meta.buffer);
+  meta[0] = TASK_META_INFO;
+  view.setFloat64(1, info.index);
+  view.setFloat64(9, info.offset);
+  view.setFloat64(17, info.length);
+  view.setFloat64(25, info.t0);
+  meta[33] = REASONS.indexOf(info.reason);
+  meta[34] = info.final ? 1 : 0;
+  return meta;
+}
+
+/**
+ * Reads a task's meta.
+ *
+ * @throws {ProtocolError} If the meta is not one the parent writes.
+ */
+export function decodeTaskMeta(
+  meta: Uint8Array,
+  parse: CloneDecoder,
+): { info: ChunkInfo; chunk?: unknown } {
+  if (meta[0] === TASK_META_CLONE) {
+    return parse(meta.subarray(1)) as { info: ChunkInfo; chunk: unknown };
+  }
+  if (meta[0] !== TASK_META_INFO || meta.length !== 1 + INFO_BYTES) {
+    throw new ProtocolError(
+      `A task's meta must start with kind 0 or 1 and hold ${
+        1 + INFO_BYTES
+      } bytes for kind 0: received kind ${meta[0]} in ${meta.length} bytes`,
+    );
+  }
+  const view = new DataView(meta.buffer, meta.byteOffset, meta.length);
+  const reason = REASONS[meta[33]!];
+  if (reason === undefined) {
+    throw new ProtocolError(`A task's meta has an unknown reason ${meta[33]}`);
+  }
+  return {
+    info: {
+      index: view.getFloat64(1),
+      offset: view.getFloat64(9),
+      length: view.getFloat64(17),
+      t0: view.getFloat64(25),
+      reason,
+      final: meta[34] === 1,
+    },
+  };
+}
+
+const VALUE_CLONE = 0,
+  VALUE_UNDEFINED = 1,
+  VALUE_NULL = 2,
+  VALUE_NUMBER = 3,
+  VALUE_STRING = 4,
+  VALUE_TRUE = 5,
+  VALUE_FALSE = 6;
+
+const utf8 = new TextEncoder();
+const fromUtf8 = new TextDecoder();
+
+/** A result body: a tag byte, then the value. */
+export function encodeValue(value: unknown, clone: CloneEncoder): Uint8Array {
+  switch (typeof value) {
+    case "undefined":
+      return new Uint8Array([VALUE_UNDEFINED]);
+    case "boolean":
+      return new Uint8Array([value ? VALUE_TRUE : VALUE_FALSE]);
+    case "number": {
+      const body = new Uint8Array(9);
+      body[0] = VALUE_NUMBER;
+      new DataView(body.buffer).setFloat64(1, value);
+      return body;
+    }
+    case "string": {
+      const text = utf8.encode(value);
+      const body = new Uint8Array(1 + text.length);
+      body[0] = VALUE_STRING;
+      body.set(text, 1);
+      return body;
+    }
+  }
+  if (value === null) return new Uint8Array([VALUE_NULL]);
+  const cloned = clone(value);
+  const body = new Uint8Array(1 + cloned.length);
+  body[0] = VALUE_CLONE;
+  body.set(cloned, 1);
+  return body;
+}
+
+/**
+ * Reads a result body.
+ *
+ * @throws {ProtocolError} If its tag is unknown or its size is wrong.
+ */
+export function decodeValue(body: Uint8Array, parse: CloneDecoder): unknown {
+  switch (body[0]) {
+    case VALUE_CLONE:
+      return parse(body.subarray(1));
+    case VALUE_UNDEFINED:
+      return undefined;
+    case VALUE_NULL:
+      return null;
+    case VALUE_TRUE:
+      return true;
+    case VALUE_FALSE:
+      return false;
+    case VALUE_NUMBER:
+      if (body.length === 9) {
+        return new DataView(body.buffer, body.byteOffset, 9).getFloat64(1);
+      }
+      break;
+    case VALUE_STRING:
+      return fromUtf8.decode(body.subarray(1));
+  }
+  throw new ProtocolError(
+    `A result body must start with a known tag: received tag ${
+      body[0]
+    } in ${body.length} bytes`,
+  );
 }
