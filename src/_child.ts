@@ -48,10 +48,9 @@ function send(type: FrameTypeValue, id: number, body?: Uint8Array): void {
 }
 
 /**
- * Writes the frames sent so far in one write. Called when the child runs out
- * of tasks (so a result never waits for another task) or the batch is big:
- * each write wakes the parent, and on two cores a wake-up costs more than a
- * small result.
+ * Writes the frames sent so far in one write. Called before every callback
+ * runs, so that a result never waits behind another chunk's callback (which
+ * may hang, or run past its own deadline).
  */
 function flush(): void {
   if (outbox.length === 0) return;
@@ -182,6 +181,7 @@ async function runTask(frame: Frame): Promise<void> {
   if (frame.type !== FrameType.task) {
     die(`expected a task frame: received type ${frame.type}`, 70);
   }
+  flush();
   let value: unknown;
   try {
     const { meta, raw } = decodeTaskBody(frame.body);
