@@ -19,7 +19,7 @@ import { BufferEmit } from "@ocycle/core";
 
 const totals = new Map<string, number>();
 const children = new Set<number>();
-const emitter = new BufferEmit(
+const emitter = new BufferEmit<{ pid: number; words: Map<string, number> }>(
   new URL("./process_callback.ts", import.meta.url),
   4096,
   {
