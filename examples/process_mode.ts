@@ -44,6 +44,6 @@ await emitter.close();
 const top = [...totals].sort((a, b) => b[1] - a[1]).slice(0, 3);
 const { emitted, done, failed } = emitter.stats;
 console.log(
-  `${emitted} chunks, ${done} done, ${failed} failed, in ${children.size} child processes`,
+  `${emitted} chunks, ${done} done, ${failed} failed; ${children.size} of 2 children took chunks`,
 );
 console.log(`most frequent: ${top.map(([w, n]) => `${w} ${n}`).join(", ")}`);
