@@ -25,6 +25,12 @@ export interface InitMessage {
   format: FormatSpec;
   /** Whether chunk buffers must be sent back for reuse. */
   borrow: boolean;
+  /**
+   * Thread mode: post each reply as soon as its callback settles instead of
+   * batching the replies of one turn. Set when a timeout is in force, so that
+   * a callback that hangs cannot hold back the results that came before it.
+   */
+  replyAtOnce?: boolean;
 }
 
 /** A chunk to run. */
@@ -83,8 +89,27 @@ export interface ClosingMessage {
   code?: number;
 }
 
-/** From a Worker: what a child sends, plus the notice that it is ending itself. */
-export type WorkerMessage = ChildMessage | ClosingMessage;
+/**
+ * Thread mode only: several chunks in one message. Under load the cost of a
+ * message, not of the bytes (they are transferred), bounds the rate, so the
+ * parent sends the chunks a busy Worker gets in one go.
+ */
+export interface TaskBatchMessage {
+  type: "tasks";
+  tasks: TaskMessage[];
+}
+
+/** Thread mode only: the replies of chunks that settled together. */
+export interface ReplyBatchMessage {
+  type: "replies";
+  replies: (ResultMessage | ErrorMessage)[];
+}
+
+/** From a Worker: what a child sends, the notice that it is ending itself, and batches. */
+export type WorkerMessage = ChildMessage | ClosingMessage | ReplyBatchMessage;
+
+/** From the parent to a Worker: what a child gets, and batches. */
+export type WorkerParentMessage = ParentMessage | TaskBatchMessage;
 
 /** From the parent. */
 export type ParentMessage = InitMessage | TaskMessage;

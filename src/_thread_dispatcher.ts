@@ -3,12 +3,19 @@
 // dispatcher seam. Each Worker holds up to `concurrency` chunks so that the
 // next one travels while the current one runs; a chunk goes to the live Worker
 // with the fewest chunks. Bytes and samples are transferred, never copied, and
-// borrowed buffers come back with the reply to be recycled. A Worker that
-// dies (an uncaught error, `self.close()`, `Deno.exit()`) or misses a deadline
-// is terminated; the chunks it held fail and their buffers are counted lost;
-// a new Worker starts when the next chunk needs one. Workers that cannot
-// start are retried a bounded number of times, then every chunk fails at once
-// with the start-up error.
+// borrowed buffers come back with the reply to be recycled.
+//
+// Under load the cost of a message, not of its bytes, bounds the rate: the
+// chunks given to a Worker wait in its outbox until the current task of the
+// main thread ends (a microtask) and leave together in one message; the Worker
+// replies in kind, so that batches, once formed, keep their size.
+//
+// A Worker that dies (an uncaught error, `self.close()`, `Deno.exit()`) or
+// misses a deadline is terminated. The chunks it had been sent fail and their
+// buffers are counted lost; chunks still in its outbox never left and go to
+// another Worker. A new Worker starts when the next chunk needs one. Workers
+// that cannot start are retried a bounded number of times, then every chunk
+// fails at once with the start-up error.
 
 import { ChunkError } from "./chunk_error.ts";
 import type { ChunkInfo } from "./chunk_info.ts";
@@ -25,8 +32,11 @@ import {
   typedArrayType,
 } from "./_format.ts";
 import {
+  type ErrorMessage,
   fromWireError,
   type InitMessage,
+  type ResultMessage,
+  type TaskBatchMessage,
   type TaskMessage,
   type WorkerMessage,
 } from "./_protocol.ts";
@@ -44,18 +54,25 @@ interface Job<C, R> {
   timer: ReturnType<typeof setTimeout> | undefined;
   /** The Worker holding the chunk, or undefined while it waits for one. */
   slot: Slot<C, R> | undefined;
+  /** Whether the chunk was posted: its transferred buffer is in the Worker. */
+  sent: boolean;
+  settled: boolean;
 }
 
 interface Slot<C, R> {
   readonly worker: Worker;
-  /** Its number, for messages: the nth Worker this pool started. */
-  readonly serial: number;
   ready: boolean;
   dead: boolean;
   /** Whether it ever replied to a chunk: a Worker that dies before is a start-up failure. */
   served: boolean;
-  /** The chunks it holds, by id. */
+  /** The chunks it holds, posted or in its outbox, by id. */
   readonly jobs: Map<number, Job<C, R>>;
+  /** Chunks for it that leave together at the end of the current task. */
+  outbox: Job<C, R>[];
+  /** Chunks posted to it that have not replied yet. */
+  sent: number;
+  /** Whether a flush of its outbox is due at the end of the current task. */
+  flushing: boolean;
 }
 
 /** Runs each chunk in a pool of module Workers. */
@@ -64,13 +81,16 @@ export class ThreadDispatcher<C, R> implements Dispatcher<C, R> {
   readonly copies = false;
   readonly #context: DispatcherContext<C, R>;
   readonly #init: InitMessage;
+  readonly #pool: number;
   readonly #concurrency: number;
+  /** A Worker's outbox leaves once it has at most this many chunks posted. */
+  readonly #lowWater: number;
   readonly #timeout: number;
   /** The typed array type of bytes and samples; undefined for items and text. */
   readonly #type: TypedArrayConstructor<TypedArray> | undefined;
   /** Live Workers: starting or ready. */
   #live: Slot<C, R>[] = [];
-  /** Chunks waiting for a Worker to start. */
+  /** Chunks waiting for a Worker. */
   #backlog: Job<C, R>[] = [];
   #nextId = 0;
   #started = 0;
@@ -90,7 +110,11 @@ export class ThreadDispatcher<C, R> implements Dispatcher<C, R> {
       );
     }
     this.#context = context;
+    this.#pool = context.pool;
     this.#concurrency = context.concurrency;
+    // With two chunks per Worker, batches of two beat a pipeline of single
+    // messages; with more, a batch leaves while the Worker still runs one.
+    this.#lowWater = Math.floor((context.concurrency - 1) / 2);
     this.#timeout = context.timeout;
     this.slots = context.pool * context.concurrency;
     const format = context.format;
@@ -105,12 +129,14 @@ export class ThreadDispatcher<C, R> implements Dispatcher<C, R> {
       exportName: context.exportName,
       format,
       borrow: context.borrow,
+      // A hung callback must not hold back the results batched before it.
+      replyAtOnce: context.timeout !== Infinity,
     };
   }
 
   run(task: Task<C>): Promise<R> {
     if (this.#aborted) {
-      return Promise.reject(this.#abortedError(task.info));
+      return Promise.reject(this.#abortedError(task.info, ""));
     }
     if (this.#broken !== undefined) {
       return Promise.reject(this.#startupError(task.info));
@@ -125,7 +151,7 @@ export class ThreadDispatcher<C, R> implements Dispatcher<C, R> {
         ),
       );
     }
-    if (this.#live.length < this.#context.pool) this.#spawn();
+    if (this.#live.length < this.#pool) this.#spawn();
     return new Promise<R>((resolve, reject) => {
       const job: Job<C, R> = {
         id: this.#nextId++,
@@ -134,13 +160,15 @@ export class ThreadDispatcher<C, R> implements Dispatcher<C, R> {
         reject,
         timer: undefined,
         slot: undefined,
+        sent: false,
+        settled: false,
       };
       if (this.#timeout !== Infinity) {
         job.timer = setTimeout(() => this.#onTimeout(job), this.#timeout);
       }
       const slot = this.#pick();
       if (slot === undefined) this.#backlog.push(job);
-      else this.#send(slot, job);
+      else this.#assign(slot, job);
     });
   }
 
@@ -172,7 +200,9 @@ export class ThreadDispatcher<C, R> implements Dispatcher<C, R> {
           job,
           this.#abortedError(
             job.task.info,
-            " while the chunk ran: its Worker was terminated",
+            job.sent
+              ? " while the chunk ran: its Worker was terminated"
+              : " before a Worker took the chunk",
           ),
         );
       }
@@ -189,18 +219,20 @@ export class ThreadDispatcher<C, R> implements Dispatcher<C, R> {
 
   /** Starts Workers up to `pool`. */
   #spawn(): void {
-    while (this.#live.length < this.#context.pool) {
+    while (this.#live.length < this.#pool) {
       const worker = new Worker(WORKER_URL, {
         type: "module",
-        name: `${this.#context.owner} thread ${this.#started}`,
+        name: `${this.#context.owner} thread ${this.#started++}`,
       });
       const slot: Slot<C, R> = {
         worker,
-        serial: this.#started++,
         ready: false,
         dead: false,
         served: false,
         jobs: new Map(),
+        outbox: [],
+        sent: 0,
+        flushing: false,
       };
       worker.onmessage = (event: MessageEvent<WorkerMessage>) =>
         this.#onMessage(slot, event.data);
@@ -242,69 +274,115 @@ export class ThreadDispatcher<C, R> implements Dispatcher<C, R> {
     return best;
   }
 
-  #send(slot: Slot<C, R>, job: Job<C, R>): void {
-    const task = job.task;
-    const type = this.#type;
-    let chunk: unknown = task.chunk;
-    let transfer: Transferable[] | undefined;
-    if (type !== undefined) {
-      // The chunk is a view from offset 0 of its pooled buffer: send the whole
-      // ArrayBuffer. Until it comes back it belongs to the Worker.
-      const buffer = (chunk as TypedArray).buffer as ArrayBuffer;
-      chunk = buffer;
-      transfer = [buffer];
-    }
-    const wire: TaskMessage = {
-      type: "task",
-      id: job.id,
-      info: task.info,
-      chunk,
-    };
-    try {
-      if (transfer === undefined) slot.worker.postMessage(wire);
-      else slot.worker.postMessage(wire, transfer);
-    } catch (error) {
-      this.#settle(
-        job,
-        new ChunkError(
-          "callback",
-          task.info,
-          "thread",
-          `the chunk could not be sent to a Worker: ${message(error)}`,
-          { cause: error },
-        ),
-      );
-      return;
-    }
-    if (type !== undefined && !task.owned) {
-      // Lost until the reply brings the buffer back.
-      task.buffer = undefined;
-      task.lost = true;
-    }
+  /** Gives a chunk to a Worker, via its outbox. */
+  #assign(slot: Slot<C, R>, job: Job<C, R>): void {
     job.slot = slot;
     slot.jobs.set(job.id, job);
+    slot.outbox.push(job);
+    this.#schedule(slot);
+  }
+
+  /**
+   * Flushes a Worker's outbox at the end of the current task, unless the
+   * Worker holds enough posted chunks to keep busy: then the outbox grows
+   * until the replies bring it down, and leaves as one message.
+   */
+  #schedule(slot: Slot<C, R>): void {
+    if (
+      !slot.flushing && slot.outbox.length > 0 && slot.sent <= this.#lowWater
+    ) {
+      slot.flushing = true;
+      queueMicrotask(() => this.#flush(slot));
+    }
+  }
+
+  #flush(slot: Slot<C, R>): void {
+    slot.flushing = false;
+    const outbox = slot.outbox;
+    slot.outbox = [];
+    // A dead Worker's outbox was already re-queued or failed.
+    if (slot.dead) return;
+    const jobs = outbox.filter((job) => !job.settled && job.slot === slot);
+    if (jobs.length > 0) this.#post(slot, jobs);
+  }
+
+  /** Posts chunks in one message; their transferred buffers leave with it. */
+  #post(slot: Slot<C, R>, jobs: Job<C, R>[]): void {
+    const type = this.#type;
+    const tasks: TaskMessage[] = [];
+    const transfer: ArrayBuffer[] = [];
+    for (const job of jobs) {
+      const task = job.task;
+      let chunk: unknown = task.chunk;
+      if (type !== undefined) {
+        // The chunk is a view from offset 0 of its pooled buffer: send the
+        // whole ArrayBuffer. Until it comes back it belongs to the Worker.
+        chunk = (chunk as TypedArray).buffer;
+        transfer.push(chunk as ArrayBuffer);
+      }
+      tasks.push({ type: "task", id: job.id, info: task.info, chunk });
+    }
+    try {
+      slot.worker.postMessage(
+        tasks.length === 1
+          ? tasks[0]
+          : { type: "tasks", tasks } satisfies TaskBatchMessage,
+        transfer,
+      );
+    } catch (error) {
+      if (jobs.length > 1 && type === undefined) {
+        // Items or text that cannot be cloned: find which, one at a time.
+        for (const job of jobs) this.#post(slot, [job]);
+        return;
+      }
+      for (const job of jobs) {
+        slot.jobs.delete(job.id);
+        const buffer = job.task.buffer as TypedArray | undefined;
+        if (
+          buffer !== undefined && (buffer.buffer as ArrayBuffer).detached
+        ) {
+          job.task.buffer = undefined;
+          job.task.lost = true;
+        }
+        this.#settle(
+          job,
+          new ChunkError(
+            "callback",
+            job.task.info,
+            "thread",
+            `the chunk could not be sent to a Worker: ${message(error)}`,
+            { cause: error },
+          ),
+        );
+      }
+      if (this.#backlog.length > 0) this.#drain();
+      return;
+    }
+    slot.sent += jobs.length;
+    for (const job of jobs) {
+      job.sent = true;
+      if (type !== undefined && !job.task.owned) {
+        // Lost until the reply brings the buffer back.
+        job.task.buffer = undefined;
+        job.task.lost = true;
+      }
+    }
   }
 
   #onMessage(slot: Slot<C, R>, reply: WorkerMessage): void {
     if (slot.dead) return;
     switch (reply.type) {
       case "result":
-      case "error": {
-        const job = slot.jobs.get(reply.id);
-        if (job === undefined) return;
-        slot.jobs.delete(reply.id);
-        slot.served = true;
-        this.#startFailures = 0;
-        if (reply.buffer !== undefined && !job.task.owned) {
-          job.task.buffer = new this.#type!(reply.buffer);
-          job.task.lost = false;
-        }
-        if (job.timer !== undefined) clearTimeout(job.timer);
-        if (reply.type === "result") job.resolve(reply.value as R);
-        else job.reject(fromWireError(reply.error));
+      case "error":
+        this.#onReply(slot, reply);
+        this.#schedule(slot);
         if (this.#backlog.length > 0) this.#drain();
         return;
-      }
+      case "replies":
+        for (const one of reply.replies) this.#onReply(slot, one);
+        this.#schedule(slot);
+        if (this.#backlog.length > 0) this.#drain();
+        return;
       case "ready":
         slot.ready = true;
         this.#drain();
@@ -326,15 +404,33 @@ export class ThreadDispatcher<C, R> implements Dispatcher<C, R> {
     }
   }
 
+  #onReply(slot: Slot<C, R>, reply: ResultMessage | ErrorMessage): void {
+    // Only the Worker that holds a chunk can settle it.
+    const job = slot.jobs.get(reply.id);
+    if (job === undefined) return;
+    slot.jobs.delete(reply.id);
+    slot.sent--;
+    slot.served = true;
+    this.#startFailures = 0;
+    job.settled = true;
+    if (reply.buffer !== undefined && !job.task.owned) {
+      job.task.buffer = new this.#type!(reply.buffer);
+      job.task.lost = false;
+    }
+    if (job.timer !== undefined) clearTimeout(job.timer);
+    if (reply.type === "result") job.resolve(reply.value as R);
+    else job.reject(fromWireError(reply.error));
+  }
+
   /** Sends waiting chunks to ready Workers, and starts Workers they need. */
   #drain(): void {
     while (this.#backlog.length > 0) {
       const slot = this.#pick();
       if (slot === undefined) break;
-      this.#send(slot, this.#backlog.shift()!);
+      this.#assign(slot, this.#backlog.shift()!);
     }
     if (
-      this.#backlog.length > 0 && this.#live.length < this.#context.pool &&
+      this.#backlog.length > 0 && this.#live.length < this.#pool &&
       this.#broken === undefined && !this.#aborted && !this.#ended
     ) this.#spawn();
   }
@@ -348,19 +444,30 @@ export class ThreadDispatcher<C, R> implements Dispatcher<C, R> {
     slot.worker.terminate();
   }
 
-  /** Removes a Worker from the pool: it died, ended itself, or will be killed. */
+  /**
+   * Takes a Worker out of the pool and hands back the chunks that never
+   * left its outbox, which go to the front of the backlog.
+   */
   #remove(slot: Slot<C, R>): void {
     this.#end(slot);
     const i = this.#live.indexOf(slot);
     if (i !== -1) this.#live.splice(i, 1);
+    const unsent: Job<C, R>[] = [];
+    for (const job of slot.jobs.values()) {
+      if (!job.sent) {
+        job.slot = undefined;
+        unsent.push(job);
+        slot.jobs.delete(job.id);
+      }
+    }
+    this.#backlog.unshift(...unsent);
   }
 
   /** A Worker died or ended itself: fail what it held, replace it later. */
   #onDeath(slot: Slot<C, R>, detail: string, cause: unknown): void {
     if (slot.dead) return;
     this.#remove(slot);
-    const startup = !slot.served && slot.jobs.size === 0;
-    if (startup) {
+    if (!slot.served && slot.jobs.size === 0) {
       this.#startFailures++;
       if (this.#startFailures >= START_ATTEMPTS) {
         this.#giveUp(
@@ -390,9 +497,10 @@ export class ThreadDispatcher<C, R> implements Dispatcher<C, R> {
     job.timer = undefined;
     const slot = job.slot;
     const timeout = this.#timeout;
-    if (slot === undefined) {
+    if (slot === undefined || !job.sent) {
       const i = this.#backlog.indexOf(job);
       if (i !== -1) this.#backlog.splice(i, 1);
+      slot?.jobs.delete(job.id);
       this.#settle(
         job,
         new ChunkError(
@@ -448,6 +556,7 @@ export class ThreadDispatcher<C, R> implements Dispatcher<C, R> {
   #settle(job: Job<C, R>, error: ChunkError): void {
     if (job.timer !== undefined) clearTimeout(job.timer);
     job.timer = undefined;
+    job.settled = true;
     job.reject(error);
   }
 
@@ -462,7 +571,7 @@ export class ThreadDispatcher<C, R> implements Dispatcher<C, R> {
     );
   }
 
-  #abortedError(info: ChunkInfo, how = ""): ChunkError {
+  #abortedError(info: ChunkInfo, how: string): ChunkError {
     const reason = this.#abortReason;
     return new ChunkError(
       "aborted",

@@ -12,12 +12,13 @@ import {
   type ClosingMessage,
   type ErrorMessage,
   type InitMessage,
-  type ParentMessage,
+  type ReplyBatchMessage,
   type ResultMessage,
   type TaskMessage,
   toWireError,
   type WireError,
   type WorkerMessage,
+  type WorkerParentMessage,
 } from "./_protocol.ts";
 import {
   type TypedArray,
@@ -28,7 +29,7 @@ import {
 interface WorkerScope {
   postMessage(message: WorkerMessage, transfer?: Transferable[]): void;
   close(): void;
-  onmessage: ((event: MessageEvent<ParentMessage>) => void) | null;
+  onmessage: ((event: MessageEvent<WorkerParentMessage>) => void) | null;
 }
 
 const scope = globalThis as unknown as WorkerScope;
@@ -42,6 +43,7 @@ function post(message: WorkerMessage, transfer?: Transferable[]): void {
 // the wrapped functions.
 const close = scope.close.bind(scope);
 scope.close = () => {
+  flush();
   post({ type: "closing", how: "self.close()" } satisfies ClosingMessage);
   close();
 };
@@ -49,12 +51,14 @@ const exit = Deno.exit.bind(Deno);
 Deno.exit = (code?: number): never => {
   const message: ClosingMessage = { type: "closing", how: "Deno.exit()" };
   if (code !== undefined) message.code = code;
+  flush();
   post(message);
   return exit(code);
 };
 
 let fn: CallbackFunction<unknown, unknown> | undefined;
 let borrow = false;
+let replyAtOnce = false;
 /** The typed array type of bytes and samples; undefined for items and text. */
 let type: TypedArrayConstructor<TypedArray> | undefined;
 let channels = 1;
@@ -66,11 +70,15 @@ scope.onmessage = (event) => {
   if (message.type === "task") {
     if (early !== undefined) early.push(message);
     else run(message);
+  } else if (message.type === "tasks") {
+    if (early !== undefined) early.push(...message.tasks);
+    else for (const task of message.tasks) run(task);
   } else if (message.type === "init") init(message);
 };
 
 async function init(message: InitMessage): Promise<void> {
   borrow = message.borrow;
+  replyAtOnce = message.replyAtOnce ?? false;
   const format = message.format;
   if (format.kind === "bytes") type = Uint8Array;
   else if (format.kind === "samples") {
@@ -115,10 +123,12 @@ function run(message: TaskMessage): void {
     chunk = new type(buffer, 0, info.length * channels);
   } else chunk = message.chunk;
   let result: unknown;
+  const started = performance.now();
   try {
     result = fn!(chunk, info.t0, info);
   } catch (error) {
     fail(id, error, buffer);
+    flushIfSlow(started);
     return;
   }
   if (isThenable(result)) {
@@ -126,7 +136,21 @@ function run(message: TaskMessage): void {
       (value) => succeed(id, value, buffer),
       (error) => fail(id, error, buffer),
     );
-  } else succeed(id, result, buffer);
+  } else {
+    succeed(id, result, buffer);
+    flushIfSlow(started);
+  }
+}
+
+/**
+ * Milliseconds of callback after which its reply leaves at once rather than
+ * with the batch: the parent can then refill this Worker while it runs the
+ * rest of the batch. Quick callbacks keep batching, where it pays.
+ */
+const SLOW_MS = 0.1;
+
+function flushIfSlow(started: number): void {
+  if (replyAtOnce || performance.now() - started > SLOW_MS) flush();
 }
 
 /** The buffer to send back, if the chunk was borrowed and is still whole. */
@@ -138,34 +162,84 @@ function returnable(buffer: ArrayBuffer | undefined): ArrayBuffer | undefined {
     : undefined;
 }
 
-function succeed(id: number, value: unknown, buffer?: ArrayBuffer): void {
-  const back = returnable(buffer);
-  const message: ResultMessage = { type: "result", id, value };
-  const size = back?.byteLength ?? 0;
+type Reply = ResultMessage | ErrorMessage;
+
+// Replies that settle in the same turn leave in one message, which is what
+// keeps the cost per chunk low under load. Without a timeout a callback that
+// hangs leaves the Worker stuck for good, so holding back the replies before
+// it loses nothing; with one, `replyAtOnce` posts each reply as it comes.
+let replies: Reply[] = [];
+let transfers: ArrayBuffer[] = [];
+/** The byte length of each reply's buffer, 0 when there is none. */
+let sizes: number[] = [];
+
+function reply(message: Reply, back: ArrayBuffer | undefined): void {
+  if (back !== undefined) {
+    message.buffer = back;
+    transfers.push(back);
+  }
+  replies.push(message);
+  sizes.push(back?.byteLength ?? 0);
+  if (replyAtOnce) flush();
+  else if (replies.length === 1) queueMicrotask(flush);
+}
+
+function flush(): void {
+  if (replies.length === 0) return;
+  const batch = replies, transfer = transfers, lengths = sizes;
+  replies = [];
+  transfers = [];
+  sizes = [];
   try {
-    if (back === undefined) post(message);
+    if (batch.length === 1) post(batch[0]!, transfer);
     else {
-      message.buffer = back;
-      post(message, [back]);
+      post(
+        { type: "replies", replies: batch } satisfies ReplyBatchMessage,
+        transfer,
+      );
     }
-  } catch (error) {
-    // Deno detaches a transferred buffer even when the value then fails to
-    // clone: send back a fresh buffer of the same size, so that the parent's
-    // pool stays whole (its contents never matter: it is refilled).
-    fail(
-      id,
-      new TypeError(
-        `the callback's result cannot be sent back from the Worker: ${
-          error instanceof Error ? error.message : String(error)
-        }`,
-      ),
-      back !== undefined && back.detached ? new ArrayBuffer(size) : buffer,
-    );
+  } catch {
+    // A result that cannot be cloned. Deno has detached every buffer of the
+    // batch all the same: send each reply alone, with fresh buffers of the
+    // same sizes (their contents never matter, the parent refills them).
+    for (let i = 0; i < batch.length; i++) {
+      const message = batch[i]!;
+      const size = lengths[i]!;
+      const fresh = () =>
+        message.buffer === undefined
+          ? undefined
+          : message.buffer.detached
+          ? new ArrayBuffer(size)
+          : message.buffer;
+      let back = fresh();
+      if (back !== undefined) message.buffer = back;
+      try {
+        post(message, back === undefined ? [] : [back]);
+      } catch (error) {
+        back = fresh();
+        const failed: ErrorMessage = {
+          type: "error",
+          id: message.id,
+          error: toWireError(
+            new TypeError(
+              `the callback's result cannot be sent back from the Worker: ${
+                error instanceof Error ? error.message : String(error)
+              }`,
+            ),
+          ),
+        };
+        if (back !== undefined) failed.buffer = back;
+        post(failed, back === undefined ? [] : [back]);
+      }
+    }
   }
 }
 
+function succeed(id: number, value: unknown, buffer?: ArrayBuffer): void {
+  reply({ type: "result", id, value }, returnable(buffer));
+}
+
 function fail(id: number, error: unknown, buffer?: ArrayBuffer): void {
-  const back = returnable(buffer);
   let wire: WireError;
   try {
     wire = toWireError(error);
@@ -173,13 +247,8 @@ function fail(id: number, error: unknown, buffer?: ArrayBuffer): void {
     // A thrown value that cannot even be turned into text.
     wire = {
       name: "Error",
-      message: "the callback threw an indescribable value",
+      message: "the callback threw a value that cannot be described",
     };
   }
-  const message: ErrorMessage = { type: "error", id, error: wire };
-  if (back === undefined) post(message);
-  else {
-    message.buffer = back;
-    post(message, [back]);
-  }
+  reply({ type: "error", id, error: wire }, returnable(buffer));
 }

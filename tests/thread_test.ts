@@ -102,6 +102,11 @@ async function until(check: () => boolean, what: string): Promise<void> {
   }
 }
 
+/** Lets the chunks given to Workers leave (they go at the end of a task). */
+function tick(): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, 0));
+}
+
 /** A deterministic pseudo-random generator. */
 function random(seed: number): () => number {
   let s = seed >>> 0;
@@ -640,20 +645,31 @@ Deno.test("BufferEmit.writable in thread mode rejects pipeTo with the chunk's er
       const l = log<number>();
       const emitter = new BufferEmit<number>(FAULTS, 4, {
         mode: "thread",
-        pool: 2,
+        pool: 1,
+        concurrency: 2,
         borrow: true,
+        // Far off: it only makes the Worker reply to each chunk at once.
+        timeout: 60_000,
         ...l,
       });
       const writer = emitter.writable.getWriter();
       await writer.write(cmd(OK));
+      await until(() => l.done.size === 1, "first chunk");
       await writer.write(cmd(HANG));
       await writer.write(cmd(HANG_ASYNC));
-      await until(() => l.done.size === 1, "first chunk");
+      await tick();
       await writer.abort(new Error("user stop"));
       assertEquals(l.errors.map((e) => e.kind), ["aborted", "aborted"]);
       assertStringIncludes(l.errors[0]!.message, "user stop");
+      // The hung chunk went down with its Worker; the next one was held back
+      // for the busy Worker, and its buffer returned to the pool.
+      const [ran, held] = l.errors;
+      assertEquals(ran!.info.index, 1);
+      assertStringIncludes(ran!.message, "while the chunk ran");
+      assertEquals(held!.info.index, 2);
+      assertStringIncludes(held!.message, "before a Worker took the chunk");
       const stats = emitter.stats;
-      assertEquals(stats.buffers.lost, 2);
+      assertEquals(stats.buffers.lost, 1);
       assertClosed(stats);
     },
   );
@@ -708,6 +724,7 @@ Deno.test("BufferEmit in thread mode drains on close() and stops on abort() (REL
       emitter.write(cmd(HANG));
       emitter.write(cmd(HANG));
       for (let i = 0; i < 10; i++) emitter.write(cmd(OK));
+      await tick();
       await emitter.abort(new Error("shutdown"));
       assertEquals(l.errors.length, 12);
       assert(l.errors.every((e) => e.kind === "aborted"));
