@@ -48,9 +48,9 @@ function send(type: FrameTypeValue, id: number, body?: Uint8Array): void {
 }
 
 /**
- * Writes the frames sent so far in one write. Called before every callback
- * runs, so that a result never waits behind another chunk's callback (which
- * may hang, or run past its own deadline).
+ * Writes the frames sent so far in one write. Called, and awaited, before
+ * every callback runs, so that a result never waits behind another chunk's
+ * callback (which may hang, run past its own deadline, or kill the child).
  */
 function flush(): void {
   if (outbox.length === 0) return;
@@ -181,7 +181,10 @@ async function runTask(frame: Frame): Promise<void> {
   if (frame.type !== FrameType.task) {
     die(`expected a task frame: received type ${frame.type}`, 70);
   }
+  // Every earlier result is in the pipe before this callback runs: if it
+  // kills the child, the parent reads them all and blames only this chunk.
   flush();
+  await writing;
   let value: unknown;
   try {
     const { meta, raw } = decodeTaskBody(frame.body);

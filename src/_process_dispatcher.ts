@@ -90,6 +90,8 @@ interface Child {
   ended: Promise<void>;
   /** Why it died, set by `#fail`; reported once its exit status is known. */
   failure: Failure | undefined;
+  /** What the parent saw before the child exited, such as a broken pipe. */
+  note: string | undefined;
 }
 
 interface Failure {
@@ -277,6 +279,7 @@ export class ProcessDispatcher<C, R> implements Dispatcher<C, R> {
       stall: undefined,
       ended: Promise.resolve(),
       failure: undefined,
+      note: undefined,
     };
     this.#children[slot] = child;
     this.#all.add(child);
@@ -308,7 +311,13 @@ export class ProcessDispatcher<C, R> implements Dispatcher<C, R> {
         await pipes;
       }
       if (child.state === "closing") child.state = "dead";
-      else this.#fail(child, "crash", "the child exited unexpectedly");
+      else {
+        this.#fail(
+          child,
+          "crash",
+          child.note ?? "the child exited unexpectedly",
+        );
+      }
       // Whatever happened, the stdin pipe is ours to close.
       await child.writer.abort().catch(() => {});
       this.#settleDeath(child);
@@ -538,13 +547,12 @@ export class ProcessDispatcher<C, R> implements Dispatcher<C, R> {
   #write(child: Child, bytes: Uint8Array): void {
     child.writer.write(bytes).catch((error) => {
       if (child.state === "dead" || child.state === "closing") return;
-      this.#fail(
-        child,
-        "crash",
-        error instanceof Deno.errors.BrokenPipe
-          ? "its stdin is closed (broken pipe): the child is gone"
-          : `writing to its stdin failed: ${describe(error)}`,
-      );
+      // The child is gone or going: end it, and let its exit be the fault,
+      // once the results it wrote before it died have been read.
+      child.note ??= error instanceof Deno.errors.BrokenPipe
+        ? "its stdin is closed (broken pipe): the child is gone"
+        : `writing to its stdin failed: ${describe(error)}`;
+      kill(child);
     });
   }
 

@@ -519,14 +519,31 @@ Deno.test("process mode with an already-aborted signal starts no child", async (
 });
 
 Deno.test("process mode keeps buffers and children stable across many faults", async () => {
-  // Item 21, shortened: crashes, throws and timeouts interleaved with work.
-  const run = await runChunks<number>("throwing", 200, {
+  // Item 19, and item 21 shortened: 400 chunks with a child exiting every 50
+  // and a throw every 7; every chunk is accounted for, once.
+  const chunks = 400;
+  const run = await runChunks<number>("flaky", chunks, {
     pool: 2,
     concurrency: 2,
   });
-  assertEquals(run.errors.length, 1);
-  assertEquals(run.done, 199);
+  const crashes = [], throws = [];
+  for (let i = 0; i < chunks; i++) {
+    if (i % 50 === 25) crashes.push(i);
+    else if (i % 7 === 3) throws.push(i);
+  }
+  const failed = run.errors.map((e) => e.info.index).sort((a, b) => a - b);
+  assertEquals(failed, [...crashes, ...throws].sort((a, b) => a - b));
+  for (const error of run.errors) {
+    if (crashes.includes(error.info.index)) {
+      assertEquals(error.kind, "crash");
+      assertEquals(error.exitCode, 1);
+    } else assertEquals(error.kind, "callback");
+  }
+  assertEquals(run.done, chunks - failed.length);
+  for (const [index, result] of run.results) assertEquals(result, index);
   const stats = run.emitter.stats;
+  assertEquals(stats.replaced, crashes.length);
+  assertEquals(stats.workers, 0);
   assertEquals(stats.buffers.out, 0);
   assertEquals(stats.buffers.lost, 0);
   assert(
