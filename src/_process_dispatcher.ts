@@ -39,6 +39,8 @@ export interface ProcessTuning {
   stallTimeout: number;
   /** Children that may die before they are ready, in a row, before start-up fails for good. */
   startAttempts: number;
+  /** Milliseconds a child may take to load the callback module and say it is ready. */
+  startTimeout: number;
   /** Milliseconds `close()` waits for a child to exit after its stdin ends, before killing it. */
   closeGrace: number;
   /** Lines of a child's stderr kept for errors. */
@@ -52,6 +54,7 @@ export interface ProcessTuning {
 const DEFAULT_TUNING: ProcessTuning = {
   stallTimeout: 10_000,
   startAttempts: 3,
+  startTimeout: 30_000,
   closeGrace: 10_000,
   stderrLines: 20,
   maxFrameBytes: MAX_FRAME_BYTES,
@@ -283,6 +286,16 @@ export class ProcessDispatcher<C, R> implements Dispatcher<C, R> {
     };
     this.#children[slot] = child;
     this.#all.add(child);
+    const ms = this.#tuning.startTimeout;
+    const startTimer = setTimeout(() => {
+      if (child.state === "starting") {
+        this.#fail(
+          child,
+          "startup",
+          `the child did not load the callback module and say it was ready within ${ms} ms`,
+        );
+      }
+    }, ms);
     const stdout = process.stdout.getReader();
     const stderr = process.stderr.getReader();
     const pipes = Promise.all([
@@ -291,6 +304,7 @@ export class ProcessDispatcher<C, R> implements Dispatcher<C, R> {
     ]);
     child.ended = (async () => {
       child.status = await process.status;
+      clearTimeout(startTimer);
       // A grandchild may still hold a pipe after the child exits: give the
       // pipes a moment, then stop waiting for them.
       let timer: ReturnType<typeof setTimeout> | undefined;

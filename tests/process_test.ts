@@ -457,6 +457,33 @@ Deno.test("ProcessDispatcher fails a frame whose body never comes after a stall 
   }
 });
 
+Deno.test("ProcessDispatcher gives up on children that never say they are ready", async () => {
+  // Item 9, the hanging kind: each child is killed after startTimeout, and
+  // after startAttempts of them the chunk fails with one start-up error.
+  const dispatcher = new ProcessDispatcher(
+    context("default", {
+      callback: new URL(
+        "./fixtures/process/hangs_on_load.ts",
+        import.meta.url,
+      ),
+    }),
+    { startTimeout: 200, startAttempts: 2 },
+  );
+  try {
+    const error = await assertRejects(
+      () => dispatcher.run(task(0)),
+      ChunkError,
+    );
+    assertEquals(error.kind, "startup");
+    assertStringIncludes(error.message, "2 children in a row");
+    assertStringIncludes(error.message, "ready within 200 ms");
+    assertEquals(error.signal, "SIGKILL");
+    assertEquals(dispatcher.counts().replaced, 1);
+  } finally {
+    await dispatcher.close();
+  }
+});
+
 Deno.test("process mode close() drains every queued chunk and ends the children", async () => {
   // Item 18, first half.
   const run = await runChunks<number>("slow", 8, { pool: 2, maxPending: 8 });
