@@ -180,6 +180,14 @@ export class ProcessDispatcher<C, R> implements Dispatcher<C, R> {
     } else {
       meta = encodeTaskMeta(info, task.chunk, false, clone);
     }
+    const bytes = meta.length + (raw?.length ?? 0) + 16;
+    if (bytes > MAX_FRAME_BYTES) {
+      return Promise.reject(
+        new RangeError(
+          `Cannot send chunk ${info.index} to a child process as it takes ${bytes} bytes, over the frame limit of ${MAX_FRAME_BYTES} bytes: use a smaller 'size'`,
+        ),
+      );
+    }
     return new Promise<R>((resolve, reject) => {
       const pending: Pending<R> = {
         id: this.#nextId = (this.#nextId % 0xfffffffe) + 1,
