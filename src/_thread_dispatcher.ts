@@ -44,6 +44,13 @@ import {
 /** Workers in a row that may fail to start before the pool gives up. */
 const START_ATTEMPTS = 3;
 
+/**
+ * Milliseconds per chunk above which a Worker gets each chunk as soon as it
+ * has room: its callbacks are slow enough that a message costs little, and
+ * keeping it fed matters more than batching.
+ */
+const EAGER_MS = 0.5;
+
 const WORKER_URL = new URL("./_worker.ts", import.meta.url);
 
 interface Job<C, R> {
@@ -73,6 +80,10 @@ interface Slot<C, R> {
   sent: number;
   /** Whether a flush of its outbox is due at the end of the current task. */
   flushing: boolean;
+  /** A moving average of its milliseconds per chunk, message costs included. */
+  perChunk: number;
+  /** When it last replied, or got work while idle (performance.now()). */
+  since: number;
 }
 
 /** Runs each chunk in a pool of module Workers. */
@@ -233,6 +244,8 @@ export class ThreadDispatcher<C, R> implements Dispatcher<C, R> {
         outbox: [],
         sent: 0,
         flushing: false,
+        perChunk: 0,
+        since: 0,
       };
       worker.onmessage = (event: MessageEvent<WorkerMessage>) =>
         this.#onMessage(slot, event.data);
@@ -289,7 +302,8 @@ export class ThreadDispatcher<C, R> implements Dispatcher<C, R> {
    */
   #schedule(slot: Slot<C, R>): void {
     if (
-      !slot.flushing && slot.outbox.length > 0 && slot.sent <= this.#lowWater
+      !slot.flushing && slot.outbox.length > 0 &&
+      (slot.sent <= this.#lowWater || slot.perChunk > EAGER_MS)
     ) {
       slot.flushing = true;
       queueMicrotask(() => this.#flush(slot));
@@ -358,6 +372,7 @@ export class ThreadDispatcher<C, R> implements Dispatcher<C, R> {
       if (this.#backlog.length > 0) this.#drain();
       return;
     }
+    if (slot.sent === 0) slot.since = performance.now();
     slot.sent += jobs.length;
     for (const job of jobs) {
       job.sent = true;
@@ -374,11 +389,13 @@ export class ThreadDispatcher<C, R> implements Dispatcher<C, R> {
     switch (reply.type) {
       case "result":
       case "error":
+        this.#time(slot, 1);
         this.#onReply(slot, reply);
         this.#schedule(slot);
         if (this.#backlog.length > 0) this.#drain();
         return;
       case "replies":
+        this.#time(slot, reply.replies.length);
         for (const one of reply.replies) this.#onReply(slot, one);
         this.#schedule(slot);
         if (this.#backlog.length > 0) this.#drain();
@@ -402,6 +419,13 @@ export class ThreadDispatcher<C, R> implements Dispatcher<C, R> {
         );
         return;
     }
+  }
+
+  /** Updates a Worker's time per chunk with `n` replies that came now. */
+  #time(slot: Slot<C, R>, n: number): void {
+    const now = performance.now();
+    slot.perChunk += ((now - slot.since) / n - slot.perChunk) / 4;
+    slot.since = now;
   }
 
   #onReply(slot: Slot<C, R>, reply: ResultMessage | ErrorMessage): void {

@@ -661,15 +661,19 @@ Deno.test("BufferEmit.writable in thread mode rejects pipeTo with the chunk's er
       await writer.abort(new Error("user stop"));
       assertEquals(l.errors.map((e) => e.kind), ["aborted", "aborted"]);
       assertStringIncludes(l.errors[0]!.message, "user stop");
-      // The hung chunk went down with its Worker; the next one was held back
-      // for the busy Worker, and its buffer returned to the pool.
-      const [ran, held] = l.errors;
+      // The hung chunk went down with its Worker. The next one either went
+      // too, or was still held back for the busy Worker (which depends on how
+      // fast the Worker has been): then its buffer returned to the pool.
+      const [ran, next] = l.errors;
       assertEquals(ran!.info.index, 1);
       assertStringIncludes(ran!.message, "while the chunk ran");
-      assertEquals(held!.info.index, 2);
-      assertStringIncludes(held!.message, "before a Worker took the chunk");
+      assertEquals(next!.info.index, 2);
+      const sent = next!.message.includes("while the chunk ran");
+      if (!sent) {
+        assertStringIncludes(next!.message, "before a Worker took the chunk");
+      }
       const stats = emitter.stats;
-      assertEquals(stats.buffers.lost, 1);
+      assertEquals(stats.buffers.lost, sent ? 2 : 1);
       assertClosed(stats);
     },
   );
