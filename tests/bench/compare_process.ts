@@ -71,12 +71,16 @@ async function pipeLimit(): Promise<number> {
   const file = await Deno.makeTempFile();
   try {
     await Deno.writeFile(file, new Uint8Array(268_435_456));
-    const start = performance.now();
-    const { code } = await new Deno.Command("bash", {
-      args: ["-c", `cat "$0" | cat > /dev/null`, file],
+    // Timed inside the shell, exactly as peers.sh times it.
+    const { code, stdout } = await new Deno.Command("bash", {
+      args: [
+        "-c",
+        `t0=$(date +%s.%N); cat "$0" | cat > /dev/null; t1=$(date +%s.%N); echo "$t1 - $t0" | bc -l`,
+        file,
+      ],
     }).output();
     if (code !== 0) throw new Error("cat | cat failed");
-    return 268.435456 / ((performance.now() - start) / 1000);
+    return 268.435456 / Number(new TextDecoder().decode(stdout).trim());
   } finally {
     await Deno.remove(file);
   }
