@@ -4,8 +4,9 @@
  * owned chunks, `concurrency` 2 and 4) against the hand-written Deno Worker pool and piscina from
  * shared/bench, dispatching 64 KiB chunks to a pool of 2 Workers with a
  * trivial callback and with one that burns 1 ms of CPU. Every variant runs in
- * its own fresh process, the variants interleaved, `--reps` times; the best
- * rep counts (the machine is shared: the best is the least disturbed). Prints
+ * its own fresh process, the variants interleaved, `--reps` times. Two
+ * figures: the best rep of each (the least disturbed on a shared machine),
+ * and the median over reps of each rep's ratio to the peers' same rep. Prints
  * one JSON line per measurement, then a table of chunks/s and the ratios
  * ours / piscina and ours / hand-written, then the latency from the `write()`
  * that completes a chunk to the start of its callback (p50, p99), under load
@@ -188,8 +189,11 @@ async function main(): Promise<void> {
       ...args,
     ]);
   const best = new Map<string, Record<string, unknown>>();
+  /** Every rep's chunks/s, to pair each rep of ours with the peers' same rep. */
+  const all = new Map<string, number[]>();
   const keep = (key: string, result: Record<string, unknown>) => {
     console.log(JSON.stringify(result));
+    all.set(key, [...all.get(key) ?? [], result.chunksPerSec as number]);
     const old = best.get(key);
     if (
       old === undefined ||
@@ -255,11 +259,21 @@ async function main(): Promise<void> {
   }
 
   const rate = (key: string) => best.get(key)?.chunksPerSec as number;
+  const median = (values: number[]) => {
+    const sorted = [...values].sort((a, b) => a - b);
+    return sorted[sorted.length >> 1]!;
+  };
+  /** The median over reps of ours / peer, each rep against the same rep of the peer. */
+  const paired = (ours: string, peer: string) => {
+    const a = all.get(ours), b = all.get(peer);
+    if (a === undefined || b === undefined) return "-";
+    return median(a.map((v, i) => v / b[i]!)).toFixed(2);
+  };
   console.log(
     `\nBest of ${reps}, chunks/s, 64 KiB chunks, pool of ${POOL} (ratios above 1: ours is faster):`,
   );
   console.log(
-    "callback  variant              ours  hand-written  piscina  ours/hand  ours/piscina",
+    "callback  variant              ours  hand-written  piscina  ours/hand  ours/piscina  (paired: ours/hand  ours/piscina)",
   );
   for (const name of ["trivial", "spin"]) {
     const hand = rate(`${name} handwritten`);
@@ -275,6 +289,10 @@ async function main(): Promise<void> {
           String(pis ?? "-").padStart(7),
           (value / hand).toFixed(2).padStart(9),
           (pis ? (value / pis).toFixed(2) : "-").padStart(12),
+          paired(`${name} ${ownership} c${concurrency}`, `${name} handwritten`)
+            .padStart(18),
+          paired(`${name} ${ownership} c${concurrency}`, `${name} piscina`)
+            .padStart(13),
         ].join("  "),
       );
     }
