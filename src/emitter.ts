@@ -124,9 +124,10 @@ export interface EmitterOptions<R> {
   /**
    * Chunks each Worker or child may hold at once (thread and process modes):
    * more than one lets the next chunk travel while the current one runs.
-   * At most `pool * concurrency` chunks are in flight.
+   * At most `pool * concurrency` chunks are in flight. Thread mode defaults
+   * to 4, which is what it takes to keep two Workers busy with small chunks.
    *
-   * @default {2}
+   * @default {2, or 4 in thread mode}
    */
   concurrency?: number;
   /**
@@ -300,6 +301,7 @@ export class Emitter<I, C, R = unknown> implements AsyncDisposable {
   #pumping = false;
   #state = OPEN;
   #abortReason: unknown;
+  #aborting: Promise<void> | undefined;
   #closing: Promise<void> | undefined;
   #errors: ChunkError[] = [];
   #readyWaiters: Waiter[] = [];
@@ -345,7 +347,7 @@ export class Emitter<I, C, R = unknown> implements AsyncDisposable {
       onError,
       mode = "serial",
       pool = navigator.hardwareConcurrency ?? 1,
-      concurrency = 2,
+      concurrency = mode === "thread" ? 4 : 2,
       maxPending = 16,
       overflow = "queue",
       maxWait = Infinity,
@@ -575,7 +577,7 @@ export class Emitter<I, C, R = unknown> implements AsyncDisposable {
       );
     }
     const n = format.length(frame) as number;
-    if (n === 0) return this.#queue.length < this.#maxPending;
+    if (n === 0) return this.#mayWrite();
     let stamp = t0;
     const start = this.#offset;
     this.#offset = start + n;
@@ -584,7 +586,7 @@ export class Emitter<I, C, R = unknown> implements AsyncDisposable {
       stamp ??= Date.now();
       if (stamp < this.#resumeAt) {
         this.#dropped += n;
-        return this.#queue.length < this.#maxPending;
+        return this.#mayWrite();
       }
       this.#resumeAt = undefined;
       this.#winStart = this.#nextStart = this.#emittedTo = start;
@@ -598,7 +600,7 @@ export class Emitter<I, C, R = unknown> implements AsyncDisposable {
     ) {
       format.put(this.#buffer, fill0, frame, 0, n);
       this.#fill = fill0 + n;
-      return this.#queue.length < this.#maxPending;
+      return this.#mayWrite();
     }
     const size = this.#size, clip = this.#clip;
     let pos = 0;
@@ -646,7 +648,7 @@ export class Emitter<I, C, R = unknown> implements AsyncDisposable {
         }
       }
     }
-    return this.#queue.length < this.#maxPending;
+    return this.#mayWrite();
   }
 
   /**
@@ -666,7 +668,7 @@ export class Emitter<I, C, R = unknown> implements AsyncDisposable {
   get ready(): Promise<void> {
     if (this.#state === ABORTED) return Promise.reject(this.#abortReason);
     if (this.#errors.length > 0) return Promise.reject(this.#takeErrors());
-    if (this.#queue.length < this.#maxPending) return RESOLVED;
+    if (this.#mayWrite()) return RESOLVED;
     return new Promise((resolve, reject) =>
       this.#readyWaiters.push({ resolve, reject })
     );
@@ -681,7 +683,12 @@ export class Emitter<I, C, R = unknown> implements AsyncDisposable {
    * @returns A promise that settles once everything is done.
    */
   close(options: CloseOptions = {}): Promise<void> {
-    if (this.#state === ABORTED) return Promise.reject(this.#abortReason);
+    if (this.#state === ABORTED) {
+      // Settle only once the abort has ended every Worker and child.
+      return (this.#aborting ?? RESOLVED).then(() => {
+        throw this.#abortReason;
+      });
+    }
     if (this.#closing !== undefined) return this.#closing;
     const { flush = true } = options;
     this.#disarm();
@@ -708,8 +715,13 @@ export class Emitter<I, C, R = unknown> implements AsyncDisposable {
    * @param reason Why; later calls reject with it.
    * @returns A promise that resolves once every Worker and child is gone.
    */
-  async abort(reason?: unknown): Promise<void> {
-    if (this.#state === CLOSED || this.#state === ABORTED) return;
+  abort(reason?: unknown): Promise<void> {
+    if (this.#state === CLOSED) return RESOLVED;
+    if (this.#state === ABORTED) return this.#aborting ?? RESOLVED;
+    return this.#aborting = this.#stop(reason);
+  }
+
+  async #stop(reason: unknown): Promise<void> {
     this.#state = ABORTED;
     this.#abortReason = reason ?? new DOMException(
       `${this.#owner} was aborted`,
@@ -790,6 +802,12 @@ export class Emitter<I, C, R = unknown> implements AsyncDisposable {
   }
 
   // ---- the write path's helpers ----
+
+  /** Whether a writer may go on: fewer than `maxPending` chunks wait (none, when it is 0). */
+  #mayWrite(): boolean {
+    const queued = this.#queue.length;
+    return queued === 0 || queued < this.#maxPending;
+  }
 
   /** Where the unemitted part of the buffer starts. */
   #unemittedFrom(): number {
@@ -1023,7 +1041,7 @@ export class Emitter<I, C, R = unknown> implements AsyncDisposable {
       } else if (this.#errors.length > 0) {
         const error = this.#takeErrors();
         for (const w of this.#readyWaiters.splice(0)) w.reject(error);
-      } else if (this.#queue.length < this.#maxPending) {
+      } else if (this.#mayWrite()) {
         for (const w of this.#readyWaiters.splice(0)) w.resolve();
       }
     }

@@ -311,6 +311,19 @@ Deno.test("BufferEmit runs async callbacks one at a time, in order, with backpre
   });
 });
 
+Deno.test("BufferEmit with maxPending 0 lets a writer go on once nothing waits", async () => {
+  let release!: () => void;
+  const gate = new Promise<void>((r) => release = r);
+  const buff = new BufferEmit(() => gate, 1, { maxPending: 0 });
+  assert(buff.write(bytes(1))); // runs at once: nothing waits
+  assertFalse(buff.write(bytes(2))); // one waits: slow down
+  const ready = buff.ready;
+  release();
+  await ready; // resolves once the queue is empty
+  await ReadableStream.from([bytes(3), bytes(4)]).pipeTo(buff.writable);
+  assertEquals(buff.stats.done, 4);
+});
+
 Deno.test("BufferEmit maxWait emits a partial chunk, never an empty one", async () => {
   const chunks: { data: number[]; reason: string }[] = [];
   const buff = new BufferEmit(
@@ -502,8 +515,11 @@ Deno.test("BufferEmit.abort() stops queued work with a clear error", async (t) =
     buff.write(bytes(1));
     buff.write(bytes(2));
     controller.abort(new Error("cancelled"));
+    // close() and a second abort() settle only once the abort is complete.
     await assertRejects(() => buff.close(), Error, "cancelled");
     assertEquals(errors.length, 2);
+    assertEquals(buff.stats.pending, 0);
+    await buff.abort();
   });
   await t.step(
     "timeout fails a hung async callback and frees its slot",
