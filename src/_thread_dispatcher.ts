@@ -17,7 +17,7 @@
 // that cannot start are retried a bounded number of times, then every chunk
 // fails at once with the start-up error.
 
-import { ChunkError } from "./chunk_error.ts";
+import { ChunkError, type ChunkErrorKind } from "./chunk_error.ts";
 import type { ChunkInfo } from "./chunk_info.ts";
 import {
   type Dispatcher,
@@ -154,12 +154,7 @@ export class ThreadDispatcher<C, R> implements Dispatcher<C, R> {
     }
     if (this.#ended) {
       return Promise.reject(
-        new ChunkError(
-          "aborted",
-          task.info,
-          "thread",
-          "the Worker pool was already closed",
-        ),
+        threadError("aborted", task.info, "the Worker pool was already closed"),
       );
     }
     if (this.#live.length < this.#pool) this.#spawn();
@@ -502,15 +497,11 @@ export class ThreadDispatcher<C, R> implements Dispatcher<C, R> {
       }
     } else this.#replaced++;
     for (const job of slot.jobs.values()) {
-      this.#settle(
+      this.#fail(
         job,
-        new ChunkError(
-          "crash",
-          job.task.info,
-          "thread",
-          `${detail}; the chunk was in that Worker, which will be replaced`,
-          cause === undefined ? {} : { cause },
-        ),
+        "crash",
+        `${detail}; the chunk was in that Worker, which will be replaced`,
+        cause,
       );
     }
     slot.jobs.clear();
@@ -525,38 +516,26 @@ export class ThreadDispatcher<C, R> implements Dispatcher<C, R> {
       const i = this.#backlog.indexOf(job);
       if (i !== -1) this.#backlog.splice(i, 1);
       slot?.jobs.delete(job.id);
-      this.#settle(
+      this.#fail(
         job,
-        new ChunkError(
-          "timeout",
-          job.task.info,
-          "thread",
-          `no Worker was ready to take the chunk within ${timeout} ms (the callback module's top-level code may still be running)`,
-        ),
+        "timeout",
+        `no Worker was ready to take the chunk within ${timeout} ms (the callback module's top-level code may still be running)`,
       );
       return;
     }
     slot.jobs.delete(job.id);
     this.#remove(slot);
     this.#replaced++;
-    this.#settle(
+    this.#fail(
       job,
-      new ChunkError(
-        "timeout",
-        job.task.info,
-        "thread",
-        `the callback did not settle within ${timeout} ms of dispatch; its Worker was terminated and will be replaced`,
-      ),
+      "timeout",
+      `the callback did not settle within ${timeout} ms of dispatch; its Worker was terminated and will be replaced`,
     );
     for (const other of slot.jobs.values()) {
-      this.#settle(
+      this.#fail(
         other,
-        new ChunkError(
-          "crash",
-          other.task.info,
-          "thread",
-          `its Worker was terminated because chunk ${job.task.info.index} on the same Worker timed out after ${timeout} ms; the chunk had already been sent to that Worker and went with it`,
-        ),
+        "crash",
+        `its Worker was terminated because chunk ${job.task.info.index} on the same Worker timed out after ${timeout} ms; the chunk had already been sent to that Worker and went with it`,
       );
     }
     slot.jobs.clear();
@@ -584,15 +563,19 @@ export class ThreadDispatcher<C, R> implements Dispatcher<C, R> {
     job.reject(error);
   }
 
+  /** Rejects a job with a ChunkError of `kind` about its chunk. */
+  #fail(
+    job: Job<C, R>,
+    kind: ChunkErrorKind,
+    detail: string,
+    cause?: unknown,
+  ): void {
+    this.#settle(job, threadError(kind, job.task.info, detail, cause));
+  }
+
   #startupError(info: ChunkInfo): ChunkError {
     const broken = this.#broken!;
-    return new ChunkError(
-      "startup",
-      info,
-      "thread",
-      broken.detail,
-      broken.cause === undefined ? {} : { cause: broken.cause },
-    );
+    return threadError("startup", info, broken.detail, broken.cause);
   }
 
   #abortedError(info: ChunkInfo, how: string): ChunkError {
@@ -605,4 +588,20 @@ export class ThreadDispatcher<C, R> implements Dispatcher<C, R> {
       { cause: reason },
     );
   }
+}
+
+/** A thread-mode ChunkError; `cause` is kept only when there is one. */
+function threadError(
+  kind: ChunkErrorKind,
+  info: ChunkInfo,
+  detail: string,
+  cause?: unknown,
+): ChunkError {
+  return new ChunkError(
+    kind,
+    info,
+    "thread",
+    detail,
+    cause === undefined ? {} : { cause },
+  );
 }

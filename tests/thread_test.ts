@@ -12,6 +12,7 @@ import {
 } from "@std/assert";
 import {
   BufferEmit,
+  type BufferEmitOptions,
   ChunkError,
   type ChunkInfo,
   type EmitterStats,
@@ -74,6 +75,24 @@ function log<R>(): Log<R> {
       errors.push(error);
     },
   };
+}
+
+/** The results in a log, by chunk index. */
+function inOrder<R>(l: Log<R>): R[] {
+  return [...l.done.keys()].sort((a, b) => a - b).map((i) => l.done.get(i)!);
+}
+
+/** A thread-mode BufferEmit of 4-byte frames on the faults fixture, and its log. */
+function faults(
+  options: BufferEmitOptions<number>,
+): { l: Log<number>; emitter: BufferEmit<number> } {
+  const l = log<number>();
+  const emitter = new BufferEmit<number>(FAULTS, 4, {
+    mode: "thread",
+    ...options,
+    ...l,
+  });
+  return { l, emitter };
 }
 
 /** Every pooled buffer is exactly one of free, out, given, discarded or lost. */
@@ -144,7 +163,7 @@ Deno.test("BufferEmit in thread mode delivers the chunks serial mode delivers", 
     await emitter.close();
     assertClosed(emitter.stats);
     assertEquals(l.errors, []);
-    return [...l.done.keys()].sort((a, b) => a - b).map((i) => l.done.get(i)!);
+    return inOrder(l);
   };
   for (
     const shape of [{}, { clip: true }, { clip: true, hop: 5 }, {
@@ -184,7 +203,7 @@ Deno.test("SampleEmit in thread mode rebuilds Int16Array chunks of 2 channels", 
     await emitter.close();
     assertClosed(emitter.stats);
     assertEquals(l.errors, []);
-    return [...l.done.keys()].sort((a, b) => a - b).map((i) => l.done.get(i)!);
+    return inOrder(l);
   };
   for (const borrow of [false, true]) {
     const serial = await run("serial", borrow);
@@ -212,7 +231,7 @@ Deno.test("ItemEmit and TextEmit in thread mode clone their chunks", async () =>
     }
     await emitter.close();
     assertEquals(l.errors, []);
-    return [...l.done.keys()].sort((a, b) => a - b).map((i) => l.done.get(i)!);
+    return inOrder(l);
   };
   assertEquals(await items("thread"), await items("serial"));
   const text = async (mode: "serial" | "thread") => {
@@ -223,7 +242,7 @@ Deno.test("ItemEmit and TextEmit in thread mode clone their chunks", async () =>
     }
     await emitter.close();
     assertEquals(l.errors, []);
-    return [...l.done.keys()].sort((a, b) => a - b).map((i) => l.done.get(i)!);
+    return inOrder(l);
   };
   assertEquals(await text("thread"), await text("serial"));
 });
@@ -256,13 +275,10 @@ Deno.test("BufferEmit in thread mode imports the callback module once per Worker
 });
 
 Deno.test("BufferEmit in thread mode gives each result its own info in any completion order (RELIABILITY 2)", async () => {
-  const l = log<number>();
-  const emitter = new BufferEmit<number>(FAULTS, 4, {
-    mode: "thread",
+  const { l, emitter } = faults({
     pool: 2,
     concurrency: 3,
     borrow: true,
-    ...l,
   });
   for (let i = 0; i < 100; i++) {
     if (!emitter.write(cmd(RANDOM), i)) await emitter.ready;
@@ -277,12 +293,9 @@ Deno.test("BufferEmit in thread mode gives each result its own info in any compl
 });
 
 Deno.test("BufferEmit in thread mode reports a throw and a rejection and keeps the Worker (RELIABILITY 3)", async () => {
-  const l = log<number>();
-  const emitter = new BufferEmit<number>(FAULTS, 4, {
-    mode: "thread",
+  const { l, emitter } = faults({
     pool: 1,
     borrow: true,
-    ...l,
   });
   const plan = [OK, THROW, OK, REJECT, OK, THROW, OK];
   for (const what of plan) emitter.write(cmd(what));
@@ -313,13 +326,10 @@ Deno.test("BufferEmit in thread mode without onError rejects close() with the ca
 });
 
 Deno.test("BufferEmit in thread mode replaces a Worker killed by an uncaught async throw (RELIABILITY 4, 19)", async () => {
-  const l = log<number>();
-  const emitter = new BufferEmit<number>(FAULTS, 4, {
-    mode: "thread",
+  const { l, emitter } = faults({
     pool: 1,
     concurrency: 1,
     borrow: true,
-    ...l,
   });
   emitter.write(cmd(OK));
   emitter.write(cmd(UNCAUGHT));
@@ -347,15 +357,8 @@ Deno.test("BufferEmit in thread mode replaces a Worker that ends itself (RELIABI
     ]] as const
   ) {
     await t.step(how, async () => {
-      const l = log<number>();
       // No timeout: the parent learns of the end from the Worker entry.
-      const emitter = new BufferEmit<number>(FAULTS, 4, {
-        mode: "thread",
-        pool: 1,
-        concurrency: 1,
-        borrow: true,
-        ...l,
-      });
+      const { l, emitter } = faults({ pool: 1, concurrency: 1, borrow: true });
       emitter.write(cmd(OK));
       emitter.write(cmd(what));
       emitter.write(cmd(OK));
@@ -376,14 +379,11 @@ Deno.test("BufferEmit in thread mode times out a hung callback and replaces its 
     await t.step(
       what === HANG ? "a busy loop" : "a promise that never settles",
       async () => {
-        const l = log<number>();
-        const emitter = new BufferEmit<number>(FAULTS, 4, {
-          mode: "thread",
+        const { l, emitter } = faults({
           pool: 2,
           concurrency: 1,
           timeout: 2_000,
           borrow: true,
-          ...l,
         });
         // Warm up both Workers so that start-up does not count against the deadline.
         emitter.write(cmd(OK));
@@ -410,13 +410,10 @@ Deno.test("BufferEmit in thread mode times out a hung callback and replaces its 
 });
 
 Deno.test("BufferEmit in thread mode fails the chunks queued on a timed-out Worker with a clear error", async () => {
-  const l = log<number>();
-  const emitter = new BufferEmit<number>(FAULTS, 4, {
-    mode: "thread",
+  const { l, emitter } = faults({
     pool: 1,
     concurrency: 2,
     timeout: 1_000,
-    ...l,
   });
   emitter.write(cmd(OK));
   await until(() => l.done.size === 1, "warm-up");
@@ -483,14 +480,11 @@ Deno.test("BufferEmit in thread mode fails every chunk fast when Workers cannot 
 });
 
 Deno.test("BufferEmit in thread mode recycles borrowed buffers and gives owned ones away (RELIABILITY 19)", async () => {
-  const borrowed = log<number>();
-  const emitter = new BufferEmit<number>(FAULTS, 4, {
-    mode: "thread",
+  const { emitter } = faults({
     pool: 2,
     clip: true,
     borrow: true,
     maxPending: 4,
-    ...borrowed,
   });
   for (let i = 0; i < 500; i++) {
     if (!emitter.write(cmd(OK, 6))) await emitter.ready;
@@ -509,13 +503,7 @@ Deno.test("BufferEmit in thread mode recycles borrowed buffers and gives owned o
     `created ${stats.buffers.created}`,
   );
 
-  const owned = log<number>();
-  const own = new BufferEmit<number>(FAULTS, 4, {
-    mode: "thread",
-    pool: 2,
-    clip: true,
-    ...owned,
-  });
+  const { l: owned, emitter: own } = faults({ pool: 2, clip: true });
   for (let i = 0; i < 50; i++) {
     if (!own.write(cmd(OK, 4))) await own.ready;
   }
@@ -577,14 +565,11 @@ Deno.test("BufferEmit in thread mode reports a result or a chunk that cannot be 
 
 Deno.test("BufferEmit in thread mode keeps buffers bounded under a fast writer and a slow callback (RELIABILITY 16)", async (t) => {
   await t.step("writable applies backpressure", async () => {
-    const l = log<number>();
-    const emitter = new BufferEmit<number>(FAULTS, 4, {
-      mode: "thread",
+    const { l, emitter } = faults({
       pool: 2,
       concurrency: 1,
       maxPending: 2,
       borrow: true,
-      ...l,
     });
     let pulled = 0;
     let most = 0;
@@ -603,15 +588,12 @@ Deno.test("BufferEmit in thread mode keeps buffers bounded under a fast writer a
     assertClosed(emitter.stats);
   });
   await t.step("a drop policy counts what it dropped", async () => {
-    const l = log<number>();
-    const emitter = new BufferEmit<number>(FAULTS, 4, {
-      mode: "thread",
+    const { emitter } = faults({
       pool: 1,
       concurrency: 1,
       maxPending: 2,
       overflow: "drop-newest",
       borrow: true,
-      ...l,
     });
     for (let i = 0; i < 30; i++) emitter.write(cmd(SLOW));
     await emitter.close();
@@ -643,15 +625,12 @@ Deno.test("BufferEmit.writable in thread mode rejects pipeTo with the chunk's er
   await t.step(
     "abort(reason) stops in-flight work and accounts for its buffers",
     async () => {
-      const l = log<number>();
-      const emitter = new BufferEmit<number>(FAULTS, 4, {
-        mode: "thread",
+      const { l, emitter } = faults({
         pool: 1,
         concurrency: 2,
         borrow: true,
         // Far off: it only makes the Worker reply to each chunk at once.
         timeout: 60_000,
-        ...l,
       });
       const writer = emitter.writable.getWriter();
       await writer.write(cmd(OK));
@@ -679,11 +658,8 @@ Deno.test("BufferEmit.writable in thread mode rejects pipeTo with the chunk's er
     },
   );
   await t.step("close() flushes the tail and waits", async () => {
-    const l = log<number>();
-    const emitter = new BufferEmit<number>(FAULTS, 4, {
-      mode: "thread",
+    const { l, emitter } = faults({
       pool: 2,
-      ...l,
     });
     await ReadableStream.from([cmd(SLOW, 6), cmd(SLOW, 6), cmd(SLOW, 1)])
       .pipeTo(emitter.writable);
@@ -696,13 +672,10 @@ Deno.test("BufferEmit.writable in thread mode rejects pipeTo with the chunk's er
 
 Deno.test("BufferEmit in thread mode drains on close() and stops on abort() (RELIABILITY 18)", async (t) => {
   await t.step("close() drains every queued chunk", async () => {
-    const l = log<number>();
-    const emitter = new BufferEmit<number>(FAULTS, 4, {
-      mode: "thread",
+    const { l, emitter } = faults({
       pool: 2,
       concurrency: 1,
       maxPending: Infinity,
-      ...l,
     });
     for (let i = 0; i < 30; i++) emitter.write(cmd(SLOW));
     assert(emitter.stats.queued > 0);
@@ -714,14 +687,11 @@ Deno.test("BufferEmit in thread mode drains on close() and stops on abort() (REL
   await t.step(
     "abort() rejects queued work and terminates running work",
     async () => {
-      const l = log<number>();
-      const emitter = new BufferEmit<number>(FAULTS, 4, {
-        mode: "thread",
+      const { l, emitter } = faults({
         pool: 2,
         concurrency: 1,
         maxPending: Infinity,
         borrow: true,
-        ...l,
       });
       emitter.write(cmd(OK));
       emitter.write(cmd(OK));
@@ -752,14 +722,8 @@ Deno.test("BufferEmit in thread mode drains on close() and stops on abort() (REL
     },
   );
   await t.step("an AbortSignal stops it the same way", async () => {
-    const l = log<number>();
     const controller = new AbortController();
-    const emitter = new BufferEmit<number>(FAULTS, 4, {
-      mode: "thread",
-      pool: 1,
-      signal: controller.signal,
-      ...l,
-    });
+    const { l, emitter } = faults({ pool: 1, signal: controller.signal });
     emitter.write(cmd(OK));
     emitter.write(cmd(HANG_ASYNC));
     await until(() => l.done.size === 1, "a Worker");
@@ -773,12 +737,9 @@ Deno.test("BufferEmit in thread mode drains on close() and stops on abort() (REL
 });
 
 Deno.test("BufferEmit in thread mode with an already-aborted signal starts nothing (RELIABILITY 20)", async () => {
-  const l = log<number>();
-  const emitter = new BufferEmit<number>(FAULTS, 4, {
-    mode: "thread",
+  const { l, emitter } = faults({
     pool: 2,
     signal: AbortSignal.abort(new Error("too late")),
-    ...l,
   });
   assertThrows(() => emitter.write(cmd(OK)), Error, "too late");
   await assertRejects(() => emitter.ready, Error, "too late");
@@ -789,15 +750,12 @@ Deno.test("BufferEmit in thread mode with an already-aborted signal starts nothi
 });
 
 Deno.test("BufferEmit in thread mode accounts for every buffer after mixed faults (RELIABILITY 19)", async () => {
-  const l = log<number>();
-  const emitter = new BufferEmit<number>(FAULTS, 4, {
-    mode: "thread",
+  const { l, emitter } = faults({
     pool: 2,
     concurrency: 2,
     timeout: 5_000,
     borrow: true,
     maxPending: 4,
-    ...l,
   });
   const plan = [OK, THROW, UNCAUGHT, OK, REJECT, CLOSE, OK, EXIT, RANDOM, OK];
   for (let round = 0; round < 3; round++) {
