@@ -361,6 +361,10 @@ async function main(): Promise<void> {
   );
   const all: Figure[] = [];
   const pythonFigures: Record<string, number> = {};
+  // The limit as shared/bench/js_serial_baselines.ts itself measures it (its
+  // second rep, in its own process), run beside ours: the figure the issue's
+  // marks were set from. Ours above is the same algorithm, fully warmed.
+  const sharedLimit: Record<string, number> = {};
   for (const name of workloads) {
     const wl = source.workloads[name];
     if (wl === undefined) throw new Error(`no workload named ${name}`);
@@ -469,6 +473,25 @@ async function main(): Promise<void> {
       console.log(JSON.stringify(figure));
     }
 
+    if (source.dir !== undefined) {
+      const out = await new Deno.Command(Deno.execPath(), {
+        args: [
+          "run",
+          "-A",
+          new URL("js_serial_baselines.ts", source.dir).pathname,
+          name,
+        ],
+        stdout: "piped",
+        stderr: "inherit",
+      }).output();
+      const line = new TextDecoder().decode(out.stdout).split("\n")[0]!;
+      if (out.success) {
+        const limit = JSON.parse(line) as Figure;
+        sharedLimit[name] = limit.MBps;
+        console.log(JSON.stringify({ ...limit, impl: "shared-script-limit" }));
+      }
+    }
+
     if (python !== undefined && source.dir !== undefined) {
       const script = new URL("py_ocycle_serial.py", source.dir).pathname;
       const out = await new Deno.Command("python3", {
@@ -501,6 +524,8 @@ async function main(): Promise<void> {
       pad("vs limit", 9),
       pad("mark", 6),
       pad("ok", 4),
+      pad("vs shared", 10),
+      pad("ok", 4),
       pad("vs python", 10),
     ].join(" "),
   );
@@ -511,6 +536,8 @@ async function main(): Promise<void> {
   for (const f of all) {
     const mark = marks[f.impl as Variant];
     const py = pythonFigures[f.workload];
+    const shared = sharedLimit[f.workload];
+    const vsShared = shared === undefined ? undefined : f.MBps / shared;
     console.log(
       [
         f.workload.padEnd(9),
@@ -520,6 +547,15 @@ async function main(): Promise<void> {
         pad(f.ratio!.toFixed(3), 9),
         pad(mark === undefined ? "" : mark.toFixed(2), 6),
         pad(mark === undefined ? "" : f.ratio! >= mark ? "yes" : "NO", 4),
+        pad(vsShared === undefined ? "" : vsShared.toFixed(3), 10),
+        pad(
+          mark === undefined || vsShared === undefined
+            ? ""
+            : vsShared >= mark
+            ? "yes"
+            : "NO",
+          4,
+        ),
         pad(py === undefined ? "" : (f.MBps / py).toFixed(1) + "x", 10),
       ].join(" "),
     );
