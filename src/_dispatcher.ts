@@ -57,14 +57,11 @@ export interface Dispatcher<C, R> {
   counts(): DispatcherCounts;
 }
 
-/** A callback that runs where the dispatcher runs it. */
-export type CallbackFunction<C, R> = Callback<C, R>;
-
 /** Everything a dispatcher needs to know, checked by the emitter. */
 export interface DispatcherContext<C, R> {
   readonly mode: Mode;
   /** The callback, or the URL of the module that exports it. */
-  readonly callback: CallbackFunction<C, R> | URL;
+  readonly callback: Callback<C, R> | URL;
   /** The name of the module's export that is the callback. */
   readonly exportName: string;
   /** Workers or children in the pool. */
@@ -97,7 +94,7 @@ function isThenable(value: unknown): value is PromiseLike<unknown> {
 export async function loadCallback<C, R>(
   url: URL,
   exportName: string,
-): Promise<CallbackFunction<C, R>> {
+): Promise<Callback<C, R>> {
   const module = await import(url.href) as Record<string, unknown>;
   const fn = module[exportName];
   if (typeof fn !== "function") {
@@ -105,7 +102,7 @@ export async function loadCallback<C, R>(
       `Cannot use module ${url.href} as a callback as its export '${exportName}' is not a function: received ${typeof fn}`,
     );
   }
-  return fn as CallbackFunction<C, R>;
+  return fn as Callback<C, R>;
 }
 
 interface Running {
@@ -122,8 +119,8 @@ interface Running {
 export class SerialDispatcher<C, R> implements Dispatcher<C, R> {
   readonly slots = 1;
   readonly copies = false;
-  #fn: CallbackFunction<C, R> | undefined;
-  #loading: Promise<CallbackFunction<C, R>> | undefined;
+  #fn: Callback<C, R> | undefined;
+  #loading: Promise<Callback<C, R>> | undefined;
   readonly #context: DispatcherContext<C, R>;
   readonly #running = new Set<Running>();
 
@@ -156,7 +153,7 @@ export class SerialDispatcher<C, R> implements Dispatcher<C, R> {
     );
   }
 
-  #call(fn: CallbackFunction<C, R>, task: Task<C>): R | Promise<R> {
+  #call(fn: Callback<C, R>, task: Task<C>): R | Promise<R> {
     const result = fn(task.chunk, task.info.t0, task.info);
     if (!isThenable(result)) return result;
     return this.#guard(task.info, result as PromiseLike<R>);

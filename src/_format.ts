@@ -356,22 +356,24 @@ export function textFormat(): Format<TextFrame, TextBuffer, string> {
   return new TextFormat();
 }
 
-/** Rebuilds a chunk of the given format from bytes (process mode). */
+/** Every typed array constructor, by name, so a Worker or child can rebuild a chunk's type. */
+const TYPED_ARRAYS = {
+  Int8Array,
+  Uint8Array,
+  Uint8ClampedArray,
+  Int16Array,
+  Uint16Array,
+  Int32Array,
+  Uint32Array,
+  Float32Array,
+  Float64Array,
+  BigInt64Array,
+  BigUint64Array,
+} as unknown as Record<string, TypedArrayConstructor<TypedArray>>;
+
+/** The typed array constructor of that name, or `undefined` if there is none. */
 export function typedArrayType(
   name: string,
 ): TypedArrayConstructor<TypedArray> | undefined {
-  const types: Record<string, TypedArrayConstructor<TypedArray>> = {
-    Int8Array,
-    Uint8Array,
-    Uint8ClampedArray,
-    Int16Array,
-    Uint16Array,
-    Int32Array,
-    Uint32Array,
-    Float32Array,
-    Float64Array,
-    BigInt64Array,
-    BigUint64Array,
-  } as unknown as Record<string, TypedArrayConstructor<TypedArray>>;
-  return Object.hasOwn(types, name) ? types[name] : undefined;
+  return Object.hasOwn(TYPED_ARRAYS, name) ? TYPED_ARRAYS[name] : undefined;
 }

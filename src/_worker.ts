@@ -7,7 +7,7 @@
 // them: Deno itself gives the parent no event when a Worker ends itself.
 
 import { loadCallback } from "./_dispatcher.ts";
-import type { CallbackFunction } from "./_dispatcher.ts";
+import type { Callback } from "./chunk_info.ts";
 import {
   type ClosingMessage,
   type ErrorMessage,
@@ -56,7 +56,7 @@ Deno.exit = (code?: number): never => {
   return exit(code);
 };
 
-let fn: CallbackFunction<unknown, unknown> | undefined;
+let fn: Callback<unknown, unknown> | undefined;
 let borrow = false;
 let replyAtOnce = false;
 /** The typed array type of bytes and samples; undefined for items and text. */

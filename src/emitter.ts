@@ -13,7 +13,6 @@ import type { Callback, ChunkInfo, Mode } from "./chunk_info.ts";
 
 export type { Callback } from "./chunk_info.ts";
 import {
-  type CallbackFunction,
   createDispatcher,
   type Dispatcher,
   message,
@@ -441,7 +440,7 @@ export class Emitter<I, C, R = unknown> implements AsyncDisposable {
       throw new TypeError(fail("v8Flags", "an array of strings", v8Flags));
     }
 
-    let source: CallbackFunction<C, R> | URL;
+    let source: Callback<C, R> | URL;
     if (typeof callback === "function") {
       if (mode !== "serial") {
         throw new TypeError(
@@ -576,7 +575,7 @@ export class Emitter<I, C, R = unknown> implements AsyncDisposable {
         }`,
       );
     }
-    const n = format.length(frame) as number;
+    const n = format.length(frame);
     if (n === 0) return this.#mayWrite();
     let stamp = t0;
     const start = this.#offset;
