@@ -8,7 +8,10 @@
 // Under load the cost of a message, not of its bytes, bounds the rate: the
 // chunks given to a Worker wait in its outbox until the current task of the
 // main thread ends (a microtask) and leave together in one message; the Worker
-// replies in kind, so that batches, once formed, keep their size.
+// replies to a whole message at once, so that batches, once formed, keep their
+// size. A quick Worker's outbox leaves when the Worker runs low; a slow one's
+// leaves in batches of half its chunks, so that it always has the next batch
+// while it runs one, and each message, both ways, carries several chunks.
 //
 // A Worker that dies (an uncaught error, `self.close()`, `Deno.exit()`) or
 // misses a deadline is terminated. The chunks it had been sent fail and their
@@ -35,9 +38,9 @@ import {
   type ErrorMessage,
   fromWireError,
   type InitMessage,
+  packTask,
   type ResultMessage,
   type TaskBatchMessage,
-  type TaskMessage,
   type WorkerMessage,
 } from "./_protocol.ts";
 
@@ -45,11 +48,12 @@ import {
 const START_ATTEMPTS = 3;
 
 /**
- * Milliseconds per chunk above which a Worker gets each chunk as soon as it
- * has room: its callbacks are slow enough that a message costs little, and
- * keeping it fed matters more than batching.
+ * Milliseconds per chunk above which a Worker counts as slow: its outbox
+ * leaves as soon as it holds half of the Worker's chunks, so that the Worker
+ * always has a whole batch waiting while it runs the current one and replies
+ * to it in one message.
  */
-const EAGER_MS = 0.5;
+const SLOW_MS = 0.1;
 
 const WORKER_URL = new URL("./_worker.ts", import.meta.url);
 
@@ -96,6 +100,8 @@ export class ThreadDispatcher<C, R> implements Dispatcher<C, R> {
   readonly #concurrency: number;
   /** A Worker's outbox leaves once it has at most this many chunks posted. */
   readonly #lowWater: number;
+  /** A slow Worker's outbox leaves once it holds this many chunks. */
+  readonly #batch: number;
   readonly #timeout: number;
   /** The typed array type of bytes and samples; undefined for items and text. */
   readonly #type: TypedArrayConstructor<TypedArray> | undefined;
@@ -126,6 +132,7 @@ export class ThreadDispatcher<C, R> implements Dispatcher<C, R> {
     // With two chunks per Worker, batches of two beat a pipeline of single
     // messages; with more, a batch leaves while the Worker still runs one.
     this.#lowWater = Math.floor((context.concurrency - 1) / 2);
+    this.#batch = Math.max(1, Math.floor(context.concurrency / 2));
     this.#timeout = context.timeout;
     this.slots = context.pool * context.concurrency;
     const format = context.format;
@@ -293,12 +300,14 @@ export class ThreadDispatcher<C, R> implements Dispatcher<C, R> {
   /**
    * Flushes a Worker's outbox at the end of the current task, unless the
    * Worker holds enough posted chunks to keep busy: then the outbox grows
-   * until the replies bring it down, and leaves as one message.
+   * until the replies bring it down, or, for a slow Worker, until it makes a
+   * whole batch, and leaves as one message.
    */
   #schedule(slot: Slot<C, R>): void {
     if (
       !slot.flushing && slot.outbox.length > 0 &&
-      (slot.sent <= this.#lowWater || slot.perChunk > EAGER_MS)
+      (slot.sent <= this.#lowWater ||
+        (slot.perChunk > SLOW_MS && slot.outbox.length >= this.#batch))
     ) {
       slot.flushing = true;
       queueMicrotask(() => this.#flush(slot));
@@ -312,13 +321,19 @@ export class ThreadDispatcher<C, R> implements Dispatcher<C, R> {
     // A dead Worker's outbox was already re-queued or failed.
     if (slot.dead) return;
     const jobs = outbox.filter((job) => !job.settled && job.slot === slot);
-    if (jobs.length > 0) this.#post(slot, jobs);
+    // A slow Worker gets batches of at most `#batch`: it replies to a whole
+    // batch at once, so a larger one would leave it idle until the refill.
+    const most = slot.perChunk > SLOW_MS ? this.#batch : jobs.length;
+    for (let at = 0; at < jobs.length; at += most) {
+      this.#post(slot, jobs.slice(at, at + most));
+    }
   }
 
   /** Posts chunks in one message; their transferred buffers leave with it. */
   #post(slot: Slot<C, R>, jobs: Job<C, R>[]): void {
     const type = this.#type;
-    const tasks: TaskMessage[] = [];
+    const meta: number[] = [];
+    const chunks: unknown[] = [];
     const transfer: ArrayBuffer[] = [];
     for (const job of jobs) {
       const task = job.task;
@@ -329,13 +344,12 @@ export class ThreadDispatcher<C, R> implements Dispatcher<C, R> {
         chunk = (chunk as TypedArray).buffer;
         transfer.push(chunk as ArrayBuffer);
       }
-      tasks.push({ type: "task", id: job.id, info: task.info, chunk });
+      packTask(meta, job.id, task.info);
+      chunks.push(chunk);
     }
     try {
       slot.worker.postMessage(
-        tasks.length === 1
-          ? tasks[0]
-          : { type: "tasks", tasks } satisfies TaskBatchMessage,
+        { type: "tasks", meta, chunks } satisfies TaskBatchMessage,
         transfer,
       );
     } catch (error) {

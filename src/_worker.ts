@@ -7,14 +7,16 @@
 // them: Deno itself gives the parent no event when a Worker ends itself.
 
 import { loadCallback } from "./_dispatcher.ts";
-import type { Callback } from "./chunk_info.ts";
+import type { Callback, ChunkInfo } from "./chunk_info.ts";
 import {
   type ClosingMessage,
   type ErrorMessage,
   type InitMessage,
   type ReplyBatchMessage,
   type ResultMessage,
-  type TaskMessage,
+  type TaskBatchMessage,
+  taskId,
+  taskInfo,
   toWireError,
   type WireError,
   type WorkerMessage,
@@ -62,17 +64,14 @@ let replyAtOnce = false;
 /** The typed array type of bytes and samples; undefined for items and text. */
 let type: TypedArrayConstructor<TypedArray> | undefined;
 let channels = 1;
-/** Tasks that arrived before the module was loaded. */
-let early: TaskMessage[] | undefined = [];
+/** Batches that arrived before the module was loaded. */
+let early: TaskBatchMessage[] | undefined = [];
 
 scope.onmessage = (event) => {
   const message = event.data;
-  if (message.type === "task") {
+  if (message.type === "tasks") {
     if (early !== undefined) early.push(message);
-    else run(message);
-  } else if (message.type === "tasks") {
-    if (early !== undefined) early.push(...message.tasks);
-    else for (const task of message.tasks) run(task);
+    else runAll(message);
   } else if (message.type === "init") init(message);
 };
 
@@ -105,7 +104,7 @@ async function init(message: InitMessage): Promise<void> {
   post({ type: "ready" });
   const waiting = early ?? [];
   early = undefined;
-  for (const task of waiting) run(task);
+  for (const batch of waiting) runAll(batch);
 }
 
 function isThenable(value: unknown): value is PromiseLike<unknown> {
@@ -114,21 +113,28 @@ function isThenable(value: unknown): value is PromiseLike<unknown> {
     typeof (value as { then?: unknown }).then === "function";
 }
 
-function run(message: TaskMessage): void {
-  const { id, info } = message;
+function runAll(batch: TaskBatchMessage): void {
+  const { meta, chunks } = batch;
+  for (let k = 0; k < chunks.length; k++) {
+    run(taskId(meta, k), taskInfo(meta, k), chunks[k]);
+  }
+}
+
+function run(id: number, info: ChunkInfo, sent: unknown): void {
   let chunk: unknown;
   let buffer: ArrayBuffer | undefined;
   if (type !== undefined) {
-    buffer = message.chunk as ArrayBuffer;
+    buffer = sent as ArrayBuffer;
     chunk = new type(buffer, 0, info.length * channels);
-  } else chunk = message.chunk;
+  } else chunk = sent;
   let result: unknown;
   const started = performance.now();
+  if (replies.length === 0) heldFrom = started;
   try {
     result = fn!(chunk, info.t0, info);
   } catch (error) {
     fail(id, error, buffer);
-    flushIfSlow(started);
+    flushIfHeldTooLong();
     return;
   }
   if (isThenable(result)) {
@@ -138,19 +144,23 @@ function run(message: TaskMessage): void {
     );
   } else {
     succeed(id, result, buffer);
-    flushIfSlow(started);
+    flushIfHeldTooLong();
   }
 }
 
 /**
- * Milliseconds of callback after which its reply leaves at once rather than
- * with the batch: the parent can then refill this Worker while it runs the
- * rest of the batch. Quick callbacks keep batching, where it pays.
+ * Milliseconds a reply may wait for the rest of its batch. The replies to the
+ * chunks of one message leave together, which saves the parent a wake-up per
+ * chunk; with slow callbacks the parent has already sent the next batch, so
+ * the Worker never waits for it. A long batch must not hold results back for
+ * longer than this.
  */
-const SLOW_MS = 0.1;
+const HOLD_MS = 4;
+/** When the callback of the oldest reply still held started. */
+let heldFrom = 0;
 
-function flushIfSlow(started: number): void {
-  if (replyAtOnce || performance.now() - started > SLOW_MS) flush();
+function flushIfHeldTooLong(): void {
+  if (replyAtOnce || performance.now() - heldFrom > HOLD_MS) flush();
 }
 
 /** The buffer to send back, if the chunk was borrowed and is still whole. */
@@ -164,10 +174,11 @@ function returnable(buffer: ArrayBuffer | undefined): ArrayBuffer | undefined {
 
 type Reply = ResultMessage | ErrorMessage;
 
-// Replies that settle in the same turn leave in one message, which is what
-// keeps the cost per chunk low under load. Without a timeout a callback that
-// hangs leaves the Worker stuck for good, so holding back the replies before
-// it loses nothing; with one, `replyAtOnce` posts each reply as it comes.
+// Replies that settle in the same turn (the chunks of one message) leave in
+// one message, which is what keeps the cost per chunk low under load, up to
+// HOLD_MS. Without a timeout a callback that hangs leaves the Worker stuck for
+// good, so holding back the replies before it loses nothing; with one,
+// `replyAtOnce` posts each reply as it comes.
 let replies: Reply[] = [];
 let transfers: ArrayBuffer[] = [];
 /** The byte length of each reply's buffer, 0 when there is none. */
