@@ -134,7 +134,7 @@ function run(id: number, info: ChunkInfo, sent: unknown): void {
     result = fn!(chunk, info.t0, info);
   } catch (error) {
     fail(id, error, buffer);
-    flushIfHeldTooLong();
+    settled(started);
     return;
   }
   if (isThenable(result)) {
@@ -144,7 +144,7 @@ function run(id: number, info: ChunkInfo, sent: unknown): void {
     );
   } else {
     succeed(id, result, buffer);
-    flushIfHeldTooLong();
+    settled(started);
   }
 }
 
@@ -155,12 +155,18 @@ function run(id: number, info: ChunkInfo, sent: unknown): void {
  * the Worker never waits for it. A long batch must not hold results back for
  * longer than this.
  */
-const HOLD_MS = 4;
+const HOLD_MS = 5;
 /** When the callback of the oldest reply still held started. */
 let heldFrom = 0;
 
-function flushIfHeldTooLong(): void {
-  if (replyAtOnce || performance.now() - heldFrom > HOLD_MS) flush();
+/**
+ * After a synchronous callback that started at `started`: sends the replies
+ * held unless the next callback, if it takes as long as this one, still ends
+ * within HOLD_MS of the oldest.
+ */
+function settled(started: number): void {
+  const now = performance.now();
+  if (replyAtOnce || 2 * now - started - heldFrom > HOLD_MS) flush();
 }
 
 /** The buffer to send back, if the chunk was borrowed and is still whole. */

@@ -20,7 +20,7 @@ import {
   SampleEmit,
   TextEmit,
 } from "../mod.ts";
-import type { Echo } from "./fixtures/thread/echo.ts";
+import type { Echo, Handshake } from "./fixtures/thread/echo.ts";
 import {
   CLOSE,
   EXIT,
@@ -301,6 +301,9 @@ Deno.test("BufferEmit in thread mode reports a throw and a rejection and keeps t
   for (const what of plan) emitter.write(cmd(what));
   await emitter.close();
   assertEquals([...l.done.keys()].sort(), [0, 2, 4, 6]);
+  // In completion order, which may put the rejection after a later throw:
+  // look each error up by its chunk's index.
+  l.errors.sort((a, b) => a.info.index - b.info.index);
   assertEquals(l.errors.map((e) => e.info.index), [1, 3, 5]);
   for (const error of l.errors) {
     assert(error instanceof ChunkError);
@@ -496,10 +499,10 @@ Deno.test("BufferEmit in thread mode recycles borrowed buffers and gives owned o
   assertClosed(stats);
   assertEquals(stats.buffers.lost, 0);
   assertEquals(stats.buffers.given, 0);
-  // Slots (pool 2 x concurrency 4), waiting chunks and the buffer being
-  // filled: a bounded set, reused.
+  // Slots (pool 2 x the default concurrency 8), waiting chunks and the
+  // buffer being filled: a bounded set, reused.
   assert(
-    stats.buffers.created <= 2 * 4 + 4 + 3,
+    stats.buffers.created <= 2 * 8 + 4 + 3,
     `created ${stats.buffers.created}`,
   );
 
@@ -511,6 +514,27 @@ Deno.test("BufferEmit in thread mode recycles borrowed buffers and gives owned o
   assertClosed(own.stats);
   assertEquals(own.stats.buffers.given, 50);
   assertEquals(owned.done.size, 50);
+});
+
+Deno.test("BufferEmit in thread mode sends a slow callback's result before the rest of its batch runs", async () => {
+  // Six chunks written at once reach the Worker as one batch. Each callback
+  // takes 10 ms, then waits for the parent to have seen the result before
+  // it: replies held for the whole batch would leave it waiting in vain.
+  const flags = new Int32Array(new SharedArrayBuffer(4 * 6));
+  const seen: boolean[] = [];
+  const emitter = new ItemEmit<Handshake, boolean>(ECHO, 1, {
+    mode: "thread",
+    pool: 1,
+    exportName: "awaitPrevious",
+    onDone: (result, info) => {
+      seen[info.index] = result;
+      Atomics.store(flags, info.index, 1);
+      Atomics.notify(flags, info.index);
+    },
+  });
+  for (let index = 0; index < 6; index++) emitter.write([{ flags, index }]);
+  await emitter.close();
+  assertEquals(seen, [true, true, true, true, true, true]);
 });
 
 Deno.test("BufferEmit in thread mode counts a buffer the callback detached as lost", async () => {
