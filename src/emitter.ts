@@ -124,9 +124,11 @@ export interface EmitterOptions<R> {
    * Chunks each Worker or child may hold at once (thread and process modes):
    * more than one lets the next chunk travel while the current one runs.
    * At most `pool * concurrency` chunks are in flight. Thread mode defaults
-   * to 4, which is what it takes to keep two Workers busy with small chunks.
+   * to 8: under load a busy Worker gets its chunks in batches of half that,
+   * and replies once per batch, so that each message carries several chunks.
+   * Lower it to bound the memory of large chunks in flight.
    *
-   * @default {2, or 4 in thread mode}
+   * @default {2, or 8 in thread mode}
    */
   concurrency?: number;
   /**
@@ -346,7 +348,7 @@ export class Emitter<I, C, R = unknown> implements AsyncDisposable {
       onError,
       mode = "serial",
       pool = navigator.hardwareConcurrency ?? 1,
-      concurrency = mode === "thread" ? 4 : 2,
+      concurrency = mode === "thread" ? 8 : 2,
       maxPending = 16,
       overflow = "queue",
       maxWait = Infinity,

@@ -27,10 +27,10 @@ import { BufferEmit } from "../../mod.ts";
 const CHUNK = 65536;
 const POOL = 2;
 const TASK = new URL("./thread_task.ts", import.meta.url);
-/** Ours: borrowed or owned chunks, and chunks per Worker (2 is the default). */
-const VARIANTS = [["borrow", 2], ["owned", 2], ["borrow", 4], [
+/** Ours: borrowed or owned chunks, and chunks per Worker (8 is the default). */
+const VARIANTS = [["borrow", 4], ["owned", 4], ["borrow", 8], [
   "owned",
-  4,
+  8,
 ]] as const;
 
 /** One run of ours: chunks per second and latencies in milliseconds. */
@@ -51,7 +51,7 @@ export async function runOurs(
   borrow: boolean,
   options: { concurrency?: number; maxPending?: number; paced?: boolean } = {},
 ): Promise<OursResult> {
-  const { concurrency = 2, maxPending = 16, paced = false } = options;
+  const { concurrency = 8, maxPending = 16, paced = false } = options;
   const writeTimes = new Float64Array(count + 200);
   const latencies: number[] = [];
   let done = 0;
@@ -201,7 +201,7 @@ async function main(): Promise<void> {
     ) best.set(key, result);
   };
   for (let rep = 0; rep < reps; rep++) {
-    for (const [name, count] of [["trivial", 20000], ["spin", 2000]] as const) {
+    for (const [name, count] of [["trivial", 20000], ["spin", 3000]] as const) {
       const spin = name === "spin" ? "1" : "0";
       for (const [ownership, concurrency] of VARIANTS) {
         keep(
