@@ -68,7 +68,7 @@ export interface DispatcherContext<C, R> {
   readonly pool: number;
   /** Chunks each Worker or child may hold at once; `slots` is `pool * concurrency`. */
   readonly concurrency: number;
-  /** Milliseconds a chunk may run, from dispatch; Infinity for no limit. */
+  /** Milliseconds a chunk may run, from its start; Infinity for no limit. */
   readonly timeout: number;
   /** How chunks are rebuilt on the other side. */
   readonly format: FormatSpec;

@@ -82,6 +82,12 @@ interface Slot<C, R> {
   outbox: Job<C, R>[];
   /** Chunks posted to it that have not replied yet. */
   sent: number;
+  /**
+   * With a timeout: those chunks, in the order they were posted. Only the
+   * first one's clock runs: a chunk's callback starts once the ones before it
+   * have settled, so that is when its time starts.
+   */
+  readonly running: Job<C, R>[];
   /** Whether a flush of its outbox is due at the end of the current task. */
   flushing: boolean;
   /** A moving average of its milliseconds per chunk, message costs included. */
@@ -176,11 +182,8 @@ export class ThreadDispatcher<C, R> implements Dispatcher<C, R> {
         sent: false,
         settled: false,
       };
-      if (this.#timeout !== Infinity) {
-        job.timer = setTimeout(() => this.#onTimeout(job), this.#timeout);
-      }
       const slot = this.#pick();
-      if (slot === undefined) this.#backlog.push(job);
+      if (slot === undefined) this.#wait(job);
       else this.#assign(slot, job);
     });
   }
@@ -245,6 +248,7 @@ export class ThreadDispatcher<C, R> implements Dispatcher<C, R> {
         jobs: new Map(),
         outbox: [],
         sent: 0,
+        running: [],
         flushing: false,
         perChunk: 0,
         since: 0,
@@ -289,8 +293,26 @@ export class ThreadDispatcher<C, R> implements Dispatcher<C, R> {
     return best;
   }
 
-  /** Gives a chunk to a Worker, via its outbox. */
+  /**
+   * Puts a chunk in the backlog, at the back or the front. With a timeout its
+   * clock runs there: a Worker whose module never finishes loading must not
+   * leave it waiting for good.
+   */
+  #wait(job: Job<C, R>, front = false): void {
+    if (front) this.#backlog.unshift(job);
+    else this.#backlog.push(job);
+    if (this.#timeout !== Infinity && job.timer === undefined) {
+      job.timer = setTimeout(() => this.#onTimeout(job), this.#timeout);
+    }
+  }
+
+  /** Gives a chunk to a ready Worker, via its outbox. */
   #assign(slot: Slot<C, R>, job: Job<C, R>): void {
+    if (job.timer !== undefined) {
+      // From here its time is counted in the Worker: see `Slot.running`.
+      clearTimeout(job.timer);
+      job.timer = undefined;
+    }
     job.slot = slot;
     slot.jobs.set(job.id, job);
     slot.outbox.push(job);
@@ -383,6 +405,10 @@ export class ThreadDispatcher<C, R> implements Dispatcher<C, R> {
     }
     if (slot.sent === 0) slot.since = performance.now();
     slot.sent += jobs.length;
+    if (this.#timeout !== Infinity) {
+      slot.running.push(...jobs);
+      this.#startClock(slot);
+    }
     for (const job of jobs) {
       job.sent = true;
       if (type !== undefined && !job.task.owned) {
@@ -443,6 +469,11 @@ export class ThreadDispatcher<C, R> implements Dispatcher<C, R> {
     if (job === undefined) return;
     slot.jobs.delete(reply.id);
     slot.sent--;
+    if (this.#timeout !== Infinity) {
+      const running = slot.running;
+      running.splice(running.indexOf(job), 1);
+      this.#startClock(slot);
+    }
     slot.served = true;
     this.#startFailures = 0;
     job.settled = true;
@@ -453,6 +484,14 @@ export class ThreadDispatcher<C, R> implements Dispatcher<C, R> {
     if (job.timer !== undefined) clearTimeout(job.timer);
     if (reply.type === "result") job.resolve(reply.value as R);
     else job.reject(fromWireError(reply.error));
+  }
+
+  /** Starts the clock of the oldest chunk a Worker is running, if not yet. */
+  #startClock(slot: Slot<C, R>): void {
+    const first = slot.running[0];
+    if (first !== undefined && first.timer === undefined) {
+      first.timer = setTimeout(() => this.#onTimeout(first), this.#timeout);
+    }
   }
 
   /** Sends waiting chunks to ready Workers, and starts Workers they need. */
@@ -493,7 +532,7 @@ export class ThreadDispatcher<C, R> implements Dispatcher<C, R> {
         slot.jobs.delete(job.id);
       }
     }
-    this.#backlog.unshift(...unsent);
+    for (let i = unsent.length - 1; i >= 0; i--) this.#wait(unsent[i]!, true);
   }
 
   /** A Worker died or ended itself: fail what it held, replace it later. */
@@ -543,7 +582,7 @@ export class ThreadDispatcher<C, R> implements Dispatcher<C, R> {
     this.#fail(
       job,
       "timeout",
-      `the callback did not settle within ${timeout} ms of dispatch; its Worker was terminated and will be replaced`,
+      `the callback did not settle within ${timeout} ms of its start; its Worker was terminated and will be replaced`,
     );
     for (const other of slot.jobs.values()) {
       this.#fail(

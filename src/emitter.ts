@@ -154,9 +154,11 @@ export interface EmitterOptions<R> {
    */
   maxWait?: number;
   /**
-   * Milliseconds a chunk's callback may run, measured from dispatch. A chunk
-   * that takes longer fails with a `ChunkError` of kind `"timeout"`; its
-   * Worker or child is ended and replaced.
+   * Milliseconds a chunk's callback may run, measured from its start: in
+   * thread and process modes, from when its Worker or child has settled the
+   * chunks sent to it before this one, so waiting in a queue is not charged.
+   * A chunk that takes longer fails with a `ChunkError` of kind `"timeout"`;
+   * its Worker or child is ended and replaced.
    *
    * @default {Infinity}
    */

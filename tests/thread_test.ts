@@ -22,6 +22,7 @@ import {
 } from "../mod.ts";
 import type { Echo, Handshake } from "./fixtures/thread/echo.ts";
 import {
+  BUSY,
   CLOSE,
   EXIT,
   HANG,
@@ -410,6 +411,27 @@ Deno.test("BufferEmit in thread mode times out a hung callback and replaces its 
       },
     );
   }
+});
+
+Deno.test("BufferEmit in thread mode charges a chunk's timeout from its start, not from its wait", async () => {
+  // Eight chunks of 50 ms sent to one Worker at once: the last starts after
+  // 350 ms, well past the timeout, yet each runs well within it.
+  const { l, emitter } = faults({ pool: 1, concurrency: 8, timeout: 200 });
+  for (let i = 0; i < 8; i++) emitter.write(cmd(BUSY));
+  await emitter.close();
+  assertEquals(l.errors.map((e) => e.message), []);
+  assertEquals([...l.done.keys()].sort((a, b) => a - b), [
+    0,
+    1,
+    2,
+    3,
+    4,
+    5,
+    6,
+    7,
+  ]);
+  assertEquals(emitter.stats.replaced, 0);
+  assertClosed(emitter.stats);
 });
 
 Deno.test("BufferEmit in thread mode fails the chunks queued on a timed-out Worker with a clear error", async () => {
