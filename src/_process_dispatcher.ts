@@ -8,7 +8,7 @@
 // fails the chunk it was running and hands the chunks queued behind it to
 // another child.
 
-import { deserialize, serialize } from "node:v8";
+import type * as V8 from "node:v8";
 import { ChunkError, type ChunkErrorKind } from "./chunk_error.ts";
 import type { ChunkInfo } from "./chunk_info.ts";
 import type {
@@ -115,7 +115,7 @@ export class ProcessDispatcher<C, R> implements Dispatcher<C, R> {
   readonly #context: DispatcherContext<C, R>;
   readonly #tuning: ProcessTuning;
   readonly #args: string[];
-  readonly #init: Uint8Array;
+  #init: Uint8Array | undefined;
   readonly #children: (Child | undefined)[];
   readonly #all = new Set<Child>();
   readonly #waiting: Pending<R>[] = [];
@@ -141,22 +141,27 @@ export class ProcessDispatcher<C, R> implements Dispatcher<C, R> {
       );
     }
     this.#args = childArgs(context, url, this.#tuning);
-    const init: InitMessage = {
-      type: "init",
-      url: url.href,
-      exportName: context.exportName,
-      format: context.format,
-      borrow: false,
-    };
-    this.#init = encodeFrame(
-      FrameType.init,
-      0,
-      new Uint8Array(serialize(init)),
-    );
+    loadCodec();
   }
 
   run(task: Task<C>): Promise<R> {
+    // The codec is loaded once, on the first process-mode emitter: until it
+    // is there, chunks wait for it.
     const info = task.info;
+    if (v8 === undefined) {
+      return loadCodec().then(() => {
+        if (v8 !== undefined) return this.run(task);
+        throw new ChunkError(
+          "startup",
+          info,
+          "process",
+          `process mode needs node:v8, which could not be imported: ${
+            describe(codecError)
+          }`,
+          { cause: codecError },
+        );
+      });
+    }
     if (this.#broken !== undefined) {
       return Promise.reject(this.#broken(info));
     }
@@ -259,6 +264,17 @@ export class ProcessDispatcher<C, R> implements Dispatcher<C, R> {
 
   // ---- children ----
 
+  #encodeInit(): Uint8Array {
+    const init: InitMessage = {
+      type: "init",
+      url: (this.#context.callback as URL).href,
+      exportName: this.#context.exportName,
+      format: this.#context.format,
+      borrow: false,
+    };
+    return encodeFrame(FrameType.init, 0, clone(init));
+  }
+
   #spawn(slot: number): void {
     let process: Deno.ChildProcess;
     try {
@@ -345,7 +361,7 @@ export class ProcessDispatcher<C, R> implements Dispatcher<C, R> {
       this.#settleDeath(child);
       this.#all.delete(child);
     })();
-    this.#write(child, this.#init);
+    this.#write(child, this.#init ??= this.#encodeInit());
   }
 
   async #readStdout(
@@ -486,8 +502,8 @@ export class ProcessDispatcher<C, R> implements Dispatcher<C, R> {
         let value: unknown;
         try {
           value = frame.type === FrameType.result
-            ? decodeValue(frame.body, deserialize)
-            : deserialize(frame.body);
+            ? decodeValue(frame.body, v8!.deserialize)
+            : v8!.deserialize(frame.body);
         } catch (error) {
           return this.#fail(
             child,
@@ -794,8 +810,29 @@ function stderrHint(tail: string[]): string {
   return last.length === 0 ? "" : `; its stderr ends: ${last.join(" | ")}`;
 }
 
+/**
+ * `node:v8`, the structured-clone codec of frame bodies. Imported only by
+ * process mode, on first use, so that serial and thread modes never load
+ * Node compatibility (which edge runtimes may lack).
+ */
+let v8: typeof V8 | undefined;
+let codecError: unknown;
+let loadingCodec: Promise<void> | undefined;
+
+/** Loads `node:v8`; never rejects: a failure is kept in `codecError`. */
+function loadCodec(): Promise<void> {
+  return loadingCodec ??= import("node:v8").then(
+    (module) => {
+      v8 = module;
+    },
+    (error) => {
+      codecError = error;
+    },
+  );
+}
+
 function clone(value: unknown): Uint8Array {
-  return new Uint8Array(serialize(value));
+  return new Uint8Array(v8!.serialize(value));
 }
 
 function warn(child: Child, text: string): void {
@@ -810,7 +847,7 @@ function warn(child: Child, text: string): void {
 
 function decodeWireError(frame: Frame): WireError {
   try {
-    const wire = deserialize(frame.body) as WireError;
+    const wire = v8!.deserialize(frame.body) as WireError;
     if (typeof wire?.message === "string") return wire;
     return { name: "Error", message: String(wire) };
   } catch (error) {

@@ -631,3 +631,28 @@ function withoutDenoShim(env: Record<string, string>): Record<string, string> {
   assertEquals(rest.HOME, undefined);
   return rest;
 }
+
+Deno.test("process mode says it needs node:v8 where it cannot be imported", async () => {
+  const fixture = (name: string) =>
+    new URL(`./fixtures/${name}`, import.meta.url).pathname;
+  const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      "--no-config",
+      `--import-map=${fixture("no_node_v8.json")}`,
+      fixture("process/without_node_v8.ts"),
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assertEquals(code, 0, new TextDecoder().decode(stderr));
+  const errors = JSON.parse(new TextDecoder().decode(stdout)) as string[][];
+  assertEquals(errors.map(([kind]) => kind), ["startup"]);
+  for (const [, message] of errors) {
+    assertStringIncludes(
+      message!,
+      "process mode needs node:v8, which could not be imported: Error: node:v8 is not available on this runtime",
+    );
+  }
+});

@@ -153,22 +153,40 @@ Deno.test("rechunk() re-chunks a byte stream, with info on request", async () =>
   );
 });
 
-Deno.test("serial mode works with no permissions at all", async () => {
-  const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--no-prompt",
-      "--no-config",
-      new URL("./fixtures/no_permissions.ts", import.meta.url).pathname,
-    ],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const err = new TextDecoder().decode(stderr);
-  assertEquals(code, 0, err);
-  assertEquals(JSON.parse(new TextDecoder().decode(stdout)), {
-    // sampler: 0 drops the carried "ij" after a1, as a duty cycle must.
-    seen: ["a0:4", "b:6", "a1:4", "b:4"],
-    sizes: [4, 4, 2],
-  });
+Deno.test("serial mode works with no permissions and no Node compatibility", async (t) => {
+  const fixture = (name: string) =>
+    new URL(`./fixtures/${name}`, import.meta.url).pathname;
+  for (
+    const [name, flags] of [
+      ["with no permissions at all", []],
+      // As on an edge runtime without node:v8: only process mode needs it.
+      ["where node:v8 cannot be imported", [
+        `--import-map=${fixture("no_node_v8.json")}`,
+      ]],
+    ] as const
+  ) {
+    await t.step(name, async () => {
+      const { code, stdout, stderr } = await new Deno.Command(
+        Deno.execPath(),
+        {
+          args: [
+            "run",
+            "--no-prompt",
+            "--no-config",
+            ...flags,
+            fixture("no_permissions.ts"),
+          ],
+          stdout: "piped",
+          stderr: "piped",
+        },
+      ).output();
+      const err = new TextDecoder().decode(stderr);
+      assertEquals(code, 0, err);
+      assertEquals(JSON.parse(new TextDecoder().decode(stdout)), {
+        // sampler: 0 drops the carried "ij" after a1, as a duty cycle must.
+        seen: ["a0:4", "b:6", "a1:4", "b:4"],
+        sizes: [4, 4, 2],
+      });
+    });
+  }
 });
