@@ -1,7 +1,7 @@
 // Copyright the @ocycle/core authors. MIT license.
 /**
  * Thread-mode comparison, in one run: BufferEmit in thread mode (borrowed and
- * owned chunks, `concurrency` 2 and 4) against the hand-written Deno Worker pool and piscina from
+ * owned chunks, `concurrency` 4 and the default 8) against the hand-written Deno Worker pool and piscina from
  * shared/bench, dispatching 64 KiB chunks to a pool of 2 Workers with a
  * trivial callback and with one that burns 1 ms of CPU. Every variant runs in
  * its own fresh process, the variants interleaved, `--reps` times. Two

@@ -105,7 +105,7 @@ for (
     fn: async (b) => await handwritten(b, count, spinMs),
   });
   for (
-    const [borrow, concurrency] of [[true, 2], [false, 2], [true, 4]] as const
+    const [borrow, concurrency] of [[true, 8], [false, 8], [true, 4]] as const
   ) {
     Deno.bench({
       name: `${group}: BufferEmit thread, ${
