@@ -470,8 +470,8 @@ export class ThreadDispatcher<C, R> implements Dispatcher<C, R> {
     slot.jobs.delete(reply.id);
     slot.sent--;
     if (this.#timeout !== Infinity) {
-      const running = slot.running;
-      running.splice(running.indexOf(job), 1);
+      const at = slot.running.indexOf(job);
+      if (at !== -1) slot.running.splice(at, 1);
       this.#startClock(slot);
     }
     slot.served = true;
