@@ -201,7 +201,7 @@ async function main(): Promise<void> {
     ) best.set(key, result);
   };
   for (let rep = 0; rep < reps; rep++) {
-    for (const [name, count] of [["trivial", 20000], ["spin", 3000]] as const) {
+    for (const [name, count] of [["trivial", 20000], ["spin", 4000]] as const) {
       const spin = name === "spin" ? "1" : "0";
       for (const [ownership, concurrency] of VARIANTS) {
         keep(
@@ -263,17 +263,23 @@ async function main(): Promise<void> {
     const sorted = [...values].sort((a, b) => a - b);
     return sorted[sorted.length >> 1]!;
   };
-  /** The median over reps of ours / peer, each rep against the same rep of the peer. */
+  /**
+   * The median over reps of ours / peer, each rep against the same rep of
+   * the peer, and the lowest and highest of those ratios.
+   */
   const paired = (ours: string, peer: string) => {
     const a = all.get(ours), b = all.get(peer);
     if (a === undefined || b === undefined) return "-";
-    return median(a.map((v, i) => v / b[i]!)).toFixed(2);
+    const ratios = a.map((v, i) => v / b[i]!);
+    return `${median(ratios).toFixed(2)} (${Math.min(...ratios).toFixed(2)}-${
+      Math.max(...ratios).toFixed(2)
+    })`;
   };
   console.log(
     `\nBest of ${reps}, chunks/s, 64 KiB chunks, pool of ${POOL} (ratios above 1: ours is faster):`,
   );
   console.log(
-    "callback  variant              ours  hand-written  piscina  ours/hand  ours/piscina  (paired: ours/hand  ours/piscina)",
+    "callback  variant              ours  hand-written  piscina  ours/hand  ours/piscina  paired ours/hand (range)  paired ours/piscina (range)",
   );
   for (const name of ["trivial", "spin"]) {
     const hand = rate(`${name} handwritten`);
@@ -290,9 +296,9 @@ async function main(): Promise<void> {
           (value / hand).toFixed(2).padStart(9),
           (pis ? (value / pis).toFixed(2) : "-").padStart(12),
           paired(`${name} ${ownership} c${concurrency}`, `${name} handwritten`)
-            .padStart(18),
+            .padStart(24),
           paired(`${name} ${ownership} c${concurrency}`, `${name} piscina`)
-            .padStart(13),
+            .padStart(27),
         ].join("  "),
       );
     }
