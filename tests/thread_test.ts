@@ -434,6 +434,28 @@ Deno.test("BufferEmit in thread mode charges a chunk's timeout from its start, n
   assertClosed(emitter.stats);
 });
 
+Deno.test("BufferEmit in thread mode times out chunks whose Worker never becomes ready", async () => {
+  const l = log<number>();
+  const emitter = new BufferEmit<number>(fixture("hangs_on_load.ts"), 4, {
+    mode: "thread",
+    pool: 1,
+    timeout: 300,
+    ...l,
+  });
+  emitter.write(new Uint8Array(8));
+  emitter.write(new Uint8Array(4));
+  await emitter.close();
+  assertEquals(l.errors.map((e) => [e.kind, e.info.index]), [
+    ["timeout", 0],
+    ["timeout", 1],
+  ]);
+  assertStringIncludes(
+    l.errors[0]!.message,
+    "no Worker was ready to take the chunk within 300 ms (the callback module's top-level code may still be running)",
+  );
+  assertClosed(emitter.stats);
+});
+
 Deno.test("BufferEmit in thread mode fails the chunks queued on a timed-out Worker with a clear error", async () => {
   const { l, emitter } = faults({
     pool: 1,
