@@ -773,8 +773,15 @@ function childArgs<C, R>(
   tuning: ProcessTuning,
 ): string[] {
   const args = ["run", "--no-prompt"];
-  if (url.protocol === "file:") {
-    args.push(`--allow-read=${decodeURIComponent(url.pathname)}`);
+  const readsAll = context.permissionFlags.includes("--allow-read");
+  if (url.protocol === "file:" && !readsAll) {
+    const path = decodeURIComponent(url.pathname);
+    if (path.includes(",")) {
+      throw new TypeError(
+        `Cannot create ${context.owner} in process mode as the path of its callback module has a comma, which Deno's --allow-read list cannot express: move or rename ${path}, or grant permissions.read: true`,
+      );
+    }
+    args.push(`--allow-read=${path}`);
   } else if (url.protocol === "http:" || url.protocol === "https:") {
     args.push(`--allow-import=${url.host}`);
   }

@@ -1131,6 +1131,14 @@ function permissionFlags(
     else if (
       Array.isArray(value) && value.every((v) => typeof v === "string")
     ) {
+      const comma = value.find((v) => v.includes(","));
+      if (comma !== undefined) {
+        throw new TypeError(
+          `Cannot create ${owner} as 'permissions.${name}' holds a value with a comma, which Deno's --allow-${name} list cannot express: received ${
+            describeValue(comma)
+          }`,
+        );
+      }
       if (value.length > 0) flags.push(`--allow-${name}=${value.join(",")}`);
     } else if (value !== false && value !== undefined) {
       throw new TypeError(

@@ -146,6 +146,24 @@ Deno.test("BufferEmit rejects bad arguments, naming them", async (t) => {
       "'permissions.hack' is not a Deno permission",
     ],
     [
+      "permissions with a comma",
+      () =>
+        new BufferEmit(cb, 8, {
+          permissions: { write: ["/tmp/out", "/tmp/a,b"] },
+        }),
+      TypeError,
+      "'permissions.write' holds a value with a comma, which Deno's --allow-write list cannot express: received string \"/tmp/a,b\"",
+    ],
+    [
+      "a process-mode module path with a comma",
+      () =>
+        new BufferEmit(new URL("file:///tmp/a,b/callback.ts"), 8, {
+          mode: "process",
+        }),
+      TypeError,
+      "the path of its callback module has a comma, which Deno's --allow-read list cannot express: move or rename /tmp/a,b/callback.ts, or grant permissions.read: true",
+    ],
+    [
       "v8Flags",
       () => new BufferEmit(cb, 8, { v8Flags: [1] as never }),
       TypeError,
