@@ -33,16 +33,20 @@ export interface InitMessage {
   replyAtOnce?: boolean;
 }
 
-/** A chunk to run. */
+/**
+ * A chunk to run, as process mode frames it (the id in the frame header, the
+ * rest in the body); thread mode packs the same fields in a
+ * {@linkcode TaskBatchMessage}.
+ */
 export interface TaskMessage {
   type: "task";
   /** Unique per dispatcher, so that a reply can only settle its own chunk. */
   id: number;
   info: ChunkInfo;
   /**
-   * Bytes and samples: the chunk's ArrayBuffer (transferred in thread mode),
-   * holding `info.length * channels` elements from offset 0. Items and text:
-   * the chunk itself.
+   * Bytes and samples: the chunk's bytes (in thread mode its transferred
+   * ArrayBuffer), holding `info.length * channels` elements from offset 0.
+   * Items and text: the chunk itself.
    */
   chunk: ArrayBuffer | unknown;
 }
@@ -104,7 +108,7 @@ export interface TaskBatchMessage {
 }
 
 /** How many numbers {@linkcode packTask} writes per chunk. */
-export const TASK_FIELDS = 7;
+const TASK_FIELDS = 7;
 
 /** A chunk's reason as a number on the wire, in both modes: its index here. */
 const REASONS: readonly ChunkInfo["reason"][] = [
@@ -157,8 +161,6 @@ export type WorkerMessage = ChildMessage | ClosingMessage | ReplyBatchMessage;
 /** From the parent to a Worker: the init message, then batches of chunks. */
 export type WorkerParentMessage = InitMessage | TaskBatchMessage;
 
-/** From the parent. */
-export type ParentMessage = InitMessage | TaskMessage;
 /** From a Worker or child. */
 export type ChildMessage =
   | ReadyMessage

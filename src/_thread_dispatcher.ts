@@ -345,9 +345,13 @@ export class ThreadDispatcher<C, R> implements Dispatcher<C, R> {
     const jobs = outbox.filter((job) => !job.settled && job.slot === slot);
     // A slow Worker gets batches of at most `#batch`: it replies to a whole
     // batch at once, so a larger one would leave it idle until the refill.
+    if (jobs.length === 0) return;
     const most = slot.perChunk > SLOW_MS ? this.#batch : jobs.length;
-    for (let at = 0; at < jobs.length; at += most) {
-      this.#post(slot, jobs.slice(at, at + most));
+    if (jobs.length <= most) this.#post(slot, jobs);
+    else {
+      for (let at = 0; at < jobs.length; at += most) {
+        this.#post(slot, jobs.slice(at, at + most));
+      }
     }
   }
 
