@@ -5,14 +5,14 @@
  * @module
  */
 
-import type { BytesInput } from "./_format.ts";
+import type { BytesInput } from "./core/_kinds.ts";
 import {
   type CallbackSource,
   Emitter,
   type EmitterOptions,
 } from "./emitter.ts";
 
-export type { BytesInput } from "./_format.ts";
+export type { BytesInput } from "./core/_kinds.ts";
 
 /** Options of {@linkcode BufferEmit}. */
 export type BufferEmitOptions<R = unknown> = EmitterOptions<R>;

@@ -12,8 +12,10 @@ import {
 } from "@std/assert";
 import { BufferEmit, ChunkError, ItemEmit, SampleEmit } from "@ocycle/core";
 import type { ChunkInfo } from "@ocycle/core";
-import { ProcessDispatcher } from "../src/_process_dispatcher.ts";
-import type { DispatcherContext, Task } from "../src/_dispatcher.ts";
+import { Pool, type PoolOptions } from "../src/run/_pool.ts";
+import { ProcessKind, type ProcessTuning } from "../src/run/_process.ts";
+import type { ProcessSettings } from "../src/run/_process_args.ts";
+import type { Task } from "../src/run/_runner.ts";
 
 const faults = new URL("./fixtures/process/faults.ts", import.meta.url);
 
@@ -329,6 +331,9 @@ Deno.test("process mode sends the child's console to stderr, keeping results int
         args: [
           "run",
           "-A",
+          `--import-map=${
+            new URL("../.ci/import_map.json", import.meta.url).pathname
+          }`,
           new URL("./fixtures/process/print_parent.ts", import.meta.url).href,
         ],
         stdout: "piped",
@@ -343,25 +348,29 @@ Deno.test("process mode sends the child's console to stderr, keeping results int
   );
 });
 
-function context(
+/** A pool of process-mode children running an export of the faults fixture, one at a time. */
+function processPool(
   exportName: string,
-  overrides: Partial<DispatcherContext<Uint8Array, unknown>> = {},
-): DispatcherContext<Uint8Array, unknown> {
-  return {
-    mode: "process",
-    callback: faults,
+  tuning: Partial<ProcessTuning & PoolOptions> = {},
+  url: URL = faults,
+): Pool<unknown> {
+  const settings: ProcessSettings = {
+    owner: "ProcessPool",
+    url,
     exportName,
-    pool: 1,
-    concurrency: 1,
-    timeout: Infinity,
-    format: { kind: "bytes" },
+    layout: { kind: "bytes" },
     borrow: false,
+    timeout: Infinity,
     permissionFlags: [],
     env: undefined,
     v8Flags: [],
-    owner: "ProcessDispatcher",
-    ...overrides,
   };
+  return new Pool(new ProcessKind(settings, tuning), {
+    pool: 1,
+    concurrency: 1,
+    timeout: Infinity,
+    ...tuning,
+  });
 }
 
 function task(index: number): Task<Uint8Array> {
@@ -381,11 +390,9 @@ function task(index: number): Task<Uint8Array> {
   };
 }
 
-Deno.test("ProcessDispatcher reads frames that arrive one byte at a time", async () => {
+Deno.test("process mode's pool reads frames that arrive one byte at a time", async () => {
   // Item 14 end to end: the child writes every frame one byte per write.
-  const dispatcher = new ProcessDispatcher(context("random"), {
-    writePiece: 1,
-  });
+  const dispatcher = processPool("random", { writePiece: 1 });
   try {
     const results = await Promise.all(
       [0, 1, 2].map((i) => dispatcher.run(task(i))),
@@ -400,7 +407,7 @@ Deno.test("ProcessDispatcher reads frames that arrive one byte at a time", async
   }
 });
 
-Deno.test("ProcessDispatcher maps a write to a dead child's stdin to that child's error", async () => {
+Deno.test("process mode's pool maps a write to a dead child's stdin to that child's error", async () => {
   // Item 10: the child is killed and, before the parent can see it exit, a
   // chunk is written to its stdin: BrokenPipe becomes that chunk's crash
   // error with the exit status, never an unhandled rejection.
@@ -410,7 +417,7 @@ Deno.test("ProcessDispatcher maps a write to a dead child's stdin to that child'
     event.preventDefault();
   };
   globalThis.addEventListener("unhandledrejection", onUnhandled);
-  const dispatcher = new ProcessDispatcher(context("pid"));
+  const dispatcher = processPool("pid");
   try {
     const pid = await dispatcher.run(task(0)) as number;
     Deno.kill(pid, "SIGKILL");
@@ -434,11 +441,9 @@ Deno.test("ProcessDispatcher maps a write to a dead child's stdin to that child'
   assertEquals(unhandled, []);
 });
 
-Deno.test("ProcessDispatcher fails a frame whose body never comes after a stall timeout", async () => {
+Deno.test("process mode's pool fails a frame whose body never comes after a stall timeout", async () => {
   // Item 15.
-  const dispatcher = new ProcessDispatcher(context("stall"), {
-    stallTimeout: 300,
-  });
+  const dispatcher = processPool("stall", { stallTimeout: 300 });
   try {
     assertEquals(await dispatcher.run(task(0)), 0);
     const error = await assertRejects(
@@ -457,17 +462,13 @@ Deno.test("ProcessDispatcher fails a frame whose body never comes after a stall 
   }
 });
 
-Deno.test("ProcessDispatcher gives up on children that never say they are ready", async () => {
+Deno.test("process mode's pool gives up on children that never say they are ready", async () => {
   // Item 9, the hanging kind: each child is killed after startTimeout, and
   // after startAttempts of them the chunk fails with one start-up error.
-  const dispatcher = new ProcessDispatcher(
-    context("default", {
-      callback: new URL(
-        "./fixtures/process/hangs_on_load.ts",
-        import.meta.url,
-      ),
-    }),
+  const dispatcher = processPool(
+    "default",
     { startTimeout: 200, startAttempts: 2 },
+    new URL("./fixtures/process/hangs_on_load.ts", import.meta.url),
   );
   try {
     const error = await assertRejects(

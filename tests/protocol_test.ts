@@ -5,17 +5,19 @@
 import { assertEquals, assertThrows } from "@std/assert";
 import {
   CHILD_FRAME_TYPES,
-  decodeTaskBody,
   encodeFrame,
-  encodeTaskHead,
   FRAME_HEADER_BYTES,
   FRAME_MAGIC,
   FrameDecoder,
   FrameType,
   PARENT_FRAME_TYPES,
   ProtocolError,
+} from "../src/wire/_framing.ts";
+import {
+  decodeTaskBody,
+  encodeTaskHead,
   taskRawOffset,
-} from "../src/_protocol.ts";
+} from "../src/wire/_values.ts";
 
 function stream(): Uint8Array {
   const parts = [

@@ -27,6 +27,9 @@ Deno.test("a million frames with injected faults under a 64 MB heap: nothing los
       "run",
       "-A",
       "--v8-flags=--max-old-space-size=64",
+      `--import-map=${
+        new URL("../.ci/import_map.json", import.meta.url).pathname
+      }`,
       new URL("./fixtures/soak.ts", import.meta.url).pathname,
       "1000000",
     ],

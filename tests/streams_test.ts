@@ -158,7 +158,9 @@ Deno.test("serial mode works with no permissions and no Node compatibility", asy
     new URL(`./fixtures/${name}`, import.meta.url).pathname;
   for (
     const [name, flags] of [
-      ["with no permissions at all", []],
+      ["with no permissions at all", [
+        `--import-map=${fixture("../../.ci/import_map.json")}`,
+      ]],
       // As on an edge runtime without node:v8: only process mode needs it.
       ["where node:v8 cannot be imported", [
         `--import-map=${fixture("no_node_v8.json")}`,

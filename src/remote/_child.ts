@@ -8,28 +8,30 @@
 // built-ins are imported here, so a child needs no network and no config.
 
 import { deserialize, serialize } from "node:v8";
+import type { Callback } from "../chunk_info.ts";
 import {
-  decodeTaskBody,
-  decodeTaskMeta,
   encodeFrame,
-  encodeValue,
   type Frame,
   FrameDecoder,
   FrameType,
   type FrameTypeValue,
-  type InitMessage,
   PARENT_FRAME_TYPES,
-  toWireError,
-} from "./_protocol.ts";
-import { typedArrayType } from "./_format.ts";
-import type { ChunkInfo } from "./chunk_info.ts";
+} from "../wire/_framing.ts";
+import { type InitMessage, toWireError } from "../wire/_messages.ts";
+import {
+  decodeTaskBody,
+  decodeTaskMeta,
+  encodeValue,
+} from "../wire/_values.ts";
+import { layoutType } from "../wire/_layout.ts";
+import { loadCallback } from "./_load.ts";
 
 // First of all: nothing user code prints through `console` may reach stdout,
 // which carries the protocol. Every console method that prints to stdout is
 // sent to stderr instead.
 redirectConsole();
 
-type Fn = (chunk: unknown, t0: number, info: ChunkInfo) => unknown;
+type Fn = Callback<unknown, unknown>;
 
 /** Test knob: write frames in pieces of this many bytes, one macrotask apart. */
 const writePiece = pieceArg(Deno.args);
@@ -100,7 +102,6 @@ const tasks: Frame[] = [];
 let wake: (() => void) | undefined;
 let ended = false;
 let fn: Fn | undefined;
-let init: InitMessage | undefined;
 let build: ((raw: Uint8Array) => unknown) | undefined;
 
 async function readLoop(): Promise<void> {
@@ -146,14 +147,10 @@ async function start(frame: Frame): Promise<boolean> {
     die(`the first frame must be init: received type ${frame.type}`, 70);
   }
   try {
-    init = deserialize(frame.body) as InitMessage;
-    const format = init.format;
-    if (format.kind === "bytes") build = (raw) => raw;
-    else if (format.kind === "samples") {
-      const type = typedArrayType(format.type);
-      if (type === undefined) {
-        throw new TypeError(`Unknown sample type '${format.type}'`);
-      }
+    const init = deserialize(frame.body) as InitMessage;
+    const type = layoutType(init.layout);
+    if (type === Uint8Array) build = (raw) => raw;
+    else if (type !== undefined) {
       build = (raw) =>
         new type(
           raw.buffer,
@@ -161,14 +158,7 @@ async function start(frame: Frame): Promise<boolean> {
           raw.byteLength / type.BYTES_PER_ELEMENT,
         );
     }
-    const module = await import(init.url) as Record<string, unknown>;
-    const candidate = module[init.exportName];
-    if (typeof candidate !== "function") {
-      throw new TypeError(
-        `Cannot use module ${init.url} as a callback as its export '${init.exportName}' is not a function: received ${typeof candidate}`,
-      );
-    }
-    fn = candidate as Fn;
+    fn = await loadCallback(init.url, init.exportName);
   } catch (error) {
     send(FrameType.startupError, 0, encode(toWireError(error)));
     return false;

@@ -1,22 +1,17 @@
 // Copyright the @ocycle/core authors. MIT license.
 // How each kind of data is checked, stored, copied and handed over. The write
-// path in emitter.ts counts elements and never looks inside a frame; a format
-// is the only thing that knows whether an element is a byte, a sample frame,
-// an item or a character.
+// path (core/_write_path.ts) counts elements and never looks inside a frame; a
+// kind is the only thing that knows whether an element is a byte, a sample
+// frame, an item or a character.
 
-/** Any typed array. */
-export type TypedArray =
-  | Int8Array
-  | Uint8Array
-  | Uint8ClampedArray
-  | Int16Array
-  | Uint16Array
-  | Int32Array
-  | Uint32Array
-  | Float32Array
-  | Float64Array
-  | BigInt64Array
-  | BigUint64Array;
+import {
+  type ChunkLayout,
+  type TypedArray,
+  type TypedArrayConstructor,
+  typedArrayType,
+} from "../wire/_layout.ts";
+
+export type { TypedArray, TypedArrayConstructor } from "../wire/_layout.ts";
 
 /**
  * The typed array type `T` over any kind of buffer, so that a frame viewing a
@@ -39,30 +34,8 @@ export type SampleInput<T extends TypedArray> = T extends Int8Array ? Int8Array
 /** The typed arrays whose elements are numbers, for `set` and `subarray` casts. */
 type NumericArray = Exclude<TypedArray, BigInt64Array | BigUint64Array>;
 
-/** The constructor of a typed array type `T`. */
-export interface TypedArrayConstructor<T extends TypedArray> {
-  /** Makes a zeroed array of `length` elements. */
-  new (length: number): T;
-  /** Makes a view of a buffer. */
-  new (buffer: ArrayBufferLike, byteOffset?: number, length?: number): T;
-  /** Bytes per element. */
-  readonly BYTES_PER_ELEMENT: number;
-  /** The type's name, such as `"Int16Array"`. */
-  readonly name: string;
-}
-
 /** The data `BufferEmit.write()` accepts. */
 export type BytesInput = ArrayBufferView | ArrayBufferLike | string;
-
-/**
- * The description of a format that can cross into a Worker or a child process,
- * so that the other side can rebuild chunks of the right type.
- */
-export type FormatSpec =
-  | { kind: "bytes" }
-  | { kind: "samples"; type: string; channels: number }
-  | { kind: "items" }
-  | { kind: "text" };
 
 /**
  * One kind of data. `F` is a checked frame, `B` a buffer being filled, `C` a
@@ -70,13 +43,13 @@ export type FormatSpec =
  * `unit` channels is `unit` scalars), items or UTF-16 code units for text are
  * never mixed; the emitter scales by `unit` where it reports frames.
  */
-export interface Format<F, B, C> {
+export interface Kind<F, B, C> {
   /** Scalars per element (channels for samples, else 1). */
   readonly unit: number;
   /** Whether buffers can be recycled, and so may be borrowed. */
   readonly pooled: boolean;
   /** What a Worker or child needs to rebuild chunks. */
-  readonly spec: FormatSpec;
+  readonly layout: ChunkLayout;
   /** Checks and normalises one written frame. Throws TypeError naming the value. */
   frame(data: unknown, owner: string): F;
   /** The frame's length in scalars. */
@@ -116,9 +89,9 @@ function describe(value: unknown): string {
 /** A readable description of a value for error messages. */
 export { describe as describeValue };
 
-class TypedFormat<T extends TypedArray> implements Format<T, T, T> {
+class TypedKind<T extends TypedArray> implements Kind<T, T, T> {
   readonly pooled = true;
-  readonly spec: FormatSpec;
+  readonly layout: ChunkLayout;
   readonly unit: number;
   readonly #type: TypedArrayConstructor<T>;
   readonly #bytes: boolean;
@@ -127,7 +100,7 @@ class TypedFormat<T extends TypedArray> implements Format<T, T, T> {
     this.#type = type;
     this.unit = channels;
     this.#bytes = (type as unknown) === Uint8Array && channels === 1;
-    this.spec = this.#bytes
+    this.layout = this.#bytes
       ? { kind: "bytes" }
       : { kind: "samples", type: type.name, channels };
   }
@@ -206,23 +179,10 @@ class TypedFormat<T extends TypedArray> implements Format<T, T, T> {
   }
 }
 
-/** The format of raw bytes. */
-export function bytesFormat(): Format<Uint8Array, Uint8Array, Uint8Array> {
-  return new TypedFormat(Uint8Array, 1);
-}
-
-/** The format of interleaved typed samples. */
-export function samplesFormat<T extends TypedArray>(
-  type: TypedArrayConstructor<T>,
-  channels: number,
-): Format<T, T, T> {
-  return new TypedFormat(type, channels);
-}
-
-class ItemsFormat<T> implements Format<readonly T[], T[], T[]> {
+class ItemsKind<T> implements Kind<readonly T[], T[], T[]> {
   readonly unit = 1;
   readonly pooled = false;
-  readonly spec: FormatSpec = { kind: "items" };
+  readonly layout: ChunkLayout = { kind: "items" };
 
   frame(data: unknown, owner: string): readonly T[] {
     if (Array.isArray(data)) return data;
@@ -253,11 +213,6 @@ class ItemsFormat<T> implements Format<readonly T[], T[], T[]> {
     buffer.length = length;
     return buffer;
   }
-}
-
-/** The format of arbitrary items. */
-export function itemsFormat<T>(): Format<readonly T[], T[], T[]> {
-  return new ItemsFormat<T>();
 }
 
 /**
@@ -306,10 +261,10 @@ interface TextBuffer {
   length: number;
 }
 
-class TextFormat implements Format<TextFrame, TextBuffer, string> {
+class TextKind implements Kind<TextFrame, TextBuffer, string> {
   readonly unit = 1;
   readonly pooled = false;
-  readonly spec: FormatSpec = { kind: "text" };
+  readonly layout: ChunkLayout = { kind: "text" };
 
   frame(data: unknown, owner: string): TextFrame {
     if (typeof data === "string") return textFrame(data);
@@ -351,29 +306,61 @@ class TextFormat implements Format<TextFrame, TextBuffer, string> {
   }
 }
 
-/** The format of text, counted in code points. */
-export function textFormat(): Format<TextFrame, TextBuffer, string> {
-  return new TextFormat();
+/** The kinds of data an emitter can hold. */
+export type EmitterKind = "bytes" | "samples" | "items" | "text";
+
+/** Options only {@linkcode SampleEmit} reads. */
+export interface SampleKindOptions {
+  type?: unknown;
+  channels?: unknown;
 }
 
-/** Every typed array constructor, by name, so a Worker or child can rebuild a chunk's type. */
-const TYPED_ARRAYS = {
-  Int8Array,
-  Uint8Array,
-  Uint8ClampedArray,
-  Int16Array,
-  Uint16Array,
-  Int32Array,
-  Uint32Array,
-  Float32Array,
-  Float64Array,
-  BigInt64Array,
-  BigUint64Array,
-} as unknown as Record<string, TypedArrayConstructor<TypedArray>>;
+// deno-lint-ignore no-explicit-any
+type AnyKind = Kind<any, any, any>;
 
-/** The typed array constructor of that name, or `undefined` if there is none. */
-export function typedArrayType(
-  name: string,
-): TypedArrayConstructor<TypedArray> | undefined {
-  return Object.hasOwn(TYPED_ARRAYS, name) ? TYPED_ARRAYS[name] : undefined;
+/** Makes each kind, checking the options it reads. */
+const KINDS: Record<
+  EmitterKind,
+  (options: SampleKindOptions, owner: string) => AnyKind
+> = {
+  bytes: () => new TypedKind(Uint8Array, 1),
+  samples: ({ type = Float32Array, channels = 1 }, owner) => {
+    if (
+      typeof type !== "function" ||
+      typedArrayType(type.name) !== (type as unknown)
+    ) {
+      throw new TypeError(
+        `Cannot create ${owner} as 'type' must be a typed array constructor such as Int16Array: received ${
+          describe(type)
+        }`,
+      );
+    }
+    if (!Number.isSafeInteger(channels) || (channels as number) <= 0) {
+      throw new RangeError(
+        `Cannot create ${owner} as 'channels' must be a positive integer: received ${
+          describe(channels)
+        }`,
+      );
+    }
+    return new TypedKind(
+      type as TypedArrayConstructor<TypedArray>,
+      channels as number,
+    );
+  },
+  items: () => new ItemsKind(),
+  text: () => new TextKind(),
+};
+
+/**
+ * The kind of data of that name.
+ *
+ * @throws {TypeError} If `type` is not a typed array constructor (samples).
+ * @throws {RangeError} If `channels` is not a positive integer (samples).
+ */
+export function createKind(
+  name: EmitterKind,
+  options: SampleKindOptions,
+  owner: string,
+): AnyKind {
+  return KINDS[name](options, owner);
 }

@@ -6,8 +6,7 @@
 // `self.close()` and `Deno.exit()` are wrapped so that the parent hears about
 // them: Deno itself gives the parent no event when a Worker ends itself.
 
-import { loadCallback } from "./_dispatcher.ts";
-import type { Callback, ChunkInfo } from "./chunk_info.ts";
+import type { Callback, ChunkInfo } from "../chunk_info.ts";
 import {
   type ClosingMessage,
   type ErrorMessage,
@@ -21,12 +20,13 @@ import {
   type WireError,
   type WorkerMessage,
   type WorkerParentMessage,
-} from "./_protocol.ts";
+} from "../wire/_messages.ts";
 import {
+  layoutType,
   type TypedArray,
   type TypedArrayConstructor,
-  typedArrayType,
-} from "./_format.ts";
+} from "../wire/_layout.ts";
+import { isThenable, loadCallback } from "./_load.ts";
 
 interface WorkerScope {
   postMessage(message: WorkerMessage, transfer?: Transferable[]): void;
@@ -78,25 +78,11 @@ scope.onmessage = (event) => {
 async function init(message: InitMessage): Promise<void> {
   borrow = message.borrow;
   replyAtOnce = message.replyAtOnce ?? false;
-  const format = message.format;
-  if (format.kind === "bytes") type = Uint8Array;
-  else if (format.kind === "samples") {
-    type = typedArrayType(format.type);
-    channels = format.channels;
-    if (type === undefined) {
-      post({
-        type: "startup-error",
-        error: toWireError(
-          new TypeError(
-            `Cannot rebuild samples in a Worker as '${format.type}' is not a typed array type`,
-          ),
-        ),
-      });
-      return;
-    }
-  }
+  const layout = message.layout;
+  if (layout.kind === "samples") channels = layout.channels;
   try {
-    fn = await loadCallback(new URL(message.url), message.exportName);
+    type = layoutType(layout);
+    fn = await loadCallback(message.url, message.exportName);
   } catch (error) {
     post({ type: "startup-error", error: toWireError(error) });
     return;
@@ -105,12 +91,6 @@ async function init(message: InitMessage): Promise<void> {
   const waiting = early ?? [];
   early = undefined;
   for (const batch of waiting) runAll(batch);
-}
-
-function isThenable(value: unknown): value is PromiseLike<unknown> {
-  return value !== null &&
-    (typeof value === "object" || typeof value === "function") &&
-    typeof (value as { then?: unknown }).then === "function";
 }
 
 function runAll(batch: TaskBatchMessage): void {

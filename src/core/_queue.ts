@@ -1,0 +1,286 @@
+// Copyright the @ocycle/core authors. MIT license.
+// The chunks between the write path and the runner: the bounded queue and its
+// overflow policy, backpressure (`ready`), the hand-off to the runner, and
+// what becomes of each result and error. It never knows the mode.
+
+import { ChunkError } from "../chunk_error.ts";
+import type { ChunkInfo, Mode } from "../chunk_info.ts";
+import type { Overflow } from "../emitter_options.ts";
+import type { BufferPool } from "./_buffer_pool.ts";
+import { message, type Runner, type Task } from "../run/_runner.ts";
+
+/** What the queue does with results and errors, checked by core/_options.ts. */
+export interface QueueSettings<R> {
+  readonly owner: string;
+  readonly mode: Mode;
+  readonly borrow: boolean;
+  /** Chunks that may wait before `write()` says to slow down. */
+  readonly maxPending: number;
+  readonly overflow: Overflow;
+  /** Scalars per element, to count dropped elements. */
+  readonly unit: number;
+  readonly onDone: ((result: R, info: ChunkInfo) => void) | undefined;
+  readonly onError: ((error: ChunkError, info: ChunkInfo) => void) | undefined;
+}
+
+interface Waiter {
+  resolve: () => void;
+  reject: (error: unknown) => void;
+}
+
+const RESOLVED: Promise<void> = Promise.resolve();
+
+/** The queue of chunks waiting for the runner, and their outcomes. */
+export class ChunkQueue<C, R> {
+  readonly #settings: QueueSettings<R>;
+  readonly #runner: Runner<C, R>;
+  readonly #pool: BufferPool<unknown> | undefined;
+  #queue: Task<C>[] = [];
+  #inFlight = 0;
+  #pumping = false;
+  #errors: ChunkError[] = [];
+  #readyWaiters: Waiter[] = [];
+  #idleWaiters: (() => void)[] = [];
+  /** Set once the emitter is aborted: waiters reject with it. */
+  #abortReason: { reason: unknown } | undefined;
+
+  emitted = 0;
+  done = 0;
+  failed = 0;
+  /** Elements (in scalars) of the chunks the overflow policy dropped. */
+  dropped = 0;
+  droppedChunks = 0;
+
+  constructor(
+    settings: QueueSettings<R>,
+    runner: Runner<C, R>,
+    pool: BufferPool<unknown> | undefined,
+  ) {
+    this.#settings = settings;
+    this.#runner = runner;
+    this.#pool = pool;
+  }
+
+  /** Chunks waiting for a free slot. */
+  get queued(): number {
+    return this.#queue.length;
+  }
+
+  /** Chunks running. */
+  get inFlight(): number {
+    return this.#inFlight;
+  }
+
+  /** Whether a writer may go on: fewer than `maxPending` chunks wait (none, when it is 0). */
+  mayWrite(): boolean {
+    const queued = this.#queue.length;
+    return queued === 0 || queued < this.#settings.maxPending;
+  }
+
+  /** Takes a chunk cut by the write path. */
+  submit(chunk: C, info: ChunkInfo, buffer: unknown): void {
+    const pool = this.#pool;
+    const task: Task<C> = {
+      chunk,
+      info,
+      buffer: undefined,
+      lost: false,
+      owned: !this.#settings.borrow,
+    };
+    if (pool !== undefined) {
+      if (this.#settings.borrow || this.#runner.copies) task.buffer = buffer;
+      else pool.give();
+    }
+    this.emitted++;
+    if (this.#inFlight < this.#runner.capacity && this.#queue.length === 0) {
+      this.#start(task);
+      return;
+    }
+    const { maxPending, overflow } = this.#settings;
+    if (this.#queue.length >= maxPending) {
+      if (overflow === "drop-newest") return this.#drop(task);
+      if (overflow === "drop-oldest") this.#drop(this.#queue.shift()!);
+    }
+    this.#queue.push(task);
+  }
+
+  /** Resolves when the caller may write again; rejects with errors kept for it. */
+  ready(): Promise<void> {
+    if (this.#abortReason !== undefined) {
+      return Promise.reject(this.#abortReason.reason);
+    }
+    if (this.#errors.length > 0) return Promise.reject(this.takeErrors());
+    if (this.mayWrite()) return RESOLVED;
+    return new Promise((resolve, reject) =>
+      this.#readyWaiters.push({ resolve, reject })
+    );
+  }
+
+  /** Resolves once nothing waits and nothing runs. */
+  idle(): Promise<void> {
+    if (this.#queue.length === 0 && this.#inFlight === 0) return RESOLVED;
+    return new Promise((resolve) => this.#idleWaiters.push(resolve));
+  }
+
+  /** Fails every waiting chunk as aborted; waiters reject with `reason`. */
+  abort(reason: unknown): void {
+    this.#abortReason = { reason };
+    const queued = this.#queue;
+    this.#queue = [];
+    for (const task of queued) {
+      this.droppedChunks++;
+      this.#recycle(task);
+      this.#fail(
+        task.info,
+        new ChunkError(
+          "aborted",
+          task.info,
+          this.#settings.mode,
+          `the emitter was aborted before the chunk ran: ${message(reason)}`,
+          { cause: reason },
+        ),
+      );
+    }
+    this.#wake();
+  }
+
+  /** The errors kept for `ready` and `close()`, as one error. */
+  takeErrors(): Error | undefined {
+    const errors = this.#errors.splice(0);
+    if (errors.length <= 1) return errors[0];
+    return new AggregateError(
+      errors,
+      `${errors.length} chunks of ${this.#settings.owner} failed: ${
+        errors.map((e) => e.message).join("; ")
+      }`,
+    );
+  }
+
+  #drop(task: Task<C>): void {
+    this.droppedChunks++;
+    this.dropped += task.info.length * this.#settings.unit;
+    this.#recycle(task);
+  }
+
+  #start(task: Task<C>): void {
+    this.#inFlight++;
+    let result: R | Promise<R>;
+    try {
+      result = this.#runner.run(task);
+    } catch (error) {
+      this.#settle(task, error, true);
+      return;
+    }
+    if (result instanceof Promise) {
+      result.then(
+        (value) => this.#settle(task, value, false),
+        (error) => this.#settle(task, error, true),
+      );
+    } else this.#settle(task, result, false);
+  }
+
+  #settle(task: Task<C>, value: unknown, failed: boolean): void {
+    this.#inFlight--;
+    this.#recycle(task);
+    if (failed) this.#fail(task.info, value);
+    else {
+      this.done++;
+      const onDone = this.#settings.onDone;
+      if (onDone !== undefined) {
+        try {
+          onDone(value as R, task.info);
+        } catch (error) {
+          this.done--;
+          this.#fail(
+            task.info,
+            new ChunkError(
+              "onDone",
+              task.info,
+              this.#settings.mode,
+              `onDone threw: ${message(error)}`,
+              { cause: error },
+            ),
+          );
+        }
+      }
+    }
+    this.#pump();
+  }
+
+  #recycle(task: Task<C>): void {
+    const pool = this.#pool;
+    if (pool === undefined) return;
+    if (task.buffer !== undefined) {
+      pool.release(task.buffer);
+      task.buffer = undefined;
+    } else if (task.lost) {
+      pool.lose();
+      task.lost = false;
+    }
+  }
+
+  #fail(info: ChunkInfo, error: unknown): void {
+    this.failed++;
+    const { mode, onError } = this.#settings;
+    const chunkError = error instanceof ChunkError ? error : new ChunkError(
+      "callback",
+      info,
+      mode,
+      `the callback threw: ${message(error)}`,
+      { cause: error },
+    );
+    if (onError !== undefined) {
+      try {
+        onError(chunkError, info);
+        return;
+      } catch (thrown) {
+        this.#errors.push(
+          new ChunkError(
+            "callback",
+            info,
+            mode,
+            `onError threw: ${message(thrown)}`,
+            { cause: thrown },
+          ),
+        );
+      }
+    } else if (chunkError.kind !== "aborted") this.#errors.push(chunkError);
+    this.#wake();
+  }
+
+  #pump(): void {
+    if (this.#pumping) return;
+    this.#pumping = true;
+    try {
+      while (
+        this.#inFlight < this.#runner.capacity && this.#queue.length > 0
+      ) {
+        this.#start(this.#queue.shift()!);
+      }
+    } finally {
+      this.#pumping = false;
+    }
+    this.#wake();
+  }
+
+  #wake(): void {
+    if (this.#readyWaiters.length > 0) {
+      if (this.#abortReason !== undefined) {
+        for (const w of this.#readyWaiters.splice(0)) {
+          w.reject(this.#abortReason.reason);
+        }
+      } else if (this.#errors.length > 0) {
+        const error = this.takeErrors();
+        for (const w of this.#readyWaiters.splice(0)) w.reject(error);
+      } else if (this.mayWrite()) {
+        for (const w of this.#readyWaiters.splice(0)) w.resolve();
+      }
+    }
+    if (
+      this.#idleWaiters.length > 0 && this.#queue.length === 0 &&
+      this.#inFlight === 0
+    ) {
+      for (const resolve of this.#idleWaiters.splice(0)) resolve();
+    }
+  }
+}

@@ -1,0 +1,286 @@
+// Copyright the @ocycle/core authors. MIT license.
+// The write path: frames in, chunks out. It copies each frame into the buffer
+// being filled and cuts a chunk once `size` is reached, carrying the overlap
+// of `hop` windows, skipping the gaps between them, pausing for the sampler
+// and emitting a partial chunk after `maxWait`. It counts elements and never
+// looks inside a frame: the kind (core/_kinds.ts) does. What becomes of a
+// chunk is the emitter's business: the path hands each one to `emit`.
+//
+// All counts are in scalars: bytes, items, characters, or samples (a frame of
+// `unit` channels is `unit` scalars).
+
+import type { ChunkInfo } from "../chunk_info.ts";
+import type { BufferPool } from "./_buffer_pool.ts";
+import { describeValue, type Kind } from "./_kinds.ts";
+
+/** How the write path cuts, checked by core/_options.ts. */
+export interface CutSettings {
+  /** The emitter's class name, for messages. */
+  readonly owner: string;
+  /** The chunk size, in elements. */
+  readonly size: number;
+  /** Elements between window starts. */
+  readonly hop: number;
+  readonly clip: boolean;
+  readonly sampler: (() => number) | undefined;
+  /** Milliseconds; Infinity for none. */
+  readonly maxWait: number;
+}
+
+/** Receives each chunk the path cuts, with the pooled buffer behind it. */
+export type Emit<C> = (chunk: C, info: ChunkInfo, buffer: unknown) => void;
+
+/** Frames in, chunks out. */
+export class WritePath<F, B, C> {
+  readonly #kind: Kind<F, B, C>;
+  readonly #owner: string;
+  readonly #unit: number;
+  readonly #size: number;
+  readonly #hop: number;
+  readonly #clip: boolean;
+  readonly #sampler: (() => number) | undefined;
+  readonly #maxWait: number;
+  readonly #pool: BufferPool<B> | undefined;
+  readonly #emit: Emit<C>;
+
+  #buffer: B | undefined;
+  #fill = 0;
+  /** Absolute offset of the buffer's first element. */
+  #winStart = 0;
+  /** Absolute offset of everything written so far. */
+  #offset = 0;
+  /** Absolute offset up to which everything has been emitted. */
+  #emittedTo = 0;
+  /** Absolute offset of the next window start that has no timestamp yet. */
+  #nextStart = 0;
+  /** Timestamps of window starts already written, oldest first. */
+  #t0s: number[] = [];
+  /** The monotonic time before which the sampler drops writes. */
+  #resumeAt: number | undefined;
+  #index = 0;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  /** Whether the next unemitted element must start the `maxWait` timer. */
+  #unarmed: boolean;
+
+  /** Elements written, dropped ones included. */
+  written = 0;
+  /** Elements dropped by the sampler or with the tail. */
+  dropped = 0;
+  /** Elements skipped between windows when `hop > size`. */
+  skipped = 0;
+
+  constructor(
+    kind: Kind<F, B, C>,
+    settings: CutSettings,
+    pool: BufferPool<B> | undefined,
+    emit: Emit<C>,
+  ) {
+    this.#kind = kind;
+    this.#owner = settings.owner;
+    this.#unit = kind.unit;
+    this.#size = settings.size * kind.unit;
+    this.#hop = settings.hop * kind.unit;
+    this.#clip = settings.clip;
+    this.#sampler = settings.sampler;
+    this.#maxWait = settings.maxWait;
+    this.#unarmed = settings.maxWait !== Infinity;
+    this.#pool = pool;
+    this.#emit = emit;
+    this.#buffer = pool ? pool.take() : kind.alloc(this.#size);
+  }
+
+  /**
+   * Writes one frame; cuts every chunk it completes.
+   *
+   * @throws {TypeError} If `data` is not of the kind.
+   * @throws {RangeError} If `t0` is not finite, or the sampler returns a bad value.
+   */
+  write(data: unknown, t0: number | undefined): void {
+    const kind = this.#kind;
+    const frame = kind.frame(data, this.#owner);
+    if (t0 !== undefined && !Number.isFinite(t0)) {
+      throw new RangeError(
+        `Cannot write to ${this.#owner} as 't0' must be a finite number of milliseconds: received ${
+          describeValue(t0)
+        }`,
+      );
+    }
+    const n = kind.length(frame);
+    if (n === 0) return;
+    let stamp = t0;
+    const start = this.#offset;
+    this.#offset = start + n;
+    this.written += n;
+    if (this.#resumeAt !== undefined) {
+      stamp ??= Date.now();
+      if (stamp < this.#resumeAt) {
+        this.dropped += n;
+        return;
+      }
+      this.#resumeAt = undefined;
+      this.#winStart = this.#nextStart = this.#emittedTo = start;
+    }
+    if (this.#unarmed) this.#arm();
+    // The common case, kept short: the whole frame lands in the partial chunk
+    // and neither completes it nor starts a window that needs a timestamp.
+    const fill0 = this.#fill;
+    const buffer0 = this.#buffer!;
+    if (
+      fill0 > 0 && fill0 + n < this.#size && this.#nextStart >= start + n &&
+      fill0 + n <= kind.capacity(buffer0)
+    ) {
+      kind.put(buffer0, fill0, frame, 0, n);
+      this.#fill = fill0 + n;
+      return;
+    }
+    const size = this.#size, clip = this.#clip;
+    let pos = 0;
+    while (pos < n) {
+      let fill = this.#fill;
+      if (fill === 0 && start + pos < this.#winStart) {
+        // The gap between two windows when hop > size.
+        const k = Math.min(this.#winStart - start - pos, n - pos);
+        this.skipped += k;
+        pos += k;
+        continue;
+      }
+      const end = clip ? Math.min(n, pos + size - fill) : n;
+      if (this.#nextStart < start + end) {
+        stamp ??= Date.now();
+        if (clip) {
+          do {
+            this.#t0s.push(stamp);
+            this.#nextStart += this.#hop;
+          } while (this.#nextStart < start + end);
+        } else {
+          this.#t0s.push(stamp);
+          this.#nextStart = Infinity;
+        }
+      }
+      if (this.#unarmed) this.#arm();
+      let buffer: B = this.#buffer!;
+      if (!clip && fill + end - pos > kind.capacity(buffer)) {
+        const grown = this.#pool
+          ? this.#pool.grow(Math.max(2 * fill, fill + end - pos))
+          : kind.alloc(fill + end - pos);
+        kind.carry(buffer, 0, fill, grown);
+        this.#buffer = buffer = grown;
+      }
+      kind.put(buffer, fill, frame, pos, end);
+      this.#fill = fill += end - pos;
+      pos = end;
+      if (fill >= size) {
+        this.#cut("size", false);
+        if (this.#sampler !== undefined) {
+          stamp ??= Date.now();
+          this.#pause(stamp);
+          this.dropped += n - pos;
+          break;
+        }
+      }
+    }
+  }
+
+  /** Emits the partial chunk, if it holds anything not yet emitted. */
+  flush(reason: "flush" | "close" | "maxWait"): void {
+    this.#disarm();
+    if (this.#winStart + this.#fill > this.#emittedTo && this.#fill > 0) {
+      this.#cut(reason, reason === "close");
+    }
+  }
+
+  /** Drops the part of the partial chunk not yet emitted, counting it. */
+  dropTail(): void {
+    this.#disarm();
+    this.dropped += this.#winStart + this.#fill - this.#unemittedFrom();
+    this.#fill = 0;
+  }
+
+  /** Stops for good: no timer, and the buffer back to the pool. */
+  stop(): void {
+    this.#disarm();
+    this.#unarmed = false;
+    if (this.#pool !== undefined && this.#buffer !== undefined) {
+      this.#pool.release(this.#buffer);
+    }
+    this.#buffer = undefined;
+    this.#fill = 0;
+  }
+
+  /** Where the unemitted part of the buffer starts. */
+  #unemittedFrom(): number {
+    return Math.min(
+      Math.max(this.#emittedTo, this.#winStart),
+      this.#winStart + this.#fill,
+    );
+  }
+
+  #pause(stamp: number): void {
+    const pause = this.#sampler!();
+    if (!(typeof pause === "number" && pause >= 0 && pause < Infinity)) {
+      throw new RangeError(
+        `Cannot pause ${this.#owner} as 'sampler' must return a finite number of milliseconds >= 0: received ${
+          describeValue(pause)
+        }`,
+      );
+    }
+    this.#disarm();
+    this.#resumeAt = stamp + pause;
+    // A gap in the data must not be stitched over: the carry goes too.
+    this.dropped += Math.max(0, this.#winStart + this.#fill - this.#emittedTo);
+    this.#fill = 0;
+    this.#t0s.length = 0;
+  }
+
+  /** Emits `buffer[0, fill)` and sets up the next buffer. */
+  #cut(reason: ChunkInfo["reason"], final: boolean): void {
+    const kind = this.#kind;
+    const buffer = this.#buffer!;
+    const length = this.#fill;
+    const winStart = this.#winStart;
+    const unit = this.#unit;
+    const t0 = this.#t0s.shift() ?? Date.now();
+    const info: ChunkInfo = {
+      index: this.#index++,
+      offset: winStart / unit,
+      length: length / unit,
+      t0,
+      reason,
+      final,
+    };
+    this.#emittedTo = winStart + length;
+    const next = this.#pool ? this.#pool.take() : kind.alloc(this.#size);
+    if (reason === "size" && this.#clip) {
+      const hop = this.#hop, size = this.#size;
+      if (hop < size) {
+        kind.carry(buffer, hop, size, next);
+        this.#fill = size - hop;
+      } else this.#fill = 0;
+      this.#winStart = winStart + hop;
+    } else {
+      this.#fill = 0;
+      this.#winStart = this.#nextStart = winStart + length;
+      this.#t0s.length = 0;
+    }
+    // The carry was emitted already: `maxWait` counts from the next element.
+    this.#disarm();
+    this.#buffer = next;
+    this.#emit(kind.chunk(buffer, length), info, buffer);
+  }
+
+  #arm(): void {
+    this.#unarmed = false;
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      this.flush("maxWait");
+    }, this.#maxWait);
+  }
+
+  #disarm(): void {
+    if (this.#timer !== undefined) {
+      clearTimeout(this.#timer);
+      this.#timer = undefined;
+    }
+    this.#unarmed = this.#maxWait !== Infinity && this.#buffer !== undefined;
+  }
+}

@@ -1,0 +1,212 @@
+// Copyright the @ocycle/core authors. MIT license.
+/**
+ * The options and counts shared by every emitter.
+ *
+ * @module
+ */
+
+import type { BufferCounts } from "./core/_buffer_pool.ts";
+import type { TypedArray, TypedArrayConstructor } from "./wire/_layout.ts";
+import type { Callback, ChunkInfo, Mode } from "./chunk_info.ts";
+import type { ChunkError } from "./chunk_error.ts";
+
+export type { EmitterKind } from "./core/_kinds.ts";
+
+/**
+ * The callback of an emitter: a function (serial mode only), or the URL of a
+ * module whose export is the callback (every mode). A string is a path or URL
+ * resolved against the current working directory.
+ */
+export type CallbackSource<C, R> = Callback<C, R> | URL | string;
+
+/** What the emitter does with a chunk when `maxPending` chunks already wait. */
+export type Overflow = "queue" | "drop-newest" | "drop-oldest";
+
+/**
+ * Permissions a child process gets in process mode, each passed as the
+ * matching `--allow-*` flag: `true` for all, or a list to scope it.
+ */
+export interface ChildPermissions {
+  /** `--allow-read`. The callback module's own file is always readable. */
+  read?: boolean | string[];
+  /** `--allow-write`. */
+  write?: boolean | string[];
+  /** `--allow-net`. */
+  net?: boolean | string[];
+  /** `--allow-env`. */
+  env?: boolean | string[];
+  /** `--allow-run`. */
+  run?: boolean | string[];
+  /** `--allow-sys`. */
+  sys?: boolean | string[];
+  /** `--allow-ffi`. */
+  ffi?: boolean | string[];
+  /** `--allow-import`. */
+  import?: boolean | string[];
+}
+
+/** Options shared by every emitter. */
+export interface EmitterOptions<R> {
+  /**
+   * Cut exact chunks of `size`, carrying the remainder into the next chunk.
+   * Without it a chunk is everything buffered once `size` is reached.
+   *
+   * @default {false}
+   */
+  clip?: boolean;
+  /**
+   * Start a window every `hop` elements (requires `clip`): windows overlap
+   * when `hop < size` and leave gaps when `hop > size`.
+   *
+   * @default {size}
+   */
+  hop?: number;
+  /**
+   * A duty cycle: after an emit triggered by a write stamped T, writes
+   * stamped before T + sampler milliseconds are dropped whole, and so is
+   * the carried remainder. A number, or a function returning one per emit.
+   * Everything dropped is counted in `stats.dropped`.
+   */
+  sampler?: number | (() => number);
+  /**
+   * Hand the callback a zero-copy view of a pooled buffer, valid until the
+   * callback returns or its promise settles. Bytes and samples only.
+   *
+   * @default {false}
+   */
+  borrow?: boolean;
+  /** Receives each callback's result, with its chunk's info, on the main thread. */
+  onDone?: (result: R, info: ChunkInfo) => void;
+  /**
+   * Receives each chunk's error. Without it errors are kept and reject the
+   * next `ready` and `close()`: they are never swallowed.
+   */
+  onError?: (error: ChunkError, info: ChunkInfo) => void;
+  /**
+   * Where the callback runs: inline (`"serial"`), in a pool of Web Workers
+   * (`"thread"`) or in a pool of Deno subprocesses (`"process"`).
+   *
+   * @default {"serial"}
+   */
+  mode?: Mode;
+  /**
+   * Workers or child processes in the pool (thread and process modes).
+   *
+   * @default {navigator.hardwareConcurrency}
+   */
+  pool?: number;
+  /**
+   * Chunks each Worker or child may hold at once (thread and process modes):
+   * more than one lets the next chunk travel while the current one runs.
+   * At most `pool * concurrency` chunks are in flight. Thread mode defaults
+   * to 8: under load a busy Worker gets its chunks in batches of half that,
+   * and replies once per batch, so that each message carries several chunks.
+   * Lower it to bound the memory of large chunks in flight.
+   *
+   * @default {2, or 8 in thread mode}
+   */
+  concurrency?: number;
+  /**
+   * Chunks that may wait for a free slot before `write()` returns `false`
+   * and `ready` waits.
+   *
+   * @default {16}
+   */
+  maxPending?: number;
+  /**
+   * What happens to a chunk emitted while `maxPending` chunks wait: keep it
+   * anyway (`write()` has already said to slow down), drop it, or drop the
+   * oldest waiting chunk. Dropped chunks are counted in `stats`.
+   *
+   * @default {"queue"}
+   */
+  overflow?: Overflow;
+  /**
+   * Milliseconds after which a non-empty partial chunk is emitted, measured
+   * from the arrival of its first element.
+   *
+   * @default {Infinity}
+   */
+  maxWait?: number;
+  /**
+   * Milliseconds a chunk's callback may run, measured from its start: in
+   * thread and process modes, from when its Worker or child has settled the
+   * chunks sent to it before this one, so waiting in a queue is not charged.
+   * A chunk that takes longer fails with a `ChunkError` of kind `"timeout"`;
+   * its Worker or child is ended and replaced.
+   *
+   * @default {Infinity}
+   */
+  timeout?: number;
+  /** Aborting it stops the emitter as {@linkcode Emitter.abort} does. */
+  signal?: AbortSignal;
+  /**
+   * The export of the callback module that is the callback.
+   *
+   * @default {"default"}
+   */
+  exportName?: string;
+  /** Process mode: permissions each child gets; by default only reading its module. */
+  permissions?: ChildPermissions;
+  /** Process mode: the children's environment. By default it is empty. */
+  env?: Record<string, string>;
+  /** Process mode: V8 flags for each child, e.g. `["--max-old-space-size=64"]`. */
+  v8Flags?: string[];
+}
+
+/** Options of {@linkcode Emitter.close}. */
+export interface CloseOptions {
+  /**
+   * Emit the partial tail as a final chunk. When `false` the tail is counted
+   * as dropped.
+   *
+   * @default {true}
+   */
+  flush?: boolean;
+}
+
+/** Counts kept by an emitter. Elements are bytes, frames, items or characters. */
+export interface EmitterStats {
+  /** Elements written, dropped ones included. */
+  readonly written: number;
+  /** Chunks emitted to the dispatcher. */
+  readonly emitted: number;
+  /** Chunks whose callback succeeded. */
+  readonly done: number;
+  /** Chunks that failed. */
+  readonly failed: number;
+  /** Elements dropped by the sampler, by `close({ flush: false })` or by an abort. */
+  readonly dropped: number;
+  /** Chunks dropped by the `overflow` policy or by an abort before they ran. */
+  readonly droppedChunks: number;
+  /** Elements skipped between windows when `hop > size`. */
+  readonly skipped: number;
+  /** Chunks waiting or running. */
+  readonly pending: number;
+  /** Chunks waiting for a free slot. */
+  readonly queued: number;
+  /** Chunks running. */
+  readonly inFlight: number;
+  /** The recycled buffers (bytes and samples). */
+  readonly buffers: BufferCounts;
+  /** Workers or children alive (0 in serial mode). */
+  readonly workers: number;
+  /** Workers or children replaced after a crash or a timeout. */
+  readonly replaced: number;
+}
+
+/** Options only {@linkcode SampleEmit} reads, checked by the shared engine. */
+export interface SampleFormatOptions<T extends TypedArray> {
+  /**
+   * The typed array type of the samples.
+   *
+   * @default {Float32Array}
+   */
+  type?: TypedArrayConstructor<T>;
+  /**
+   * Interleaved channels per frame; `size` and `hop` count frames.
+   *
+   * @default {1}
+   */
+  channels?: number;
+}

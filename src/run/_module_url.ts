@@ -1,0 +1,24 @@
+// Copyright the @ocycle/core authors. MIT license.
+// Where a callback module given as a string lives: the emitter and the
+// command line resolve it the same way.
+
+import * as path from "@std/path";
+
+/** The functions of @std/path used here, typed as its JSR version declares them. */
+const { isAbsolute, resolve, toFileUrl } = path as unknown as {
+  isAbsolute(path: string): boolean;
+  resolve(...paths: string[]): string;
+  toFileUrl(path: string): URL;
+};
+
+/**
+ * The URL of a module given as a URL (`https:`, `file:`, `jsr:` ...) or as a
+ * path, absolute or relative to the current working directory. Characters
+ * that mean something in a URL (`#`, `?`, `%`, spaces) stay part of the path.
+ */
+export function toModuleUrl(specifier: string): URL {
+  if (!isAbsolute(specifier) && /^[a-z][a-z0-9+.-]*:/i.test(specifier)) {
+    return new URL(specifier);
+  }
+  return toFileUrl(resolve(specifier));
+}

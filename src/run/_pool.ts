@@ -1,0 +1,711 @@
+// Copyright the @ocycle/core authors. MIT license.
+// The one pool behind thread and process modes: placement, per-worker
+// concurrency and batching, start-up attempts, the timeout clock, crash
+// handling, requeue, abort and close, written once. A worker here is one
+// Worker or one child, reached through a transport (run/_transport.ts).
+//
+// A chunk goes to the ready worker that holds the fewest chunks; while none
+// can take it, it waits in the backlog. Each worker holds up to `concurrency`
+// chunks, so that the next one travels while the current one runs. A chunk's
+// clock runs while it waits for a worker to start, and from its start once a
+// worker holds it: only the oldest chunk a worker was sent has a clock, since
+// the ones behind it start when it settles.
+//
+// A worker that breaks (it crashes, breaks the protocol, or its oldest chunk
+// times out) is killed; once it is gone, the chunks it had started fail with
+// what is known of its end, those it had not started go to another worker, and
+// a new worker takes its place. Workers that fail to start are retried a
+// bounded number of times in a row; then every chunk fails with the start-up
+// error.
+
+import { ChunkError, type ChunkErrorOptions } from "../chunk_error.ts";
+import type { ChunkInfo } from "../chunk_info.ts";
+import {
+  describe,
+  message,
+  type Runner,
+  type RunnerCounts,
+  type Task,
+  warn,
+} from "./_runner.ts";
+import type {
+  Exit,
+  FaultKind,
+  Job,
+  Transport,
+  TransportEvents,
+  TransportKind,
+} from "./_transport.ts";
+
+/** The pool's settings, checked by the emitter. */
+export interface PoolOptions {
+  /** Workers in the pool. */
+  readonly pool: number;
+  /** Chunks each worker may hold at once. */
+  readonly concurrency: number;
+  /** Milliseconds a chunk may run, from its start; Infinity for no limit. */
+  readonly timeout: number;
+  /** Workers in a row that may fail to start before every chunk fails. */
+  readonly startAttempts?: number;
+  /** Milliseconds a worker may take to load the callback module and say so. */
+  readonly startTimeout?: number;
+}
+
+/**
+ * Milliseconds per chunk above which a batching worker counts as slow: its
+ * outbox leaves as soon as it holds half of the worker's chunks, so that the
+ * worker always has a whole batch waiting while it runs the current one.
+ */
+const SLOW_MS = 0.1;
+
+interface PoolJob<P> extends Job<P> {
+  readonly resolve: (value: unknown) => void;
+  readonly reject: (error: unknown) => void;
+  timer: ReturnType<typeof setTimeout> | undefined;
+  /** The worker holding it, or undefined while it waits in the backlog. */
+  worker: Worker<P> | undefined;
+  /** Whether it was sent: it is in the worker, not in its outbox. */
+  sent: boolean;
+  settled: boolean;
+}
+
+type State = "starting" | "ready" | "ending" | "dead";
+
+interface Worker<P> {
+  readonly index: number;
+  transport: Transport<P>;
+  state: State;
+  /** Chunks sent to it, oldest first; only the first one's clock runs. */
+  sent: PoolJob<P>[];
+  /** Chunks for it that leave together at the end of the current task. */
+  outbox: PoolJob<P>[];
+  /** Whether a flush of its outbox is due. */
+  flushing: boolean;
+  /** Replies since the last `flushed`, for the time per chunk. */
+  replies: number;
+  /** A moving average of its milliseconds per chunk, message costs included. */
+  perChunk: number;
+  /** When it last replied, or got work while idle (performance.now()). */
+  since: number;
+  startTimer: ReturnType<typeof setTimeout> | undefined;
+}
+
+/** Why a worker failed to start: how the start-up error reads. */
+type StartFailure = "load" | "died" | "hung";
+
+/** Runs chunks in a pool of workers, each reached through a transport. */
+export class Pool<P> implements Runner<unknown, unknown> {
+  readonly capacity: number;
+  readonly copies: boolean;
+  readonly #kind: TransportKind<P>;
+  readonly #pool: number;
+  readonly #concurrency: number;
+  readonly #timeout: number;
+  readonly #startAttempts: number;
+  readonly #startTimeout: number;
+  /** A batching worker's outbox leaves once it has at most this many chunks sent. */
+  readonly #lowWater: number;
+  /** A slow batching worker's outbox leaves once it holds this many chunks. */
+  readonly #batch: number;
+  /** Workers starting, ready, or killed and not yet gone. */
+  #workers: Worker<P>[] = [];
+  #backlog: PoolJob<P>[] = [];
+  #nextId = 0;
+  #state: "open" | "closing" | "aborted" = "open";
+  #abortReason: unknown;
+  #replaced = 0;
+  /** Workers that died or hung and are still to be replaced. */
+  #owed = 0;
+  #startFailures = 0;
+  #broken: { detail: string; options: ChunkErrorOptions } | undefined;
+
+  constructor(kind: TransportKind<P>, options: PoolOptions) {
+    this.#kind = kind;
+    this.#pool = options.pool;
+    this.#concurrency = options.concurrency;
+    this.#timeout = options.timeout;
+    this.#startAttempts = options.startAttempts ?? 3;
+    this.#startTimeout = options.startTimeout ?? 30_000;
+    this.capacity = options.pool * options.concurrency;
+    this.copies = kind.copies;
+    // With two chunks per worker, batches of two beat a pipeline of single
+    // messages; with more, a batch leaves while the worker still runs one.
+    this.#lowWater = Math.floor((options.concurrency - 1) / 2);
+    this.#batch = Math.max(1, Math.floor(options.concurrency / 2));
+  }
+
+  run(task: Task<unknown>): Promise<unknown> {
+    const refused = this.#refusal(task.info);
+    if (refused !== undefined) return Promise.reject(refused);
+    const loading = this.#kind.loading();
+    if (loading !== undefined) return loading.then(() => this.run(task));
+    let payload: P;
+    try {
+      payload = this.#kind.prepare(task);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return new Promise((resolve, reject) => {
+      const job: PoolJob<P> = {
+        id: this.#nextId = (this.#nextId % 0xfffffffe) + 1,
+        task,
+        payload,
+        resolve,
+        reject,
+        timer: undefined,
+        worker: undefined,
+        sent: false,
+        settled: false,
+      };
+      this.#fill();
+      const worker = this.#pick();
+      if (worker === undefined) this.#wait(job);
+      else this.#assign(worker, job);
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.#state === "open") this.#state = "closing";
+    const ending: Promise<unknown>[] = [];
+    for (const worker of this.#workers) {
+      if (worker.state === "dead") ending.push(worker.transport.gone);
+      else {
+        this.#stopClock(worker);
+        worker.state = "ending";
+        ending.push(worker.transport.end());
+      }
+    }
+    await Promise.all(ending);
+    // A worker killed just before may still be on its way out.
+    while (this.#workers.length > 0) {
+      await Promise.all(this.#workers.map((w) => w.transport.gone));
+    }
+  }
+
+  async abort(reason: unknown): Promise<void> {
+    if (this.#state !== "aborted") {
+      this.#state = "aborted";
+      this.#abortReason = reason;
+      for (const job of this.#backlog.splice(0)) {
+        this.#settle(
+          job,
+          this.#aborted(job, " before a worker took the chunk"),
+        );
+      }
+      for (const worker of this.#workers) {
+        if (worker.state !== "dead") {
+          this.#stopClock(worker);
+          worker.state = "dead";
+          worker.transport.kill();
+        }
+        for (const job of [...worker.sent, ...worker.outbox]) {
+          this.#settle(
+            job,
+            this.#aborted(
+              job,
+              job.sent
+                ? ` while the chunk ran: its ${this.#kind.noun} was terminated`
+                : " before a worker took the chunk",
+            ),
+          );
+        }
+        worker.sent = [];
+        worker.outbox = [];
+      }
+    }
+    await this.close();
+  }
+
+  counts(): RunnerCounts {
+    let workers = 0;
+    for (const worker of this.#workers) if (worker.state !== "dead") workers++;
+    return { workers, replaced: this.#replaced };
+  }
+
+  /** Why a new chunk cannot run, if it cannot. */
+  #refusal(info: ChunkInfo): ChunkError | undefined {
+    if (this.#state === "aborted") {
+      return this.#error(
+        "aborted",
+        info,
+        `the emitter was aborted: ${message(this.#abortReason)}`,
+        { cause: this.#abortReason },
+      );
+    }
+    if (this.#broken !== undefined) return this.#startupError(info);
+    if (this.#state === "closing") {
+      return this.#error("aborted", info, "the pool was already closed");
+    }
+    return undefined;
+  }
+
+  // ---- placement ----
+
+  /** Starts workers up to `pool`. */
+  #fill(): void {
+    while (
+      this.#workers.length < this.#pool && this.#state === "open" &&
+      this.#broken === undefined
+    ) {
+      if (!this.#spawn()) return;
+    }
+  }
+
+  #spawn(): boolean {
+    const used = new Set(this.#workers.map((w) => w.index));
+    let index = 0;
+    while (used.has(index)) index++;
+    const worker: Worker<P> = {
+      index,
+      transport: undefined as unknown as Transport<P>,
+      state: "starting",
+      sent: [],
+      outbox: [],
+      flushing: false,
+      replies: 0,
+      perChunk: 0,
+      since: 0,
+      startTimer: undefined,
+    };
+    try {
+      worker.transport = this.#kind.start(index, this.#events(worker));
+    } catch (error) {
+      // Most often: the parent lacks the permission to start one at all.
+      this.#break(
+        `a ${this.#kind.noun} could not be started: ${describe(error)}`,
+        { cause: error },
+      );
+      return false;
+    }
+    if (this.#owed > 0) {
+      this.#owed--;
+      this.#replaced++;
+    }
+    this.#workers.push(worker);
+    const ms = this.#startTimeout;
+    worker.startTimer = setTimeout(() => {
+      worker.startTimer = undefined;
+      if (worker.state === "starting") {
+        this.#fault(
+          worker,
+          "startup",
+          `the ${this.#kind.noun} did not load the callback module and say it was ready within ${ms} ms`,
+          undefined,
+          "hung",
+        );
+      }
+    }, ms);
+    worker.transport.gone.then(() => this.#onGone(worker));
+    return true;
+  }
+
+  #events(worker: Worker<P>): TransportEvents {
+    return {
+      ready: () => this.#onReady(worker),
+      settled: (id, failed, value, buffer) =>
+        this.#onSettled(worker, id, failed, value, buffer),
+      flushed: () => this.#onFlushed(worker),
+      fault: (kind, detail, cause) =>
+        this.#onFault(worker, kind, detail, cause),
+    };
+  }
+
+  /** The ready worker with the fewest chunks and room for one more. */
+  #pick(): Worker<P> | undefined {
+    let best: Worker<P> | undefined;
+    let load = this.#concurrency;
+    for (const worker of this.#workers) {
+      const held = worker.sent.length + worker.outbox.length;
+      if (worker.state === "ready" && held < load) {
+        best = worker;
+        load = held;
+        if (load === 0) break;
+      }
+    }
+    return best;
+  }
+
+  /**
+   * Puts a chunk in the backlog, at the back or the front. With a timeout its
+   * clock runs there: a worker whose module never finishes loading must not
+   * leave it waiting for good.
+   */
+  #wait(job: PoolJob<P>, front = false): void {
+    job.worker = undefined;
+    job.sent = false;
+    if (front) this.#backlog.unshift(job);
+    else this.#backlog.push(job);
+    if (this.#timeout !== Infinity && job.timer === undefined) {
+      job.timer = setTimeout(() => this.#onTimeout(job), this.#timeout);
+    }
+  }
+
+  /** Sends waiting chunks to ready workers. */
+  #drain(): void {
+    while (this.#backlog.length > 0) {
+      const worker = this.#pick();
+      if (worker === undefined) return;
+      this.#assign(worker, this.#backlog.shift()!);
+    }
+  }
+
+  /** Gives a chunk to a ready worker: at once, or via its outbox. */
+  #assign(worker: Worker<P>, job: PoolJob<P>): void {
+    if (job.timer !== undefined) {
+      // From here its time is counted in the worker: see `Worker.sent`.
+      clearTimeout(job.timer);
+      job.timer = undefined;
+    }
+    job.worker = worker;
+    if (!this.#kind.batches) return this.#send(worker, [job]);
+    worker.outbox.push(job);
+    this.#schedule(worker);
+  }
+
+  /**
+   * Flushes a worker's outbox at the end of the current task, unless the
+   * worker holds enough chunks to keep busy: then the outbox grows until the
+   * replies bring it down, or, for a slow worker, until it makes a whole
+   * batch, and leaves as one message.
+   */
+  #schedule(worker: Worker<P>): void {
+    if (
+      !worker.flushing && worker.outbox.length > 0 &&
+      (worker.sent.length <= this.#lowWater ||
+        (worker.perChunk > SLOW_MS && worker.outbox.length >= this.#batch))
+    ) {
+      worker.flushing = true;
+      queueMicrotask(() => this.#flush(worker));
+    }
+  }
+
+  #flush(worker: Worker<P>): void {
+    worker.flushing = false;
+    const jobs = worker.outbox;
+    worker.outbox = [];
+    if (worker.state !== "ready" || jobs.length === 0) return;
+    // A slow worker gets batches of at most `#batch`: it replies to a whole
+    // batch at once, so a larger one would leave it idle until the refill.
+    const most = worker.perChunk > SLOW_MS ? this.#batch : jobs.length;
+    if (jobs.length <= most) this.#send(worker, jobs);
+    else {
+      for (let at = 0; at < jobs.length; at += most) {
+        this.#send(worker, jobs.slice(at, at + most));
+      }
+    }
+  }
+
+  #send(worker: Worker<P>, jobs: PoolJob<P>[]): void {
+    const unsent = worker.transport.send(jobs);
+    if (worker.sent.length === 0) worker.since = performance.now();
+    for (const job of jobs) {
+      if (unsent?.some((u) => u.job === job)) continue;
+      job.sent = true;
+      worker.sent.push(job);
+    }
+    this.#startClock(worker);
+    if (unsent === undefined) return;
+    for (const { job, error } of unsent) {
+      this.#settle(
+        job as PoolJob<P>,
+        this.#error(
+          "callback",
+          job.task.info,
+          `the chunk could not be sent to a ${this.#kind.noun}: ${
+            message(error)
+          }`,
+          { cause: error },
+        ),
+      );
+    }
+    this.#drain();
+  }
+
+  // ---- what workers say ----
+
+  #onReady(worker: Worker<P>): void {
+    if (worker.state === "ending" || worker.state === "dead") return;
+    if (worker.state !== "starting") {
+      return this.#fault(worker, "protocol", "an unexpected ready message");
+    }
+    worker.state = "ready";
+    clearTimeout(worker.startTimer);
+    worker.startTimer = undefined;
+    this.#startFailures = 0;
+    this.#drain();
+  }
+
+  #onSettled(
+    worker: Worker<P>,
+    id: number,
+    failed: boolean,
+    value: unknown,
+    buffer: unknown,
+  ): void {
+    if (worker.state === "dead") return;
+    const sent = worker.sent;
+    const at = sent[0]?.id === id ? 0 : sent.findIndex((job) => job.id === id);
+    if (at === -1) {
+      return this.#fault(
+        worker,
+        "protocol",
+        `the ${this.#kind.noun} broke the protocol: a reply for unknown task id ${id}`,
+      );
+    }
+    const job = sent[at]!;
+    sent.splice(at, 1);
+    worker.replies++;
+    if (at === 0) this.#restartClock(worker, job);
+    if (buffer !== undefined && !job.task.owned) {
+      this.#kind.takeBack(job.task, buffer);
+    }
+    if (!failed) return this.#settle(job, undefined, value);
+    this.#settle(
+      job,
+      value instanceof ChunkError ? value : this.#error(
+        "callback",
+        job.task.info,
+        `the callback threw: ${message(value)}`,
+        { cause: value, stderr: worker.transport.stderr() },
+      ),
+    );
+  }
+
+  #onFlushed(worker: Worker<P>): void {
+    if (worker.state !== "ready") return;
+    if (this.#kind.batches && worker.replies > 0) {
+      const now = performance.now();
+      worker.perChunk += ((now - worker.since) / worker.replies -
+        worker.perChunk) / 4;
+      worker.since = now;
+      this.#schedule(worker);
+    }
+    worker.replies = 0;
+    if (this.#backlog.length > 0) this.#drain();
+  }
+
+  #onFault(
+    worker: Worker<P>,
+    kind: FaultKind,
+    detail: string,
+    cause: unknown,
+  ): void {
+    if (worker.state === "ending") {
+      // It was told to end: a load error or a crash now costs nothing.
+      return;
+    }
+    if (kind === "load") this.#fault(worker, "startup", detail, cause, "load");
+    else this.#fault(worker, kind, detail, cause);
+  }
+
+  // ---- the clock ----
+
+  /** Starts the clock of the oldest chunk a worker was sent, if not yet. */
+  #startClock(worker: Worker<P>): void {
+    if (this.#timeout === Infinity) return;
+    const first = worker.sent[0];
+    if (first !== undefined && first.timer === undefined) {
+      first.timer = setTimeout(() => this.#onTimeout(first), this.#timeout);
+    }
+  }
+
+  /** The oldest chunk settled: the next one starts now, and so does its clock. */
+  #restartClock(worker: Worker<P>, settled: PoolJob<P>): void {
+    if (settled.timer !== undefined) {
+      clearTimeout(settled.timer);
+      settled.timer = undefined;
+    }
+    this.#startClock(worker);
+  }
+
+  #stopClock(worker: Worker<P>): void {
+    clearTimeout(worker.startTimer);
+    worker.startTimer = undefined;
+    for (const job of worker.sent) {
+      clearTimeout(job.timer);
+      job.timer = undefined;
+    }
+  }
+
+  #onTimeout(job: PoolJob<P>): void {
+    job.timer = undefined;
+    if (job.settled) return;
+    const worker = job.worker;
+    if (worker === undefined || !job.sent) {
+      const at = this.#backlog.indexOf(job);
+      if (at !== -1) this.#backlog.splice(at, 1);
+      this.#settle(
+        job,
+        this.#error(
+          "timeout",
+          job.task.info,
+          `no ${this.#kind.noun} was ready to take the chunk within ${this.#timeout} ms (the callback module's top-level code may still be running)`,
+        ),
+      );
+      return;
+    }
+    this.#fault(
+      worker,
+      "timeout",
+      `the callback did not settle within ${this.#timeout} ms of its start; its ${this.#kind.noun} was ended and will be replaced`,
+    );
+  }
+
+  // ---- faults ----
+
+  /**
+   * The one place a worker ends badly: it is killed; the chunks it had not
+   * started go back to the front of the backlog; those it had started fail
+   * once it is gone, with what is known of its end.
+   */
+  #fault(
+    worker: Worker<P>,
+    kind: "crash" | "protocol" | "timeout" | "startup",
+    detail: string,
+    cause?: unknown,
+    how: StartFailure = "died",
+  ): void {
+    if (worker.state === "dead" || worker.state === "ending") return;
+    const wasStarting = worker.state === "starting";
+    this.#stopClock(worker);
+    worker.state = "dead";
+    worker.transport.kill();
+    const started = this.#kind.oneAtATime
+      ? worker.sent.slice(0, 1)
+      : worker.sent;
+    const requeue = [...worker.sent.slice(started.length), ...worker.outbox];
+    worker.sent = [];
+    worker.outbox = [];
+    for (let i = requeue.length - 1; i >= 0; i--) this.#wait(requeue[i]!, true);
+    const failure = wasStarting ? how : undefined;
+    if (failure !== "load") this.#owed++;
+    worker.transport.gone.then((exit) => {
+      const options = this.#exitOptions(worker, exit, cause);
+      const text = `${detail}${exit.text}`;
+      started.forEach((job, i) => {
+        const victim = kind === "timeout" && i > 0;
+        this.#settle(
+          job,
+          this.#error(
+            victim ? "crash" : kind,
+            job.task.info,
+            victim
+              ? `its ${this.#kind.noun} was ended because chunk ${
+                started[0]!.task.info.index
+              } on the same ${this.#kind.noun} timed out after ${this.#timeout} ms; the chunk had already been sent to that ${this.#kind.noun} and went with it${exit.text}`
+              : kind === "crash"
+              ? `${detail}; the chunk was in that ${this.#kind.noun}, which will be replaced${exit.text}`
+              : text,
+            options,
+          ),
+        );
+      });
+      if (failure !== undefined) this.#failedStart(failure, text, options);
+      else if (started.length === 0) {
+        // Nothing to blame it on: still say what happened.
+        warn(
+          `${this.#kind.noun} ${worker.index}`,
+          `replaced after a fault while idle: ${text}`,
+        );
+      }
+    });
+  }
+
+  #failedStart(
+    failure: StartFailure,
+    text: string,
+    options: ChunkErrorOptions,
+  ): void {
+    const n = ++this.#startFailures;
+    if (n < this.#startAttempts || this.#broken !== undefined) return;
+    const { nouns } = this.#kind;
+    this.#break(
+      failure === "load"
+        ? `the callback module could not be started in ${n} ${nouns} in a row: ${text}`
+        : failure === "died"
+        ? `${n} ${nouns} in a row exited before they were ready; the last: ${text}`
+        : `${n} ${nouns} in a row did not become ready; the last: ${text}`,
+      options,
+    );
+  }
+
+  /** Start-up failed for good: every chunk waiting, and every later one, fails with this. */
+  #break(detail: string, options: ChunkErrorOptions): void {
+    if (this.#broken !== undefined) return;
+    this.#broken = { detail, options };
+    for (const job of this.#backlog.splice(0)) {
+      this.#settle(job, this.#startupError(job.task.info));
+    }
+    for (const worker of this.#workers) {
+      if (worker.state === "starting") {
+        this.#stopClock(worker);
+        worker.state = "dead";
+        worker.transport.kill();
+      }
+    }
+  }
+
+  /** Once a worker is gone: it leaves the pool, and another takes its place. */
+  #onGone(worker: Worker<P>): void {
+    if (worker.state === "starting" || worker.state === "ready") {
+      // Gone without a word: whatever it held fails all the same.
+      this.#fault(worker, "crash", `the ${this.#kind.noun} ended unexpectedly`);
+    }
+    this.#stopClock(worker);
+    worker.state = "dead";
+    const at = this.#workers.indexOf(worker);
+    if (at !== -1) this.#workers.splice(at, 1);
+    // Let the fault handler settle its chunks first (it also waits for `gone`).
+    queueMicrotask(() => {
+      this.#fill();
+      if (this.#backlog.length > 0) this.#drain();
+    });
+  }
+
+  #exitOptions(
+    worker: Worker<P>,
+    exit: Exit,
+    cause: unknown,
+  ): ChunkErrorOptions {
+    const options: ChunkErrorOptions = { stderr: worker.transport.stderr() };
+    if (exit.exitCode !== undefined) options.exitCode = exit.exitCode;
+    if (exit.signal !== undefined) options.signal = exit.signal;
+    if (cause !== undefined) options.cause = cause;
+    return options;
+  }
+
+  // ---- settling ----
+
+  #settle(job: PoolJob<P>, error: ChunkError | undefined, value?: unknown) {
+    if (job.settled) return;
+    job.settled = true;
+    if (job.timer !== undefined) clearTimeout(job.timer);
+    job.timer = undefined;
+    if (error === undefined) job.resolve(value);
+    else job.reject(error);
+  }
+
+  #error(
+    kind: ChunkError["kind"],
+    info: ChunkInfo,
+    detail: string,
+    options: ChunkErrorOptions = {},
+  ): ChunkError {
+    return new ChunkError(kind, info, this.#kind.mode, detail, options);
+  }
+
+  #startupError(info: ChunkInfo): ChunkError {
+    const { detail, options } = this.#broken!;
+    return this.#error("startup", info, detail, options);
+  }
+
+  #aborted(job: PoolJob<P>, how: string): ChunkError {
+    const reason = this.#abortReason;
+    return this.#error(
+      "aborted",
+      job.task.info,
+      `the emitter was aborted${how}: ${message(reason)}`,
+      { cause: reason },
+    );
+  }
+}

@@ -1,0 +1,484 @@
+// Copyright the @ocycle/core authors. MIT license.
+// Process mode: the transport to one Deno subprocess running
+// remote/_child.ts, fed frames (wire/_framing.ts) over stdin and answering
+// over stdout. A child runs its chunks one at a time, so when it dies only the
+// oldest chunk it holds goes with it. Everything a child can do wrong on its
+// pipes (bytes that are not frames, a frame that stalls, an exit with its
+// pipes held open, a broken pipe) becomes one fault for the pool.
+
+import type * as V8 from "node:v8";
+import { ChunkError } from "../chunk_error.ts";
+import {
+  CHILD_FRAME_TYPES,
+  encodeFrame,
+  type Frame,
+  FrameDecoder,
+  FrameType,
+  MAX_FRAME_BYTES,
+  ProtocolError,
+} from "../wire/_framing.ts";
+import {
+  fromWireError,
+  type InitMessage,
+  type WireError,
+} from "../wire/_messages.ts";
+import {
+  decodeValue,
+  encodeTaskHead,
+  encodeTaskMeta,
+} from "../wire/_values.ts";
+import { childArgs, type ProcessSettings } from "./_process_args.ts";
+import { describe, type Task } from "./_runner.ts";
+import type {
+  Exit,
+  Job,
+  Transport,
+  TransportEvents,
+  TransportKind,
+} from "./_transport.ts";
+
+/** Knobs with sane defaults; tests turn them down. */
+export interface ProcessTuning {
+  /** Milliseconds a frame may stay half-received before the child is deemed broken. */
+  stallTimeout: number;
+  /** Milliseconds `close()` waits for a child to exit after its stdin ends, before killing it. */
+  closeGrace: number;
+  /** Lines of a child's stderr kept for errors. */
+  stderrLines: number;
+  /** Largest frame body accepted from a child, in bytes. */
+  maxFrameBytes: number;
+  /** Test knob: the child writes its frames this many bytes at a time. */
+  writePiece: number | undefined;
+}
+
+const DEFAULT_TUNING: ProcessTuning = {
+  stallTimeout: 10_000,
+  closeGrace: 10_000,
+  stderrLines: 20,
+  maxFrameBytes: MAX_FRAME_BYTES,
+  writePiece: undefined,
+};
+
+/** Raw bytes in one write up to which the task head and the chunk are joined. */
+const JOIN_BELOW = 4096;
+
+/** A task ready for the pipe: its meta, and its raw bytes for bytes and samples. */
+export interface Encoded {
+  readonly meta: Uint8Array;
+  readonly raw: Uint8Array | undefined;
+}
+
+/** The process mode of the pool. */
+export class ProcessKind implements TransportKind<Encoded> {
+  readonly mode = "process";
+  readonly noun = "child";
+  readonly nouns = "children";
+  readonly copies = true;
+  readonly oneAtATime = true;
+  readonly batches = false;
+  readonly #settings: ProcessSettings;
+  readonly #tuning: ProcessTuning;
+  readonly #args: string[];
+  readonly #raw: boolean;
+  #init: Uint8Array | undefined;
+
+  /**
+   * @throws {TypeError} If the module's path cannot be granted to a child.
+   */
+  constructor(settings: ProcessSettings, tuning: Partial<ProcessTuning> = {}) {
+    this.#settings = settings;
+    this.#tuning = { ...DEFAULT_TUNING, ...tuning };
+    this.#args = childArgs(settings, this.#tuning.writePiece);
+    const kind = settings.layout.kind;
+    this.#raw = kind === "bytes" || kind === "samples";
+    loadCodec();
+  }
+
+  loading(): Promise<void> | undefined {
+    return v8 === undefined && codecError === undefined
+      ? loadCodec()
+      : undefined;
+  }
+
+  prepare(task: Task<unknown>): Encoded {
+    const info = task.info;
+    if (v8 === undefined) {
+      throw new ChunkError(
+        "startup",
+        info,
+        "process",
+        `process mode needs node:v8, which could not be imported: ${
+          describe(codecError)
+        }`,
+        { cause: codecError },
+      );
+    }
+    let raw: Uint8Array | undefined;
+    let meta: Uint8Array;
+    if (this.#raw) {
+      const view = task.chunk as ArrayBufferView;
+      raw = new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
+      meta = encodeTaskMeta(info, undefined);
+    } else meta = encodeTaskMeta(info, clone(task.chunk));
+    const bytes = meta.length + (raw?.length ?? 0) + 16;
+    if (bytes > MAX_FRAME_BYTES) {
+      throw new RangeError(
+        `Cannot send chunk ${info.index} to a child process as it takes ${bytes} bytes, over the frame limit of ${MAX_FRAME_BYTES} bytes: use a smaller 'size'`,
+      );
+    }
+    return { meta, raw };
+  }
+
+  takeBack(): void {
+    // The bytes are copied into the pipe: the buffer never left.
+  }
+
+  start(index: number, events: TransportEvents): Transport<Encoded> {
+    const process = new Deno.Command(Deno.execPath(), {
+      args: this.#args,
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+      clearEnv: true,
+      env: this.#settings.env ?? {},
+    }).spawn();
+    this.#init ??= encodeFrame(
+      FrameType.init,
+      0,
+      clone(
+        {
+          type: "init",
+          url: this.#settings.url.href,
+          exportName: this.#settings.exportName,
+          layout: this.#settings.layout,
+          borrow: false,
+        } satisfies InitMessage,
+      ),
+    );
+    return new ProcessTransport(
+      index,
+      process,
+      this.#init,
+      this.#tuning,
+      events,
+    );
+  }
+}
+
+class ProcessTransport implements Transport<Encoded> {
+  readonly gone: Promise<Exit>;
+  readonly #index: number;
+  readonly #process: Deno.ChildProcess;
+  readonly #writer: WritableStreamDefaultWriter<Uint8Array>;
+  readonly #decoder: FrameDecoder;
+  readonly #tuning: ProcessTuning;
+  readonly #events: TransportEvents;
+  readonly #tail: string[] = [];
+  /** The ids of the tasks it was sent and has not answered. */
+  readonly #ids = new Set<number>();
+  #status: Deno.CommandStatus | undefined;
+  #stall: ReturnType<typeof setTimeout> | undefined;
+  /** Set once it is killed or told to end: what it does then is no fault. */
+  #over = false;
+  /** What the parent saw before the child exited, such as a broken pipe. */
+  #note: string | undefined;
+
+  constructor(
+    index: number,
+    process: Deno.ChildProcess,
+    init: Uint8Array,
+    tuning: ProcessTuning,
+    events: TransportEvents,
+  ) {
+    this.#index = index;
+    this.#process = process;
+    this.#tuning = tuning;
+    this.#events = events;
+    this.#writer = process.stdin.getWriter();
+    this.#decoder = new FrameDecoder(CHILD_FRAME_TYPES, tuning.maxFrameBytes);
+    this.gone = this.#watch();
+    this.#write(init);
+  }
+
+  send(jobs: readonly Job<Encoded>[]): undefined {
+    for (const { id, payload: { meta, raw } } of jobs) {
+      this.#ids.add(id);
+      const head = encodeTaskHead(id, meta, raw?.length ?? 0);
+      if (raw === undefined || raw.length === 0) this.#write(head);
+      else if (raw.length < JOIN_BELOW) {
+        const joined = new Uint8Array(head.length + raw.length);
+        joined.set(head);
+        joined.set(raw, head.length);
+        this.#write(joined);
+      } else {
+        this.#write(head);
+        this.#write(raw);
+      }
+    }
+    return undefined;
+  }
+
+  end(): Promise<void> {
+    if (!this.#over) {
+      this.#over = true;
+      this.#writer.close().catch(() => {});
+      const grace = setTimeout(() => this.kill(), this.#tuning.closeGrace);
+      this.gone.finally(() => clearTimeout(grace));
+    }
+    return this.gone.then(() => {});
+  }
+
+  kill(): void {
+    this.#over = true;
+    if (this.#status === undefined) {
+      try {
+        this.#process.kill("SIGKILL");
+      } catch {
+        // Already gone.
+      }
+    }
+    this.#writer.abort().catch(() => {});
+  }
+
+  stderr(): string {
+    return this.#tail.join("\n");
+  }
+
+  /** Reads both pipes until the child is gone; says why it went if it should not have. */
+  async #watch(): Promise<Exit> {
+    const stdout = this.#process.stdout.getReader();
+    const stderr = this.#process.stderr.getReader();
+    const pipes = Promise.all([
+      this.#readStdout(stdout),
+      this.#readStderr(stderr),
+    ]);
+    const status = this.#status = await this.#process.status;
+    // A grandchild may still hold a pipe after the child exits: give the
+    // pipes a moment, then stop waiting for them.
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = await Promise.race([
+      pipes.then(() => false),
+      new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(true), 1000);
+      }),
+    ]);
+    clearTimeout(timer);
+    if (late) {
+      this.#fault("crash", "the child exited but its pipes stayed open");
+      await Promise.all([stdout.cancel(), stderr.cancel()]).catch(() => {});
+      await pipes;
+    }
+    this.#fault("crash", this.#note ?? "the child exited unexpectedly");
+    // Whatever happened, the stdin pipe is ours to close.
+    await this.#writer.abort().catch(() => {});
+    const exit = status.signal !== null
+      ? `killed by ${status.signal}`
+      : `exit code ${status.code}`;
+    const last = this.#tail.filter((line) => line.trim() !== "").slice(-3);
+    return {
+      text: ` (child ${this.#index}, ${exit})${
+        last.length === 0 ? "" : `; its stderr ends: ${last.join(" | ")}`
+      }`,
+      exitCode: status.code,
+      signal: status.signal,
+    };
+  }
+
+  #fault(kind: "crash" | "protocol", detail: string): void {
+    if (this.#over) return;
+    this.#over = true;
+    this.#events.fault(kind, detail);
+  }
+
+  async #readStdout(reader: ReadableStreamDefaultReader<Uint8Array>) {
+    try {
+      while (true) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        if (this.#over) continue;
+        let frames: Frame[];
+        try {
+          frames = this.#decoder.push(value);
+        } catch (error) {
+          this.#fault(
+            "protocol",
+            `the child broke the stdio protocol: ${describeFrameError(error)}`,
+          );
+          continue;
+        }
+        this.#armStall();
+        for (const frame of frames) {
+          if (this.#over) break;
+          this.#onFrame(frame);
+        }
+        if (!this.#over) this.#events.flushed();
+      }
+      if (!this.#over) {
+        try {
+          this.#decoder.end();
+        } catch (error) {
+          this.#fault("protocol", describeFrameError(error));
+        }
+      }
+    } catch (error) {
+      this.#fault("crash", `reading its stdout failed: ${describe(error)}`);
+      await reader.cancel().catch(() => {});
+    } finally {
+      clearTimeout(this.#stall);
+      reader.releaseLock();
+    }
+  }
+
+  async #readStderr(reader: ReadableStreamDefaultReader<Uint8Array>) {
+    const prefix = `[ocycle child ${this.#index}] `;
+    const encoder = new TextEncoder();
+    const decoder = new TextDecoder();
+    const keep = this.#tuning.stderrLines;
+    const tail = this.#tail;
+    let partial = "";
+    const line = (text: string) => {
+      tail.push(text.length > 2000 ? text.slice(0, 2000) + "…" : text);
+      if (tail.length > keep) tail.shift();
+      try {
+        Deno.stderr.writeSync(encoder.encode(prefix + text + "\n"));
+      } catch {
+        // The parent's stderr is gone; the tail is still kept for errors.
+      }
+    };
+    try {
+      while (true) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        const lines = (partial + decoder.decode(value, { stream: true }))
+          .split("\n");
+        partial = lines.pop()!;
+        for (const text of lines) line(text);
+      }
+    } catch {
+      await reader.cancel().catch(() => {});
+    } finally {
+      partial += decoder.decode();
+      if (partial !== "") line(partial);
+      reader.releaseLock();
+    }
+  }
+
+  #armStall(): void {
+    clearTimeout(this.#stall);
+    this.#stall = undefined;
+    const partial = this.#decoder.partial;
+    if (partial === undefined) return;
+    const ms = this.#tuning.stallTimeout;
+    this.#stall = setTimeout(() => {
+      this.#stall = undefined;
+      const now = this.#decoder.partial ?? partial;
+      this.#fault(
+        "protocol",
+        `a frame stalled: ${now.received} of ${now.expected} bytes arrived and nothing more for ${ms} ms`,
+      );
+    }, ms);
+  }
+
+  #onFrame(frame: Frame): void {
+    const events = this.#events;
+    switch (frame.type) {
+      case FrameType.ready:
+        return events.ready();
+      case FrameType.startupError: {
+        const error = fromWireError(decodeWireError(frame));
+        this.#over = true;
+        return events.fault(
+          "load",
+          `the callback module could not be loaded: ${error.message}`,
+          error,
+        );
+      }
+      case FrameType.result:
+      case FrameType.error: {
+        if (!this.#ids.delete(frame.id)) {
+          return this.#fault(
+            "protocol",
+            `the child broke the stdio protocol: a ${
+              frame.type === FrameType.result ? "result" : "error"
+            } for unknown task id ${frame.id}`,
+          );
+        }
+        let value: unknown;
+        try {
+          value = frame.type === FrameType.result
+            ? decodeValue(frame.body, v8!.deserialize)
+            : fromWireError(v8!.deserialize(frame.body) as WireError);
+        } catch (error) {
+          return this.#fault(
+            "protocol",
+            `the child broke the stdio protocol: a frame body could not be decoded: ${
+              describeFrameError(error)
+            }`,
+          );
+        }
+        return events.settled(frame.id, frame.type === FrameType.error, value);
+      }
+      default:
+        return this.#fault(
+          "protocol",
+          `the child sent a frame of type ${frame.type} meant for children`,
+        );
+    }
+  }
+
+  /** Writes to its stdin; the writer queues writes in order and waits on the pipe. */
+  #write(bytes: Uint8Array): void {
+    this.#writer.write(bytes).catch((error) => {
+      if (this.#over) return;
+      // The child is gone or going: end it, and let its exit be the fault,
+      // once the results it wrote before it died have been read.
+      this.#note ??= error instanceof Deno.errors.BrokenPipe
+        ? "its stdin is closed (broken pipe): the child is gone"
+        : `writing to its stdin failed: ${describe(error)}`;
+      try {
+        this.#process.kill("SIGKILL");
+      } catch {
+        // Already gone.
+      }
+    });
+  }
+}
+
+/**
+ * `node:v8`, the structured-clone codec of frame bodies. Imported only by
+ * process mode, on first use, so that serial and thread modes never load
+ * Node compatibility (which edge runtimes may lack).
+ */
+let v8: typeof V8 | undefined;
+let codecError: unknown;
+let loadingCodec: Promise<void> | undefined;
+
+/** Loads `node:v8`; never rejects: a failure is kept in `codecError`. */
+function loadCodec(): Promise<void> {
+  return loadingCodec ??= import("node:v8").then(
+    (module) => {
+      v8 = module;
+    },
+    (error) => {
+      codecError = error;
+    },
+  );
+}
+
+function clone(value: unknown): Uint8Array {
+  return new Uint8Array(v8!.serialize(value));
+}
+
+function decodeWireError(frame: Frame): WireError {
+  try {
+    const wire = v8!.deserialize(frame.body) as WireError;
+    if (typeof wire?.message === "string") return wire;
+    return { name: "Error", message: String(wire) };
+  } catch (error) {
+    return { name: "Error", message: describe(error) };
+  }
+}
+
+function describeFrameError(value: unknown): string {
+  return value instanceof ProtocolError ? value.message : describe(value);
+}

@@ -1,0 +1,142 @@
+// Copyright the @ocycle/core authors. MIT license.
+// Serial mode: the callback runs inline, one chunk at a time, in order.
+
+import { deadline } from "@std/async";
+import { ChunkError } from "../chunk_error.ts";
+import type { Callback, ChunkInfo } from "../chunk_info.ts";
+import { isThenable, loadCallback } from "../remote/_load.ts";
+import {
+  message,
+  type Runner,
+  type RunnerCounts,
+  type Task,
+} from "./_runner.ts";
+
+/** `deadline` of @std/async, typed as its JSR version declares it. */
+const race = deadline as <T>(promise: Promise<T>, ms: number) => Promise<T>;
+
+interface Running {
+  readonly info: ChunkInfo;
+  readonly reject: (error: unknown) => void;
+}
+
+/**
+ * Runs the callback inline, one chunk at a time, in order. A synchronous
+ * callback settles without a microtask, which is what keeps the write path
+ * near the speed of a memcpy. `timeout` and `abort` can only stop waiting for
+ * an async callback: inline code cannot be killed.
+ */
+export class SerialRunner<C, R> implements Runner<C, R> {
+  readonly capacity = 1;
+  readonly copies = false;
+  #fn: Callback<C, R> | undefined;
+  #loading: Promise<Callback<C, R>> | undefined;
+  readonly #source: Callback<C, R> | URL;
+  readonly #exportName: string;
+  readonly #timeout: number;
+  /** The running async callbacks, each failed at once on abort. */
+  readonly #running = new Set<Running>();
+
+  /**
+   * @param callback The callback, or the URL of the module that exports it.
+   * @param exportName The module's export that is the callback.
+   * @param timeout Milliseconds an async callback may take; Infinity for no limit.
+   */
+  constructor(
+    callback: Callback<C, R> | URL,
+    exportName: string,
+    timeout: number,
+  ) {
+    this.#source = callback;
+    this.#exportName = exportName;
+    this.#timeout = timeout;
+    if (typeof callback === "function") this.#fn = callback;
+  }
+
+  run(task: Task<C>): R | Promise<R> {
+    const fn = this.#fn;
+    if (fn !== undefined) return this.#call(fn, task);
+    this.#loading ??= loadCallback<C, R>(
+      this.#source as URL,
+      this.#exportName,
+    ).then((f) => this.#fn = f);
+    return this.#guard(
+      task.info,
+      this.#loading.then(
+        (f) => this.#call(f, task),
+        (error) => {
+          throw new ChunkError(
+            "startup",
+            task.info,
+            "serial",
+            `the callback module could not be loaded: ${message(error)}`,
+            { cause: error },
+          );
+        },
+      ),
+    );
+  }
+
+  #call(fn: Callback<C, R>, task: Task<C>): R | Promise<R> {
+    const result = fn(task.chunk, task.info.t0, task.info);
+    if (!isThenable(result)) return result;
+    return this.#guard(task.info, Promise.resolve(result));
+  }
+
+  /**
+   * Settles with the callback's promise, unless the emitter is aborted
+   * first, or `timeout` passes first.
+   */
+  #guard(info: ChunkInfo, promise: Promise<R>): Promise<R> {
+    let running: Running | undefined;
+    const guarded = new Promise<R>((resolve, reject) => {
+      const entry: Running = running = { info, reject };
+      this.#running.add(entry);
+      promise.then(
+        (value) => {
+          this.#running.delete(entry);
+          resolve(value);
+        },
+        (error) => {
+          this.#running.delete(entry);
+          reject(error);
+        },
+      );
+    });
+    if (this.#timeout === Infinity) return guarded;
+    return race(guarded, this.#timeout).catch((error) => {
+      // Still running: the deadline passed, whatever the error says.
+      if (!this.#running.delete(running!)) throw error;
+      throw new ChunkError(
+        "timeout",
+        info,
+        "serial",
+        `the callback did not settle within ${this.#timeout} ms`,
+      );
+    });
+  }
+
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  abort(reason: unknown): Promise<void> {
+    for (const entry of this.#running) {
+      entry.reject(
+        new ChunkError(
+          "aborted",
+          entry.info,
+          "serial",
+          `the emitter was aborted: ${message(reason)}`,
+          { cause: reason },
+        ),
+      );
+    }
+    this.#running.clear();
+    return Promise.resolve();
+  }
+
+  counts(): RunnerCounts {
+    return { workers: 0, replaced: 0 };
+  }
+}

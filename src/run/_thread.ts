@@ -1,0 +1,245 @@
+// Copyright the @ocycle/core authors. MIT license.
+// Thread mode: the transport to one module Worker (remote/_worker.ts). Bytes
+// and samples are transferred, never copied, and borrowed buffers come back
+// with the reply to be recycled. Under load the cost of a message, not of its
+// bytes, bounds the rate, so the pool batches chunks for a busy Worker and
+// the Worker replies to a whole message at once.
+//
+// A Worker runs every chunk it is sent at once (async callbacks overlap), so
+// when it dies every chunk it was sent goes with it. Deno gives the parent no
+// event when a Worker ends itself: the Worker entry says so first.
+
+import type { TypedArray, TypedArrayConstructor } from "../wire/_layout.ts";
+import {
+  type ErrorMessage,
+  fromWireError,
+  type InitMessage,
+  packTask,
+  type ResultMessage,
+  type TaskBatchMessage,
+  type WorkerMessage,
+} from "../wire/_messages.ts";
+import { layoutType } from "../wire/_layout.ts";
+import type { Task } from "./_runner.ts";
+import type {
+  Exit,
+  Job,
+  RemoteSettings,
+  Transport,
+  TransportEvents,
+  TransportKind,
+  Unsent,
+} from "./_transport.ts";
+
+const WORKER_URL = new URL("../remote/_worker.ts", import.meta.url);
+
+/** Nothing to add about a Worker's end: Deno tells nothing of it. */
+const GONE: Exit = { text: "" };
+
+/** The thread mode of the pool. */
+export class ThreadKind implements TransportKind<undefined> {
+  readonly mode = "thread";
+  readonly noun = "Worker";
+  readonly nouns = "Workers";
+  readonly copies = false;
+  readonly oneAtATime = false;
+  readonly batches = true;
+  readonly #init: InitMessage;
+  readonly #owner: string;
+  /** The typed array type of bytes and samples; undefined for items and text. */
+  readonly #type: TypedArrayConstructor<TypedArray> | undefined;
+
+  constructor(settings: RemoteSettings) {
+    this.#owner = settings.owner;
+    this.#type = layoutType(settings.layout);
+    this.#init = {
+      type: "init",
+      url: settings.url.href,
+      exportName: settings.exportName,
+      layout: settings.layout,
+      borrow: settings.borrow,
+      // A hung callback must not hold back the results batched before it.
+      replyAtOnce: settings.timeout !== Infinity,
+    };
+  }
+
+  loading(): undefined {
+    return undefined;
+  }
+
+  prepare(): undefined {
+    return undefined;
+  }
+
+  takeBack(task: Task<unknown>, buffer: unknown): void {
+    task.buffer = new this.#type!(buffer as ArrayBuffer);
+    task.lost = false;
+  }
+
+  start(index: number, events: TransportEvents): Transport<undefined> {
+    return new ThreadTransport(
+      new Worker(WORKER_URL, {
+        type: "module",
+        name: `${this.#owner} thread ${index}`,
+      }),
+      this.#init,
+      this.#type,
+      events,
+    );
+  }
+}
+
+class ThreadTransport implements Transport<undefined> {
+  readonly gone: Promise<Exit>;
+  readonly #worker: Worker;
+  readonly #type: TypedArrayConstructor<TypedArray> | undefined;
+  readonly #events: TransportEvents;
+  #resolveGone!: (exit: Exit) => void;
+  #ended = false;
+
+  constructor(
+    worker: Worker,
+    init: InitMessage,
+    type: TypedArrayConstructor<TypedArray> | undefined,
+    events: TransportEvents,
+  ) {
+    this.#worker = worker;
+    this.#type = type;
+    this.#events = events;
+    this.gone = new Promise((resolve) => this.#resolveGone = resolve);
+    worker.onmessage = (event: MessageEvent<WorkerMessage>) =>
+      this.#onMessage(event.data);
+    worker.onerror = (event: ErrorEvent) => {
+      // Without this the error would be rethrown in the parent.
+      event.preventDefault();
+      const where = event.filename
+        ? ` at ${event.filename}:${event.lineno}:${event.colno}`
+        : "";
+      events.fault(
+        "crash",
+        `its Worker died from an uncaught error (${event.message}${where})`,
+        event.error ?? event.message,
+      );
+    };
+    worker.onmessageerror = () => {
+      events.fault(
+        "crash",
+        "its Worker sent a reply that could not be deserialised",
+      );
+    };
+    worker.postMessage(init);
+  }
+
+  send(jobs: readonly Job<undefined>[]): Unsent<undefined>[] | undefined {
+    const type = this.#type;
+    const meta: number[] = [];
+    const chunks: unknown[] = [];
+    const transfer: ArrayBuffer[] = [];
+    for (const job of jobs) {
+      const task = job.task;
+      let chunk: unknown = task.chunk;
+      if (type !== undefined) {
+        // The chunk is a view from offset 0 of its pooled buffer: send the
+        // whole ArrayBuffer. Until it comes back it belongs to the Worker.
+        chunk = (chunk as TypedArray).buffer;
+        transfer.push(chunk as ArrayBuffer);
+      }
+      packTask(meta, job.id, task.info);
+      chunks.push(chunk);
+    }
+    try {
+      this.#worker.postMessage(
+        { type: "tasks", meta, chunks } satisfies TaskBatchMessage,
+        transfer,
+      );
+    } catch (error) {
+      if (jobs.length > 1 && type === undefined) {
+        // Items or text that cannot be cloned: find which, one at a time.
+        const unsent: Unsent<undefined>[] = [];
+        for (const job of jobs) unsent.push(...this.send([job]) ?? []);
+        return unsent.length > 0 ? unsent : undefined;
+      }
+      return jobs.map((job) => {
+        const buffer = job.task.buffer as TypedArray | undefined;
+        if (buffer !== undefined && (buffer.buffer as ArrayBuffer).detached) {
+          job.task.buffer = undefined;
+          job.task.lost = true;
+        }
+        return { job, error };
+      });
+    }
+    if (type !== undefined) {
+      for (const job of jobs) {
+        if (!job.task.owned) {
+          // Lost until the reply brings the buffer back.
+          job.task.buffer = undefined;
+          job.task.lost = true;
+        }
+      }
+    }
+    return undefined;
+  }
+
+  end(): Promise<void> {
+    this.#stop();
+    return this.gone.then(() => {});
+  }
+
+  kill(): void {
+    this.#stop();
+  }
+
+  stderr(): string {
+    return "";
+  }
+
+  #stop(): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    const worker = this.#worker;
+    worker.onmessage = null;
+    worker.onerror = null;
+    worker.onmessageerror = null;
+    worker.terminate();
+    this.#resolveGone(GONE);
+  }
+
+  #onMessage(reply: WorkerMessage): void {
+    const events = this.#events;
+    switch (reply.type) {
+      case "result":
+      case "error":
+        this.#onReply(reply);
+        return events.flushed();
+      case "replies":
+        for (const one of reply.replies) this.#onReply(one);
+        return events.flushed();
+      case "ready":
+        return events.ready();
+      case "startup-error": {
+        const error = fromWireError(reply.error);
+        return events.fault("load", error.message, error);
+      }
+      case "closing":
+        return events.fault(
+          "crash",
+          `its Worker ended itself: the callback module called ${reply.how}${
+            reply.code === undefined ? "" : ` with code ${reply.code}`
+          }`,
+        );
+    }
+  }
+
+  #onReply(reply: ResultMessage | ErrorMessage): void {
+    if (reply.type === "result") {
+      this.#events.settled(reply.id, false, reply.value, reply.buffer);
+    } else {
+      this.#events.settled(
+        reply.id,
+        true,
+        fromWireError(reply.error),
+        reply.buffer,
+      );
+    }
+  }
+}
