@@ -16,6 +16,23 @@ import {
 const bytes = (...values: number[]) => Uint8Array.from(values);
 const range = (n: number, from = 0) =>
   Uint8Array.from({ length: n }, (_, i) => (from + i) & 255);
+const sleep = (ms: number) =>
+  new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/** Resolves once `check` holds, polling; fails after a generous deadline. */
+async function until(
+  check: () => boolean,
+  what: string,
+  ms = 5_000,
+): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > deadline) {
+      throw new Error(`Timed out after ${ms} ms waiting: ${what}`);
+    }
+    await sleep(5);
+  }
+}
 
 /** The pool's invariant: every buffer ever made is in exactly one place. */
 export function assertBuffersAddUp(stats: EmitterStats): void {
@@ -311,6 +328,55 @@ Deno.test("BufferEmit runs async callbacks one at a time, in order, with backpre
   });
 });
 
+Deno.test("BufferEmit.ready waits until fewer than maxPending chunks wait, also when one write makes many", async () => {
+  let seen: EmitterStats | undefined;
+  const buff = new BufferEmit(
+    async () => {
+      await sleep(1);
+    },
+    1,
+    { clip: true, maxPending: 2 },
+  );
+  // One frame, ten chunks: chunk 0 runs, nine wait.
+  assertFalse(buff.write(range(10)));
+  assertEquals(buff.stats.queued, 9);
+  await buff.ready.then(() => seen = buff.stats);
+  // It resolved only once the queue was below maxPending: chunks 0 to 7
+  // done, 8 running, 9 waiting.
+  assertEquals(
+    [seen!.queued, seen!.inFlight, seen!.done],
+    [1, 1, 8],
+  );
+  await buff.close();
+  assertEquals(buff.stats.done, 10);
+});
+
+Deno.test("BufferEmit overflow drop-oldest drops the oldest waiting chunks and keeps the newest", async () => {
+  const ran: [number, number][] = [];
+  let release!: () => void;
+  const gate = new Promise<void>((r) => release = r);
+  const buff = new BufferEmit(
+    async (chunk, _t0, info) => {
+      await gate;
+      ran.push([info.index, chunk.length]);
+    },
+    1,
+    { maxPending: 3, overflow: "drop-oldest" },
+  );
+  // Chunk i is one write of i + 1 bytes: 0 runs, 1 to 3 wait, and each of
+  // 4 to 7 pushes out the oldest waiting one.
+  for (let i = 0; i < 8; i++) buff.write(range(i + 1));
+  assertEquals(buff.stats.queued, 3);
+  assertEquals(buff.stats.droppedChunks, 4);
+  assertEquals(buff.stats.dropped, 2 + 3 + 4 + 5); // chunks 1 to 4
+  release();
+  await buff.close();
+  assertEquals(ran, [[0, 1], [5, 6], [6, 7], [7, 8]]);
+  assertEquals(buff.stats.done, 4);
+  assertEquals(buff.stats.droppedChunks, 4);
+  assertBuffersAddUp(buff.stats);
+});
+
 Deno.test("BufferEmit with maxPending 0 lets a writer go on once nothing waits", async () => {
   let release!: () => void;
   const gate = new Promise<void>((r) => release = r);
@@ -351,6 +417,85 @@ Deno.test("BufferEmit maxWait emits a partial chunk, never an empty one", async 
     [...range(14)],
     "no element lost or repeated",
   );
+});
+
+Deno.test("BufferEmit maxWait starts again for elements written after it fired with nothing new", async (t) => {
+  // A full window is emitted by size and its tail carried; the timer then
+  // fires with only carried elements, which were already emitted. A new
+  // element must start the timer again, not wait for the next window.
+  for (
+    const [hop, expected] of [
+      [2, { data: [2, 3, 4], offset: 2 }],
+      [3, { data: [3, 4], offset: 3 }],
+    ] as const
+  ) {
+    await t.step(`hop ${hop}, size 4`, async () => {
+      const chunks: { data: number[]; offset: number; reason: string }[] = [];
+      const buff = new BufferEmit(
+        (chunk, _t0, info) => {
+          chunks.push({
+            data: [...chunk],
+            offset: info.offset,
+            reason: info.reason,
+          });
+        },
+        4,
+        { clip: true, hop, maxWait: 30 },
+      );
+      try {
+        buff.write(range(4));
+        assertEquals(chunks.length, 1);
+        await sleep(100); // the timer fires: nothing new, nothing emitted
+        assertEquals(chunks.length, 1);
+        buff.write(bytes(4));
+        await until(() => chunks.length === 2, "the maxWait chunk", 2_000);
+        assertEquals(chunks[1], {
+          ...expected,
+          data: [...expected.data],
+          reason: "maxWait",
+        });
+      } finally {
+        await buff.close();
+      }
+      assertEquals(chunks.length, 2);
+    });
+  }
+});
+
+Deno.test("BufferEmit with hop < size gives a flush() or maxWait chunk its own write's t0, and final only at close()", async () => {
+  const chunks: {
+    data: number[];
+    t0: number;
+    reason: string;
+    final: boolean;
+  }[] = [];
+  const buff = new BufferEmit(
+    (chunk, t0, info) => {
+      assertEquals(info.t0, t0);
+      chunks.push({
+        data: [...chunk],
+        t0,
+        reason: info.reason,
+        final: info.final,
+      });
+    },
+    4,
+    { clip: true, hop: 2, maxWait: 30 },
+  );
+  buff.write(range(6), 100); // windows at 0 and 2 by size; 4 and 5 carried
+  buff.write(bytes(6), 200); // starts the window at 6
+  buff.flush(); // the window at 4: its first element came with t0 100
+  buff.write(range(3, 7), 300);
+  await until(() => chunks.length === 4, "the maxWait chunk");
+  buff.write(bytes(10), 400);
+  await buff.close();
+  assertEquals(chunks, [
+    { data: [0, 1, 2, 3], t0: 100, reason: "size", final: false },
+    { data: [2, 3, 4, 5], t0: 100, reason: "size", final: false },
+    { data: [4, 5, 6], t0: 100, reason: "flush", final: false },
+    { data: [7, 8, 9], t0: 300, reason: "maxWait", final: false },
+    { data: [10], t0: 400, reason: "close", final: true },
+  ]);
 });
 
 Deno.test("BufferEmit.close() flushes the tail, waits, and forbids writes", async (t) => {

@@ -20,17 +20,28 @@ interface Run {
   stderr: string;
 }
 
-/** Runs `deno run -A cli.ts ...args` with `input` on its stdin. */
-async function ocycle(args: string[], input: Uint8Array): Promise<Run> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      "--no-lock",
-      `--import-map=${IMPORT_MAP}`,
-      CLI,
-      ...args,
-    ],
+/**
+ * Runs `deno run -A cli.ts ...args` with `input` on its stdin. With
+ * `stdoutTo`, a shell sends its stdout to that file instead of a pipe.
+ */
+async function ocycle(
+  args: string[],
+  input: Uint8Array,
+  stdoutTo?: string,
+): Promise<Run> {
+  const argv = [
+    Deno.execPath(),
+    "run",
+    "-A",
+    "--no-lock",
+    `--import-map=${IMPORT_MAP}`,
+    CLI,
+    ...args,
+  ];
+  const child = new Deno.Command(stdoutTo === undefined ? argv[0]! : "sh", {
+    args: stdoutTo === undefined
+      ? argv.slice(1)
+      : ["-c", 'out=$1; shift; exec "$@" > "$out"', "sh", stdoutTo, ...argv],
     stdin: "piped",
     stdout: "piped",
     stderr: "piped",
@@ -74,6 +85,15 @@ Deno.test("parseSize() reads bytes, binary and decimal units, and durations", ()
   );
   // A duration is rounded to whole frames: 1/3 s of 16 kHz is 5333 frames.
   assertEquals(parseSize("--size", "0.3333333s", audio), 5333 * 2);
+  // Rounded, not truncated: 0.29 * 48000 is 13919.999... in floating point.
+  assertEquals(
+    parseSize("--size", "290ms", { ...audio, rate: 48000 }),
+    13920 * 2,
+  );
+  assertEquals(
+    parseCliArgs(["--size", "290ms", "--rate", "48000", "--exec", "cat"]).size,
+    27840,
+  );
 });
 
 Deno.test("parseSize() names the flag and the value it rejects", async (t) => {
@@ -351,6 +371,19 @@ Deno.test("ocycle --exec reports failing commands and exits non-zero", async (t)
       assertEquals(run.stdout.length, 9);
     },
   );
+});
+
+Deno.test("ocycle exits non-zero when stdout cannot be written", async (t) => {
+  const input = randomBytes(50_000);
+  for (const order of [[], ["-k"]]) {
+    const args = ["-s", "10000", "--clip", ...order, "--exec", "cat"];
+    await t.step(`${args.join(" ")} > /dev/full`, async () => {
+      const run = await ocycle(args, input, "/dev/full");
+      assertEquals(run.code, 1, run.stderr);
+      assertStringIncludes(run.stderr, "ocycle: cannot write to stdout:");
+      assertStringIncludes(run.stderr, "0 failed");
+    });
+  }
 });
 
 Deno.test("ocycle --module runs a handler in the process or thread pool", async (t) => {

@@ -129,6 +129,34 @@ Deno.test("TextEmit counts code points and never splits a surrogate pair", async
     await text.close({ flush: false });
     assertEquals(chunks, ["x😀y", "y🎉z"]);
   });
+  await t.step(
+    "a pair whose low surrogate is 0xDFFF (U+1F3FF), and the other edges",
+    async () => {
+      // "\u{1F3FF}" (🏿) is D83C DFFF: its low surrogate is the last one.
+      const edges = "\u{10000}\u{1F3FF}\u{10FFFF}";
+      const chunks: string[] = [];
+      const text = new TextEmit(
+        (chunk) => {
+          chunks.push(chunk);
+        },
+        2,
+        { clip: true },
+      );
+      text.write(`a${edges}`);
+      for (const ch of `b${edges}`) text.write(ch);
+      text.write("🏿🏿🏿");
+      await text.close();
+      assertEquals(chunks, [
+        "a\u{10000}",
+        "\u{1F3FF}\u{10FFFF}",
+        "b\u{10000}",
+        "\u{1F3FF}\u{10FFFF}",
+        "🏿🏿",
+        "🏿",
+      ]);
+      assertEquals(text.stats.written, 11);
+    },
+  );
   await t.step("without clip a chunk is everything written", async () => {
     const chunks: string[] = [];
     const text = new TextEmit((chunk) => {

@@ -169,6 +169,20 @@ Deno.test("process mode kills and replaces a child whose callback hangs past tim
   assertEquals(run.emitter.stats.replaced, 1);
 });
 
+Deno.test("process mode does not charge a chunk for its wait behind the one running", async () => {
+  // One child holding two chunks at a time, each taking 0.6 of the timeout:
+  // a chunk's clock starts when the one before it settles, not when it is
+  // sent, or the second would time out.
+  const run = await runChunks<number>("paced", 3, {
+    pool: 1,
+    concurrency: 2,
+    timeout: 1500,
+  });
+  assertEquals(run.errors.map((e) => e.message), []);
+  assertEquals([...run.results.entries()].sort(), [[0, 0], [1, 1], [2, 2]]);
+  assertEquals(run.emitter.stats.replaced, 0);
+});
+
 Deno.test("process mode reports a child SIGKILLed mid-task and serves the queued chunks", async () => {
   // Item 7.
   let pid = 0;

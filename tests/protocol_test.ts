@@ -114,6 +114,26 @@ Deno.test("FrameDecoder.push() refuses malformed headers before allocating", asy
       "over the limit of 16 bytes",
     );
   });
+  await t.step(
+    "a body of exactly the limit is accepted, one byte more is not",
+    () => {
+      const body = new Uint8Array(16).fill(7);
+      const frames = new FrameDecoder(CHILD_FRAME_TYPES, 16).push(
+        encodeFrame(FrameType.result, 1, body),
+      );
+      assertEquals(summary(frames), [
+        { type: FrameType.result, id: 1, length: 16, sum: 112 },
+      ]);
+      assertThrows(
+        () =>
+          new FrameDecoder(CHILD_FRAME_TYPES, 16).push(
+            encodeFrame(FrameType.result, 1, new Uint8Array(17)),
+          ),
+        ProtocolError,
+        "a frame announced a body of 17 bytes, over the limit of 16 bytes",
+      );
+    },
+  );
   await t.step("a bad magic byte", () => {
     const decoder = new FrameDecoder(CHILD_FRAME_TYPES);
     assertThrows(

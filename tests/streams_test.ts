@@ -115,6 +115,38 @@ Deno.test("fanout() writes every frame to every emitter, paced by the slowest", 
   assertEquals(t0s.get("slow"), t0s.get("fast")!.filter((_, i) => i % 2 === 0));
 });
 
+Deno.test("fanout() honours the backpressure of every target, the first as well as the last", async (t) => {
+  for (const full of ["first", "last"] as const) {
+    await t.step(`the ${full} target full`, async () => {
+      let release!: () => void;
+      const gate = new Promise<void>((r) => release = r);
+      const slow = new BufferEmit(() => gate, 1, { maxPending: 1 });
+      const fast = new BufferEmit(() => {}, 1, { maxPending: 1 });
+      const out = full === "first" ? fanout(slow, fast) : fanout(fast, slow);
+      try {
+        assert(out.write(new Uint8Array(1))); // the slow one runs it
+        // The slow one now has one chunk waiting: maxPending is reached.
+        assertEquals(
+          out.write(new Uint8Array(1)),
+          false,
+          "write() must say to wait",
+        );
+        let ready = false;
+        const waiting = out.ready.then(() => ready = true);
+        await new Promise((r) => setTimeout(r, 20));
+        assertEquals(ready, false, "ready must wait for the slow target");
+        release();
+        await waiting;
+        assertEquals(slow.stats.queued, 0);
+      } finally {
+        release();
+        await out.close();
+      }
+      assertEquals([slow.stats.done, fast.stats.done], [2, 2]);
+    });
+  }
+});
+
 Deno.test("fanout() keeps writing to the others when one throws", async () => {
   const a = new BufferEmit(() => {}, 4);
   const got: number[] = [];
@@ -151,6 +183,27 @@ Deno.test("rechunk() re-chunks a byte stream, with info on request", async () =>
     RangeError,
     "'size' must be a positive integer",
   );
+});
+
+Deno.test("rechunk() drops a partial tail with flush: false and keeps it by default", async (t) => {
+  const input = frames(7, 3); // 21 bytes: four chunks of 5 and a tail of 1
+  for (
+    const [options, sizes] of [
+      [{ clip: true }, [5, 5, 5, 5, 1]],
+      [{ clip: true, flush: true }, [5, 5, 5, 5, 1]],
+      [{ clip: true, flush: false }, [5, 5, 5, 5]],
+      [{ flush: false }, [6, 6, 6]],
+      [{ clip: true, hop: 3 }, [5, 5, 5, 5, 5, 5, 3]],
+      [{ clip: true, hop: 3, flush: false }, [5, 5, 5, 5, 5, 5]],
+    ] as const
+  ) {
+    await t.step(JSON.stringify(options), async () => {
+      const chunks = await Array.fromAsync(
+        ReadableStream.from(input).pipeThrough(rechunk(5, options)),
+      );
+      assertEquals(chunks.map((c) => c.length), sizes);
+    });
+  }
 });
 
 Deno.test("serial mode works with no permissions and no Node compatibility", async (t) => {

@@ -434,6 +434,39 @@ Deno.test("BufferEmit in thread mode charges a chunk's timeout from its start, n
   assertClosed(emitter.stats);
 });
 
+Deno.test("BufferEmit in thread mode times out a chunk that hangs behind another on the same Worker", async () => {
+  // One Worker holding two chunks: the first replies at once, and the clock
+  // of the second, which never settles, must start then.
+  // The first Worker of a run may type-check its module, which can take
+  // longer than the timeout: start one without a timeout first.
+  const warm = new BufferEmit(FAULTS, 4, { mode: "thread", pool: 1 });
+  warm.write(cmd(OK));
+  await warm.close();
+  const { l, emitter } = faults({ pool: 1, concurrency: 2, timeout: 1_000 });
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    emitter.write(cmd(OK));
+    await until(() => l.done.size === 1, "the Worker to be ready");
+    emitter.write(cmd(OK)); // both leave in one message to the same Worker
+    emitter.write(cmd(HANG_ASYNC));
+    const closed = await Promise.race([
+      emitter.close().then(() => true),
+      new Promise<false>((resolve) => {
+        timer = setTimeout(() => resolve(false), 10_000);
+      }),
+    ]);
+    assert(closed, "close() did not end: the hung chunk never timed out");
+  } finally {
+    clearTimeout(timer);
+    await emitter.abort();
+  }
+  assertEquals(l.errors.map((e) => [e.kind, e.info.index]), [["timeout", 2]]);
+  assertStringIncludes(l.errors[0]!.message, "did not settle within 1000 ms");
+  assertEquals([...l.done.keys()].sort(), [0, 1]);
+  assertEquals(emitter.stats.replaced, 1);
+  assertClosed(emitter.stats);
+});
+
 Deno.test("BufferEmit in thread mode times out chunks whose Worker never becomes ready", async () => {
   const l = log<number>();
   const emitter = new BufferEmit<number>(fixture("hangs_on_load.ts"), 4, {
