@@ -6,8 +6,8 @@ import {
   assertStringIncludes,
   assertThrows,
 } from "@std/assert";
-import { parseCliArgs, splitCommand, UsageError } from "../src/_cli.ts";
-import { parseDuration, parseSize } from "../src/_units.ts";
+import { parseCliArgs, splitCommand, UsageError } from "../src/cli/_main.ts";
+import { parseDuration, parseSize } from "../src/cli/_units.ts";
 
 const CLI = new URL("../cli.ts", import.meta.url).pathname;
 const FIXTURES = new URL("./fixtures/cli/", import.meta.url).pathname;

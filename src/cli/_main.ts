@@ -6,9 +6,9 @@
 // input order with --keep-order; every failure is reported on stderr and
 // makes the exit code non-zero.
 
-import { BufferEmit } from "./buffer_emit.ts";
-import type { ChunkInfo, Mode } from "./chunk_info.ts";
-import type { ChildPermissions } from "./emitter.ts";
+import { BufferEmit } from "../buffer_emit.ts";
+import type { ChunkInfo, Mode } from "../chunk_info.ts";
+import type { ChildPermissions } from "../emitter.ts";
 import {
   type AudioFormat,
   bytesPerFrame,
