@@ -6,7 +6,7 @@ import {
   assertStringIncludes,
   assertThrows,
 } from "@std/assert";
-import { parseCliArgs, splitCommand, UsageError } from "../src/cli/_main.ts";
+import { parseCliArgs, splitCommand, UsageError } from "../src/cli/_args.ts";
 import { parseDuration, parseSize } from "../src/cli/_units.ts";
 
 const CLI = new URL("../cli.ts", import.meta.url).pathname;
