@@ -10,6 +10,8 @@ import { parseCliArgs, splitCommand, UsageError } from "../src/cli/_args.ts";
 import { parseDuration, parseSize } from "../src/cli/_units.ts";
 
 const CLI = new URL("../cli.ts", import.meta.url).pathname;
+// cli.ts imports @std/cli: the child finds it where these tests do.
+const IMPORT_MAP = new URL("../.ci/import_map.json", import.meta.url).pathname;
 const FIXTURES = new URL("./fixtures/cli/", import.meta.url).pathname;
 const decoder = new TextDecoder();
 
@@ -22,7 +24,14 @@ interface Run {
 /** Runs `deno run -A cli.ts ...args` with `input` on its stdin. */
 async function ocycle(args: string[], input: Uint8Array): Promise<Run> {
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "--no-lock", CLI, ...args],
+    args: [
+      "run",
+      "-A",
+      "--no-lock",
+      `--import-map=${IMPORT_MAP}`,
+      CLI,
+      ...args,
+    ],
     stdin: "piped",
     stdout: "piped",
     stderr: "piped",

@@ -3,6 +3,9 @@
 // come to, and the checks that refuse a bad command line with a message that
 // names the flag and the value.
 
+// 1.0.28 or later (deno.json): before it parseArgs read an empty value,
+// `--size=`, as an unknown option named "size=".
+import { parseArgs } from "@std/cli/parse-args";
 import type { Mode } from "../chunk_info.ts";
 import type { ChildPermissions } from "../emitter.ts";
 import { message } from "./_common.ts";
@@ -107,32 +110,57 @@ export class UsageError extends Error {
   override readonly name = "UsageError";
 }
 
-const VALUE_FLAGS = new Map<string, string>([
+/** The flags that take a value, by their long names, as parseArgs knows them. */
+const VALUE_NAMES = [
+  "size",
+  "hop",
+  "rate",
+  "format",
+  "channels",
+  "exec",
+  "module",
+  "export",
+  "mode",
+  "allow",
+  "pool",
+  "timeout",
+] as const;
+/** The flags that take no value. */
+const BOOLEAN_NAMES = ["clip", "keep-order", "quiet", "help"] as const;
+type ValueName = typeof VALUE_NAMES[number];
+type BooleanName = typeof BOOLEAN_NAMES[number];
+
+/** Every name a flag that takes a value answers to, and its long form. */
+const VALUE_FLAGS = new Map<string, `--${ValueName}`>([
+  ...VALUE_NAMES.map((name) => [`--${name}`, `--${name}`] as const),
   ["-s", "--size"],
-  ["--size", "--size"],
-  ["--hop", "--hop"],
-  ["--rate", "--rate"],
-  ["--format", "--format"],
-  ["--channels", "--channels"],
-  ["--exec", "--exec"],
-  ["--module", "--module"],
-  ["--export", "--export"],
-  ["--mode", "--mode"],
-  ["--allow", "--allow"],
   ["-j", "--pool"],
-  ["--pool", "--pool"],
   ["--jobs", "--pool"],
-  ["--timeout", "--timeout"],
 ]);
-const BOOLEAN_FLAGS = new Map<string, string>([
-  ["--clip", "--clip"],
+/** Every name a flag that takes no value answers to, and its long form. */
+const BOOLEAN_FLAGS = new Map<string, `--${BooleanName}`>([
+  ...BOOLEAN_NAMES.map((name) => [`--${name}`, `--${name}`] as const),
   ["-k", "--keep-order"],
-  ["--keep-order", "--keep-order"],
   ["-q", "--quiet"],
-  ["--quiet", "--quiet"],
   ["-h", "--help"],
-  ["--help", "--help"],
 ]);
+
+/**
+ * `parseArgs` as parseCliArgs calls it, typed here since the offline copy of
+ * the standard library has no types; assigning @std/cli's own `parseArgs` to
+ * it checks this against @std/cli's types wherever those are present.
+ */
+type ParseArgs = (
+  args: string[],
+  options: {
+    string: readonly ValueName[];
+    collect: readonly ValueName[];
+    boolean: readonly BooleanName[];
+    unknown: (arg: string) => unknown;
+  },
+) => { [Name in ValueName]: string[] } & { [Name in BooleanName]: boolean };
+const parse: ParseArgs = parseArgs;
+
 const PERMISSIONS = [
   "read",
   "write",
@@ -150,60 +178,32 @@ const PERMISSIONS = [
  * @throws {UsageError} Naming the flag and the value.
  */
 export function parseCliArgs(args: readonly string[]): CliOptions {
-  const values = new Map<string, string[]>();
-  const flags = new Set<string>();
-  for (let i = 0; i < args.length; i++) {
-    let arg = args[i]!;
-    // -j2 and -s1MiB, as parallel and other tools take them, mean -j=2, -s=1MiB.
-    if (
-      /^-[a-z][^=]/i.test(arg) && VALUE_FLAGS.has(arg.slice(0, 2))
-    ) arg = `${arg.slice(0, 2)}=${arg.slice(2)}`;
-    const eq = arg.startsWith("-") ? arg.indexOf("=") : -1;
-    const name = eq > 0 ? arg.slice(0, eq) : arg;
-    const canonical = VALUE_FLAGS.get(name);
-    if (canonical !== undefined) {
-      let value: string;
-      if (eq > 0) value = arg.slice(eq + 1);
-      else {
-        const next = args[i + 1];
-        if (next === undefined) {
-          throw new UsageError(`${name} needs a value`);
-        }
-        value = next;
-        i++;
-      }
-      const list = values.get(canonical) ?? [];
-      list.push(value);
-      values.set(canonical, list);
-      continue;
-    }
-    const boolean = BOOLEAN_FLAGS.get(name);
-    if (boolean !== undefined) {
-      if (eq > 0) {
-        throw new UsageError(`${name} takes no value: received "${arg}"`);
-      }
-      flags.add(boolean);
-      continue;
-    }
-    if (arg.startsWith("-")) {
-      throw new UsageError(`unknown option "${arg}"`);
-    }
-    throw new UsageError(
-      `unexpected argument "${arg}": the command to run goes in one string, --exec "${arg} ..."`,
-    );
-  }
-  const one = (flag: string): string | undefined => {
-    const list = values.get(flag);
-    if (list !== undefined && list.length > 1 && flag !== "--allow") {
+  const { spelled, error } = spell(args);
+  // Each flag parseArgs is given is one it knows, with its value after "=":
+  // what is left for it to judge is an unknown option or a bare argument,
+  // refused here in the order they come.
+  const parsed = parse(spelled, {
+    string: VALUE_NAMES,
+    collect: VALUE_NAMES,
+    boolean: BOOLEAN_NAMES,
+    unknown: (arg) => {
+      throw notAnOption(arg);
+    },
+  });
+  // What spell() refused comes after all that parseArgs has just accepted.
+  if (error !== undefined) throw error;
+  const one = (flag: `--${ValueName}`): string | undefined => {
+    const list = parsed[flag.slice(2) as ValueName];
+    if (list.length > 1 && flag !== "--allow") {
       throw new UsageError(
         `${flag} was given ${list.length} times (${
           list.map((v) => `"${v}"`).join(", ")
         }): give it once`,
       );
     }
-    return list?.[0];
+    return list[0];
   };
-  const help = flags.has("--help");
+  const help = parsed.help;
 
   const rateText = one("--rate");
   let rate: number | undefined;
@@ -227,7 +227,7 @@ export function parseCliArgs(args: readonly string[]): CliOptions {
   const hop = hopText === undefined
     ? undefined
     : wrap(() => parseSize("--hop", hopText, audio));
-  const clip = flags.has("--clip");
+  const clip = parsed.clip;
   if (hop !== undefined && !clip) {
     throw new UsageError(
       `--hop ${hopText} needs --clip: overlapping or skipping windows are cut at exact sizes`,
@@ -286,7 +286,7 @@ export function parseCliArgs(args: readonly string[]): CliOptions {
     );
   }
   const allow: ChildPermissions = {};
-  for (const text of values.get("--allow") ?? []) {
+  for (const text of parsed.allow) {
     const eq = text.indexOf("=");
     const name = (eq < 0 ? text : text.slice(0, eq)) as typeof PERMISSIONS[
       number
@@ -326,10 +326,73 @@ export function parseCliArgs(args: readonly string[]): CliOptions {
     mode,
     allow,
     timeout,
-    keepOrder: flags.has("--keep-order"),
-    quiet: flags.has("--quiet"),
+    keepOrder: parsed["keep-order"],
+    quiet: parsed.quiet,
     help,
   };
+}
+
+/**
+ * Spells every flag of the command line `--name=value`, the one form in which
+ * parseArgs takes a value exactly as given, whatever it looks like: `-j2`,
+ * `-j=2`, `-j 2`, `--jobs 2` and `--pool 2` all become `--pool=2`, and a flag
+ * that takes no value becomes `--name=true`. Left to itself parseArgs would
+ * read `--size -3` as an empty --size and an option -3, `--clip true` as
+ * --clip given "true", and `-s1MiB` as -s and four more short flags; and with
+ * `alias` for the short names it would also take `--s`, `--k` and `-kq`.
+ * Other arguments pass through for parseArgs to refuse, except two that it
+ * would misread: "--" (it parses nothing after it) and `--no-x=y` (read as
+ * `--x=y`).
+ *
+ * Stops at the first argument it refuses and returns that error with the
+ * arguments before it, which parseArgs then judges first.
+ */
+function spell(
+  args: readonly string[],
+): { spelled: string[]; error: UsageError | undefined } {
+  const spelled: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    let arg = args[i]!;
+    // -j2 and -s1MiB, as parallel and other tools take them, mean -j=2, -s=1MiB.
+    if (
+      /^-[a-z][^=]/i.test(arg) && VALUE_FLAGS.has(arg.slice(0, 2))
+    ) arg = `${arg.slice(0, 2)}=${arg.slice(2)}`;
+    const eq = arg.startsWith("-") ? arg.indexOf("=") : -1;
+    const flag = eq > 0 ? arg.slice(0, eq) : arg;
+    const valueFlag = VALUE_FLAGS.get(flag);
+    if (valueFlag !== undefined) {
+      if (eq < 0 && i + 1 === args.length) {
+        return { spelled, error: new UsageError(`${flag} needs a value`) };
+      }
+      spelled.push(`${valueFlag}=${eq > 0 ? arg.slice(eq + 1) : args[++i]}`);
+      continue;
+    }
+    const booleanFlag = BOOLEAN_FLAGS.get(flag);
+    if (booleanFlag !== undefined) {
+      if (eq > 0) {
+        const error = new UsageError(
+          `${flag} takes no value: received "${arg}"`,
+        );
+        return { spelled, error };
+      }
+      spelled.push(`${booleanFlag}=true`);
+      continue;
+    }
+    if (arg === "--" || /^--no-.*=/s.test(arg)) {
+      return { spelled, error: notAnOption(arg) };
+    }
+    spelled.push(arg);
+  }
+  return { spelled, error: undefined };
+}
+
+/** The error for an argument that is no flag ocycle knows. */
+function notAnOption(arg: string): UsageError {
+  return new UsageError(
+    arg.startsWith("-")
+      ? `unknown option "${arg}"`
+      : `unexpected argument "${arg}": the command to run goes in one string, --exec "${arg} ..."`,
+  );
 }
 
 function wrap<T>(fn: () => T): T {
