@@ -26,7 +26,7 @@
  * @module
  */
 
-import { runCli } from "./src/_cli.ts";
+import { runCli } from "./src/cli/_main.ts";
 
 /**
  * Runs the `ocycle` command line with the given arguments: reads

@@ -6,10 +6,11 @@ import {
   assertStringIncludes,
   assertThrows,
 } from "@std/assert";
-import { parseCliArgs, splitCommand, UsageError } from "../src/_cli.ts";
-import { parseDuration, parseSize } from "../src/_units.ts";
+import { parseCliArgs, splitCommand, UsageError } from "../src/cli/_args.ts";
+import { parseDuration, parseSize } from "../src/cli/_units.ts";
 
 const CLI = new URL("../cli.ts", import.meta.url).pathname;
+// The published module imports @std: the child finds it where these tests do.
 const IMPORT_MAP = new URL("../.ci/import_map.json", import.meta.url).pathname;
 const FIXTURES = new URL("./fixtures/cli/", import.meta.url).pathname;
 const decoder = new TextDecoder();
@@ -197,6 +198,20 @@ Deno.test("parseCliArgs() applies defaults and rejects bad combinations", async 
       assertEquals([options.pool, options.size], [2, 65536]);
     },
   );
+  await t.step("a value is the next argument, whatever it looks like", () => {
+    const options = parseCliArgs([
+      "--export",
+      "--size",
+      "--jobs",
+      "2",
+      "--module",
+      "-h.ts",
+    ]);
+    assertEquals(
+      [options.exportName, options.size, options.pool, options.module],
+      ["--size", 1048576, 2, "-h.ts"],
+    );
+  });
   await t.step("--allow builds the child's permissions", () => {
     const options = parseCliArgs([
       "--module",
@@ -211,6 +226,22 @@ Deno.test("parseCliArgs() applies defaults and rejects bad combinations", async 
   const bad: [string[], string][] = [
     [["--exec", "cat", "--frobnicate"], `unknown option "--frobnicate"`],
     [["--exec", "cat", "--size"], "--size needs a value"],
+    [["--exec", "cat", "-j"], "-j needs a value"],
+    [
+      ["--exec", "cat", "--size", "-3"],
+      `--size must be a size such as 65536, 64KiB, 1MiB or 2s: received "-3"`,
+    ],
+    [
+      ["--exec", "cat", "--clip=yes"],
+      `--clip takes no value: received "--clip=yes"`,
+    ],
+    [["--exec", "cat", "-k=1"], `-k takes no value: received "-k=1"`],
+    [["--exec", "cat", "--clip", "true"], `unexpected argument "true"`],
+    [["--exec", "cat", "--no-clip=yes"], `unknown option "--no-clip=yes"`],
+    [["--exec", "cat", "--", "x"], `unknown option "--"`],
+    [["--exec", "cat", "-kq"], `unknown option "-kq"`],
+    [["--exec", "cat", "--k"], `unknown option "--k"`],
+    [["--frobnicate", "--size"], `unknown option "--frobnicate"`],
     [["--exec", "cat", "--hop", "1K"], "--hop 1K needs --clip"],
     [
       ["--exec", "cat", "-j", "0"],
@@ -227,6 +258,10 @@ Deno.test("parseCliArgs() applies defaults and rejects bad combinations", async 
     [
       ["--exec", "cat", "--size", "1K", "--size", "2K"],
       "--size was given 2 times",
+    ],
+    [
+      ["--exec", "cat", "-j2", "--jobs=3"],
+      `--pool was given 2 times ("2", "3")`,
     ],
     [["--exec", "cat", "--allow", "read"], "--allow is for --module"],
     [["--module", "h.ts", "--allow", "everything"], `received "everything"`],

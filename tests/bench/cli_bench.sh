@@ -24,7 +24,7 @@ input="$tmp/input.bin"
 head -c "$((MIB * 1024 * 1024))" /dev/urandom >"$input"
 bytes=$(stat -c %s "$input")
 
-ocycle() { deno run -A --no-lock "$root/cli.ts" "$@"; }
+ocycle() { deno run -A --no-lock --import-map="$root/.ci/import_map.json" "$root/cli.ts" "$@"; }
 ocycle -q -s 1MiB --exec "wc -c" <"$input" >/dev/null # warm Deno's cache
 
 # Runs "$@" RUNS times on the input; prints the best MB/s. Each run's outputs

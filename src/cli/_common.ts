@@ -1,0 +1,44 @@
+// Copyright the @ocycle/core authors. MIT license.
+// What the parts of the `ocycle` command line share: exit codes, the fatal
+// error that carries one, the chunk counts, and how an error and a command's
+// stderr are shown.
+
+/** Exit codes, as shells and GNU parallel use them. */
+export const EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2;
+export const EXIT_NOT_EXECUTABLE = 126, EXIT_NOT_FOUND = 127;
+
+/** A fatal error that stops the run with its own exit code. */
+export class Fatal extends Error {
+  readonly code: number;
+  constructor(message: string, code: number) {
+    super(message);
+    this.code = code;
+  }
+}
+
+/** Chunks read in, cut, done and failed, for the progress line and summary. */
+export interface Counts {
+  read: number;
+  chunks: number;
+  done: number;
+  failed: number;
+}
+
+/** An error's message, or whatever was thrown as a string. */
+export function message(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/**
+ * The last 10 lines of a failed chunk's stderr, each marked `  | `, to follow
+ * the line that reports the failure; "" when there was none.
+ */
+export function stderrTail(stderr: string): string {
+  return stderr === ""
+    ? ""
+    : "\n" + lastLines(stderr, 10).replace(/^/gm, "  | ");
+}
+
+function lastLines(text: string, n: number): string {
+  return text.trimEnd().split("\n").slice(-n).join("\n");
+}
