@@ -13,7 +13,11 @@ import {
 import { BufferEmit, ChunkError, ItemEmit, SampleEmit } from "@ocycle/core";
 import type { ChunkInfo } from "@ocycle/core";
 import { Pool, type PoolOptions } from "../src/run/_pool.ts";
-import { ProcessKind, type ProcessTuning } from "../src/run/_process.ts";
+import {
+  type Encoded,
+  ProcessKind,
+  type ProcessTuning,
+} from "../src/run/_process.ts";
 import type { ProcessSettings } from "../src/run/_process_args.ts";
 import type { Task } from "../src/run/_runner.ts";
 
@@ -367,7 +371,7 @@ function processPool(
   exportName: string,
   tuning: Partial<ProcessTuning & PoolOptions> = {},
   url: URL = faults,
-): Pool<unknown> {
+): Pool<Encoded> {
   const settings: ProcessSettings = {
     owner: "ProcessPool",
     url,

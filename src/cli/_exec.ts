@@ -1,103 +1,152 @@
 // Copyright the @ocycle/core authors. MIT license.
-// `ocycle --exec`: runs the command once per chunk, the chunk on its stdin,
-// and collects its stdout.
+// `ocycle --exec` as a transport of the emitter's own pool: each worker runs
+// the command once per chunk, the chunk on its stdin, and its stdout is the
+// chunk's result. So the queue, the order, `--timeout` (the pool's clock kills
+// the command) and the error reporting are the emitter's, as for `--module`.
 
-import type { ChunkInfo } from "../chunk_info.ts";
-import type { CliOptions } from "./_args.ts";
-import {
-  type Counts,
-  EXIT_NOT_EXECUTABLE,
-  EXIT_NOT_FOUND,
-  Fatal,
-  message,
-  stderrTail,
-} from "./_common.ts";
-import type { Sink } from "./_sink.ts";
+import type { Task } from "../run/_runner.ts";
+import type {
+  Exit,
+  Job,
+  Transport,
+  TransportEvents,
+  TransportKind,
+} from "../run/_transport.ts";
 
-const decoder = new TextDecoder();
+/** A command that ran and failed: what it said, for the report. */
+export class CommandFailed extends Error {
+  override readonly name = "CommandFailed";
+  /** What it wrote to stdout before it failed: still its output. */
+  readonly stdout: Uint8Array;
+  /** What it wrote to stderr. */
+  readonly stderr: Uint8Array;
 
-/** Runs `--exec` for each chunk, at most `pool` at a time. */
-export class ExecRunner {
-  readonly #argv: string[];
+  constructor(why: string, stdout: Uint8Array, stderr: Uint8Array) {
+    super(why);
+    this.stdout = stdout;
+    this.stderr = stderr;
+  }
+}
+
+/** The command could not be started at all (not found, not executable). */
+export class CommandNotStarted extends Error {
+  override readonly name = "CommandNotStarted";
+}
+
+const GONE: Exit = { text: "" };
+
+/** The pool's mode for `--exec`: a worker is a place for one command at a time. */
+export class ExecKind implements TransportKind<undefined> {
+  readonly mode = "process";
+  readonly noun = "command";
+  readonly nouns = "commands";
+  readonly copies = true;
+  readonly oneAtATime = true;
+  readonly batches = false;
+  readonly #argv: readonly string[];
   readonly #text: string;
-  readonly #pool: number;
-  readonly #timeout: number | undefined;
-  readonly #sink: Sink;
-  readonly #counts: Counts;
-  readonly #report: (text: string) => void;
-  readonly #queue: { chunk: Uint8Array; info: ChunkInfo }[] = [];
-  #running = 0;
-  fatal: Fatal | undefined;
+
+  /**
+   * @param argv The command and its arguments.
+   * @param text The command as the user wrote it, for messages.
+   */
+  constructor(argv: readonly string[], text: string) {
+    this.#argv = argv;
+    this.#text = text;
+  }
+
+  loading(): undefined {
+    return undefined;
+  }
+
+  prepare(): undefined {
+    return undefined;
+  }
+
+  takeBack(): void {
+    // The bytes are copied into the pipe: the buffer never left.
+  }
+
+  start(_index: number, events: TransportEvents): Transport<undefined> {
+    return new ExecTransport(this.#argv, this.#text, events);
+  }
+}
+
+class ExecTransport implements Transport<undefined> {
+  readonly gone: Promise<Exit>;
+  readonly #argv: readonly string[];
+  readonly #text: string;
+  readonly #events: TransportEvents;
+  #resolveGone!: (exit: Exit) => void;
+  #child: Deno.ChildProcess | undefined;
+  /** Resolves once the running command, if any, has been dealt with. */
+  #running: Promise<void> = Promise.resolve();
+  #over = false;
 
   constructor(
-    options: CliOptions,
-    sink: Sink,
-    counts: Counts,
-    report: (text: string) => void,
+    argv: readonly string[],
+    text: string,
+    events: TransportEvents,
   ) {
-    this.#argv = options.exec!;
-    this.#text = options.execText!;
-    this.#pool = options.pool;
-    this.#timeout = options.timeout;
-    this.#sink = sink;
-    this.#counts = counts;
-    this.#report = report;
-  }
-
-  submit(chunk: Uint8Array, info: ChunkInfo): void {
-    if (this.#running < this.#pool) this.#start(chunk, info);
-    else this.#queue.push({ chunk, info });
-  }
-
-  #start(chunk: Uint8Array, info: ChunkInfo): void {
-    this.#running++;
-    this.#run(chunk, info).catch((error) => {
-      // Whatever went wrong, the chunk is reported, never left hanging.
-      this.#fail(info, undefined, `ocycle could not run it: ${message(error)}`);
-    }).finally(() => {
-      this.#running--;
-      const next = this.#queue.shift();
-      if (next !== undefined) this.#start(next.chunk, next.info);
+    this.#argv = argv;
+    this.#text = text;
+    this.#events = events;
+    this.gone = new Promise((resolve) => this.#resolveGone = resolve);
+    queueMicrotask(() => {
+      if (!this.#over) events.ready();
     });
   }
 
-  async #run(chunk: Uint8Array, info: ChunkInfo): Promise<void> {
-    if (this.fatal !== undefined) {
-      this.#fail(info, undefined, "not run after an earlier fatal error");
-      return;
+  send(jobs: readonly Job<undefined>[]): undefined {
+    for (const job of jobs) {
+      this.#running = this.#running.then(() => this.#run(job));
     }
+    return undefined;
+  }
+
+  end(): Promise<void> {
+    this.#over = true;
+    this.#running.then(() => this.#resolveGone(GONE));
+    return this.gone.then(() => {});
+  }
+
+  kill(): void {
+    this.#over = true;
+    try {
+      this.#child?.kill("SIGKILL");
+    } catch {
+      // It has just exited.
+    }
+    this.#running.then(() => this.#resolveGone(GONE));
+  }
+
+  stderr(): string {
+    return "";
+  }
+
+  async #run(job: Job<undefined>): Promise<void> {
+    if (this.#over) return;
+    const events = this.#events;
     let child: Deno.ChildProcess;
     try {
-      child = new Deno.Command(this.#argv[0]!, {
+      child = this.#child = new Deno.Command(this.#argv[0]!, {
         args: this.#argv.slice(1),
         stdin: "piped",
         stdout: "piped",
         stderr: "piped",
       }).spawn();
     } catch (error) {
-      const notFound = error instanceof Deno.errors.NotFound;
-      this.fatal ??= new Fatal(
-        `--exec "${this.#text}": ${
-          notFound
-            ? `command not found: ${this.#argv[0]}`
-            : `cannot run ${this.#argv[0]}: ${message(error)}`
-        }`,
-        notFound ? EXIT_NOT_FOUND : EXIT_NOT_EXECUTABLE,
+      events.settled(
+        job.id,
+        true,
+        new CommandNotStarted(describe(error), { cause: error }),
       );
-      this.#fail(info, undefined, "its command could not be started");
-      return;
+      return events.flushed();
     }
-    let timedOut = false;
-    const timer = this.#timeout === undefined ? undefined : setTimeout(() => {
-      timedOut = true;
-      try {
-        child.kill("SIGKILL");
-      } catch { /* it has just exited */ }
-    }, this.#timeout);
     const feed = (async () => {
       const writer = child.stdin.getWriter();
       try {
-        await writer.write(chunk);
+        await writer.write(job.task.chunk as Uint8Array);
         await writer.close();
       } catch (error) {
         // A command that exits without reading all its input (head -c 10)
@@ -111,34 +160,24 @@ export class ExecRunner {
       child.status,
       feed.catch(() => {}),
     ]);
-    if (timer !== undefined) clearTimeout(timer);
-    if (status.success && !timedOut) {
+    this.#child = undefined;
+    if (this.#over) return;
+    if (status.success) {
       // A successful command's stderr passes through, one chunk's at a time.
       if (stderr.length > 0) writeAllSync(Deno.stderr, stderr);
-      this.#counts.done++;
-      this.#sink.deliver(info.index, stdout);
-      return;
+      events.settled(job.id, false, stdout);
+    } else {
+      const why = status.signal !== null
+        ? `"${this.#text}" was killed by ${status.signal}`
+        : `"${this.#text}" exited with code ${status.code}`;
+      events.settled(job.id, true, new CommandFailed(why, stdout, stderr));
     }
-    const why = timedOut
-      ? `"${this.#text}" took longer than --timeout ${this.#timeout} ms and was killed`
-      : status.signal !== null
-      ? `"${this.#text}" was killed by ${status.signal}`
-      : `"${this.#text}" exited with code ${status.code}`;
-    this.#fail(info, stdout, why, stderr);
+    events.flushed();
   }
+}
 
-  #fail(
-    info: ChunkInfo,
-    stdout: Uint8Array | undefined,
-    why: string,
-    stderr?: Uint8Array,
-  ): void {
-    this.#counts.failed++;
-    const tail = stderr === undefined ? "" : stderrTail(decoder.decode(stderr));
-    this.#report(`${describeChunk(info)} failed: ${why}${tail}`);
-    // Whatever the command wrote is still its output: keep it.
-    this.#sink.deliver(info.index, stdout);
-  }
+function describe(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
 }
 
 function writeAllSync(
@@ -150,7 +189,8 @@ function writeAllSync(
   }
 }
 
-function describeChunk(info: ChunkInfo): string {
+/** The chunk as `--exec` reports it: its index and byte range. */
+export function describeChunk(info: Task<unknown>["info"]): string {
   return `chunk ${info.index} (bytes ${info.offset}..${
     info.offset + info.length
   })`;

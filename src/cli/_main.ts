@@ -8,17 +8,29 @@
 // _exec.ts (--exec), _sink.ts (stdout), _units.ts (sizes and durations).
 
 import { BufferEmit } from "../buffer_emit.ts";
+import type { ChunkError } from "../chunk_error.ts";
+import type { ChunkInfo } from "../chunk_info.ts";
+import { defaultConcurrency, TRANSPORT } from "../core/_options.ts";
+import type { BufferEmitOptions } from "../buffer_emit.ts";
+import { toModuleUrl } from "../run/_module_url.ts";
 import { type CliOptions, HELP, parseCliArgs, UsageError } from "./_args.ts";
 import {
   type Counts,
   EXIT_FAILED,
+  EXIT_NOT_EXECUTABLE,
+  EXIT_NOT_FOUND,
   EXIT_OK,
   EXIT_USAGE,
   Fatal,
   message,
   stderrTail,
 } from "./_common.ts";
-import { ExecRunner } from "./_exec.ts";
+import {
+  CommandFailed,
+  CommandNotStarted,
+  describeChunk,
+  ExecKind,
+} from "./_exec.ts";
 import { Sink } from "./_sink.ts";
 import { formatBytes } from "./_units.ts";
 
@@ -42,12 +54,6 @@ function toBytes(result: unknown): Uint8Array | undefined {
   }
   if (typeof result === "string") return encoder.encode(result);
   return encoder.encode(JSON.stringify(result) + "\n");
-}
-
-function toModuleUrl(path: string): URL {
-  if (/^[a-z][a-z0-9+.-]+:/i.test(path)) return new URL(path);
-  const cwd = Deno.cwd();
-  return new URL(path, `file://${cwd.endsWith("/") ? cwd : cwd + "/"}`);
 }
 
 /**
@@ -94,50 +100,87 @@ export async function runCli(args: readonly string[]): Promise<number> {
   }
 
   const counts: Counts = { read: 0, chunks: 0, done: 0, failed: 0 };
-  const slots = options.module !== undefined && options.mode !== "serial"
-    ? options.pool * 2
-    : options.pool;
+  // Room for as many finished outputs as there are chunks in flight.
+  const inFlight = options.exec !== undefined
+    ? options.pool
+    : options.mode === "serial"
+    ? 1
+    : options.pool * defaultConcurrency(options.mode);
   const stdoutWriter = Deno.stdout.writable.getWriter();
-  const sink = new Sink(options.keepOrder, slots * 2, stdoutWriter);
+  const sink = new Sink(options.keepOrder, inFlight * 2, stdoutWriter);
   const started = performance.now();
 
-  let exec: ExecRunner | undefined;
-  let emitter: BufferEmit<unknown>;
-  const chunking = options.hop === undefined
-    ? { clip: options.clip }
-    : { clip: options.clip, hop: options.hop };
-  try {
-    if (moduleUrl !== undefined) {
-      emitter = new BufferEmit<unknown>(moduleUrl, options.size, {
-        ...chunking,
-        mode: options.mode,
-        pool: options.pool,
-        exportName: options.exportName,
-        maxPending: Infinity,
-        ...(options.timeout === undefined ? {} : { timeout: options.timeout }),
-        ...(options.mode === "process" ? { permissions: options.allow } : {}),
-        onDone: (result, info) => {
-          counts.done++;
-          sink.deliver(info.index, toBytes(result));
-        },
-        onError: (error, info) => {
-          counts.failed++;
-          // The ChunkError message already names the chunk, its offset and mode.
-          report(`${error.message}${stderrTail(error.stderr)}`);
-          sink.deliver(info.index, undefined);
-        },
-      });
-    } else {
-      exec = new ExecRunner(options, sink, counts, report);
-      const runner = exec;
-      emitter = new BufferEmit<unknown>(
-        (chunk, _t0, info) => {
-          runner.submit(chunk, info);
-        },
-        options.size,
-        chunking,
+  let fatal: Fatal | undefined;
+  const decoder = new TextDecoder();
+  /** How a failed `--exec` chunk reads, and what it still wrote to stdout. */
+  const execFailure = (error: ChunkError) => {
+    const cause = error.cause;
+    if (cause instanceof CommandNotStarted) {
+      const notFound = cause.cause instanceof Deno.errors.NotFound;
+      const command = options.exec![0];
+      fatal ??= new Fatal(
+        `--exec "${options.execText}": ${
+          notFound
+            ? `command not found: ${command}`
+            : `cannot run ${command}: ${cause.message}`
+        }`,
+        notFound ? EXIT_NOT_FOUND : EXIT_NOT_EXECUTABLE,
       );
+      return { why: "its command could not be started", stdout: undefined };
     }
+    if (cause instanceof CommandFailed) {
+      return {
+        why: `${cause.message}${stderrTail(decoder.decode(cause.stderr))}`,
+        stdout: cause.stdout,
+      };
+    }
+    const why = error.kind === "timeout"
+      ? `"${options.execText}" took longer than --timeout ${options.timeout} ms and was killed`
+      : error.kind === "aborted" && fatal !== undefined
+      ? "not run after an earlier fatal error"
+      : `ocycle could not run it: ${error.message}`;
+    return { why, stdout: undefined };
+  };
+  const onDone = (result: unknown, info: ChunkInfo) => {
+    counts.done++;
+    sink.deliver(info.index, toBytes(result));
+  };
+  const onError = (error: ChunkError, info: ChunkInfo) => {
+    counts.failed++;
+    if (options.exec === undefined) {
+      // The ChunkError message already names the chunk, its offset and mode.
+      report(`${error.message}${stderrTail(error.stderr)}`);
+      return sink.deliver(info.index, undefined);
+    }
+    const { why, stdout } = execFailure(error);
+    report(`${describeChunk(info)} failed: ${why}`);
+    // Whatever the command wrote is still its output: keep it.
+    sink.deliver(info.index, stdout);
+  };
+  const common: BufferEmitOptions<unknown> = {
+    clip: options.clip,
+    ...(options.hop === undefined ? {} : { hop: options.hop }),
+    pool: options.pool,
+    maxPending: Infinity,
+    ...(options.timeout === undefined ? {} : { timeout: options.timeout }),
+    onDone,
+    onError,
+  };
+  let emitter: BufferEmit<unknown>;
+  try {
+    emitter = moduleUrl !== undefined
+      ? new BufferEmit<unknown>(moduleUrl, options.size, {
+        ...common,
+        mode: options.mode,
+        exportName: options.exportName,
+        ...(options.mode === "process" ? { permissions: options.allow } : {}),
+      })
+      : new BufferEmit<unknown>(() => {}, options.size, {
+        ...common,
+        mode: "process",
+        concurrency: 1,
+        [TRANSPORT]: new ExecKind(options.exec!, options.execText!),
+      } as BufferEmitOptions<unknown>);
   } catch (error) {
     report(message(error));
     return EXIT_USAGE;
@@ -162,7 +205,6 @@ export async function runCli(args: readonly string[]): Promise<number> {
     }, isTerminal ? 250 : 5000);
   }
 
-  let fatal: Fatal | undefined;
   try {
     const reader = Deno.stdin.readable.getReader();
     try {
@@ -175,7 +217,7 @@ export async function runCli(args: readonly string[]): Promise<number> {
         const emitted = emitter.stats.emitted - before;
         for (let i = 0; i < emitted; i++) sink.admit();
         counts.chunks += emitted;
-        if (exec?.fatal !== undefined) break;
+        if (fatal !== undefined) break;
         await sink.room;
         if (sink.error !== undefined) break;
       }
@@ -184,9 +226,13 @@ export async function runCli(args: readonly string[]): Promise<number> {
       reader.releaseLock();
     }
     const before = emitter.stats.emitted;
-    await emitter.close().catch((error) => {
-      report(message(error));
-    });
+    // After a fatal error, what was not run yet is reported as such.
+    if (fatal !== undefined) await emitter.abort(fatal);
+    else {
+      await emitter.close().catch((error) => {
+        report(message(error));
+      });
+    }
     const emitted = emitter.stats.emitted - before;
     for (let i = 0; i < emitted; i++) sink.admit();
     counts.chunks += emitted;
@@ -200,7 +246,6 @@ export async function runCli(args: readonly string[]): Promise<number> {
       if (isTerminal) Deno.stderr.writeSync(encoder.encode("\r\x1b[K"));
     }
   }
-  fatal ??= exec?.fatal;
   if (sink.error !== undefined && fatal === undefined) {
     fatal = new Fatal(
       `cannot write to stdout: ${message(sink.error)}`,

@@ -28,10 +28,18 @@ import {
   type Task,
   warn,
 } from "./_runner.ts";
+import {
+  exitOptions,
+  type Fault,
+  type Names,
+  startedError,
+  type StartFailure,
+  startupDetail,
+} from "./_faults.ts";
+import { Outbox } from "./_outbox.ts";
+import type { PoolJob, Worker } from "./_pool_worker.ts";
 import type {
-  Exit,
   FaultKind,
-  Job,
   Transport,
   TransportEvents,
   TransportKind,
@@ -51,62 +59,17 @@ export interface PoolOptions {
   readonly startTimeout?: number;
 }
 
-/**
- * Milliseconds per chunk above which a batching worker counts as slow: its
- * outbox leaves as soon as it holds half of the worker's chunks, so that the
- * worker always has a whole batch waiting while it runs the current one.
- */
-const SLOW_MS = 0.1;
-
-interface PoolJob<P> extends Job<P> {
-  readonly resolve: (value: unknown) => void;
-  readonly reject: (error: unknown) => void;
-  timer: ReturnType<typeof setTimeout> | undefined;
-  /** The worker holding it, or undefined while it waits in the backlog. */
-  worker: Worker<P> | undefined;
-  /** Whether it was sent: it is in the worker, not in its outbox. */
-  sent: boolean;
-  settled: boolean;
-}
-
-type State = "starting" | "ready" | "ending" | "dead";
-
-interface Worker<P> {
-  readonly index: number;
-  transport: Transport<P>;
-  state: State;
-  /** Chunks sent to it, oldest first; only the first one's clock runs. */
-  sent: PoolJob<P>[];
-  /** Chunks for it that leave together at the end of the current task. */
-  outbox: PoolJob<P>[];
-  /** Whether a flush of its outbox is due. */
-  flushing: boolean;
-  /** Replies since the last `flushed`, for the time per chunk. */
-  replies: number;
-  /** A moving average of its milliseconds per chunk, message costs included. */
-  perChunk: number;
-  /** When it last replied, or got work while idle (performance.now()). */
-  since: number;
-  startTimer: ReturnType<typeof setTimeout> | undefined;
-}
-
-/** Why a worker failed to start: how the start-up error reads. */
-type StartFailure = "load" | "died" | "hung";
-
 /** Runs chunks in a pool of workers, each reached through a transport. */
 export class Pool<P> implements Runner<unknown, unknown> {
   readonly capacity: number;
   readonly copies: boolean;
   readonly #kind: TransportKind<P>;
+  readonly #names: Names;
   readonly #pool: number;
   readonly #concurrency: number;
   readonly #timeout: number;
   readonly #startAttempts: number;
   readonly #startTimeout: number;
-  /** A batching worker's outbox leaves once it has at most this many chunks sent. */
-  readonly #lowWater: number;
-  /** A slow batching worker's outbox leaves once it holds this many chunks. */
-  readonly #batch: number;
   /** Workers starting, ready, or killed and not yet gone. */
   #workers: Worker<P>[] = [];
   #backlog: PoolJob<P>[] = [];
@@ -127,11 +90,12 @@ export class Pool<P> implements Runner<unknown, unknown> {
     this.#startAttempts = options.startAttempts ?? 3;
     this.#startTimeout = options.startTimeout ?? 30_000;
     this.capacity = options.pool * options.concurrency;
+    this.#names = {
+      noun: kind.noun,
+      nouns: kind.nouns,
+      timeout: options.timeout,
+    };
     this.copies = kind.copies;
-    // With two chunks per worker, batches of two beat a pipeline of single
-    // messages; with more, a batch leaves while the worker still runs one.
-    this.#lowWater = Math.floor((options.concurrency - 1) / 2);
-    this.#batch = Math.max(1, Math.floor(options.concurrency / 2));
   }
 
   run(task: Task<unknown>): Promise<unknown> {
@@ -198,7 +162,7 @@ export class Pool<P> implements Runner<unknown, unknown> {
           worker.state = "dead";
           worker.transport.kill();
         }
-        for (const job of [...worker.sent, ...worker.outbox]) {
+        for (const job of [...worker.sent, ...worker.outbox?.clear() ?? []]) {
           this.#settle(
             job,
             this.#aborted(
@@ -210,7 +174,6 @@ export class Pool<P> implements Runner<unknown, unknown> {
           );
         }
         worker.sent = [];
-        worker.outbox = [];
       }
     }
     await this.close();
@@ -260,11 +223,11 @@ export class Pool<P> implements Runner<unknown, unknown> {
       transport: undefined as unknown as Transport<P>,
       state: "starting",
       sent: [],
-      outbox: [],
-      flushing: false,
-      replies: 0,
-      perChunk: 0,
-      since: 0,
+      outbox: this.#kind.batches
+        ? new Outbox(this.#concurrency, (jobs) => {
+          if (worker.state === "ready") this.#send(worker, jobs);
+        })
+        : undefined,
       startTimer: undefined,
     };
     try {
@@ -315,7 +278,7 @@ export class Pool<P> implements Runner<unknown, unknown> {
     let best: Worker<P> | undefined;
     let load = this.#concurrency;
     for (const worker of this.#workers) {
-      const held = worker.sent.length + worker.outbox.length;
+      const held = worker.sent.length + (worker.outbox?.length ?? 0);
       if (worker.state === "ready" && held < load) {
         best = worker;
         load = held;
@@ -357,47 +320,13 @@ export class Pool<P> implements Runner<unknown, unknown> {
       job.timer = undefined;
     }
     job.worker = worker;
-    if (!this.#kind.batches) return this.#send(worker, [job]);
-    worker.outbox.push(job);
-    this.#schedule(worker);
-  }
-
-  /**
-   * Flushes a worker's outbox at the end of the current task, unless the
-   * worker holds enough chunks to keep busy: then the outbox grows until the
-   * replies bring it down, or, for a slow worker, until it makes a whole
-   * batch, and leaves as one message.
-   */
-  #schedule(worker: Worker<P>): void {
-    if (
-      !worker.flushing && worker.outbox.length > 0 &&
-      (worker.sent.length <= this.#lowWater ||
-        (worker.perChunk > SLOW_MS && worker.outbox.length >= this.#batch))
-    ) {
-      worker.flushing = true;
-      queueMicrotask(() => this.#flush(worker));
-    }
-  }
-
-  #flush(worker: Worker<P>): void {
-    worker.flushing = false;
-    const jobs = worker.outbox;
-    worker.outbox = [];
-    if (worker.state !== "ready" || jobs.length === 0) return;
-    // A slow worker gets batches of at most `#batch`: it replies to a whole
-    // batch at once, so a larger one would leave it idle until the refill.
-    const most = worker.perChunk > SLOW_MS ? this.#batch : jobs.length;
-    if (jobs.length <= most) this.#send(worker, jobs);
-    else {
-      for (let at = 0; at < jobs.length; at += most) {
-        this.#send(worker, jobs.slice(at, at + most));
-      }
-    }
+    if (worker.outbox === undefined) this.#send(worker, [job]);
+    else worker.outbox.push(job, worker.sent.length);
   }
 
   #send(worker: Worker<P>, jobs: PoolJob<P>[]): void {
     const unsent = worker.transport.send(jobs);
-    if (worker.sent.length === 0) worker.since = performance.now();
+    worker.outbox?.sending(worker.sent.length);
     for (const job of jobs) {
       if (unsent?.some((u) => u.job === job)) continue;
       job.sent = true;
@@ -454,7 +383,7 @@ export class Pool<P> implements Runner<unknown, unknown> {
     }
     const job = sent[at]!;
     sent.splice(at, 1);
-    worker.replies++;
+    worker.outbox?.replied();
     if (at === 0) this.#restartClock(worker, job);
     if (buffer !== undefined && !job.task.owned) {
       this.#kind.takeBack(job.task, buffer);
@@ -473,14 +402,7 @@ export class Pool<P> implements Runner<unknown, unknown> {
 
   #onFlushed(worker: Worker<P>): void {
     if (worker.state !== "ready") return;
-    if (this.#kind.batches && worker.replies > 0) {
-      const now = performance.now();
-      worker.perChunk += ((now - worker.since) / worker.replies -
-        worker.perChunk) / 4;
-      worker.since = now;
-      this.#schedule(worker);
-    }
-    worker.replies = 0;
+    worker.outbox?.turn(worker.sent.length);
     if (this.#backlog.length > 0) this.#drain();
   }
 
@@ -573,32 +495,29 @@ export class Pool<P> implements Runner<unknown, unknown> {
     const started = this.#kind.oneAtATime
       ? worker.sent.slice(0, 1)
       : worker.sent;
-    const requeue = [...worker.sent.slice(started.length), ...worker.outbox];
+    const requeue = [
+      ...worker.sent.slice(started.length),
+      ...worker.outbox?.clear() ?? [],
+    ];
     worker.sent = [];
-    worker.outbox = [];
     for (let i = requeue.length - 1; i >= 0; i--) this.#wait(requeue[i]!, true);
     const failure = wasStarting ? how : undefined;
     if (failure !== "load") this.#owed++;
+    const fault: Fault = { kind, detail, cause };
     worker.transport.gone.then((exit) => {
-      const options = this.#exitOptions(worker, exit, cause);
+      const stderr = worker.transport.stderr();
+      const options = exitOptions(exit, stderr, cause);
       const text = `${detail}${exit.text}`;
+      const culprit = started[0]?.task.info.index ?? 0;
       started.forEach((job, i) => {
-        const victim = kind === "timeout" && i > 0;
-        this.#settle(
-          job,
-          this.#error(
-            victim ? "crash" : kind,
-            job.task.info,
-            victim
-              ? `its ${this.#kind.noun} was ended because chunk ${
-                started[0]!.task.info.index
-              } on the same ${this.#kind.noun} timed out after ${this.#timeout} ms; the chunk had already been sent to that ${this.#kind.noun} and went with it${exit.text}`
-              : kind === "crash"
-              ? `${detail}; the chunk was in that ${this.#kind.noun}, which will be replaced${exit.text}`
-              : text,
-            options,
-          ),
+        const { kind, detail } = startedError(
+          fault,
+          exit,
+          this.#names,
+          i,
+          culprit,
         );
+        this.#settle(job, this.#error(kind, job.task.info, detail, options));
       });
       if (failure !== undefined) this.#failedStart(failure, text, options);
       else if (started.length === 0) {
@@ -618,15 +537,7 @@ export class Pool<P> implements Runner<unknown, unknown> {
   ): void {
     const n = ++this.#startFailures;
     if (n < this.#startAttempts || this.#broken !== undefined) return;
-    const { nouns } = this.#kind;
-    this.#break(
-      failure === "load"
-        ? `the callback module could not be started in ${n} ${nouns} in a row: ${text}`
-        : failure === "died"
-        ? `${n} ${nouns} in a row exited before they were ready; the last: ${text}`
-        : `${n} ${nouns} in a row did not become ready; the last: ${text}`,
-      options,
-    );
+    this.#break(startupDetail(failure, n, this.#names, text), options);
   }
 
   /** Start-up failed for good: every chunk waiting, and every later one, fails with this. */
@@ -660,18 +571,6 @@ export class Pool<P> implements Runner<unknown, unknown> {
       this.#fill();
       if (this.#backlog.length > 0) this.#drain();
     });
-  }
-
-  #exitOptions(
-    worker: Worker<P>,
-    exit: Exit,
-    cause: unknown,
-  ): ChunkErrorOptions {
-    const options: ChunkErrorOptions = { stderr: worker.transport.stderr() };
-    if (exit.exitCode !== undefined) options.exitCode = exit.exitCode;
-    if (exit.signal !== undefined) options.signal = exit.signal;
-    if (cause !== undefined) options.cause = cause;
-    return options;
   }
 
   // ---- settling ----

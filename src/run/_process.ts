@@ -7,6 +7,8 @@
 // pipes held open, a broken pipe) becomes one fault for the pool.
 
 import type * as V8 from "node:v8";
+import { concat } from "@std/bytes";
+import { TextLineStream } from "@std/streams";
 import { ChunkError } from "../chunk_error.ts";
 import {
   CHILD_FRAME_TYPES,
@@ -58,6 +60,14 @@ const DEFAULT_TUNING: ProcessTuning = {
   maxFrameBytes: MAX_FRAME_BYTES,
   writePiece: undefined,
 };
+
+/** `concat` of @std/bytes, typed as its JSR version declares it. */
+const join = concat as (buffers: Uint8Array[]) => Uint8Array;
+
+/** `TextLineStream` of @std/streams, typed as its JSR version declares it. */
+const Lines = TextLineStream as unknown as new (
+  options?: { allowCR?: boolean },
+) => TransformStream<string, string>;
 
 /** Raw bytes in one write up to which the task head and the chunk are joined. */
 const JOIN_BELOW = 4096;
@@ -205,12 +215,8 @@ class ProcessTransport implements Transport<Encoded> {
       this.#ids.add(id);
       const head = encodeTaskHead(id, meta, raw?.length ?? 0);
       if (raw === undefined || raw.length === 0) this.#write(head);
-      else if (raw.length < JOIN_BELOW) {
-        const joined = new Uint8Array(head.length + raw.length);
-        joined.set(head);
-        joined.set(raw, head.length);
-        this.#write(joined);
-      } else {
+      else if (raw.length < JOIN_BELOW) this.#write(join([head, raw]));
+      else {
         this.#write(head);
         this.#write(raw);
       }
@@ -247,7 +253,10 @@ class ProcessTransport implements Transport<Encoded> {
   /** Reads both pipes until the child is gone; says why it went if it should not have. */
   async #watch(): Promise<Exit> {
     const stdout = this.#process.stdout.getReader();
-    const stderr = this.#process.stderr.getReader();
+    const stderr = this.#process.stderr
+      .pipeThrough(new TextDecoderStream())
+      .pipeThrough(new Lines({ allowCR: true }))
+      .getReader();
     const pipes = Promise.all([
       this.#readStdout(stdout),
       this.#readStderr(stderr),
@@ -329,36 +338,27 @@ class ProcessTransport implements Transport<Encoded> {
     }
   }
 
-  async #readStderr(reader: ReadableStreamDefaultReader<Uint8Array>) {
+  /** Forwards each line (or `\r`-ended piece) of its stderr, and keeps the last ones. */
+  async #readStderr(reader: ReadableStreamDefaultReader<string>) {
     const prefix = `[ocycle child ${this.#index}] `;
     const encoder = new TextEncoder();
-    const decoder = new TextDecoder();
     const keep = this.#tuning.stderrLines;
     const tail = this.#tail;
-    let partial = "";
-    const line = (text: string) => {
-      tail.push(text.length > 2000 ? text.slice(0, 2000) + "…" : text);
-      if (tail.length > keep) tail.shift();
-      try {
-        Deno.stderr.writeSync(encoder.encode(prefix + text + "\n"));
-      } catch {
-        // The parent's stderr is gone; the tail is still kept for errors.
-      }
-    };
     try {
       while (true) {
-        const { value, done } = await reader.read();
+        const { value: text, done } = await reader.read();
         if (done) break;
-        const lines = (partial + decoder.decode(value, { stream: true }))
-          .split("\n");
-        partial = lines.pop()!;
-        for (const text of lines) line(text);
+        tail.push(text.length > 2000 ? text.slice(0, 2000) + "…" : text);
+        if (tail.length > keep) tail.shift();
+        try {
+          Deno.stderr.writeSync(encoder.encode(prefix + text + "\n"));
+        } catch {
+          // The parent's stderr is gone; the tail is still kept for errors.
+        }
       }
     } catch {
       await reader.cancel().catch(() => {});
     } finally {
-      partial += decoder.decode();
-      if (partial !== "") line(partial);
       reader.releaseLock();
     }
   }

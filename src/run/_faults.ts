@@ -1,0 +1,79 @@
+// Copyright the @ocycle/core authors. MIT license.
+// How the pool words what went wrong with a worker, once it is gone: the
+// errors of the chunks it had started, and the start-up error that ends the
+// pool's retries. Kept apart from the pool's rules, which decide when.
+
+import type { ChunkErrorKind, ChunkErrorOptions } from "../chunk_error.ts";
+import type { Exit } from "./_transport.ts";
+
+/** Why a worker failed to start. */
+export type StartFailure = "load" | "died" | "hung";
+
+/** What broke a worker, as the pool saw it. */
+export interface Fault {
+  readonly kind: "crash" | "protocol" | "timeout" | "startup";
+  readonly detail: string;
+  readonly cause: unknown;
+}
+
+/** The names of a worker in messages, and the timeout in force. */
+export interface Names {
+  readonly noun: string;
+  readonly nouns: string;
+  readonly timeout: number;
+}
+
+/**
+ * The error of the `i`th chunk a worker had started (the oldest first) when
+ * `fault` broke it; `culprit` is the index of the oldest.
+ */
+export function startedError(
+  fault: Fault,
+  exit: Exit,
+  names: Names,
+  i: number,
+  culprit: number,
+): { kind: ChunkErrorKind; detail: string } {
+  const { noun, timeout } = names;
+  if (fault.kind === "timeout" && i > 0) {
+    return {
+      kind: "crash",
+      detail:
+        `its ${noun} was ended because chunk ${culprit} on the same ${noun} timed out after ${timeout} ms; the chunk had already been sent to that ${noun} and went with it${exit.text}`,
+    };
+  }
+  return {
+    kind: fault.kind,
+    detail: fault.kind === "crash"
+      ? `${fault.detail}; the chunk was in that ${noun}, which will be replaced${exit.text}`
+      : `${fault.detail}${exit.text}`,
+  };
+}
+
+/** The error every chunk gets once `n` workers in a row failed to start. */
+export function startupDetail(
+  failure: StartFailure,
+  n: number,
+  names: Names,
+  last: string,
+): string {
+  const { nouns } = names;
+  return failure === "load"
+    ? `the callback module could not be started in ${n} ${nouns} in a row: ${last}`
+    : failure === "died"
+    ? `${n} ${nouns} in a row exited before they were ready; the last: ${last}`
+    : `${n} ${nouns} in a row did not become ready; the last: ${last}`;
+}
+
+/** What a ChunkError carries of a worker's end. */
+export function exitOptions(
+  exit: Exit,
+  stderr: string,
+  cause: unknown,
+): ChunkErrorOptions {
+  const options: ChunkErrorOptions = { stderr };
+  if (exit.exitCode !== undefined) options.exitCode = exit.exitCode;
+  if (exit.signal !== undefined) options.signal = exit.signal;
+  if (cause !== undefined) options.cause = cause;
+  return options;
+}
