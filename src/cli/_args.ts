@@ -192,7 +192,7 @@ export function parseCliArgs(args: readonly string[]): CliOptions {
   });
   // What spell() refused comes after all that parseArgs has just accepted.
   if (error !== undefined) throw error;
-  const one = (flag: `--${ValueName}`): string | undefined => {
+  const one: One = (flag) => {
     const list = parsed[flag.slice(2) as ValueName];
     if (list.length > 1 && flag !== "--allow") {
       throw new UsageError(
@@ -204,7 +204,27 @@ export function parseCliArgs(args: readonly string[]): CliOptions {
     return list[0];
   };
   const help = parsed.help;
+  return {
+    ...readChunking(one, parsed.clip),
+    ...readRunning(one, parsed.allow, help),
+    exportName: one("--export") ?? "default",
+    keepOrder: parsed["keep-order"],
+    quiet: parsed.quiet,
+    help,
+  };
+}
 
+/** Reads one value flag: its value, if given once. */
+type One = (flag: `--${ValueName}`) => string | undefined;
+
+/**
+ * How stdin is cut: --size, --hop, --clip, and the audio format that turns
+ * durations into bytes.
+ */
+function readChunking(
+  one: One,
+  clip: boolean,
+): Pick<CliOptions, "size" | "hop" | "clip"> {
   const rateText = one("--rate");
   let rate: number | undefined;
   if (rateText !== undefined) {
@@ -227,7 +247,6 @@ export function parseCliArgs(args: readonly string[]): CliOptions {
   const hop = hopText === undefined
     ? undefined
     : wrap(() => parseSize("--hop", hopText, audio));
-  const clip = parsed.clip;
   if (hop !== undefined && !clip) {
     throw new UsageError(
       `--hop ${hopText} needs --clip: overlapping or skipping windows are cut at exact sizes`,
@@ -242,7 +261,18 @@ export function parseCliArgs(args: readonly string[]): CliOptions {
       }
     }
   }
+  return { size, hop, clip };
+}
 
+/** What runs each chunk, how many at once, and with which permissions. */
+function readRunning(
+  one: One,
+  allowTexts: readonly string[],
+  help: boolean,
+): Pick<
+  CliOptions,
+  "pool" | "timeout" | "exec" | "execText" | "module" | "mode" | "allow"
+> {
   const poolText = one("--pool");
   const pool = poolText === undefined
     ? navigator.hardwareConcurrency ?? 1
@@ -285,8 +315,23 @@ export function parseCliArgs(args: readonly string[]): CliOptions {
       `--mode must be process, thread or serial: received "${modeText}"`,
     );
   }
+  const allow = readAllow(allowTexts);
+  if (
+    Object.keys(allow).length > 0 &&
+    (module === undefined || mode !== "process")
+  ) {
+    throw new UsageError(
+      `--allow is for --module with --mode process: Workers and --exec commands run with the permissions of ocycle itself`,
+    );
+  }
+
+  return { pool, timeout, exec, execText, module, mode, allow };
+}
+
+/** The permissions of `--allow read`, `--allow write=/tmp/a,/tmp/b` ... */
+function readAllow(allowTexts: readonly string[]): ChildPermissions {
   const allow: ChildPermissions = {};
-  for (const text of parsed.allow) {
+  for (const text of allowTexts) {
     const eq = text.indexOf("=");
     const name = (eq < 0 ? text : text.slice(0, eq)) as typeof PERMISSIONS[
       number
@@ -305,31 +350,7 @@ export function parseCliArgs(args: readonly string[]): CliOptions {
       if (previous !== true) allow[name] = [...(previous || []), ...list];
     }
   }
-  if (
-    Object.keys(allow).length > 0 &&
-    (module === undefined || mode !== "process")
-  ) {
-    throw new UsageError(
-      `--allow is for --module with --mode process: Workers and --exec commands run with the permissions of ocycle itself`,
-    );
-  }
-
-  return {
-    size,
-    clip,
-    hop,
-    pool,
-    exec,
-    execText,
-    module,
-    exportName: one("--export") ?? "default",
-    mode,
-    allow,
-    timeout,
-    keepOrder: parsed["keep-order"],
-    quiet: parsed.quiet,
-    help,
-  };
+  return allow;
 }
 
 /**

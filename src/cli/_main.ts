@@ -35,6 +35,7 @@ import { Sink } from "./_sink.ts";
 import { formatBytes } from "./_units.ts";
 
 const encoder = new TextEncoder();
+const decoder = new TextDecoder();
 
 function plural(n: number, noun: string): string {
   return `${n} ${noun}${n === 1 ? "" : "s"}`;
@@ -61,114 +62,106 @@ function toBytes(result: unknown): Uint8Array | undefined {
  * writes outputs to `Deno.stdout`, progress and errors to `Deno.stderr`.
  */
 export async function runCli(args: readonly string[]): Promise<number> {
-  const stderr = (text: string) => {
-    Deno.stderr.writeSync(encoder.encode(text + "\n"));
-  };
   let options: CliOptions;
   try {
     options = parseCliArgs(args);
   } catch (error) {
     if (!(error instanceof UsageError)) throw error;
-    stderr(`ocycle: ${error.message}\nRun "ocycle --help" for the options.`);
+    say(`ocycle: ${error.message}\nRun "ocycle --help" for the options.`);
     return EXIT_USAGE;
   }
   if (options.help) {
     Deno.stdout.writeSync(encoder.encode(HELP));
     return EXIT_OK;
   }
-  const report = (text: string) => stderr(`ocycle: ${text}`);
-
   let moduleUrl: URL | undefined;
   if (options.module !== undefined) {
-    moduleUrl = toModuleUrl(options.module);
-    if (moduleUrl.protocol === "file:") {
-      try {
-        const info = await Deno.stat(moduleUrl);
-        if (!info.isFile) throw new Error("it is a directory");
-      } catch (error) {
-        const why = error instanceof Deno.errors.NotFound
-          ? "no such file"
-          : message(error);
-        report(
-          `--module ${options.module}: ${why} (looked for ${
-            decodeURIComponent(moduleUrl.pathname)
-          })`,
-        );
-        return EXIT_USAGE;
-      }
-    }
+    moduleUrl = await findModule(options.module);
+    if (moduleUrl === undefined) return EXIT_USAGE;
+  }
+  const run = new CliRun(options);
+  try {
+    run.start(moduleUrl);
+  } catch (error) {
+    report(message(error));
+    return EXIT_USAGE;
+  }
+  return await run.finish();
+}
+
+/** Writes a line to stderr. */
+function say(text: string): void {
+  Deno.stderr.writeSync(encoder.encode(text + "\n"));
+}
+
+/** Writes a line of ocycle's own to stderr. */
+function report(text: string): void {
+  say(`ocycle: ${text}`);
+}
+
+/** The URL of `--module`, or `undefined` after saying why there is none. */
+async function findModule(path: string): Promise<URL | undefined> {
+  const url = toModuleUrl(path);
+  if (url.protocol !== "file:") return url;
+  try {
+    const info = await Deno.stat(url);
+    if (!info.isFile) throw new Error("it is a directory");
+    return url;
+  } catch (error) {
+    const why = error instanceof Deno.errors.NotFound
+      ? "no such file"
+      : message(error);
+    report(
+      `--module ${path}: ${why} (looked for ${
+        decodeURIComponent(url.pathname)
+      })`,
+    );
+    return undefined;
+  }
+}
+
+/** One run of the command line: the emitter, stdout, and what happened. */
+class CliRun {
+  readonly #options: CliOptions;
+  readonly #counts: Counts = { read: 0, chunks: 0, done: 0, failed: 0 };
+  readonly #stdout = Deno.stdout.writable.getWriter();
+  readonly #sink: Sink;
+  readonly #started = performance.now();
+  #emitter!: BufferEmit<unknown>;
+  #fatal: Fatal | undefined;
+
+  constructor(options: CliOptions) {
+    this.#options = options;
+    // Room for as many finished outputs as there are chunks in flight.
+    const inFlight = options.exec !== undefined
+      ? options.pool
+      : options.mode === "serial"
+      ? 1
+      : options.pool * defaultConcurrency(options.mode);
+    this.#sink = new Sink(options.keepOrder, inFlight * 2, this.#stdout);
   }
 
-  const counts: Counts = { read: 0, chunks: 0, done: 0, failed: 0 };
-  // Room for as many finished outputs as there are chunks in flight.
-  const inFlight = options.exec !== undefined
-    ? options.pool
-    : options.mode === "serial"
-    ? 1
-    : options.pool * defaultConcurrency(options.mode);
-  const stdoutWriter = Deno.stdout.writable.getWriter();
-  const sink = new Sink(options.keepOrder, inFlight * 2, stdoutWriter);
-  const started = performance.now();
-
-  let fatal: Fatal | undefined;
-  const decoder = new TextDecoder();
-  /** How a failed `--exec` chunk reads, and what it still wrote to stdout. */
-  const execFailure = (error: ChunkError) => {
-    const cause = error.cause;
-    if (cause instanceof CommandNotStarted) {
-      const notFound = cause.cause instanceof Deno.errors.NotFound;
-      const command = options.exec![0];
-      fatal ??= new Fatal(
-        `--exec "${options.execText}": ${
-          notFound
-            ? `command not found: ${command}`
-            : `cannot run ${command}: ${cause.message}`
-        }`,
-        notFound ? EXIT_NOT_FOUND : EXIT_NOT_EXECUTABLE,
-      );
-      return { why: "its command could not be started", stdout: undefined };
-    }
-    if (cause instanceof CommandFailed) {
-      return {
-        why: `${cause.message}${stderrTail(decoder.decode(cause.stderr))}`,
-        stdout: cause.stdout,
-      };
-    }
-    const why = error.kind === "timeout"
-      ? `"${options.execText}" took longer than --timeout ${options.timeout} ms and was killed`
-      : error.kind === "aborted" && fatal !== undefined
-      ? "not run after an earlier fatal error"
-      : `ocycle could not run it: ${error.message}`;
-    return { why, stdout: undefined };
-  };
-  const onDone = (result: unknown, info: ChunkInfo) => {
-    counts.done++;
-    sink.deliver(info.index, toBytes(result));
-  };
-  const onError = (error: ChunkError, info: ChunkInfo) => {
-    counts.failed++;
-    if (options.exec === undefined) {
-      // The ChunkError message already names the chunk, its offset and mode.
-      report(`${error.message}${stderrTail(error.stderr)}`);
-      return sink.deliver(info.index, undefined);
-    }
-    const { why, stdout } = execFailure(error);
-    report(`${describeChunk(info)} failed: ${why}`);
-    // Whatever the command wrote is still its output: keep it.
-    sink.deliver(info.index, stdout);
-  };
-  const common: BufferEmitOptions<unknown> = {
-    clip: options.clip,
-    ...(options.hop === undefined ? {} : { hop: options.hop }),
-    pool: options.pool,
-    maxPending: Infinity,
-    ...(options.timeout === undefined ? {} : { timeout: options.timeout }),
-    onDone,
-    onError,
-  };
-  let emitter: BufferEmit<unknown>;
-  try {
-    emitter = moduleUrl !== undefined
+  /**
+   * Makes the emitter: a handler module in its mode, or `--exec` commands
+   * as a transport of the same pool.
+   *
+   * @throws {TypeError} If the emitter refuses an option.
+   */
+  start(moduleUrl: URL | undefined): void {
+    const options = this.#options;
+    const common: BufferEmitOptions<unknown> = {
+      clip: options.clip,
+      ...(options.hop === undefined ? {} : { hop: options.hop }),
+      pool: options.pool,
+      maxPending: Infinity,
+      ...(options.timeout === undefined ? {} : { timeout: options.timeout }),
+      onDone: (result, info) => {
+        this.#counts.done++;
+        this.#sink.deliver(info.index, toBytes(result));
+      },
+      onError: (error, info) => this.#onError(error, info),
+    };
+    this.#emitter = moduleUrl !== undefined
       ? new BufferEmit<unknown>(moduleUrl, options.size, {
         ...common,
         mode: options.mode,
@@ -181,90 +174,154 @@ export async function runCli(args: readonly string[]): Promise<number> {
         concurrency: 1,
         [TRANSPORT]: new ExecKind(options.exec!, options.execText!),
       } as BufferEmitOptions<unknown>);
-  } catch (error) {
-    report(message(error));
-    return EXIT_USAGE;
-  }
-  let progress: ReturnType<typeof setInterval> | undefined;
-  const isTerminal = Deno.stderr.isTerminal();
-  const line = () => {
-    const seconds = (performance.now() - started) / 1000;
-    return `${formatBytes(counts.read)} in, ${
-      plural(counts.chunks, "chunk")
-    }: ${counts.done} done, ${counts.failed} failed; ${
-      formatBytes(sink.outputBytes)
-    } out; ${
-      (counts.read / 1e6 / Math.max(seconds, 1e-3)).toFixed(1)
-    } MB/s over ${seconds.toFixed(1)} s`;
-  };
-  if (!options.quiet) {
-    progress = setInterval(() => {
-      if (isTerminal) {
-        Deno.stderr.writeSync(encoder.encode(`\rocycle: ${line()}\x1b[K`));
-      } else report(line());
-    }, isTerminal ? 250 : 5000);
   }
 
-  try {
+  /** Reads stdin to the end, drains the emitter and stdout; resolves to the exit code. */
+  async finish(): Promise<number> {
+    const stopProgress = this.#progress();
+    try {
+      await this.#feed();
+      const before = this.#emitter.stats.emitted;
+      // After a fatal error, what was not run yet is reported as such.
+      if (this.#fatal !== undefined) await this.#emitter.abort(this.#fatal);
+      else {
+        await this.#emitter.close().catch((error) => report(message(error)));
+      }
+      this.#admit(this.#emitter.stats.emitted - before);
+      await this.#sink.drain();
+    } catch (error) {
+      this.#fatal = new Fatal(message(error), EXIT_FAILED);
+      await this.#emitter.abort(error).catch(() => {});
+    } finally {
+      stopProgress();
+    }
+    if (this.#sink.error !== undefined) {
+      this.#fatal ??= new Fatal(
+        `cannot write to stdout: ${message(this.#sink.error)}`,
+        EXIT_FAILED,
+      );
+    }
+    await this.#stdout.close().catch(() => {});
+    return this.#summary();
+  }
+
+  /** Writes stdin to the emitter, as fast as stdout takes the outputs. */
+  async #feed(): Promise<void> {
     const reader = Deno.stdin.readable.getReader();
     try {
       while (true) {
         const { value, done } = await reader.read();
         if (done) break;
-        counts.read += value.length;
-        const before = emitter.stats.emitted;
-        emitter.write(value);
-        const emitted = emitter.stats.emitted - before;
-        for (let i = 0; i < emitted; i++) sink.admit();
-        counts.chunks += emitted;
-        if (fatal !== undefined) break;
-        await sink.room;
-        if (sink.error !== undefined) break;
+        this.#counts.read += value.length;
+        const before = this.#emitter.stats.emitted;
+        this.#emitter.write(value);
+        this.#admit(this.#emitter.stats.emitted - before);
+        if (this.#fatal !== undefined) break;
+        await this.#sink.room;
+        if (this.#sink.error !== undefined) break;
       }
     } finally {
       await reader.cancel().catch(() => {});
       reader.releaseLock();
     }
-    const before = emitter.stats.emitted;
-    // After a fatal error, what was not run yet is reported as such.
-    if (fatal !== undefined) await emitter.abort(fatal);
-    else {
-      await emitter.close().catch((error) => {
-        report(message(error));
-      });
-    }
-    const emitted = emitter.stats.emitted - before;
-    for (let i = 0; i < emitted; i++) sink.admit();
-    counts.chunks += emitted;
-    await sink.drain();
-  } catch (error) {
-    fatal = new Fatal(message(error), EXIT_FAILED);
-    await emitter.abort(error).catch(() => {});
-  } finally {
-    if (progress !== undefined) {
-      clearInterval(progress);
-      if (isTerminal) Deno.stderr.writeSync(encoder.encode("\r\x1b[K"));
-    }
   }
-  if (sink.error !== undefined && fatal === undefined) {
-    fatal = new Fatal(
-      `cannot write to stdout: ${message(sink.error)}`,
-      EXIT_FAILED,
-    );
-  }
-  await stdoutWriter.close().catch(() => {});
 
-  if (fatal !== undefined) report(fatal.message);
-  if (!options.quiet || counts.failed > 0) {
-    report(
-      line(),
-    );
+  /** Counts `n` chunks handed on, each of which will have an output. */
+  #admit(n: number): void {
+    for (let i = 0; i < n; i++) this.#sink.admit();
+    this.#counts.chunks += n;
   }
-  if (counts.failed > 0) {
-    report(
-      `${counts.failed} of ${counts.chunks} chunks failed (see the messages above)`,
-    );
+
+  #onError(error: ChunkError, info: ChunkInfo): void {
+    this.#counts.failed++;
+    if (this.#options.exec === undefined) {
+      // The ChunkError message already names the chunk, its offset and mode.
+      report(`${error.message}${stderrTail(error.stderr)}`);
+      return this.#sink.deliver(info.index, undefined);
+    }
+    const { why, stdout } = this.#execFailure(error);
+    report(`${describeChunk(info)} failed: ${why}`);
+    // Whatever the command wrote is still its output: keep it.
+    this.#sink.deliver(info.index, stdout);
   }
-  if (fatal !== undefined) return fatal.code;
-  return counts.failed > 0 ? EXIT_FAILED : EXIT_OK;
+
+  /** How a failed `--exec` chunk reads, and what it still wrote to stdout. */
+  #execFailure(error: ChunkError): { why: string; stdout?: Uint8Array } {
+    const options = this.#options;
+    const cause = error.cause;
+    if (cause instanceof CommandNotStarted) {
+      const notFound = cause.cause instanceof Deno.errors.NotFound;
+      const command = options.exec![0];
+      this.#fatal ??= new Fatal(
+        `--exec "${options.execText}": ${
+          notFound
+            ? `command not found: ${command}`
+            : `cannot run ${command}: ${cause.message}`
+        }`,
+        notFound ? EXIT_NOT_FOUND : EXIT_NOT_EXECUTABLE,
+      );
+      return { why: "its command could not be started" };
+    }
+    if (cause instanceof CommandFailed) {
+      return {
+        why: `${cause.message}${stderrTail(decoder.decode(cause.stderr))}`,
+        stdout: cause.stdout,
+      };
+    }
+    if (error.kind === "timeout") {
+      return {
+        why:
+          `"${options.execText}" took longer than --timeout ${options.timeout} ms and was killed`,
+      };
+    }
+    return {
+      why: error.kind === "aborted" && this.#fatal !== undefined
+        ? "not run after an earlier fatal error"
+        : `ocycle could not run it: ${error.message}`,
+    };
+  }
+
+  /** Shows progress on stderr until the returned function is called. */
+  #progress(): () => void {
+    if (this.#options.quiet) return () => {};
+    const isTerminal = Deno.stderr.isTerminal();
+    const timer = setInterval(() => {
+      if (isTerminal) {
+        Deno.stderr.writeSync(
+          encoder.encode(`\rocycle: ${this.#line()}\x1b[K`),
+        );
+      } else report(this.#line());
+    }, isTerminal ? 250 : 5000);
+    return () => {
+      clearInterval(timer);
+      if (isTerminal) Deno.stderr.writeSync(encoder.encode("\r\x1b[K"));
+    };
+  }
+
+  #line(): string {
+    const counts = this.#counts;
+    const seconds = (performance.now() - this.#started) / 1000;
+    return `${formatBytes(counts.read)} in, ${
+      plural(counts.chunks, "chunk")
+    }: ${counts.done} done, ${counts.failed} failed; ${
+      formatBytes(this.#sink.outputBytes)
+    } out; ${
+      (counts.read / 1e6 / Math.max(seconds, 1e-3)).toFixed(1)
+    } MB/s over ${seconds.toFixed(1)} s`;
+  }
+
+  /** Says how it went; the exit code. */
+  #summary(): number {
+    const counts = this.#counts;
+    const fatal = this.#fatal;
+    if (fatal !== undefined) report(fatal.message);
+    if (!this.#options.quiet || counts.failed > 0) report(this.#line());
+    if (counts.failed > 0) {
+      report(
+        `${counts.failed} of ${counts.chunks} chunks failed (see the messages above)`,
+      );
+    }
+    if (fatal !== undefined) return fatal.code;
+    return counts.failed > 0 ? EXIT_FAILED : EXIT_OK;
+  }
 }

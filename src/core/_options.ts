@@ -50,6 +50,62 @@ export interface Settings<C, R> {
   readonly signal: AbortSignal | undefined;
 }
 
+/** One option's rule: a test, what the value must be, and the error class. */
+type Rule = readonly [
+  test: (value: unknown) => boolean,
+  must: string,
+  error: typeof TypeError | typeof RangeError,
+];
+
+const positive: Rule = [isPositiveInteger, "a positive integer", RangeError];
+const milliseconds: Rule = [
+  (v) => typeof v === "number" && v > 0,
+  "a number of milliseconds > 0",
+  RangeError,
+];
+const fn: Rule = [(v) => typeof v === "function", "a function", TypeError];
+
+/** The rule of every option that has one, checked on the value after defaults. */
+const RULES: Readonly<Record<string, Rule>> = {
+  size: positive,
+  clip: [(v) => typeof v === "boolean", "a boolean", TypeError],
+  hop: positive,
+  sampler: [
+    (v) =>
+      typeof v === "function" ||
+      (typeof v === "number" && v >= 0 && v < Infinity),
+    "a finite number of milliseconds >= 0 or a function",
+    RangeError,
+  ],
+  mode: [
+    (v) => v === "serial" || v === "thread" || v === "process",
+    `"serial", "thread" or "process"`,
+    TypeError,
+  ],
+  pool: positive,
+  concurrency: positive,
+  maxPending: [
+    (v) => v === Infinity || (Number.isSafeInteger(v) && (v as number) >= 0),
+    "an integer >= 0 or Infinity",
+    RangeError,
+  ],
+  overflow: [
+    (v) => v === "queue" || v === "drop-newest" || v === "drop-oldest",
+    `"queue", "drop-newest" or "drop-oldest"`,
+    TypeError,
+  ],
+  maxWait: milliseconds,
+  timeout: milliseconds,
+  onDone: fn,
+  onError: fn,
+  signal: [(v) => v instanceof AbortSignal, "an AbortSignal", TypeError],
+  exportName: [
+    (v) => typeof v === "string" && v !== "",
+    "a non-empty string",
+    TypeError,
+  ],
+};
+
 /**
  * Checks an emitter's arguments.
  *
@@ -63,10 +119,6 @@ export function checkOptions<C, R>(
   size: number,
   options: AllOptions<R>,
 ): Settings<C, R> {
-  const fail = (name: string, must: string, value: unknown) =>
-    `Cannot create ${owner} as '${name}' must be ${must}: received ${
-      describeValue(value)
-    }`;
   const {
     clip = false,
     hop,
@@ -85,109 +137,40 @@ export function checkOptions<C, R>(
     exportName = "default",
     [TRANSPORT]: transport,
   } = options;
-
-  if (!isPositiveInteger(size)) {
-    throw new RangeError(fail("size", "a positive integer", size));
-  }
-  if (typeof clip !== "boolean") {
-    throw new TypeError(fail("clip", "a boolean", clip));
-  }
-  if (hop !== undefined) {
-    if (!isPositiveInteger(hop)) {
-      throw new RangeError(fail("hop", "a positive integer", hop));
-    }
-    if (!clip) {
-      throw new TypeError(
-        `Cannot create ${owner} as 'hop' requires 'clip: true': received hop ${hop} without clip`,
+  const values = {
+    size,
+    clip,
+    hop,
+    sampler,
+    mode,
+    pool,
+    concurrency,
+    maxPending,
+    overflow,
+    maxWait,
+    timeout,
+    onDone,
+    onError,
+    signal,
+    exportName,
+  };
+  for (const [name, value] of Object.entries(values)) {
+    const [test, must, ErrorClass] = RULES[name]!;
+    if (value !== undefined && !test(value)) {
+      throw new ErrorClass(
+        `Cannot create ${owner} as '${name}' must be ${must}: received ${
+          describeValue(value)
+        }`,
       );
     }
   }
-  if (
-    sampler !== undefined && typeof sampler !== "function" &&
-    !(typeof sampler === "number" && sampler >= 0 && sampler < Infinity)
-  ) {
-    throw new RangeError(
-      fail(
-        "sampler",
-        "a finite number of milliseconds >= 0 or a function",
-        sampler,
-      ),
-    );
-  }
-  if (mode !== "serial" && mode !== "thread" && mode !== "process") {
-    throw new TypeError(fail("mode", `"serial", "thread" or "process"`, mode));
-  }
-  if (!isPositiveInteger(pool)) {
-    throw new RangeError(fail("pool", "a positive integer", pool));
-  }
-  if (!isPositiveInteger(concurrency)) {
-    throw new RangeError(
-      fail("concurrency", "a positive integer", concurrency),
-    );
-  }
-  if (
-    !(maxPending === Infinity ||
-      (Number.isSafeInteger(maxPending) && maxPending >= 0))
-  ) {
-    throw new RangeError(
-      fail("maxPending", "an integer >= 0 or Infinity", maxPending),
-    );
-  }
-  if (
-    overflow !== "queue" && overflow !== "drop-newest" &&
-    overflow !== "drop-oldest"
-  ) {
+  if (hop !== undefined && !clip) {
     throw new TypeError(
-      fail("overflow", `"queue", "drop-newest" or "drop-oldest"`, overflow),
+      `Cannot create ${owner} as 'hop' requires 'clip: true': received hop ${hop} without clip`,
     );
-  }
-  if (!(typeof maxWait === "number" && maxWait > 0)) {
-    throw new RangeError(
-      fail("maxWait", "a number of milliseconds > 0", maxWait),
-    );
-  }
-  if (!(typeof timeout === "number" && timeout > 0)) {
-    throw new RangeError(
-      fail("timeout", "a number of milliseconds > 0", timeout),
-    );
-  }
-  for (const [name, fn] of [["onDone", onDone], ["onError", onError]]) {
-    if (fn !== undefined && typeof fn !== "function") {
-      throw new TypeError(fail(name as string, "a function", fn));
-    }
-  }
-  if (signal !== undefined && !(signal instanceof AbortSignal)) {
-    throw new TypeError(fail("signal", "an AbortSignal", signal));
-  }
-  if (typeof exportName !== "string" || exportName === "") {
-    throw new TypeError(fail("exportName", "a non-empty string", exportName));
   }
   const process = processOptions(options, owner);
-
-  let source: Callback<C, R> | URL;
-  if (typeof callback === "function") {
-    if (mode !== "serial" && transport === undefined) {
-      throw new TypeError(
-        `Cannot create ${owner} in ${mode} mode as a function cannot cross into a ${
-          mode === "thread" ? "Worker" : "child process"
-        }: pass the URL of a module that exports the callback, e.g. new URL("./callback.ts", import.meta.url)`,
-      );
-    }
-    source = callback;
-  } else if (callback instanceof URL) {
-    source = callback;
-  } else if (typeof callback === "string" && callback !== "") {
-    source = toModuleUrl(callback);
-  } else {
-    throw new TypeError(
-      fail(
-        "callback",
-        "a function or the URL of a module that exports one",
-        callback,
-      ),
-    );
-  }
-
+  const source = callbackSource(callback, mode, transport, owner);
   const kind = createKind(kindName, options, owner);
   if (borrow && !kind.pooled) {
     throw new TypeError(
@@ -230,6 +213,38 @@ export function checkOptions<C, R>(
     },
     signal,
   };
+}
+
+/**
+ * The callback as a function or a module URL.
+ *
+ * @throws {TypeError} If it is neither, or a function where it cannot go.
+ */
+function callbackSource<C, R>(
+  callback: CallbackSource<C, R>,
+  mode: Mode,
+  transport: unknown,
+  owner: string,
+): Callback<C, R> | URL {
+  if (typeof callback === "function") {
+    if (mode !== "serial" && transport === undefined) {
+      throw new TypeError(
+        `Cannot create ${owner} in ${mode} mode as a function cannot cross into a ${
+          mode === "thread" ? "Worker" : "child process"
+        }: pass the URL of a module that exports the callback, e.g. new URL("./callback.ts", import.meta.url)`,
+      );
+    }
+    return callback;
+  }
+  if (callback instanceof URL) return callback;
+  if (typeof callback === "string" && callback !== "") {
+    return toModuleUrl(callback);
+  }
+  throw new TypeError(
+    `Cannot create ${owner} as 'callback' must be a function or the URL of a module that exports one: received ${
+      describeValue(callback)
+    }`,
+  );
 }
 
 function isPositiveInteger(value: unknown): value is number {
