@@ -99,7 +99,13 @@ class ExecTransport implements Transport<undefined> {
 
   send(jobs: readonly Job<undefined>[]): undefined {
     for (const job of jobs) {
-      this.#running = this.#running.then(() => this.#run(job));
+      this.#running = this.#running.then(() => this.#run(job)).catch(
+        (error) => {
+          // Whatever went wrong, the chunk is reported, never left hanging.
+          this.#events.settled(job.id, true, error);
+          this.#events.flushed();
+        },
+      );
     }
     return undefined;
   }

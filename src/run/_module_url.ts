@@ -2,14 +2,17 @@
 // Where a callback module given as a string lives: the emitter and the
 // command line resolve it the same way.
 
-import * as path from "@std/path";
+import * as std from "@std/path";
 
-/** The functions of @std/path used here, typed as its JSR version declares them. */
-const { isAbsolute, resolve, toFileUrl } = path as unknown as {
+/**
+ * The functions of @std/path used here; assigning them checks this against
+ * @std/path's own types wherever those are present (the offline copy has none).
+ */
+const { isAbsolute, resolve, toFileUrl }: {
   isAbsolute(path: string): boolean;
   resolve(...paths: string[]): string;
   toFileUrl(path: string): URL;
-};
+} = std;
 
 /**
  * The URL of a module given as a URL (`https:`, `file:`, `jsr:` ...) or as a

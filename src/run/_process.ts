@@ -61,13 +61,13 @@ const DEFAULT_TUNING: ProcessTuning = {
   writePiece: undefined,
 };
 
-/** `concat` of @std/bytes, typed as its JSR version declares it. */
-const join = concat as (buffers: Uint8Array[]) => Uint8Array;
-
-/** `TextLineStream` of @std/streams, typed as its JSR version declares it. */
-const Lines = TextLineStream as unknown as new (
+// @std/bytes `concat` and @std/streams `TextLineStream` as used here;
+// assigning them checks this against their own types wherever those are
+// present (the offline copy has none).
+const join: (buffers: Uint8Array[]) => Uint8Array = concat;
+const Lines: new (
   options?: { allowCR?: boolean },
-) => TransformStream<string, string>;
+) => TransformStream<string, string> = TextLineStream;
 
 /** Raw bytes in one write up to which the task head and the chunk are joined. */
 const JOIN_BELOW = 4096;

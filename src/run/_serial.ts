@@ -12,8 +12,11 @@ import {
   type Task,
 } from "./_runner.ts";
 
-/** `deadline` of @std/async, typed as its JSR version declares it. */
-const race = deadline as <T>(promise: Promise<T>, ms: number) => Promise<T>;
+/**
+ * `deadline` of @std/async as used here; assigning it checks this against
+ * @std/async's own types wherever those are present (the offline copy has none).
+ */
+const race: <T>(promise: Promise<T>, ms: number) => Promise<T> = deadline;
 
 interface Running {
   readonly info: ChunkInfo;
