@@ -138,6 +138,16 @@ export interface EmitterOptions<R> {
    * @default {Infinity}
    */
   timeout?: number;
+  /**
+   * Thread and process modes: milliseconds a Worker or child may take to load
+   * the callback module (its top-level code) and say it is ready, before it
+   * is ended and another is tried (3 in a row, then every chunk fails with
+   * kind `"startup"`); also the longest a chunk waits for one to start. Raise
+   * it for a module that loads a large model at its top level.
+   *
+   * @default {10000}
+   */
+  startTimeout?: number;
   /** Aborting it stops the emitter as {@linkcode Emitter.abort} does. */
   signal?: AbortSignal;
   /**

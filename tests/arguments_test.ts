@@ -99,6 +99,12 @@ Deno.test("BufferEmit rejects bad arguments, naming them", async (t) => {
       "'timeout' must be a number of milliseconds > 0: received number -5",
     ],
     [
+      "startTimeout",
+      () => new BufferEmit(cb, 8, { startTimeout: 0 }),
+      RangeError,
+      "'startTimeout' must be a number of milliseconds > 0: received number 0",
+    ],
+    [
       "onDone",
       () => new BufferEmit(cb, 8, { onDone: 3 as never }),
       TypeError,

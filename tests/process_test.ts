@@ -675,3 +675,53 @@ Deno.test("process mode says it needs node:v8 where it cannot be imported", asyn
     );
   }
 });
+
+Deno.test("process mode fails a chunk whose module never finishes loading within the start-up deadline (RELIABILITY 38)", async (t) => {
+  const run = async (args: string[]) => {
+    const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        `--import-map=${
+          new URL("../.ci/import_map.json", import.meta.url).pathname
+        }`,
+        new URL("./fixtures/process/start_deadline.ts", import.meta.url)
+          .pathname,
+        ...args,
+      ],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const err = new TextDecoder().decode(stderr);
+    assertEquals(code, 0, err);
+    // Nothing calls the child idle while a chunk waits for it.
+    assertEquals(err.includes("idle"), false, err);
+    return JSON.parse(new TextDecoder().decode(stdout)) as {
+      errors: [string, string][];
+      failedMs: number;
+      closeMs: number;
+    };
+  };
+  await t.step("startTimeout: 500", async () => {
+    const { errors, failedMs, closeMs } = await run(["500"]);
+    assertEquals(errors.length, 1);
+    assertEquals(errors[0]![0], "startup");
+    assertStringIncludes(
+      errors[0]![1],
+      "no child was ready to take the chunk within 500 ms, the start-up deadline",
+    );
+    assert(failedMs >= 450 && failedMs < 3000, `failed after ${failedMs} ms`);
+    // close() ends a child that is still loading at once: it holds nothing.
+    assert(closeMs < 2000, `close() took ${closeMs} ms`);
+  });
+  await t.step("the default: 10 s, not 90", async () => {
+    const { errors, failedMs, closeMs } = await run([]);
+    assertEquals(errors.map(([kind]) => kind), ["startup"]);
+    assertStringIncludes(errors[0]![1], "within 10000 ms");
+    assert(
+      failedMs >= 9500 && failedMs < 12_000,
+      `failed after ${failedMs} ms`,
+    );
+    assert(closeMs < 2000, `close() took ${closeMs} ms`);
+  });
+});

@@ -12,6 +12,7 @@ import type {
 import type { TypedArray } from "../wire/_layout.ts";
 import type { RunnerSettings } from "../run/_factory.ts";
 import { toModuleUrl } from "../run/_module_url.ts";
+import { START_TIMEOUT } from "../run/_pool.ts";
 import { processOptions } from "../run/_process_args.ts";
 import type { TransportKind } from "../run/_transport.ts";
 import {
@@ -96,6 +97,7 @@ const RULES: Readonly<Record<string, Rule>> = {
   ],
   maxWait: milliseconds,
   timeout: milliseconds,
+  startTimeout: milliseconds,
   onDone: fn,
   onError: fn,
   signal: [(v) => v instanceof AbortSignal, "an AbortSignal", TypeError],
@@ -133,6 +135,7 @@ export function checkOptions<C, R>(
     overflow = "queue",
     maxWait = Infinity,
     timeout = Infinity,
+    startTimeout = START_TIMEOUT,
     signal,
     exportName = "default",
     [TRANSPORT]: transport,
@@ -149,6 +152,7 @@ export function checkOptions<C, R>(
     overflow,
     maxWait,
     timeout,
+    startTimeout,
     onDone,
     onError,
     signal,
@@ -205,6 +209,7 @@ export function checkOptions<C, R>(
       pool: serial ? 1 : pool,
       concurrency: serial ? 1 : concurrency,
       timeout,
+      startTimeout,
       layout: kind.layout,
       borrow,
       owner,

@@ -22,6 +22,8 @@ export interface RunnerSettings<C, R>
   readonly concurrency: number;
   /** Milliseconds a chunk may run, from its start; Infinity for no limit. */
   readonly timeout: number;
+  /** Milliseconds a Worker or child may take to start, and a chunk may wait for one. */
+  readonly startTimeout: number;
   /** A transport of the caller's own (the CLI's commands), in place of the mode's. */
   readonly transport?: TransportKind<unknown> | undefined;
 }
@@ -30,8 +32,14 @@ export interface RunnerSettings<C, R>
 export function createRunner<C, R>(
   settings: RunnerSettings<C, R>,
 ): Runner<C, R> {
-  const { mode, callback, pool, concurrency, timeout } = settings;
-  const options = { pool, concurrency, timeout };
+  const { mode, callback, pool, concurrency, timeout, startTimeout } = settings;
+  const options = {
+    pool,
+    concurrency,
+    timeout,
+    startTimeout,
+    startDeadline: startTimeout,
+  };
   if (settings.transport !== undefined) {
     return new Pool(settings.transport, options) as Runner<C, R>;
   }

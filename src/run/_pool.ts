@@ -45,6 +45,13 @@ import type {
   TransportKind,
 } from "./_transport.ts";
 
+/**
+ * Milliseconds a worker may take to start, and a chunk may wait for one to
+ * start, by default: a module whose top-level code never finishes costs a
+ * chunk this long, whatever the retries.
+ */
+export const START_TIMEOUT = 10_000;
+
 /** The pool's settings, checked by the emitter. */
 export interface PoolOptions {
   /** Workers in the pool. */
@@ -57,6 +64,8 @@ export interface PoolOptions {
   readonly startAttempts?: number;
   /** Milliseconds a worker may take to load the callback module and say so. */
   readonly startTimeout?: number;
+  /** Milliseconds a chunk may wait for a worker to start, at most. */
+  readonly startDeadline?: number;
 }
 
 /** Runs chunks in a pool of workers, each reached through a transport. */
@@ -70,6 +79,7 @@ export class Pool<P> implements Runner<unknown, unknown> {
   readonly #timeout: number;
   readonly #startAttempts: number;
   readonly #startTimeout: number;
+  readonly #startDeadline: number;
   /** Workers starting, ready, or killed and not yet gone. */
   #workers: Worker<P>[] = [];
   #backlog: PoolJob<P>[] = [];
@@ -88,7 +98,8 @@ export class Pool<P> implements Runner<unknown, unknown> {
     this.#concurrency = options.concurrency;
     this.#timeout = options.timeout;
     this.#startAttempts = options.startAttempts ?? 3;
-    this.#startTimeout = options.startTimeout ?? 30_000;
+    this.#startTimeout = options.startTimeout ?? START_TIMEOUT;
+    this.#startDeadline = options.startDeadline ?? START_TIMEOUT;
     this.capacity = options.pool * options.concurrency;
     this.#names = {
       noun: kind.noun,
@@ -133,7 +144,13 @@ export class Pool<P> implements Runner<unknown, unknown> {
     const ending: Promise<unknown>[] = [];
     for (const worker of this.#workers) {
       if (worker.state === "dead") ending.push(worker.transport.gone);
-      else {
+      else if (worker.state === "starting") {
+        // It holds nothing, and its module may never finish loading.
+        this.#stopClock(worker);
+        worker.state = "dead";
+        worker.transport.kill();
+        ending.push(worker.transport.gone);
+      } else {
         this.#stopClock(worker);
         worker.state = "ending";
         ending.push(worker.transport.end());
@@ -289,17 +306,19 @@ export class Pool<P> implements Runner<unknown, unknown> {
   }
 
   /**
-   * Puts a chunk in the backlog, at the back or the front. With a timeout its
-   * clock runs there: a worker whose module never finishes loading must not
-   * leave it waiting for good.
+   * Puts a chunk in the backlog, at the back or the front. Its clock runs
+   * there, for `timeout` or the start-up deadline, whichever is shorter: a
+   * worker whose module never finishes loading must not leave it waiting for
+   * good.
    */
   #wait(job: PoolJob<P>, front = false): void {
     job.worker = undefined;
     job.sent = false;
     if (front) this.#backlog.unshift(job);
     else this.#backlog.push(job);
-    if (this.#timeout !== Infinity && job.timer === undefined) {
-      job.timer = setTimeout(() => this.#onTimeout(job), this.#timeout);
+    if (job.timer === undefined) {
+      const ms = Math.min(this.#timeout, this.#startDeadline);
+      job.timer = setTimeout(() => this.#onTimeout(job), ms);
     }
   }
 
@@ -456,12 +475,16 @@ export class Pool<P> implements Runner<unknown, unknown> {
     if (worker === undefined || !job.sent) {
       const at = this.#backlog.indexOf(job);
       if (at !== -1) this.#backlog.splice(at, 1);
+      const timedOut = this.#timeout <= this.#startDeadline;
+      const ms = timedOut ? this.#timeout : this.#startDeadline;
       this.#settle(
         job,
         this.#error(
-          "timeout",
+          timedOut ? "timeout" : "startup",
           job.task.info,
-          `no ${this.#kind.noun} was ready to take the chunk within ${this.#timeout} ms (the callback module's top-level code may still be running)`,
+          `no ${this.#kind.noun} was ready to take the chunk within ${ms} ms${
+            timedOut ? "" : ", the start-up deadline"
+          } (the callback module's top-level code may still be running)`,
         ),
       );
       return;

@@ -316,6 +316,12 @@ class ProcessTransport implements Transport<Encoded> {
           continue;
         }
         this.#armStall();
+        if (frames.some((frame) => frame.type === FrameType.error)) {
+          // What a callback printed before it threw is in the stderr pipe
+          // already, but may not have been read yet: let it be read, so
+          // that the error carries it.
+          await new Promise((resolve) => setTimeout(resolve, 0));
+        }
         for (const frame of frames) {
           if (this.#over) break;
           this.#onFrame(frame);
