@@ -326,6 +326,30 @@ Deno.test("BufferEmit runs async callbacks one at a time, in order, with backpre
       assertBuffersAddUp(buff.stats);
     }
   });
+  await t.step(
+    "what an overflow policy drops goes back to the pool (RELIABILITY 29)",
+    async () => {
+      for (const overflow of ["drop-newest", "drop-oldest"] as const) {
+        let release!: () => void;
+        const gate = new Promise<void>((r) => release = r);
+        const buff = new BufferEmit(() => gate, 1024, {
+          maxPending: 2,
+          overflow,
+        });
+        for (let i = 0; i < 1000; i++) buff.write(new Uint8Array(1024));
+        const { droppedChunks, buffers } = buff.stats;
+        assertEquals(droppedChunks, 1000 - 3);
+        // One running, two waiting, one being filled, one spare: no buffer
+        // is made per dropped chunk.
+        assert(buffers.created <= 6, `${overflow}: ${buffers.created} made`);
+        assertEquals(buffers.given, 1);
+        release();
+        await buff.close();
+        assertEquals(buff.stats.buffers.given, 3);
+        assertBuffersAddUp(buff.stats);
+      }
+    },
+  );
 });
 
 Deno.test("BufferEmit.ready waits until fewer than maxPending chunks wait, also when one write makes many", async () => {

@@ -77,20 +77,19 @@ export class ChunkQueue<C, R> {
     return queued === 0 || queued < this.#settings.maxPending;
   }
 
-  /** Takes a chunk cut by the write path. */
+  /**
+   * Takes a chunk cut by the write path, with the pooled buffer behind it: the
+   * buffer stays the queue's until the chunk starts, so that a chunk dropped
+   * before it runs gives its buffer back to the pool.
+   */
   submit(chunk: C, info: ChunkInfo, buffer: unknown): void {
-    const pool = this.#pool;
     const task: Task<C> = {
       chunk,
       info,
-      buffer: undefined,
+      buffer: this.#pool === undefined ? undefined : buffer,
       lost: false,
       owned: !this.#settings.borrow,
     };
-    if (pool !== undefined) {
-      if (this.#settings.borrow || this.#runner.copies) task.buffer = buffer;
-      else pool.give();
-    }
     this.emitted++;
     if (this.#inFlight < this.#runner.capacity && this.#queue.length === 0) {
       this.#start(task);
@@ -164,6 +163,11 @@ export class ChunkQueue<C, R> {
 
   #start(task: Task<C>): void {
     this.#inFlight++;
+    if (task.owned && task.buffer !== undefined && !this.#runner.copies) {
+      // From here the buffer is the callback's to keep.
+      this.#pool!.give();
+      task.buffer = undefined;
+    }
     let result: R | Promise<R>;
     try {
       result = this.#runner.run(task);
