@@ -15,6 +15,7 @@ import type { ChunkInfo } from "@ocycle/core";
 import { Pool, type PoolOptions } from "../src/run/_pool.ts";
 import {
   type Encoded,
+  pieces,
   ProcessKind,
   type ProcessTuning,
 } from "../src/run/_process.ts";
@@ -724,4 +725,43 @@ Deno.test("process mode fails a chunk whose module never finishes loading within
     );
     assert(closeMs < 2000, `close() took ${closeMs} ms`);
   });
+});
+
+Deno.test("process mode forwards a child's stderr without newlines in pieces, in bounded memory (RELIABILITY 30)", async (t) => {
+  await t.step(
+    "lines longer than the limit are cut, others are kept",
+    async () => {
+      const out = await Array.fromAsync(
+        ReadableStream.from(["abcdefgh", "ij\nkl", "mnopqrstu\rvw"])
+          .pipeThrough(pieces(4)),
+      );
+      assertEquals(out.join(""), "abcd\nefgh\nij\nklmn\nopqr\nstu\rvw");
+    },
+  );
+  await t.step(
+    "200 MiB on one line: the parent's memory does not follow",
+    async () => {
+      const { code, stdout } = await new Deno.Command(Deno.execPath(), {
+        args: [
+          "run",
+          "-A",
+          `--import-map=${
+            new URL("../.ci/import_map.json", import.meta.url).pathname
+          }`,
+          new URL("./fixtures/process/stderr_flood.ts", import.meta.url)
+            .pathname,
+        ],
+        stdout: "piped",
+        stderr: "null",
+      }).output();
+      assertEquals(code, 0);
+      const { result, peakMiB } = JSON.parse(
+        new TextDecoder().decode(stdout),
+      ) as { result: number; peakMiB: number };
+      assertEquals(result, 0);
+      // About 140 MiB whatever the line's length (50 MiB or 800 MiB alike);
+      // holding the line took 938 MiB.
+      assert(peakMiB < 400, `the parent peaked at ${peakMiB} MiB`);
+    },
+  );
 });

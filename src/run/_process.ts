@@ -47,6 +47,8 @@ export interface ProcessTuning {
   closeGrace: number;
   /** Lines of a child's stderr kept for errors. */
   stderrLines: number;
+  /** Characters of a stderr line after which it is forwarded in pieces. */
+  stderrPiece: number;
   /** Largest frame body accepted from a child, in bytes. */
   maxFrameBytes: number;
   /** Test knob: the child writes its frames this many bytes at a time. */
@@ -57,6 +59,7 @@ const DEFAULT_TUNING: ProcessTuning = {
   stallTimeout: 10_000,
   closeGrace: 10_000,
   stderrLines: 20,
+  stderrPiece: 4096,
   maxFrameBytes: MAX_FRAME_BYTES,
   writePiece: undefined,
 };
@@ -255,6 +258,7 @@ class ProcessTransport implements Transport<Encoded> {
     const stdout = this.#process.stdout.getReader();
     const stderr = this.#process.stderr
       .pipeThrough(new TextDecoderStream())
+      .pipeThrough(pieces(this.#tuning.stderrPiece))
       .pipeThrough(new Lines({ allowCR: true }))
       .getReader();
     const pipes = Promise.all([
@@ -448,6 +452,46 @@ class ProcessTransport implements Transport<Encoded> {
       }
     });
   }
+}
+
+/**
+ * Ends a line at most every `max` characters, so that a child that writes
+ * without newlines (a progress bar redrawn with `\r` is split by
+ * TextLineStream already) is forwarded in pieces and held in bounded memory.
+ */
+export function pieces(max: number): TransformStream<string, string> {
+  /** Characters since the last line end. */
+  let run = 0;
+  return new TransformStream({
+    transform(text, controller) {
+      let from = 0;
+      let out = "";
+      let end = nextLineEnd(text, 0);
+      while (from < text.length) {
+        if (end !== -1 && end < from) end = nextLineEnd(text, from);
+        const room = max - run;
+        if (end !== -1 && end - from < room) {
+          out += text.slice(from, end + 1);
+          from = end + 1;
+          run = 0;
+        } else if (text.length - from <= room) {
+          run += text.length - from;
+          break;
+        } else {
+          out += text.slice(from, from + room) + "\n";
+          from += room;
+          run = 0;
+        }
+      }
+      controller.enqueue(out + text.slice(from));
+    },
+  });
+}
+
+function nextLineEnd(text: string, from: number): number {
+  const n = text.indexOf("\n", from);
+  const r = text.indexOf("\r", from);
+  return n === -1 ? r : r === -1 ? n : Math.min(n, r);
 }
 
 /**
