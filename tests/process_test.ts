@@ -765,3 +765,63 @@ Deno.test("process mode forwards a child's stderr without newlines in pieces, in
     },
   );
 });
+
+Deno.test("process mode resolves the callback module's imports through its own project's deno.json (RELIABILITY 36)", async () => {
+  const project = new URL("./fixtures/process/project/", import.meta.url);
+  const lock = new URL("../deno.lock", import.meta.url);
+  const before = await Deno.readTextFile(lock).catch(() => undefined);
+  const results: number[] = [];
+  const errors: ChunkError[] = [];
+  const emitter = new BufferEmit<number>(new URL("callback.ts", project), 3, {
+    mode: "process",
+    pool: 1,
+    permissions: { read: [project.pathname] },
+    onDone: (value) => results.push(value),
+    onError: (error) => errors.push(error),
+  });
+  emitter.write(new Uint8Array(3));
+  await emitter.close();
+  assertEquals(errors.map((e) => e.message), []);
+  assertEquals(results, [45]);
+  // The library's own lockfile is not the child's.
+  assertEquals(await Deno.readTextFile(lock).catch(() => undefined), before);
+});
+
+Deno.test({
+  name:
+    "process mode children keep Deno's own settings, the callback sees only env (RELIABILITY 37)",
+  // It reads what the child was started with from /proc.
+  ignore: Deno.build.os !== "linux",
+}, async () => {
+  const denoDir = JSON.parse(
+    new TextDecoder().decode(
+      (await new Deno.Command(Deno.execPath(), {
+        args: ["info", "--json"],
+        stdout: "piped",
+      }).output()).stdout,
+    ),
+  ).denoDir as string;
+  const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      `--import-map=${
+        new URL("../.ci/import_map.json", import.meta.url).pathname
+      }`,
+      new URL("./fixtures/process/environment.ts", import.meta.url).pathname,
+    ],
+    env: { DENO_DIR: denoDir, NO_PROXY: "example.invalid" },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assertEquals(code, 0, new TextDecoder().decode(stderr));
+  const { seen, started } = JSON.parse(new TextDecoder().decode(stdout)) as {
+    seen: Record<string, string>;
+    started: string[];
+  };
+  assertEquals(seen.GIVEN, "1");
+  assertEquals(seen.DENO_DIR, undefined);
+  assertEquals(seen.NO_PROXY, undefined);
+  assert(started.includes(`DENO_DIR=${denoDir}`), started.join(" "));
+  assert(started.includes("NO_PROXY=example.invalid"), started.join(" "));
+});

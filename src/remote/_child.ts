@@ -148,6 +148,13 @@ async function start(frame: Frame): Promise<boolean> {
   }
   try {
     const init = deserialize(frame.body) as InitMessage;
+    for (const name of init.hideEnv ?? []) {
+      try {
+        Deno.env.delete(name);
+      } catch {
+        // Without --allow-env for it, the callback cannot read it either.
+      }
+    }
     const type = layoutType(init.layout);
     if (type === Uint8Array) build = (raw) => raw;
     else if (type !== undefined) {

@@ -29,7 +29,7 @@ import {
   encodeTaskHead,
   encodeTaskMeta,
 } from "../wire/_values.ts";
-import { childArgs, type ProcessSettings } from "./_process_args.ts";
+import { childArgs, childEnv, type ProcessSettings } from "./_process_args.ts";
 import { describe, type Task } from "./_runner.ts";
 import type {
   Exit,
@@ -81,6 +81,13 @@ export interface Encoded {
   readonly raw: Uint8Array | undefined;
 }
 
+/**
+ * Never called: it puts the child's entry in this package's module graph, so
+ * that `deno cache` and `deno install` fetch it with the rest, and a child
+ * starts with no network.
+ */
+export const childEntry = (): Promise<unknown> => import("../remote/_child.ts");
+
 /** The process mode of the pool. */
 export class ProcessKind implements TransportKind<Encoded> {
   readonly mode = "process";
@@ -92,6 +99,7 @@ export class ProcessKind implements TransportKind<Encoded> {
   readonly #settings: ProcessSettings;
   readonly #tuning: ProcessTuning;
   readonly #args: string[];
+  readonly #env: { env: Record<string, string>; hide: string[] };
   readonly #raw: boolean;
   #init: Uint8Array | undefined;
 
@@ -102,6 +110,7 @@ export class ProcessKind implements TransportKind<Encoded> {
     this.#settings = settings;
     this.#tuning = { ...DEFAULT_TUNING, ...tuning };
     this.#args = childArgs(settings, this.#tuning.writePiece);
+    this.#env = childEnv(settings.env);
     const kind = settings.layout.kind;
     this.#raw = kind === "bytes" || kind === "samples";
     loadCodec();
@@ -153,7 +162,7 @@ export class ProcessKind implements TransportKind<Encoded> {
       stdout: "piped",
       stderr: "piped",
       clearEnv: true,
-      env: this.#settings.env ?? {},
+      env: this.#env.env,
     }).spawn();
     this.#init ??= encodeFrame(
       FrameType.init,
@@ -165,6 +174,7 @@ export class ProcessKind implements TransportKind<Encoded> {
           exportName: this.#settings.exportName,
           layout: this.#settings.layout,
           borrow: false,
+          hideEnv: this.#env.hide,
         } satisfies InitMessage,
       ),
     );

@@ -98,8 +98,13 @@ function permissionFlags(
   return flags;
 }
 
+/** The child's entry, wherever this package was loaded from. */
+const CHILD_URL = new URL("../remote/_child.ts", import.meta.url);
+
 /**
- * The arguments of `deno` for a child: least privilege, no prompt, no shell.
+ * The arguments of `deno` for a child: least privilege, no prompt, no shell,
+ * and the configuration (import map, lockfile) of the callback module's own
+ * project, never this package's.
  *
  * @throws {TypeError} If the module's path has a comma, which no --allow-read list can hold.
  */
@@ -109,6 +114,8 @@ export function childArgs(
 ): string[] {
   const { url, permissionFlags, v8Flags } = settings;
   const args = ["run", "--no-prompt"];
+  const config = projectConfig(url);
+  args.push(config === undefined ? "--no-config" : `--config=${config}`);
   const readsAll = permissionFlags.includes("--allow-read");
   if (url.protocol === "file:" && !readsAll) {
     const path = decodeURIComponent(url.pathname);
@@ -118,12 +125,82 @@ export function childArgs(
       );
     }
     args.push(`--allow-read=${path}`);
-  } else if (url.protocol === "http:" || url.protocol === "https:") {
-    args.push(`--allow-import=${url.host}`);
   }
+  // A remote module, and this package's own entry when it was loaded from a
+  // host Deno does not allow by default.
+  const hosts = new Set(
+    [url, CHILD_URL].filter((u) => /^https?:$/.test(u.protocol)).map((u) =>
+      u.host
+    ),
+  );
+  if (hosts.size > 0) args.push(`--allow-import=${[...hosts].join(",")}`);
   args.push(...permissionFlags);
   if (v8Flags.length > 0) args.push(`--v8-flags=${v8Flags.join(",")}`);
-  args.push(new URL("../remote/_child.ts", import.meta.url).href);
+  args.push(CHILD_URL.href);
   if (writePiece !== undefined) args.push(`--write-piece=${writePiece}`);
   return args;
+}
+
+/**
+ * The `deno.json` or `deno.jsonc` nearest to a local callback module, where
+ * this process may look, so that the child resolves the module's imports as
+ * its project does (thread and serial modes use the parent's configuration).
+ */
+function projectConfig(url: URL): string | undefined {
+  if (url.protocol !== "file:") return undefined;
+  let dir = decodeURIComponent(url.pathname).replace(/\/[^/]*$/, "");
+  while (dir !== "") {
+    for (const name of ["deno.json", "deno.jsonc"]) {
+      const path = `${dir}/${name}`;
+      const read = Deno.permissions.querySync({ name: "read", path });
+      if (read.state !== "granted") return undefined;
+      try {
+        if (Deno.statSync(path).isFile) return path;
+      } catch {
+        // Not here: look further up.
+      }
+    }
+    dir = dir.replace(/\/[^/]*$/, "");
+  }
+  return undefined;
+}
+
+/**
+ * The variables Deno itself reads (its cache, proxies, certificates, auth
+ * tokens): a child gets the parent's, so that an installed package's child
+ * finds the cache its parent uses, while the callback sees only `env`.
+ */
+const RUNTIME_ENV = [
+  "DENO_DIR",
+  "DENO_CERT",
+  "DENO_TLS_CA_STORE",
+  "DENO_AUTH_TOKENS",
+  "DENO_NO_UPDATE_CHECK",
+  "NPM_CONFIG_REGISTRY",
+  "XDG_CACHE_HOME",
+  "HTTP_PROXY",
+  "HTTPS_PROXY",
+  "NO_PROXY",
+  "http_proxy",
+  "https_proxy",
+  "no_proxy",
+];
+
+/**
+ * A child's environment: Deno's own settings that this process may read,
+ * then `env`; and the names the child must hide from the callback.
+ */
+export function childEnv(
+  env: Record<string, string> | undefined,
+): { env: Record<string, string>; hide: string[] } {
+  const runtime: Record<string, string> = {};
+  for (const variable of RUNTIME_ENV) {
+    if (env !== undefined && Object.hasOwn(env, variable)) continue;
+    // Only where reading cannot prompt the user.
+    const state = Deno.permissions.querySync({ name: "env", variable }).state;
+    if (state !== "granted") continue;
+    const value = Deno.env.get(variable);
+    if (value !== undefined) runtime[variable] = value;
+  }
+  return { env: { ...runtime, ...env }, hide: Object.keys(runtime) };
 }

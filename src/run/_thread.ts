@@ -33,6 +33,14 @@ import type {
 
 const WORKER_URL = new URL("../remote/_worker.ts", import.meta.url);
 
+/**
+ * Never called: it puts the Worker's entry in this package's module graph, so
+ * that `deno cache` and `deno install` fetch it with the rest, and thread mode
+ * starts with no network.
+ */
+export const workerEntry = (): Promise<unknown> =>
+  import("../remote/_worker.ts");
+
 /** Nothing to add about a Worker's end: Deno tells nothing of it. */
 const GONE: Exit = { text: "" };
 

@@ -27,6 +27,12 @@ export interface InitMessage {
   /** Whether chunk buffers must be sent back for reuse. */
   borrow: boolean;
   /**
+   * Process mode: variables the child got for Deno itself (its cache,
+   * proxies), to delete before the callback module loads, so that the
+   * callback sees only the environment it was given.
+   */
+  hideEnv?: string[];
+  /**
    * Thread mode: post each reply as soon as its callback settles instead of
    * batching the replies of one turn. Set when a timeout is in force, so that
    * a callback that hangs cannot hold back the results that came before it.

@@ -1,0 +1,104 @@
+// Copyright the @ocycle/core authors. MIT license.
+// Offline after install (RELIABILITY 39): this package is served over HTTP on
+// loopback, a user's program is cached with `deno cache` into a fresh
+// DENO_DIR, the server stops, and thread and process modes still start: the
+// Worker and child entries are part of the module graph Deno caches.
+
+import { assertEquals } from "@std/assert";
+
+const ROOT = new URL("../", import.meta.url);
+const CI_MAP = new URL("../.ci/import_map.json", import.meta.url);
+
+const PROGRAM = (base: string) => `
+import { BufferEmit } from "${base}mod.ts";
+const results = [];
+for (const mode of ["thread", "process"]) {
+  const emitter = new BufferEmit(new URL("./callback.ts", import.meta.url), 4, {
+    mode,
+    pool: 1,
+    onDone: (n) => results.push([mode, n]),
+    onError: (error) => results.push([mode, error.message]),
+  });
+  emitter.write(new Uint8Array(4));
+  await emitter.close();
+}
+console.log(JSON.stringify(results));
+`;
+
+/** Serves this package's source files on loopback until the returned server shuts down. */
+function serve(): Deno.HttpServer<Deno.NetAddr> {
+  return Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+    async (request) => {
+      const path = new URL(request.url).pathname;
+      if (!/^\/(mod|cli)\.ts$|^\/src\/[\w/]+\.ts$/.test(path)) {
+        return new Response("not found", { status: 404 });
+      }
+      try {
+        const body = await Deno.readFile(new URL(`.${path}`, ROOT));
+        return new Response(body, {
+          headers: { "content-type": "application/typescript" },
+        });
+      } catch {
+        return new Response("not found", { status: 404 });
+      }
+    },
+  );
+}
+
+async function deno(
+  args: string[],
+  env: Record<string, string>,
+  cwd: string,
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args,
+    env,
+    cwd,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const decoder = new TextDecoder();
+  return {
+    code: out.code,
+    stdout: decoder.decode(out.stdout),
+    stderr: decoder.decode(out.stderr),
+  };
+}
+
+Deno.test("thread and process modes start with no network after deno cache (RELIABILITY 39)", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "ocycle-offline-" });
+  const server = serve();
+  try {
+    const base = `http://127.0.0.1:${server.addr.port}/`;
+    // The user's program, its callback, and the @std packages this package
+    // imports (from JSR for users; from npm on this machine).
+    const std = JSON.parse(await Deno.readTextFile(CI_MAP)).imports as Record<
+      string,
+      string
+    >;
+    const imports = Object.fromEntries(
+      Object.entries(std).filter(([name]) => name.startsWith("@std/")),
+    );
+    await Deno.writeTextFile(
+      `${dir}/deno.json`,
+      JSON.stringify({ imports }),
+    );
+    await Deno.writeTextFile(`${dir}/main.ts`, PROGRAM(base));
+    await Deno.writeTextFile(
+      `${dir}/callback.ts`,
+      "export default (chunk: Uint8Array) => chunk.length;\n",
+    );
+    const env = { DENO_DIR: `${dir}/cache`, DENO_NO_UPDATE_CHECK: "1" };
+    const host = `--allow-import=127.0.0.1:${server.addr.port}`;
+    const cached = await deno(["cache", host, "main.ts"], env, dir);
+    assertEquals(cached.code, 0, cached.stderr);
+    await server.shutdown();
+    const run = await deno(["run", "-A", "main.ts"], env, dir);
+    assertEquals(run.code, 0, run.stderr);
+    assertEquals(JSON.parse(run.stdout), [["thread", 4], ["process", 4]]);
+  } finally {
+    await server.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
