@@ -62,6 +62,34 @@ async function runChunks<R>(
   return { ...run, emitter };
 }
 
+/** Runs a fixture script of tests/fixtures/process/ in a Deno of its own. */
+async function runScript(
+  name: string,
+  args: string[] = [],
+  options: { env?: Record<string, string>; stderr?: "piped" | "null" } = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      `--import-map=${
+        new URL("../.ci/import_map.json", import.meta.url).pathname
+      }`,
+      new URL(`./fixtures/process/${name}`, import.meta.url).pathname,
+      ...args,
+    ],
+    ...(options.env === undefined ? {} : { env: options.env }),
+    stdout: "piped",
+    stderr: options.stderr ?? "piped",
+  }).output();
+  const decoder = new TextDecoder();
+  return {
+    code: output.code,
+    stdout: decoder.decode(output.stdout),
+    stderr: options.stderr === "null" ? "" : decoder.decode(output.stderr),
+  };
+}
+
 function only(errors: ChunkError[]): ChunkError {
   assertEquals(errors.length, 1, errors.map((e) => e.message).join("\n"));
   return errors[0]!;
@@ -346,21 +374,10 @@ Deno.test("process mode sends the child's console to stderr, keeping results int
   await t.step(
     "forwarded to the parent's stderr with the child's index",
     async () => {
-      const output = await new Deno.Command(Deno.execPath(), {
-        args: [
-          "run",
-          "-A",
-          `--import-map=${
-            new URL("../.ci/import_map.json", import.meta.url).pathname
-          }`,
-          new URL("./fixtures/process/print_parent.ts", import.meta.url).href,
-        ],
-        stdout: "piped",
-        stderr: "piped",
-      }).output();
-      const stderr = new TextDecoder().decode(output.stderr);
+      const output = await runScript("print_parent.ts");
+      const stderr = output.stderr;
       assertEquals(output.code, 0, stderr);
-      assertEquals(new TextDecoder().decode(output.stdout), "");
+      assertEquals(output.stdout, "");
       assertStringIncludes(stderr, "[ocycle child 0] log 0");
       assertStringIncludes(stderr, "[ocycle child 0] { dir: 0 }");
     },
@@ -679,25 +696,14 @@ Deno.test("process mode says it needs node:v8 where it cannot be imported", asyn
 
 Deno.test("process mode fails a chunk whose module never finishes loading within the start-up deadline (RELIABILITY 38)", async (t) => {
   const run = async (args: string[]) => {
-    const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "-A",
-        `--import-map=${
-          new URL("../.ci/import_map.json", import.meta.url).pathname
-        }`,
-        new URL("./fixtures/process/start_deadline.ts", import.meta.url)
-          .pathname,
-        ...args,
-      ],
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    const err = new TextDecoder().decode(stderr);
-    assertEquals(code, 0, err);
+    const { code, stdout, stderr } = await runScript(
+      "start_deadline.ts",
+      args,
+    );
+    assertEquals(code, 0, stderr);
     // Nothing calls the child idle while a chunk waits for it.
-    assertEquals(err.includes("idle"), false, err);
-    return JSON.parse(new TextDecoder().decode(stdout)) as {
+    assertEquals(stderr.includes("idle"), false, stderr);
+    return JSON.parse(stdout) as {
       errors: [string, string][];
       failedMs: number;
       closeMs: number;
@@ -741,23 +747,14 @@ Deno.test("process mode forwards a child's stderr without newlines in pieces, in
   await t.step(
     "200 MiB on one line: the parent's memory does not follow",
     async () => {
-      const { code, stdout } = await new Deno.Command(Deno.execPath(), {
-        args: [
-          "run",
-          "-A",
-          `--import-map=${
-            new URL("../.ci/import_map.json", import.meta.url).pathname
-          }`,
-          new URL("./fixtures/process/stderr_flood.ts", import.meta.url)
-            .pathname,
-        ],
-        stdout: "piped",
+      const { code, stdout } = await runScript("stderr_flood.ts", [], {
         stderr: "null",
-      }).output();
+      });
       assertEquals(code, 0);
-      const { result, peakMiB } = JSON.parse(
-        new TextDecoder().decode(stdout),
-      ) as { result: number; peakMiB: number };
+      const { result, peakMiB } = JSON.parse(stdout) as {
+        result: number;
+        peakMiB: number;
+      };
       assertEquals(result, 0);
       // About 140 MiB whatever the line's length (50 MiB or 800 MiB alike);
       // holding the line took 938 MiB.
@@ -801,21 +798,11 @@ Deno.test({
       }).output()).stdout,
     ),
   ).denoDir as string;
-  const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      `--import-map=${
-        new URL("../.ci/import_map.json", import.meta.url).pathname
-      }`,
-      new URL("./fixtures/process/environment.ts", import.meta.url).pathname,
-    ],
+  const { code, stdout, stderr } = await runScript("environment.ts", [], {
     env: { DENO_DIR: denoDir, NO_PROXY: "example.invalid" },
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  assertEquals(code, 0, new TextDecoder().decode(stderr));
-  const { seen, started } = JSON.parse(new TextDecoder().decode(stdout)) as {
+  });
+  assertEquals(code, 0, stderr);
+  const { seen, started } = JSON.parse(stdout) as {
     seen: Record<string, string>;
     started: string[];
   };

@@ -6,6 +6,7 @@
 // 1.0.28 or later (deno.json): before it parseArgs read an empty value,
 // `--size=`, as an unknown option named "size=".
 import { parseArgs } from "@std/cli";
+import { PERMISSIONS } from "../run/_process_args.ts";
 import type { Mode } from "../chunk_info.ts";
 import type { ChildPermissions } from "../emitter.ts";
 import { message } from "./_common.ts";
@@ -160,17 +161,6 @@ type ParseArgs = (
   },
 ) => { [Name in ValueName]: string[] } & { [Name in BooleanName]: boolean };
 const parse: ParseArgs = parseArgs;
-
-const PERMISSIONS = [
-  "read",
-  "write",
-  "net",
-  "env",
-  "run",
-  "sys",
-  "ffi",
-  "import",
-] as const;
 
 /**
  * Parses the command line.

@@ -24,7 +24,8 @@ export interface ProcessOptions {
   v8Flags?: string[];
 }
 
-const PERMISSIONS = [
+/** The names of the permissions a child may be given. */
+export const PERMISSIONS = [
   "read",
   "write",
   "net",
@@ -33,7 +34,7 @@ const PERMISSIONS = [
   "sys",
   "ffi",
   "import",
-];
+] as const;
 
 /**
  * Checks process mode's options (in every mode, so that a mistake shows
@@ -69,7 +70,7 @@ function permissionFlags(
   }
   const flags: string[] = [];
   for (const [name, value] of Object.entries(permissions)) {
-    if (!PERMISSIONS.includes(name)) {
+    if (!(PERMISSIONS as readonly string[]).includes(name)) {
       throw new TypeError(
         `Cannot create ${owner} as 'permissions.${name}' is not a Deno permission: use read, write, net, env, run, sys, ffi or import`,
       );
