@@ -12,7 +12,8 @@ import {
 } from "@std/assert";
 import { BufferEmit, ChunkError, ItemEmit, SampleEmit } from "@ocycle/core";
 import type { ChunkInfo } from "@ocycle/core";
-import { Pool, type PoolOptions } from "../src/run/_pool.ts";
+import { Pool } from "../src/run/_pool.ts";
+import type { PoolOptions } from "../src/run/_pool_worker.ts";
 import {
   type Encoded,
   pieces,

@@ -12,7 +12,7 @@ import type {
 import type { TypedArray } from "../wire/_layout.ts";
 import type { RunnerSettings } from "../run/_factory.ts";
 import { toModuleUrl } from "../run/_module_url.ts";
-import { START_TIMEOUT } from "../run/_pool.ts";
+import { START_TIMEOUT } from "../run/_pool_worker.ts";
 import { processOptions } from "../run/_process_args.ts";
 import type { TransportKind } from "../run/_transport.ts";
 import {

@@ -1,8 +1,32 @@
 // Copyright the @ocycle/core authors. MIT license.
-// What the pool (run/_pool.ts) keeps of each chunk and of each worker.
+// What the pool (run/_pool.ts) is given, and what it keeps of each chunk and
+// of each worker.
 
 import type { Outbox } from "./_outbox.ts";
 import type { Job, Transport } from "./_transport.ts";
+
+/**
+ * Milliseconds a worker may take to start, and a chunk may wait for one to
+ * start, by default: a module whose top-level code never finishes costs a
+ * chunk this long, whatever the retries.
+ */
+export const START_TIMEOUT = 10_000;
+
+/** The pool's settings, checked by the emitter. */
+export interface PoolOptions {
+  /** Workers in the pool. */
+  readonly pool: number;
+  /** Chunks each worker may hold at once. */
+  readonly concurrency: number;
+  /** Milliseconds a chunk may run, from its start; Infinity for no limit. */
+  readonly timeout: number;
+  /** Workers in a row that may fail to start before every chunk fails. */
+  readonly startAttempts?: number;
+  /** Milliseconds a worker may take to load the callback module and say so. */
+  readonly startTimeout?: number;
+  /** Milliseconds a chunk may wait for a worker to start, at most. */
+  readonly startDeadline?: number;
+}
 
 /** A chunk in the pool. */
 export interface PoolJob<P> extends Job<P> {
