@@ -30,6 +30,29 @@ export interface CutSettings {
 /** Receives each chunk the path cuts, with the pooled buffer behind it. */
 export type Emit<C> = (chunk: C, info: ChunkInfo, buffer: unknown) => void;
 
+/**
+ * The first buffer, which shows whether `size` can be allocated at all.
+ *
+ * @throws {RangeError} If it cannot, naming `size`.
+ */
+function firstBuffer<B>(
+  kind: Kind<unknown, B, unknown>,
+  pool: BufferPool<B> | undefined,
+  scalars: number,
+  settings: CutSettings,
+): B {
+  try {
+    return pool ? pool.take() : kind.alloc(scalars);
+  } catch (error) {
+    if (!(error instanceof RangeError)) throw error;
+    const unit = kind.unit === 1 ? "" : ` of ${kind.unit} channels`;
+    throw new RangeError(
+      `Cannot create ${settings.owner} as 'size' must be small enough to allocate a buffer of that many elements${unit}: received ${settings.size} (${error.message})`,
+      { cause: error },
+    );
+  }
+}
+
 /** Frames in, chunks out. */
 export class WritePath<F, B, C> {
   readonly #kind: Kind<F, B, C>;
@@ -86,7 +109,7 @@ export class WritePath<F, B, C> {
     this.#unarmed = settings.maxWait !== Infinity;
     this.#pool = pool;
     this.#emit = emit;
-    this.#buffer = pool ? pool.take() : kind.alloc(this.#size);
+    this.#buffer = firstBuffer(kind, pool, this.#size, settings);
   }
 
   /**
@@ -106,7 +129,7 @@ export class WritePath<F, B, C> {
       );
     }
     const n = kind.length(frame);
-    if (n === 0) return;
+    if (n === 0) return kind.empty(frame, this.#owner);
     let stamp = t0;
     const start = this.#offset;
     this.#offset = start + n;
