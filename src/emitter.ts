@@ -16,6 +16,7 @@ import { WritePath } from "./core/_write_path.ts";
 import { createRunner } from "./run/_factory.ts";
 import { message, type Runner } from "./run/_runner.ts";
 import type { Mode } from "./chunk_info.ts";
+import { WALL_T0 } from "./fanout.ts";
 import type {
   CallbackSource,
   CloseOptions,
@@ -139,14 +140,30 @@ export class Emitter<I, C, R = unknown> implements AsyncDisposable {
    *
    * @param data The frame.
    * @param t0 The frame's timestamp in milliseconds since the epoch; the
-   * clock is read only when a chunk needs one and none was given.
+   * clock is read only when a chunk needs one and none was given. A `t0` is
+   * also the clock of the sampler's pauses; without one they run on the
+   * monotonic clock.
    * @returns Whether the caller may keep writing without waiting.
-   * @throws {TypeError} If `data` is not of the emitter's kind, or the emitter is closed.
-   * @throws {RangeError} If `t0` is not a finite number, or the sampler returns a bad value.
+   * @throws {TypeError} If `data` is not of the emitter's kind (or is a view
+   * of a detached buffer), or the emitter is closed.
+   * @throws {RangeError} If `t0` is not a finite number, or the sampler
+   * throws or returns a bad value; nothing of the frame was written then.
    */
   write(data: I, t0?: number): boolean {
     if (this.#state !== OPEN) throw this.#closedError();
-    this.#path.write(data, t0);
+    this.#path.write(data, t0, false);
+    return this.#queue.mayWrite();
+  }
+
+  /**
+   * `fanout`'s write: `t0` was read from the wall clock, so it stamps the
+   * chunks but the sampler's pauses keep to the monotonic clock.
+   *
+   * @ignore
+   */
+  [WALL_T0](data: I, t0: number): boolean {
+    if (this.#state !== OPEN) throw this.#closedError();
+    this.#path.write(data, t0, true);
     return this.#queue.mayWrite();
   }
 

@@ -11,6 +11,7 @@ import {
   ChunkError,
   type ChunkInfo,
   type EmitterStats,
+  fanout,
 } from "../mod.ts";
 
 const bytes = (...values: number[]) => Uint8Array.from(values);
@@ -171,9 +172,197 @@ Deno.test("BufferEmit sampler drops writes during the pause and the carried rema
         "'sampler' must return a finite number of milliseconds >= 0: received number NaN",
       );
       await buff.close();
-      assertEquals(buff.stats.emitted, 1); // the chunk was delivered, not lost
+      assertEquals(buff.stats.emitted, 0); // the write failed whole
+      assertEquals(buff.stats.written, 0);
     },
   );
+});
+
+Deno.test("BufferEmit.write() fails whole when the sampler throws or returns NaN", async (t) => {
+  // RELIABILITY item 34: a caller that retries the write duplicates nothing.
+  for (
+    const [name, bad] of [
+      ["a sampler that throws", () => {
+        throw new Error("sampler broke");
+      }],
+      ["a sampler that returns NaN", () => NaN],
+    ] as const
+  ) {
+    for (const clip of [true, false]) {
+      await t.step(`${name}, clip ${clip}`, async () => {
+        const chunks: number[][] = [];
+        let broken = true;
+        const buff = new BufferEmit(
+          (chunk) => {
+            chunks.push([...chunk]);
+          },
+          4,
+          { clip, sampler: () => broken ? bad() : 0 },
+        );
+        buff.write(range(2), 1000);
+        const before = buff.stats;
+        assertThrows(() => buff.write(range(4, 2), 1001));
+        assertEquals(chunks, []); // nothing of the frame reached a callback
+        assertEquals(buff.stats, before);
+        broken = false;
+        buff.write(range(4, 2), 1001); // the retry
+        await buff.close({ flush: false });
+        assertEquals(chunks, [clip ? [0, 1, 2, 3] : [0, 1, 2, 3, 4, 5]]);
+        assertEquals(buff.stats.written, 6);
+      });
+    }
+  }
+  await t.step(
+    "when the write resumes after a pause, with hop > size",
+    async () => {
+      const chunks: number[][] = [];
+      let broken = false;
+      const buff = new BufferEmit(
+        (chunk) => {
+          chunks.push([...chunk]);
+        },
+        2,
+        {
+          clip: true,
+          hop: 3,
+          sampler: () => {
+            if (broken) throw new Error("sampler broke");
+            return 10;
+          },
+        },
+      );
+      buff.write(range(2), 0); // emits [0, 1], pauses until 10
+      broken = true;
+      const before = buff.stats;
+      assertThrows(() => buff.write(range(3, 2), 20), Error, "sampler broke");
+      assertEquals(buff.stats, before);
+      broken = false;
+      buff.write(range(3, 2), 20);
+      await buff.close({ flush: false });
+      assertEquals(chunks, [[0, 1], [2, 3]]);
+    },
+  );
+});
+
+Deno.test("BufferEmit sampler pauses run on a monotonic clock, t0 on the wall clock", async (t) => {
+  // RELIABILITY item 33: a wall-clock step (NTP, a laptop waking) drops nothing.
+  const realNow = Date.now;
+  const HOUR = 3_600_000;
+  await t.step("the wall clock steps back an hour mid-stream", async () => {
+    const t0s: number[] = [];
+    const buff = new BufferEmit(
+      (_c, t0) => {
+        t0s.push(t0);
+      },
+      4,
+      { clip: true, sampler: 0 },
+    );
+    try {
+      const wall = realNow();
+      Date.now = () => wall;
+      buff.write(range(4)); // emits, pauses for 0 ms
+      Date.now = () => wall - HOUR;
+      for (let i = 0; i < 70; i++) buff.write(range(4));
+      assertEquals(buff.stats.dropped, 0);
+      assertEquals(buff.stats.emitted, 71);
+      assertEquals(t0s[0], wall);
+      assertEquals(t0s[1], wall - HOUR); // t0 follows Date.now
+      assertEquals(t0s[70], wall - HOUR);
+    } finally {
+      Date.now = realNow;
+    }
+    await buff.close();
+  });
+  await t.step(
+    "the wall clock steps forward an hour: the pause still holds",
+    async () => {
+      const t0s: number[] = [];
+      const buff = new BufferEmit(
+        (_c, t0) => {
+          t0s.push(t0);
+        },
+        4,
+        { clip: true, sampler: 60_000 },
+      );
+      try {
+        const wall = realNow();
+        Date.now = () => wall;
+        buff.write(range(4)); // emits, pauses for a minute
+        Date.now = () => wall + HOUR;
+        buff.write(range(4)); // a steady clock is still in the pause
+        assertEquals(t0s, [wall]);
+        assertEquals(buff.stats.dropped, 4);
+      } finally {
+        Date.now = realNow;
+      }
+      await buff.close();
+    },
+  );
+  await t.step(
+    "through fanout, which stamps frames from the wall clock",
+    async () => {
+      const t0s: number[][] = [[], []];
+      const targets = [0, 1].map((i) =>
+        new BufferEmit(
+          (_c, t0) => {
+            t0s[i]!.push(t0);
+          },
+          4,
+          { clip: true, sampler: 0 },
+        )
+      );
+      const out = fanout(...targets);
+      try {
+        const wall = realNow();
+        Date.now = () => wall;
+        out.write(range(4));
+        Date.now = () => wall - HOUR;
+        for (let i = 0; i < 3; i++) out.write(range(4));
+      } finally {
+        Date.now = realNow;
+      }
+      await out.close();
+      assertEquals(t0s[0]!.length, 4);
+      assertEquals(t0s[0], t0s[1]); // every target sees the same t0
+      assertEquals(targets[0]!.stats.dropped, 0);
+    },
+  );
+  await t.step("a caller's t0 is the data's own clock", async () => {
+    const t0s: number[] = [];
+    const buff = new BufferEmit(
+      (_c, t0) => {
+        t0s.push(t0);
+      },
+      2,
+      { clip: true, sampler: 100 },
+    );
+    buff.write(range(2), 5000);
+    buff.write(range(2), 5050); // in the pause, by the data's clock
+    buff.write(range(2), 5100);
+    await buff.close();
+    assertEquals(t0s, [5000, 5100]);
+    assertEquals(buff.stats.dropped, 2);
+  });
+  await t.step("maxWait fires on time whatever Date.now says", async () => {
+    const lengths: number[] = [];
+    const buff = new BufferEmit(
+      (c) => {
+        lengths.push(c.length);
+      },
+      100,
+      { maxWait: 20 },
+    );
+    try {
+      const wall = realNow();
+      Date.now = () => wall - HOUR;
+      buff.write(range(3));
+      await until(() => lengths.length === 1, "the maxWait chunk");
+    } finally {
+      Date.now = realNow;
+    }
+    await buff.close();
+    assertEquals(lengths, [3]);
+  });
 });
 
 Deno.test("BufferEmit chunk t0 is the timestamp of the write that supplied its first element", async (t) => {

@@ -8,6 +8,9 @@
 //
 // All counts are in scalars: bytes, items, characters, or samples (a frame of
 // `unit` channels is `unit` scalars).
+//
+// Sampler pauses run on the monotonic clock (performance.now()) unless the
+// caller stamps its writes: a step of the wall clock never drops data.
 
 import type { ChunkInfo } from "../chunk_info.ts";
 import type { BufferPool } from "./_buffer_pool.ts";
@@ -29,6 +32,15 @@ export interface CutSettings {
 
 /** Receives each chunk the path cuts, with the pooled buffer behind it. */
 export type Emit<C> = (chunk: C, info: ChunkInfo, buffer: unknown) => void;
+
+/** The error for a `t0` that is not a finite number. */
+function badT0(owner: string, t0: unknown): RangeError {
+  return new RangeError(
+    `Cannot write to ${owner} as 't0' must be a finite number of milliseconds: received ${
+      describeValue(t0)
+    }`,
+  );
+}
 
 /**
  * The first buffer, which shows whether `size` can be allocated at all.
@@ -78,8 +90,10 @@ export class WritePath<F, B, C> {
   #nextStart = 0;
   /** Timestamps of window starts already written, oldest first. */
   #t0s: number[] = [];
-  /** The monotonic time before which the sampler drops writes. */
+  /** The monotonic time (performance.now()) before which the sampler drops writes. */
   #resumeAt: number | undefined;
+  /** The same in the caller's clock, when the write that paused had a `t0`. */
+  #resumeAtT0: number | undefined;
   #index = 0;
   #timer: ReturnType<typeof setTimeout> | undefined;
   /** Whether the next unemitted element must start the `maxWait` timer. */
@@ -115,47 +129,59 @@ export class WritePath<F, B, C> {
   /**
    * Writes one frame; cuts every chunk it completes.
    *
+   * @param wall Whether `t0` was read from the wall clock (by `fanout`)
+   * rather than given as the data's own clock, which the sampler then uses.
    * @throws {TypeError} If `data` is not of the kind.
-   * @throws {RangeError} If `t0` is not finite, or the sampler returns a bad value.
+   * @throws {RangeError} If `t0` is not finite, or the sampler returns a bad
+   * value; nothing of the frame was written then.
    */
-  write(data: unknown, t0: number | undefined): void {
+  write(data: unknown, t0: number | undefined, wall: boolean): void {
     const kind = this.#kind;
     const frame = kind.frame(data, this.#owner);
-    if (t0 !== undefined && !Number.isFinite(t0)) {
-      throw new RangeError(
-        `Cannot write to ${this.#owner} as 't0' must be a finite number of milliseconds: received ${
-          describeValue(t0)
-        }`,
-      );
-    }
+    if (t0 !== undefined && !Number.isFinite(t0)) throw badT0(this.#owner, t0);
     const n = kind.length(frame);
     if (n === 0) return kind.empty(frame, this.#owner);
-    let stamp = t0;
     const start = this.#offset;
-    this.#offset = start + n;
-    this.written += n;
-    if (this.#resumeAt !== undefined) {
-      stamp ??= Date.now();
-      if (stamp < this.#resumeAt) {
-        this.dropped += n;
-        return;
-      }
-      this.#resumeAt = undefined;
-      this.#winStart = this.#nextStart = this.#emittedTo = start;
-    }
-    if (this.#unarmed) this.#arm();
     // The common case, kept short: the whole frame lands in the partial chunk
-    // and neither completes it nor starts a window that needs a timestamp.
+    // and neither completes it nor starts a window that needs a timestamp. A
+    // partial chunk is never filled during a sampler pause.
     const fill0 = this.#fill;
     const buffer0 = this.#buffer!;
     if (
       fill0 > 0 && fill0 + n < this.#size && this.#nextStart >= start + n &&
       fill0 + n <= kind.capacity(buffer0)
     ) {
+      this.#offset = start + n;
+      this.written += n;
+      if (this.#unarmed) this.#arm();
       kind.put(buffer0, fill0, frame, 0, n);
       this.#fill = fill0 + n;
       return;
     }
+    // The sampler's clock: the caller's t0, else the monotonic clock.
+    const own = wall ? undefined : t0;
+    const resuming = this.#resumeAt !== undefined;
+    if (resuming && this.#paused(own)) {
+      this.#offset = start + n;
+      this.written += n;
+      this.dropped += n;
+      return;
+    }
+    // The sampler is asked before anything changes, so that a sampler that
+    // throws fails the write with nothing of it emitted.
+    let pause = -1, pausedAt = 0;
+    if (this.#sampler !== undefined && this.#completes(n, resuming)) {
+      pause = this.#pauseLength();
+      pausedAt = performance.now();
+    }
+    this.#offset = start + n;
+    this.written += n;
+    if (resuming) {
+      this.#resumeAt = this.#resumeAtT0 = undefined;
+      this.#winStart = this.#nextStart = this.#emittedTo = start;
+    }
+    if (this.#unarmed) this.#arm();
+    let stamp = t0;
     const size = this.#size, clip = this.#clip;
     let pos = 0;
     while (pos < n) {
@@ -194,9 +220,8 @@ export class WritePath<F, B, C> {
       pos = end;
       if (fill >= size) {
         this.#cut("size", false);
-        if (this.#sampler !== undefined) {
-          stamp ??= Date.now();
-          this.#pause(stamp);
+        if (pause >= 0) {
+          this.#pause(pausedAt + pause, own === undefined ? own : own + pause);
           this.dropped += n - pos;
           break;
         }
@@ -238,7 +263,24 @@ export class WritePath<F, B, C> {
     );
   }
 
-  #pause(stamp: number): void {
+  /**
+   * Whether a write of `n` completes a chunk when a sampler is set. No gap
+   * of `hop > size` windows is ever skipped then: every window that starts
+   * after a cut starts after a pause, with the write that resumes.
+   */
+  #completes(n: number, resuming: boolean): boolean {
+    return (resuming ? 0 : this.#fill) + n >= this.#size;
+  }
+
+  /** Whether a write stamped `t0` (or now, without) falls in the sampler's pause. */
+  #paused(t0: number | undefined): boolean {
+    return t0 !== undefined && this.#resumeAtT0 !== undefined
+      ? t0 < this.#resumeAtT0
+      : performance.now() < this.#resumeAt!;
+  }
+
+  /** The sampler's next pause, checked. */
+  #pauseLength(): number {
     const pause = this.#sampler!();
     if (!(typeof pause === "number" && pause >= 0 && pause < Infinity)) {
       throw new RangeError(
@@ -247,8 +289,17 @@ export class WritePath<F, B, C> {
         }`,
       );
     }
+    return pause;
+  }
+
+  /**
+   * Starts a sampler pause until `resumeAt` on the monotonic clock and, when
+   * the write that paused had a `t0`, until `resumeAtT0` in the caller's.
+   */
+  #pause(resumeAt: number, resumeAtT0: number | undefined): void {
     this.#disarm();
-    this.#resumeAt = stamp + pause;
+    this.#resumeAt = resumeAt;
+    this.#resumeAtT0 = resumeAtT0;
     // A gap in the data must not be stitched over: the carry goes too.
     this.dropped += Math.max(0, this.#winStart + this.#fill - this.#emittedTo);
     this.#fill = 0;
