@@ -918,3 +918,256 @@ Deno.test("BufferEmit.write() accepts every kind of bytes", async () => {
   await buff.close();
   assertEquals(chunks, [[1, 2], [3, 4], [5], [0xc3, 0xa9]]);
 });
+
+const text = (chunk: Uint8Array) => new TextDecoder().decode(chunk);
+
+Deno.test("BufferEmit calls from a serial callback, onDone or onError have defined results", async (t) => {
+  // RELIABILITY item 32.
+  await t.step(
+    "a write from a callback keeps stream order: it lands after the write that cut the chunk",
+    async () => {
+      const chunks: string[] = [];
+      const buff: BufferEmit<void> = new BufferEmit<void>(
+        (chunk, _t0, info) => {
+          chunks.push(text(chunk));
+          if (info.index === 0) assert(buff.write("BB"));
+        },
+        4,
+        { clip: true },
+      );
+      buff.write("AAAAaaaa");
+      assertEquals(chunks, ["AAAA", "aaaa"]);
+      await buff.close();
+      assertEquals(chunks, ["AAAA", "aaaa", "BB"]);
+      assertEquals(buff.stats.written, 10);
+    },
+  );
+  await t.step(
+    "writes from onDone keep their order, also those their chunks make in turn",
+    async () => {
+      const chunks: string[] = [];
+      const buff: BufferEmit<string> = new BufferEmit(
+        (chunk) => text(chunk),
+        2,
+        {
+          clip: true,
+          onDone: (s) => {
+            chunks.push(s);
+            if (s === "ab") buff.write("12");
+            if (s === "12") buff.write("34");
+          },
+        },
+      );
+      buff.write("abcdef");
+      await buff.close();
+      assertEquals(chunks, ["ab", "cd", "ef", "12", "34"]);
+    },
+  );
+  await t.step(
+    "a deferred write keeps what was written even if the caller then changes its data",
+    async () => {
+      const chunks: number[][] = [];
+      const scratch = new Uint8Array(2);
+      const buff: BufferEmit<void> = new BufferEmit<void>(
+        (chunk, _t0, info) => {
+          chunks.push([...chunk]);
+          if (info.index === 0) {
+            scratch.set([7, 7]);
+            buff.write(scratch);
+            scratch.set([8, 8]);
+            buff.write(scratch);
+            scratch.fill(0);
+          }
+        },
+        2,
+        { clip: true },
+      );
+      buff.write(range(2));
+      await buff.close();
+      assertEquals(chunks, [[0, 1], [7, 7], [8, 8]]);
+    },
+  );
+  await t.step(
+    "a bad write from a callback throws there, at once",
+    async () => {
+      let thrown: unknown;
+      const buff: BufferEmit<void> = new BufferEmit<void>(() => {
+        try {
+          buff.write(42 as never);
+        } catch (error) {
+          thrown = error;
+        }
+      }, 1);
+      buff.write(bytes(1));
+      assert(thrown instanceof TypeError);
+      await buff.close();
+      assertEquals(buff.stats.written, 1);
+    },
+  );
+  await t.step(
+    "a deferred write whose sampler throws is dropped and rejects close(), not the outer write",
+    async () => {
+      const chunks: number[][] = [];
+      let asked = 0;
+      const buff: BufferEmit<void> = new BufferEmit<void>(
+        (chunk, _t0, info) => {
+          chunks.push([...chunk]);
+          if (info.index === 0) buff.write(range(2, 10), 0);
+        },
+        2,
+        {
+          clip: true,
+          sampler: () => {
+            if (asked++ > 0) throw new Error("sampler broke");
+            return 0;
+          },
+        },
+      );
+      buff.write(range(2), 0); // its own frame is written whole: no throw
+      assertEquals(chunks, [[0, 1]]);
+      assertEquals(buff.stats.written, 4);
+      assertEquals(buff.stats.dropped, 2);
+      await assertRejects(() => buff.close(), Error, "sampler broke");
+    },
+  );
+  await t.step(
+    "close() from onDone while a write cuts several chunks: nothing vanishes",
+    async () => {
+      const lengths: number[] = [];
+      let closing: Promise<void> | undefined;
+      let refused: unknown;
+      const buff: BufferEmit<number> = new BufferEmit(
+        (chunk) => chunk.length,
+        4,
+        {
+          clip: true,
+          onDone: (n) => {
+            lengths.push(n);
+            closing ??= buff.close();
+            try {
+              buff.write(bytes(1)); // after close(): refused
+            } catch (error) {
+              refused ??= error;
+            }
+          },
+        },
+      );
+      buff.write(range(14));
+      assert(closing !== undefined);
+      assert(refused instanceof TypeError);
+      await closing;
+      assertEquals(lengths, [4, 4, 4, 2]);
+      assertEquals(buff.stats.written, 14);
+      assertEquals(buff.stats.dropped, 0);
+      assertEquals(buff.stats.buffers.out, 0);
+      assertBuffersAddUp(buff.stats);
+      assertThrows(() => buff.write(bytes(1)), TypeError, "closed");
+    },
+  );
+  await t.step(
+    "close() from a callback runs after the writes deferred before it",
+    async () => {
+      const chunks: string[] = [];
+      const buff: BufferEmit<void> = new BufferEmit<void>(
+        (chunk, _t0, info) => {
+          chunks.push(text(chunk));
+          if (info.index === 0) {
+            buff.write("xy");
+            void buff.close();
+          }
+        },
+        3,
+        { clip: true },
+      );
+      buff.write("abcd");
+      await buff.close();
+      assertEquals(chunks, ["abc", "dxy"]);
+      assertEquals(buff.stats.dropped, 0);
+    },
+  );
+  await t.step(
+    "a write from the callback of a chunk close() flushes is refused",
+    async () => {
+      let refused: unknown;
+      const buff: BufferEmit<void> = new BufferEmit<void>(() => {
+        try {
+          buff.write(bytes(9));
+        } catch (error) {
+          refused = error;
+        }
+      }, 4);
+      buff.write(bytes(1));
+      await buff.close();
+      assert(refused instanceof TypeError);
+      assertEquals(buff.stats.written, 1);
+    },
+  );
+  await t.step(
+    "abort() from a callback: no later chunk runs, the rest is counted as dropped",
+    async () => {
+      const seen: number[] = [];
+      const buff: BufferEmit<void> = new BufferEmit<void>(
+        (_chunk, _t0, info) => {
+          seen.push(info.index);
+          buff.write(bytes(1, 2, 3)); // deferred, then dropped by the abort
+          void buff.abort(new Error("enough"));
+        },
+        4,
+        { clip: true },
+      );
+      assertEquals(buff.write(range(16)), true);
+      assertEquals(seen, [0]);
+      await assertRejects(() => buff.close(), Error, "enough");
+      assertThrows(() => buff.write(bytes(1)), Error, "enough");
+      assertEquals(buff.stats.written, 16 + 3);
+      assertEquals(buff.stats.emitted, 1);
+      assertEquals(buff.stats.dropped, 12 + 3);
+      assertEquals(buff.stats.buffers.out, 0);
+      assertBuffersAddUp(buff.stats);
+    },
+  );
+  await t.step(
+    "abort() from onError stops the write too; a close() asked before it rejects",
+    async () => {
+      const seen: number[] = [];
+      let closing: Promise<void> | undefined;
+      const buff: BufferEmit<void> = new BufferEmit<void>(
+        (_chunk, _t0, info) => {
+          seen.push(info.index);
+          throw new Error("bad");
+        },
+        2,
+        {
+          clip: true,
+          onError: (error) => {
+            if (error.kind !== "callback") return;
+            closing = buff.close();
+            void buff.abort(new Error("stopped"));
+          },
+        },
+      );
+      buff.write(range(8));
+      assertEquals(seen, [0]);
+      assertEquals(buff.stats.dropped, 6);
+      await assertRejects(() => closing!, Error, "stopped");
+    },
+  );
+  await t.step(
+    "flush() from a callback emits once the write that cut the chunk is done",
+    async () => {
+      const chunks: string[] = [];
+      const buff: BufferEmit<void> = new BufferEmit<void>(
+        (chunk, _t0, info) => {
+          chunks.push(text(chunk));
+          if (info.index === 0) buff.flush();
+        },
+        3,
+        { clip: true },
+      );
+      buff.write("abcde");
+      assertEquals(chunks, ["abc", "de"]);
+      await buff.close();
+      assertEquals(chunks, ["abc", "de"]);
+    },
+  );
+});

@@ -59,6 +59,11 @@ export interface Kind<F, B, C> {
    * empty only because its memory is gone. Throws TypeError naming the value.
    */
   empty(frame: F, owner: string): void;
+  /**
+   * A copy of a checked frame that `frame()` takes again, for a write that
+   * must wait: the caller may change its data once `write()` returns.
+   */
+  keep(frame: F): unknown;
   /** A new, empty buffer with room for `capacity` scalars. */
   alloc(capacity: number): B;
   /** How many scalars the buffer holds at most. */
@@ -179,6 +184,10 @@ class TypedKind<T extends TypedArray> implements Kind<T, T, T> {
     if (isDetached(frame.buffer)) throw detachedError(owner, frame);
   }
 
+  keep(frame: T): T {
+    return frame.slice() as T;
+  }
+
   alloc(capacity: number): T {
     return new this.#type(capacity);
   }
@@ -226,6 +235,9 @@ class ItemsKind<T> implements Kind<readonly T[], T[], T[]> {
     return frame.length;
   }
   empty(): void {}
+  keep(frame: readonly T[]): T[] {
+    return frame.slice();
+  }
   alloc(): T[] {
     return [];
   }
@@ -309,6 +321,9 @@ class TextKind implements Kind<TextFrame, TextBuffer, string> {
     return frame.length;
   }
   empty(): void {}
+  keep(frame: TextFrame): string {
+    return frame.text;
+  }
   alloc(): TextBuffer {
     return { parts: [], length: 0 };
   }

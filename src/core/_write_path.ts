@@ -9,6 +9,9 @@
 // All counts are in scalars: bytes, items, characters, or samples (a frame of
 // `unit` channels is `unit` scalars).
 //
+// The path is not re-entrant: a write or flush made while a chunk is being
+// handed on (from a serial callback, onDone or onError) is deferred and applied,
+// in order, once the outer write or flush is done, so that stream order holds.
 // Sampler pauses run on the monotonic clock (performance.now()) unless the
 // caller stamps its writes: a step of the wall clock never drops data.
 
@@ -32,6 +35,21 @@ export interface CutSettings {
 
 /** Receives each chunk the path cuts, with the pooled buffer behind it. */
 export type Emit<C> = (chunk: C, info: ChunkInfo, buffer: unknown) => void;
+
+/** Receives the error of a deferred write, whose caller has returned. */
+export type Fail = (error: unknown) => void;
+
+/** A write deferred while a chunk was being handed on: a copy of its data. */
+interface LaterWrite {
+  readonly data: unknown;
+  /** Its length, in scalars. */
+  readonly n: number;
+  readonly t0: number | undefined;
+  readonly wall: boolean;
+}
+
+/** What was asked of the path while it was busy, in order. */
+type Later = LaterWrite | (() => void);
 
 /** The error for a `t0` that is not a finite number. */
 function badT0(owner: string, t0: unknown): RangeError {
@@ -77,6 +95,7 @@ export class WritePath<F, B, C> {
   readonly #maxWait: number;
   readonly #pool: BufferPool<B> | undefined;
   readonly #emit: Emit<C>;
+  readonly #fail: Fail;
 
   #buffer: B | undefined;
   #fill = 0;
@@ -98,6 +117,12 @@ export class WritePath<F, B, C> {
   #timer: ReturnType<typeof setTimeout> | undefined;
   /** Whether the next unemitted element must start the `maxWait` timer. */
   #unarmed: boolean;
+  /** Set while a chunk is handed on: writes and flushes then wait in `#later`. */
+  #emitting = false;
+  #draining = false;
+  /** Set by `halt()`: the current write stops and what waits is dropped. */
+  #halted = false;
+  readonly #later: Later[] = [];
 
   /** Elements written, dropped ones included. */
   written = 0;
@@ -111,6 +136,7 @@ export class WritePath<F, B, C> {
     settings: CutSettings,
     pool: BufferPool<B> | undefined,
     emit: Emit<C>,
+    fail: Fail,
   ) {
     this.#kind = kind;
     this.#owner = settings.owner;
@@ -123,11 +149,14 @@ export class WritePath<F, B, C> {
     this.#unarmed = settings.maxWait !== Infinity;
     this.#pool = pool;
     this.#emit = emit;
+    this.#fail = fail;
     this.#buffer = firstBuffer(kind, pool, this.#size, settings);
   }
 
   /**
-   * Writes one frame; cuts every chunk it completes.
+   * Writes one frame; cuts every chunk it completes. While a chunk is being
+   * handed on, the frame is checked, copied and written once the outer write
+   * or flush is done.
    *
    * @param wall Whether `t0` was read from the wall clock (by `fanout`)
    * rather than given as the data's own clock, which the sampler then uses.
@@ -136,6 +165,7 @@ export class WritePath<F, B, C> {
    * value; nothing of the frame was written then.
    */
   write(data: unknown, t0: number | undefined, wall: boolean): void {
+    if (this.#emitting) return this.#defer(data, t0, wall);
     const kind = this.#kind;
     const frame = kind.frame(data, this.#owner);
     if (t0 !== undefined && !Number.isFinite(t0)) throw badT0(this.#owner, t0);
@@ -220,6 +250,11 @@ export class WritePath<F, B, C> {
       pos = end;
       if (fill >= size) {
         this.#cut("size", false);
+        if (this.#halted) {
+          // Aborted from the chunk's callback: the rest never reaches one.
+          this.dropped += n - pos;
+          break;
+        }
         if (pause >= 0) {
           this.#pause(pausedAt + pause, own === undefined ? own : own + pause);
           this.dropped += n - pos;
@@ -227,14 +262,44 @@ export class WritePath<F, B, C> {
         }
       }
     }
+    if (this.#later.length !== 0) this.#drain();
   }
 
-  /** Emits the partial chunk, if it holds anything not yet emitted. */
+  /**
+   * Emits the partial chunk, if it holds anything not yet emitted; while a
+   * chunk is being handed on, once the outer write or flush is done.
+   */
   flush(reason: "flush" | "close" | "maxWait"): void {
+    if (this.#emitting) {
+      this.#later.push(() => this.flush(reason));
+      return;
+    }
+    if (this.#halted) return;
     this.#disarm();
     if (this.#winStart + this.#fill > this.#emittedTo && this.#fill > 0) {
       this.#cut(reason, reason === "close");
     }
+    if (this.#later.length !== 0) this.#drain();
+  }
+
+  /** Whether a chunk is being handed on: what is asked now must wait for `defer`. */
+  get busy(): boolean {
+    return this.#emitting;
+  }
+
+  /** Runs `op` once the outer write or flush is done, after what was deferred before it. */
+  defer(op: () => void): void {
+    this.#later.push(op);
+  }
+
+  /**
+   * Stops at once (the emitter is aborted): the tail is dropped, the write
+   * being cut stops after the chunk being handed on, and deferred writes are
+   * dropped; all of it is counted.
+   */
+  halt(): void {
+    this.dropTail();
+    this.#halted = true;
   }
 
   /** Drops the part of the partial chunk not yet emitted, counting it. */
@@ -261,6 +326,47 @@ export class WritePath<F, B, C> {
       Math.max(this.#emittedTo, this.#winStart),
       this.#winStart + this.#fill,
     );
+  }
+
+  /** Checks a write made while a chunk is handed on, and keeps a copy for later. */
+  #defer(data: unknown, t0: number | undefined, wall: boolean): void {
+    const kind = this.#kind;
+    const frame = kind.frame(data, this.#owner);
+    if (t0 !== undefined && !Number.isFinite(t0)) throw badT0(this.#owner, t0);
+    const n = kind.length(frame);
+    if (n === 0) return kind.empty(frame, this.#owner);
+    this.#later.push({ data: kind.keep(frame), n, t0, wall });
+  }
+
+  /**
+   * Applies what was deferred, in order, including what that defers in turn.
+   * A deferred write that fails (its sampler throws) is counted as dropped,
+   * and its error goes to `fail`: its caller has returned, and the caller of
+   * the outer write must not hear of it as a failure of its own frame.
+   */
+  #drain(): void {
+    if (this.#draining) return;
+    this.#draining = true;
+    const later = this.#later;
+    for (let i = 0; i < later.length; i++) {
+      const op = later[i]!;
+      try {
+        if (typeof op === "function") op();
+        else if (!this.#halted) this.write(op.data, op.t0, op.wall);
+        else {
+          this.written += op.n;
+          this.dropped += op.n;
+        }
+      } catch (error) {
+        if (typeof op !== "function") {
+          this.written += op.n;
+          this.dropped += op.n;
+        }
+        this.#fail(error);
+      }
+    }
+    later.length = 0;
+    this.#draining = false;
   }
 
   /**
@@ -339,7 +445,12 @@ export class WritePath<F, B, C> {
     // The carry was emitted already: `maxWait` counts from the next element.
     this.#disarm();
     this.#buffer = next;
-    this.#emit(kind.chunk(buffer, length), info, buffer);
+    this.#emitting = true;
+    try {
+      this.#emit(kind.chunk(buffer, length), info, buffer);
+    } finally {
+      this.#emitting = false;
+    }
   }
 
   #arm(): void {
