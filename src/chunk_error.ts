@@ -21,7 +21,12 @@ export type ChunkErrorKind =
   /** The emitter was aborted before the chunk finished. */
   | "aborted"
   /** The callback module, Worker or child could not be started. */
-  | "startup";
+  | "startup"
+  /**
+   * The chunk is too large to be sent to a child process (process mode's
+   * frame limit is 1 GiB); it never reached the callback.
+   */
+  | "oversize";
 
 /** Options of {@linkcode ChunkError}. */
 export interface ChunkErrorOptions {

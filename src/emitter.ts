@@ -16,6 +16,7 @@ import { WritePath } from "./core/_write_path.ts";
 import { createRunner } from "./run/_factory.ts";
 import { message, type Runner } from "./run/_runner.ts";
 import type { Mode } from "./chunk_info.ts";
+import { WALL_T0 } from "./fanout.ts";
 import type {
   CallbackSource,
   CloseOptions,
@@ -116,6 +117,7 @@ export class Emitter<I, C, R = unknown> implements AsyncDisposable {
       settings.cut,
       this.#pool,
       (chunk, info, buffer) => chunks.submit(chunk, info, buffer),
+      (error) => chunks.report(error),
     );
     this.#signal = signal;
     if (signal !== undefined) {
@@ -137,21 +139,43 @@ export class Emitter<I, C, R = unknown> implements AsyncDisposable {
    * already wait, and the caller should await {@linkcode Emitter.ready}
    * before writing more.
    *
+   * Called from a serial callback, `onDone` or `onError` while the emitter is
+   * handing on a chunk, the frame is checked and copied at once, and written
+   * once the write (or flush) that cut the chunk is done: stream order holds.
+   *
    * @param data The frame.
    * @param t0 The frame's timestamp in milliseconds since the epoch; the
-   * clock is read only when a chunk needs one and none was given.
+   * clock is read only when a chunk needs one and none was given. A `t0` is
+   * also the clock of the sampler's pauses; without one they run on the
+   * monotonic clock.
    * @returns Whether the caller may keep writing without waiting.
-   * @throws {TypeError} If `data` is not of the emitter's kind, or the emitter is closed.
-   * @throws {RangeError} If `t0` is not a finite number, or the sampler returns a bad value.
+   * @throws {TypeError} If `data` is not of the emitter's kind (or is a view
+   * of a detached buffer), or the emitter is closed.
+   * @throws {RangeError} If `t0` is not a finite number, or the sampler
+   * throws or returns a bad value; nothing of the frame was written then.
    */
   write(data: I, t0?: number): boolean {
     if (this.#state !== OPEN) throw this.#closedError();
-    this.#path.write(data, t0);
+    this.#path.write(data, t0, false);
     return this.#queue.mayWrite();
   }
 
   /**
-   * Emits the partial chunk now, if it holds anything not yet emitted.
+   * `fanout`'s write: `t0` was read from the wall clock, so it stamps the
+   * chunks but the sampler's pauses keep to the monotonic clock.
+   *
+   * @ignore
+   */
+  [WALL_T0](data: I, t0: number): boolean {
+    if (this.#state !== OPEN) throw this.#closedError();
+    this.#path.write(data, t0, true);
+    return this.#queue.mayWrite();
+  }
+
+  /**
+   * Emits the partial chunk now, if it holds anything not yet emitted. From
+   * a serial callback, `onDone` or `onError`, once the write that cut the
+   * chunk is done.
    *
    * @throws {TypeError} If the emitter is closed.
    */
@@ -171,33 +195,52 @@ export class Emitter<I, C, R = unknown> implements AsyncDisposable {
   /**
    * Emits the partial tail as a final chunk (unless `flush: false`), waits
    * for every callback, and ends the pool. Rejects with the errors of
-   * chunks that failed without an `onError`. Later writes throw.
+   * chunks that failed without an `onError`. Later writes throw, also those
+   * made from the callbacks of the chunks it flushes.
+   *
+   * Called from a serial callback, `onDone` or `onError` while the emitter is
+   * handing on a chunk, it takes effect once the write that cut the chunk is
+   * done, that write's tail included: nothing written before it is lost. Do
+   * not await it there: it waits for that callback too.
    *
    * @param options Whether to flush the tail.
    * @returns A promise that settles once everything is done.
    */
   close(options: CloseOptions = {}): Promise<void> {
-    if (this.#state === ABORTED) {
-      // Settle only once the abort has ended every Worker and child.
-      return (this.#aborting ?? RESOLVED).then(() => {
-        throw this.#abortReason;
-      });
-    }
+    if (this.#state === ABORTED) return this.#rejectAborted();
     if (this.#closing !== undefined) return this.#closing;
     const { flush = true } = options;
+    this.#state = CLOSING;
+    // Set before the tail is flushed, so that a close() from its callback
+    // gets this promise.
+    const { promise, resolve } = Promise.withResolvers<void>();
+    this.#closing = promise;
+    const finish = () =>
+      resolve(
+        this.#state === ABORTED ? this.#rejectAborted() : this.#finish(flush),
+      );
+    if (this.#path.busy) this.#path.defer(finish);
+    else finish();
+    return promise;
+  }
+
+  async #finish(flush: boolean): Promise<void> {
     if (flush) this.#path.flush("close");
     else this.#path.dropTail();
-    this.#state = CLOSING;
-    this.#closing = (async () => {
-      await this.#queue.idle();
-      await this.#runner.close();
-      this.#release();
-      if (this.#state === CLOSING) this.#state = CLOSED;
-      if (this.#state === ABORTED) throw this.#abortReason;
-      const errors = this.#queue.takeErrors();
-      if (errors !== undefined) throw errors;
-    })();
-    return this.#closing;
+    await this.#queue.idle();
+    await this.#runner.close();
+    this.#release();
+    if (this.#state === CLOSING) this.#state = CLOSED;
+    if (this.#state === ABORTED) throw this.#abortReason;
+    const errors = this.#queue.takeErrors();
+    if (errors !== undefined) throw errors;
+  }
+
+  /** Settles only once the abort has ended every Worker and child. */
+  #rejectAborted(): Promise<void> {
+    return (this.#aborting ?? RESOLVED).then(() => {
+      throw this.#abortReason;
+    });
   }
 
   /**
@@ -205,6 +248,12 @@ export class Emitter<I, C, R = unknown> implements AsyncDisposable {
    * `"aborted"` (reported to `onError`), running ones are stopped (their
    * Workers terminated, their children killed), the partial tail is dropped,
    * and every buffer returns to the pool. Later writes throw.
+   *
+   * Called from a serial callback, `onDone` or `onError`, it stops at once
+   * too: no later chunk of the write being cut reaches a callback, and the
+   * rest of that write, like writes deferred from callbacks, is counted in
+   * `stats.dropped`. The chunk whose callback called it still reports its
+   * result.
    *
    * @param reason Why; later calls reject with it.
    * @returns A promise that resolves once every Worker and child is gone.
@@ -221,7 +270,7 @@ export class Emitter<I, C, R = unknown> implements AsyncDisposable {
       `${this.#owner} was aborted`,
       "AbortError",
     );
-    this.#path.dropTail();
+    this.#path.halt();
     this.#queue.abort(this.#abortReason);
     await this.#runner.abort(this.#abortReason);
     await this.#queue.idle();

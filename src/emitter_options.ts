@@ -65,7 +65,11 @@ export interface EmitterOptions<R> {
    * A duty cycle: after an emit triggered by a write stamped T, writes
    * stamped before T + sampler milliseconds are dropped whole, and so is
    * the carried remainder. A number, or a function returning one per emit.
-   * Everything dropped is counted in `stats.dropped`.
+   * Everything dropped is counted in `stats.dropped`. T is the write's `t0`
+   * when given (the data's own clock), else the monotonic clock
+   * (`performance.now()`), so a step of the wall clock drops nothing. The
+   * function is asked before the chunk is cut: if it throws or returns a bad
+   * value, `write()` throws with nothing of the frame written.
    */
   sampler?: number | (() => number);
   /**
@@ -123,7 +127,8 @@ export interface EmitterOptions<R> {
   overflow?: Overflow;
   /**
    * Milliseconds after which a non-empty partial chunk is emitted, measured
-   * from the arrival of its first element.
+   * from the arrival of its first element on the monotonic clock (a timer),
+   * never the wall clock.
    *
    * @default {Infinity}
    */

@@ -5,6 +5,13 @@
  * @module
  */
 
+/**
+ * The key of an emitter's write for a `t0` that `fanout` read from the wall
+ * clock, not one the caller gave: the emitter stamps chunks with it, but its
+ * sampler keeps to the monotonic clock, as for a write without `t0`.
+ */
+export const WALL_T0: unique symbol = Symbol("ocycle.wallT0");
+
 /** Anything `fanout` can write to: every emitter is one. */
 export interface FrameWriter<I> {
   /** Writes one frame; returns `false` when the caller should wait for `ready`. */
@@ -27,6 +34,11 @@ export interface Fanout<I> extends FrameWriter<I> {
    * on abort.
    */
   readonly writable: WritableStream<I>;
+}
+
+/** An emitter, which can tell a `t0` read from the wall clock from the caller's. */
+interface WallWriter<I> {
+  [WALL_T0](data: I, t0: number): boolean;
 }
 
 async function settleAll(
@@ -97,7 +109,13 @@ export function fanout<I>(...targets: FrameWriter<I>[]): Fanout<I> {
       let failure: unknown[] | undefined;
       for (const target of targets) {
         try {
-          if (!target.write(data, stamp)) ok = false;
+          const wall = t0 === undefined
+            ? (target as Partial<WallWriter<I>>)[WALL_T0]
+            : undefined;
+          const written = wall === undefined
+            ? target.write(data, stamp)
+            : wall.call(target, data, stamp);
+          if (!written) ok = false;
         } catch (error) {
           (failure ??= []).push(error);
         }

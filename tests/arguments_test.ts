@@ -1,8 +1,8 @@
 // Copyright the @ocycle/core authors. MIT license.
 // RELIABILITY item 23: every bad argument is a TypeError or RangeError at
 // once, naming the argument and the value.
-import { assertThrows } from "@std/assert";
-import { BufferEmit, type BufferEmitOptions } from "../mod.ts";
+import { assertEquals, assertThrows } from "@std/assert";
+import { BufferEmit, type BufferEmitOptions, SampleEmit } from "../mod.ts";
 
 const cb = () => {};
 
@@ -175,6 +175,19 @@ Deno.test("BufferEmit rejects bad arguments, naming them", async (t) => {
       TypeError,
       "'v8Flags' must be an array of strings",
     ],
+    [
+      // Item 35: not V8's bare "Array buffer allocation failed".
+      "a size that cannot be allocated",
+      () => new BufferEmit(cb, Number.MAX_SAFE_INTEGER),
+      RangeError,
+      "Cannot create BufferEmit as 'size' must be small enough to allocate a buffer of that many elements: received 9007199254740991",
+    ],
+    [
+      "a size too large to allocate for one sample",
+      () => new SampleEmit(cb, 2 ** 40, { type: Float64Array, channels: 8 }),
+      RangeError,
+      "Cannot create SampleEmit as 'size' must be small enough to allocate a buffer of that many elements of 8 channels: received 1099511627776",
+    ],
   ];
   for (const [name, fn, type, fragment] of cases) {
     await t.step(name, () => {
@@ -209,4 +222,36 @@ Deno.test("BufferEmit.write() rejects data that is not bytes and bad timestamps"
   await buff.close();
   // Nothing the user wrote was lost: bad writes were refused before counting.
   if (buff.stats.written !== 0) throw new Error("a refused write was counted");
+});
+
+Deno.test("BufferEmit.write() refuses a view of a detached buffer, naming 'data'", async (t) => {
+  // RELIABILITY item 35: a transferred buffer reads as 0 bytes, which must
+  // not pass for an empty frame.
+  const detached = <T extends ArrayBufferView>(view: T): T => {
+    (view.buffer as ArrayBuffer).transfer();
+    return view;
+  };
+  const cases: [string, () => unknown][] = [
+    ["a Uint8Array", () => detached(new Uint8Array(8))],
+    ["an Int16Array", () => detached(new Int16Array(4))],
+    ["a DataView", () => detached(new DataView(new ArrayBuffer(8)))],
+    ["an ArrayBuffer", () => {
+      const buffer = new ArrayBuffer(8);
+      buffer.transfer();
+      return buffer;
+    }],
+  ];
+  for (const [name, make] of cases) {
+    await t.step(name, async () => {
+      const buff = new BufferEmit(cb, 4);
+      assertThrows(
+        () => buff.write(make() as Uint8Array),
+        TypeError,
+        "Cannot write to BufferEmit as 'data' must not be",
+      );
+      buff.write(new Uint8Array(0)); // a real empty frame is still nothing
+      await buff.close();
+      assertEquals(buff.stats.written, 0);
+    });
+  }
 });

@@ -11,6 +11,7 @@ import {
   ChunkError,
   type ChunkInfo,
   type EmitterStats,
+  fanout,
 } from "../mod.ts";
 
 const bytes = (...values: number[]) => Uint8Array.from(values);
@@ -171,9 +172,197 @@ Deno.test("BufferEmit sampler drops writes during the pause and the carried rema
         "'sampler' must return a finite number of milliseconds >= 0: received number NaN",
       );
       await buff.close();
-      assertEquals(buff.stats.emitted, 1); // the chunk was delivered, not lost
+      assertEquals(buff.stats.emitted, 0); // the write failed whole
+      assertEquals(buff.stats.written, 0);
     },
   );
+});
+
+Deno.test("BufferEmit.write() fails whole when the sampler throws or returns NaN", async (t) => {
+  // RELIABILITY item 34: a caller that retries the write duplicates nothing.
+  for (
+    const [name, bad] of [
+      ["a sampler that throws", () => {
+        throw new Error("sampler broke");
+      }],
+      ["a sampler that returns NaN", () => NaN],
+    ] as const
+  ) {
+    for (const clip of [true, false]) {
+      await t.step(`${name}, clip ${clip}`, async () => {
+        const chunks: number[][] = [];
+        let broken = true;
+        const buff = new BufferEmit(
+          (chunk) => {
+            chunks.push([...chunk]);
+          },
+          4,
+          { clip, sampler: () => broken ? bad() : 0 },
+        );
+        buff.write(range(2), 1000);
+        const before = buff.stats;
+        assertThrows(() => buff.write(range(4, 2), 1001));
+        assertEquals(chunks, []); // nothing of the frame reached a callback
+        assertEquals(buff.stats, before);
+        broken = false;
+        buff.write(range(4, 2), 1001); // the retry
+        await buff.close({ flush: false });
+        assertEquals(chunks, [clip ? [0, 1, 2, 3] : [0, 1, 2, 3, 4, 5]]);
+        assertEquals(buff.stats.written, 6);
+      });
+    }
+  }
+  await t.step(
+    "when the write resumes after a pause, with hop > size",
+    async () => {
+      const chunks: number[][] = [];
+      let broken = false;
+      const buff = new BufferEmit(
+        (chunk) => {
+          chunks.push([...chunk]);
+        },
+        2,
+        {
+          clip: true,
+          hop: 3,
+          sampler: () => {
+            if (broken) throw new Error("sampler broke");
+            return 10;
+          },
+        },
+      );
+      buff.write(range(2), 0); // emits [0, 1], pauses until 10
+      broken = true;
+      const before = buff.stats;
+      assertThrows(() => buff.write(range(3, 2), 20), Error, "sampler broke");
+      assertEquals(buff.stats, before);
+      broken = false;
+      buff.write(range(3, 2), 20);
+      await buff.close({ flush: false });
+      assertEquals(chunks, [[0, 1], [2, 3]]);
+    },
+  );
+});
+
+Deno.test("BufferEmit sampler pauses run on a monotonic clock, t0 on the wall clock", async (t) => {
+  // RELIABILITY item 33: a wall-clock step (NTP, a laptop waking) drops nothing.
+  const realNow = Date.now;
+  const HOUR = 3_600_000;
+  await t.step("the wall clock steps back an hour mid-stream", async () => {
+    const t0s: number[] = [];
+    const buff = new BufferEmit(
+      (_c, t0) => {
+        t0s.push(t0);
+      },
+      4,
+      { clip: true, sampler: 0 },
+    );
+    try {
+      const wall = realNow();
+      Date.now = () => wall;
+      buff.write(range(4)); // emits, pauses for 0 ms
+      Date.now = () => wall - HOUR;
+      for (let i = 0; i < 70; i++) buff.write(range(4));
+      assertEquals(buff.stats.dropped, 0);
+      assertEquals(buff.stats.emitted, 71);
+      assertEquals(t0s[0], wall);
+      assertEquals(t0s[1], wall - HOUR); // t0 follows Date.now
+      assertEquals(t0s[70], wall - HOUR);
+    } finally {
+      Date.now = realNow;
+    }
+    await buff.close();
+  });
+  await t.step(
+    "the wall clock steps forward an hour: the pause still holds",
+    async () => {
+      const t0s: number[] = [];
+      const buff = new BufferEmit(
+        (_c, t0) => {
+          t0s.push(t0);
+        },
+        4,
+        { clip: true, sampler: 60_000 },
+      );
+      try {
+        const wall = realNow();
+        Date.now = () => wall;
+        buff.write(range(4)); // emits, pauses for a minute
+        Date.now = () => wall + HOUR;
+        buff.write(range(4)); // a steady clock is still in the pause
+        assertEquals(t0s, [wall]);
+        assertEquals(buff.stats.dropped, 4);
+      } finally {
+        Date.now = realNow;
+      }
+      await buff.close();
+    },
+  );
+  await t.step(
+    "through fanout, which stamps frames from the wall clock",
+    async () => {
+      const t0s: number[][] = [[], []];
+      const targets = [0, 1].map((i) =>
+        new BufferEmit(
+          (_c, t0) => {
+            t0s[i]!.push(t0);
+          },
+          4,
+          { clip: true, sampler: 0 },
+        )
+      );
+      const out = fanout(...targets);
+      try {
+        const wall = realNow();
+        Date.now = () => wall;
+        out.write(range(4));
+        Date.now = () => wall - HOUR;
+        for (let i = 0; i < 3; i++) out.write(range(4));
+      } finally {
+        Date.now = realNow;
+      }
+      await out.close();
+      assertEquals(t0s[0]!.length, 4);
+      assertEquals(t0s[0], t0s[1]); // every target sees the same t0
+      assertEquals(targets[0]!.stats.dropped, 0);
+    },
+  );
+  await t.step("a caller's t0 is the data's own clock", async () => {
+    const t0s: number[] = [];
+    const buff = new BufferEmit(
+      (_c, t0) => {
+        t0s.push(t0);
+      },
+      2,
+      { clip: true, sampler: 100 },
+    );
+    buff.write(range(2), 5000);
+    buff.write(range(2), 5050); // in the pause, by the data's clock
+    buff.write(range(2), 5100);
+    await buff.close();
+    assertEquals(t0s, [5000, 5100]);
+    assertEquals(buff.stats.dropped, 2);
+  });
+  await t.step("maxWait fires on time whatever Date.now says", async () => {
+    const lengths: number[] = [];
+    const buff = new BufferEmit(
+      (c) => {
+        lengths.push(c.length);
+      },
+      100,
+      { maxWait: 20 },
+    );
+    try {
+      const wall = realNow();
+      Date.now = () => wall - HOUR;
+      buff.write(range(3));
+      await until(() => lengths.length === 1, "the maxWait chunk");
+    } finally {
+      Date.now = realNow;
+    }
+    await buff.close();
+    assertEquals(lengths, [3]);
+  });
 });
 
 Deno.test("BufferEmit chunk t0 is the timestamp of the write that supplied its first element", async (t) => {
@@ -752,4 +941,257 @@ Deno.test("BufferEmit.write() accepts every kind of bytes", async () => {
   buff.write("é");
   await buff.close();
   assertEquals(chunks, [[1, 2], [3, 4], [5], [0xc3, 0xa9]]);
+});
+
+const text = (chunk: Uint8Array) => new TextDecoder().decode(chunk);
+
+Deno.test("BufferEmit calls from a serial callback, onDone or onError have defined results", async (t) => {
+  // RELIABILITY item 32.
+  await t.step(
+    "a write from a callback keeps stream order: it lands after the write that cut the chunk",
+    async () => {
+      const chunks: string[] = [];
+      const buff: BufferEmit<void> = new BufferEmit<void>(
+        (chunk, _t0, info) => {
+          chunks.push(text(chunk));
+          if (info.index === 0) assert(buff.write("BB"));
+        },
+        4,
+        { clip: true },
+      );
+      buff.write("AAAAaaaa");
+      assertEquals(chunks, ["AAAA", "aaaa"]);
+      await buff.close();
+      assertEquals(chunks, ["AAAA", "aaaa", "BB"]);
+      assertEquals(buff.stats.written, 10);
+    },
+  );
+  await t.step(
+    "writes from onDone keep their order, also those their chunks make in turn",
+    async () => {
+      const chunks: string[] = [];
+      const buff: BufferEmit<string> = new BufferEmit(
+        (chunk) => text(chunk),
+        2,
+        {
+          clip: true,
+          onDone: (s) => {
+            chunks.push(s);
+            if (s === "ab") buff.write("12");
+            if (s === "12") buff.write("34");
+          },
+        },
+      );
+      buff.write("abcdef");
+      await buff.close();
+      assertEquals(chunks, ["ab", "cd", "ef", "12", "34"]);
+    },
+  );
+  await t.step(
+    "a deferred write keeps what was written even if the caller then changes its data",
+    async () => {
+      const chunks: number[][] = [];
+      const scratch = new Uint8Array(2);
+      const buff: BufferEmit<void> = new BufferEmit<void>(
+        (chunk, _t0, info) => {
+          chunks.push([...chunk]);
+          if (info.index === 0) {
+            scratch.set([7, 7]);
+            buff.write(scratch);
+            scratch.set([8, 8]);
+            buff.write(scratch);
+            scratch.fill(0);
+          }
+        },
+        2,
+        { clip: true },
+      );
+      buff.write(range(2));
+      await buff.close();
+      assertEquals(chunks, [[0, 1], [7, 7], [8, 8]]);
+    },
+  );
+  await t.step(
+    "a bad write from a callback throws there, at once",
+    async () => {
+      let thrown: unknown;
+      const buff: BufferEmit<void> = new BufferEmit<void>(() => {
+        try {
+          buff.write(42 as never);
+        } catch (error) {
+          thrown = error;
+        }
+      }, 1);
+      buff.write(bytes(1));
+      assert(thrown instanceof TypeError);
+      await buff.close();
+      assertEquals(buff.stats.written, 1);
+    },
+  );
+  await t.step(
+    "a deferred write whose sampler throws is dropped and rejects close(), not the outer write",
+    async () => {
+      const chunks: number[][] = [];
+      let asked = 0;
+      const buff: BufferEmit<void> = new BufferEmit<void>(
+        (chunk, _t0, info) => {
+          chunks.push([...chunk]);
+          if (info.index === 0) buff.write(range(2, 10), 0);
+        },
+        2,
+        {
+          clip: true,
+          sampler: () => {
+            if (asked++ > 0) throw new Error("sampler broke");
+            return 0;
+          },
+        },
+      );
+      buff.write(range(2), 0); // its own frame is written whole: no throw
+      assertEquals(chunks, [[0, 1]]);
+      assertEquals(buff.stats.written, 4);
+      assertEquals(buff.stats.dropped, 2);
+      await assertRejects(() => buff.close(), Error, "sampler broke");
+    },
+  );
+  await t.step(
+    "close() from onDone while a write cuts several chunks: nothing vanishes",
+    async () => {
+      const lengths: number[] = [];
+      let closing: Promise<void> | undefined;
+      let refused: unknown;
+      const buff: BufferEmit<number> = new BufferEmit(
+        (chunk) => chunk.length,
+        4,
+        {
+          clip: true,
+          onDone: (n) => {
+            lengths.push(n);
+            closing ??= buff.close();
+            try {
+              buff.write(bytes(1)); // after close(): refused
+            } catch (error) {
+              refused ??= error;
+            }
+          },
+        },
+      );
+      buff.write(range(14));
+      assert(closing !== undefined);
+      assert(refused instanceof TypeError);
+      await closing;
+      assertEquals(lengths, [4, 4, 4, 2]);
+      assertEquals(buff.stats.written, 14);
+      assertEquals(buff.stats.dropped, 0);
+      assertEquals(buff.stats.buffers.out, 0);
+      assertBuffersAddUp(buff.stats);
+      assertThrows(() => buff.write(bytes(1)), TypeError, "closed");
+    },
+  );
+  await t.step(
+    "close() from a callback runs after the writes deferred before it",
+    async () => {
+      const chunks: string[] = [];
+      const buff: BufferEmit<void> = new BufferEmit<void>(
+        (chunk, _t0, info) => {
+          chunks.push(text(chunk));
+          if (info.index === 0) {
+            buff.write("xy");
+            void buff.close();
+          }
+        },
+        3,
+        { clip: true },
+      );
+      buff.write("abcd");
+      await buff.close();
+      assertEquals(chunks, ["abc", "dxy"]);
+      assertEquals(buff.stats.dropped, 0);
+    },
+  );
+  await t.step(
+    "a write from the callback of a chunk close() flushes is refused",
+    async () => {
+      let refused: unknown;
+      const buff: BufferEmit<void> = new BufferEmit<void>(() => {
+        try {
+          buff.write(bytes(9));
+        } catch (error) {
+          refused = error;
+        }
+      }, 4);
+      buff.write(bytes(1));
+      await buff.close();
+      assert(refused instanceof TypeError);
+      assertEquals(buff.stats.written, 1);
+    },
+  );
+  await t.step(
+    "abort() from a callback: no later chunk runs, the rest is counted as dropped",
+    async () => {
+      const seen: number[] = [];
+      const buff: BufferEmit<void> = new BufferEmit<void>(
+        (_chunk, _t0, info) => {
+          seen.push(info.index);
+          buff.write(bytes(1, 2, 3)); // deferred, then dropped by the abort
+          void buff.abort(new Error("enough"));
+        },
+        4,
+        { clip: true },
+      );
+      assertEquals(buff.write(range(16)), true);
+      assertEquals(seen, [0]);
+      await assertRejects(() => buff.close(), Error, "enough");
+      assertThrows(() => buff.write(bytes(1)), Error, "enough");
+      assertEquals(buff.stats.written, 16 + 3);
+      assertEquals(buff.stats.emitted, 1);
+      assertEquals(buff.stats.dropped, 12 + 3);
+      assertEquals(buff.stats.buffers.out, 0);
+      assertBuffersAddUp(buff.stats);
+    },
+  );
+  await t.step(
+    "abort() from onError stops the write too; a close() asked before it rejects",
+    async () => {
+      const seen: number[] = [];
+      let closing: Promise<void> | undefined;
+      const buff: BufferEmit<void> = new BufferEmit<void>(
+        (_chunk, _t0, info) => {
+          seen.push(info.index);
+          throw new Error("bad");
+        },
+        2,
+        {
+          clip: true,
+          onError: (error) => {
+            if (error.kind !== "callback") return;
+            closing = buff.close();
+            void buff.abort(new Error("stopped"));
+          },
+        },
+      );
+      buff.write(range(8));
+      assertEquals(seen, [0]);
+      assertEquals(buff.stats.dropped, 6);
+      await assertRejects(() => closing!, Error, "stopped");
+    },
+  );
+  await t.step(
+    "flush() from a callback emits once the write that cut the chunk is done",
+    async () => {
+      const chunks: string[] = [];
+      const buff: BufferEmit<void> = new BufferEmit<void>(
+        (chunk, _t0, info) => {
+          chunks.push(text(chunk));
+          if (info.index === 0) buff.flush();
+        },
+        3,
+        { clip: true },
+      );
+      buff.write("abcde");
+      assertEquals(chunks, ["abc", "de"]);
+      await buff.close();
+      assertEquals(chunks, ["abc", "de"]);
+    },
+  );
 });

@@ -512,6 +512,11 @@ Deno.test("ocycle rejects bad flags and missing files with exit code 2", async (
       ["--module", "./no/such/handler.ts"],
       "--module ./no/such/handler.ts: no such file",
     ],
+    [
+      // RELIABILITY item 35: not V8's bare "Array buffer allocation failed".
+      ["-s", "8000000G", "--exec", "cat"],
+      "ocycle: --size 7812.5 TiB (8589934592000000 bytes) cannot be allocated",
+    ],
   ];
   for (const [args, fragment] of cases) {
     await t.step(args.join(" "), async () => {

@@ -54,6 +54,18 @@ Deno.test("SampleEmit counts frames and never splits one", async (t) => {
     );
     await s.close();
   });
+  await t.step("a view of a detached buffer is a TypeError", async () => {
+    // RELIABILITY item 35.
+    const s = new SampleEmit(() => {}, 4, { type: Int16Array, channels: 2 });
+    const frame = new Int16Array(4);
+    frame.buffer.transfer();
+    assertThrows(
+      () => s.write(frame),
+      TypeError,
+      "Cannot write to SampleEmit as 'data' must not be a view of a detached ArrayBuffer",
+    );
+    await s.close();
+  });
   await t.step("a bad type or channels is named", () => {
     assertThrows(
       () => new SampleEmit(() => {}, 4, { type: Array as never }),

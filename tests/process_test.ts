@@ -12,6 +12,7 @@ import {
 } from "@std/assert";
 import { BufferEmit, ChunkError, ItemEmit, SampleEmit } from "@ocycle/core";
 import type { ChunkInfo } from "@ocycle/core";
+import { TRANSPORT } from "../src/core/_options.ts";
 import { Pool } from "../src/run/_pool.ts";
 import type { PoolOptions } from "../src/run/_pool_worker.ts";
 import {
@@ -669,6 +670,48 @@ function withoutDenoShim(env: Record<string, string>): Record<string, string> {
   assertEquals(rest.HOME, undefined);
   return rest;
 }
+
+Deno.test("process mode fails a chunk over the frame limit without blaming the callback", async () => {
+  // RELIABILITY item 35, with the 1 GiB limit turned down to 1 KiB: the
+  // chunk fails as "oversize" before it is sent, and the next one runs.
+  const settings: ProcessSettings = {
+    owner: "BufferEmit",
+    url: faults,
+    exportName: "random",
+    layout: { kind: "bytes" },
+    borrow: false,
+    timeout: Infinity,
+    permissionFlags: [],
+    env: undefined,
+    v8Flags: [],
+  };
+  const errors: ChunkError[] = [];
+  const results: unknown[] = [];
+  const emitter = new BufferEmit(
+    faults,
+    4,
+    {
+      mode: "process",
+      pool: 1,
+      onDone: (result) => results.push(result),
+      onError: (error) => errors.push(error),
+      [TRANSPORT]: new ProcessKind(settings, { maxFrameBytes: 1024 }),
+    } as ConstructorParameters<typeof BufferEmit>[2],
+  );
+  emitter.write(new Uint8Array(2000).fill(1));
+  emitter.write(new Uint8Array(4).fill(1));
+  await emitter.close();
+  const error = only(errors);
+  assertEquals(error.kind, "oversize");
+  assertEquals(error.info.index, 0);
+  assertEquals(error.mode, "process");
+  assertMatch(
+    error.message,
+    /the chunk takes \d+ bytes on the pipe to a child process, over process mode's frame limit of 1024 bytes: use a smaller 'size'/,
+  );
+  assert(!error.message.includes("callback threw"), error.message);
+  assertEquals(results, [{ index: 1, offset: 2000, total: 4 }]);
+});
 
 Deno.test("process mode says it needs node:v8 where it cannot be imported", async () => {
   const fixture = (name: string) =>

@@ -83,10 +83,27 @@ export async function runCli(args: readonly string[]): Promise<number> {
   try {
     run.start(moduleUrl);
   } catch (error) {
-    report(message(error));
+    report(startError(error, options));
     return EXIT_USAGE;
   }
   return await run.finish();
+}
+
+/**
+ * Why the emitter could not be made, in the command line's terms: every
+ * option was checked already, so a RangeError about 'size' means that a
+ * buffer of --size bytes cannot be allocated.
+ */
+function startError(error: unknown, options: CliOptions): string {
+  if (error instanceof RangeError && error.message.includes("'size'")) {
+    const why = error.cause instanceof Error ? error.cause.message : message(
+      error,
+    );
+    return `--size ${
+      formatBytes(options.size)
+    } (${options.size} bytes) cannot be allocated: ${why}. Use a smaller --size`;
+  }
+  return message(error);
 }
 
 /** Writes a line to stderr. */

@@ -54,6 +54,16 @@ export interface Kind<F, B, C> {
   frame(data: unknown, owner: string): F;
   /** The frame's length in scalars. */
   length(frame: F): number;
+  /**
+   * Checks a frame of length 0, which is written as nothing unless it is
+   * empty only because its memory is gone. Throws TypeError naming the value.
+   */
+  empty(frame: F, owner: string): void;
+  /**
+   * A copy of a checked frame that `frame()` takes again, for a write that
+   * must wait: the caller may change its data once `write()` returns.
+   */
+  keep(frame: F): unknown;
   /** A new, empty buffer with room for `capacity` scalars. */
   alloc(capacity: number): B;
   /** How many scalars the buffer holds at most. */
@@ -89,6 +99,19 @@ function describe(value: unknown): string {
 /** A readable description of a value for error messages. */
 export { describe as describeValue };
 
+/** Whether a buffer is an ArrayBuffer that was transferred (`transfer()`, postMessage). */
+function isDetached(buffer: ArrayBufferLike): boolean {
+  return (buffer as ArrayBuffer).detached === true;
+}
+
+function detachedError(owner: string, data: unknown): TypeError {
+  return new TypeError(
+    `Cannot write to ${owner} as 'data' must not be a view of a detached ArrayBuffer (one that was transferred): received ${
+      describe(data)
+    } over a detached buffer`,
+  );
+}
+
 class TypedKind<T extends TypedArray> implements Kind<T, T, T> {
   readonly pooled = true;
   readonly layout: ChunkLayout;
@@ -119,6 +142,7 @@ class TypedKind<T extends TypedArray> implements Kind<T, T, T> {
     if (this.#bytes) {
       if (typeof data === "string") return encoder.encode(data) as T;
       if (ArrayBuffer.isView(data)) {
+        if (isDetached(data.buffer)) throw detachedError(owner, data);
         return new Uint8Array(
           data.buffer,
           data.byteOffset,
@@ -130,6 +154,11 @@ class TypedKind<T extends TypedArray> implements Kind<T, T, T> {
         (typeof SharedArrayBuffer !== "undefined" &&
           data instanceof SharedArrayBuffer)
       ) {
+        if (isDetached(data)) {
+          throw new TypeError(
+            `Cannot write to ${owner} as 'data' must not be a detached ArrayBuffer (one that was transferred): received a detached ArrayBuffer`,
+          );
+        }
         return new Uint8Array(data) as T;
       }
       throw new TypeError(
@@ -147,6 +176,16 @@ class TypedKind<T extends TypedArray> implements Kind<T, T, T> {
 
   length(frame: T): number {
     return frame.length;
+  }
+
+  empty(frame: T, owner: string): void {
+    // A view of a transferred buffer reads as empty: it is a mistake, not
+    // an empty frame.
+    if (isDetached(frame.buffer)) throw detachedError(owner, frame);
+  }
+
+  keep(frame: T): T {
+    return frame.slice() as T;
   }
 
   alloc(capacity: number): T {
@@ -194,6 +233,10 @@ class ItemsKind<T> implements Kind<readonly T[], T[], T[]> {
   }
   length(frame: readonly T[]): number {
     return frame.length;
+  }
+  empty(): void {}
+  keep(frame: readonly T[]): T[] {
+    return frame.slice();
   }
   alloc(): T[] {
     return [];
@@ -276,6 +319,10 @@ class TextKind implements Kind<TextFrame, TextBuffer, string> {
   }
   length(frame: TextFrame): number {
     return frame.length;
+  }
+  empty(): void {}
+  keep(frame: TextFrame): string {
+    return frame.text;
   }
   alloc(): TextBuffer {
     return { parts: [], length: 0 };

@@ -38,7 +38,8 @@ export class ChunkQueue<C, R> {
   #queue: Task<C>[] = [];
   #inFlight = 0;
   #pumping = false;
-  #errors: ChunkError[] = [];
+  /** Errors for the next `ready` and `close()`: chunks' without `onError`, and others. */
+  #errors: Error[] = [];
   #readyWaiters: Waiter[] = [];
   #idleWaiters: (() => void)[] = [];
   /** Set once the emitter is aborted: waiters reject with it. */
@@ -143,15 +144,27 @@ export class ChunkQueue<C, R> {
     this.#wake();
   }
 
+  /**
+   * Keeps an error that belongs to no chunk (a write deferred from a
+   * callback failed) for the next `ready` and `close()`.
+   */
+  report(error: unknown): void {
+    this.#errors.push(
+      error instanceof Error ? error : new Error(message(error)),
+    );
+    this.#wake();
+  }
+
   /** The errors kept for `ready` and `close()`, as one error. */
   takeErrors(): Error | undefined {
     const errors = this.#errors.splice(0);
     if (errors.length <= 1) return errors[0];
+    const what = errors.every((e) => e instanceof ChunkError)
+      ? `chunks of ${this.#settings.owner} failed`
+      : `errors in ${this.#settings.owner}`;
     return new AggregateError(
       errors,
-      `${errors.length} chunks of ${this.#settings.owner} failed: ${
-        errors.map((e) => e.message).join("; ")
-      }`,
+      `${errors.length} ${what}: ${errors.map((e) => e.message).join("; ")}`,
     );
   }
 

@@ -8,6 +8,12 @@
 //
 // All counts are in scalars: bytes, items, characters, or samples (a frame of
 // `unit` channels is `unit` scalars).
+//
+// The path is not re-entrant: a write or flush made while a chunk is being
+// handed on (from a serial callback, onDone or onError) is deferred and applied,
+// in order, once the outer write or flush is done, so that stream order holds.
+// Sampler pauses run on the monotonic clock (performance.now()) unless the
+// caller stamps its writes: a step of the wall clock never drops data.
 
 import type { ChunkInfo } from "../chunk_info.ts";
 import type { BufferPool } from "./_buffer_pool.ts";
@@ -30,6 +36,53 @@ export interface CutSettings {
 /** Receives each chunk the path cuts, with the pooled buffer behind it. */
 export type Emit<C> = (chunk: C, info: ChunkInfo, buffer: unknown) => void;
 
+/** Receives the error of a deferred write, whose caller has returned. */
+export type Fail = (error: unknown) => void;
+
+/** A write deferred while a chunk was being handed on: a copy of its data. */
+interface LaterWrite {
+  readonly data: unknown;
+  /** Its length, in scalars. */
+  readonly n: number;
+  readonly t0: number | undefined;
+  readonly wall: boolean;
+}
+
+/** What was asked of the path while it was busy, in order. */
+type Later = LaterWrite | (() => void);
+
+/** The error for a `t0` that is not a finite number. */
+function badT0(owner: string, t0: unknown): RangeError {
+  return new RangeError(
+    `Cannot write to ${owner} as 't0' must be a finite number of milliseconds: received ${
+      describeValue(t0)
+    }`,
+  );
+}
+
+/**
+ * The first buffer, which shows whether `size` can be allocated at all.
+ *
+ * @throws {RangeError} If it cannot, naming `size`.
+ */
+function firstBuffer<B>(
+  kind: Kind<unknown, B, unknown>,
+  pool: BufferPool<B> | undefined,
+  scalars: number,
+  settings: CutSettings,
+): B {
+  try {
+    return pool ? pool.take() : kind.alloc(scalars);
+  } catch (error) {
+    if (!(error instanceof RangeError)) throw error;
+    const unit = kind.unit === 1 ? "" : ` of ${kind.unit} channels`;
+    throw new RangeError(
+      `Cannot create ${settings.owner} as 'size' must be small enough to allocate a buffer of that many elements${unit}: received ${settings.size} (${error.message})`,
+      { cause: error },
+    );
+  }
+}
+
 /** Frames in, chunks out. */
 export class WritePath<F, B, C> {
   readonly #kind: Kind<F, B, C>;
@@ -42,6 +95,7 @@ export class WritePath<F, B, C> {
   readonly #maxWait: number;
   readonly #pool: BufferPool<B> | undefined;
   readonly #emit: Emit<C>;
+  readonly #fail: Fail;
 
   #buffer: B | undefined;
   #fill = 0;
@@ -55,12 +109,20 @@ export class WritePath<F, B, C> {
   #nextStart = 0;
   /** Timestamps of window starts already written, oldest first. */
   #t0s: number[] = [];
-  /** The monotonic time before which the sampler drops writes. */
+  /** The monotonic time (performance.now()) before which the sampler drops writes. */
   #resumeAt: number | undefined;
+  /** The same in the caller's clock, when the write that paused had a `t0`. */
+  #resumeAtT0: number | undefined;
   #index = 0;
   #timer: ReturnType<typeof setTimeout> | undefined;
   /** Whether the next unemitted element must start the `maxWait` timer. */
   #unarmed: boolean;
+  /** Set while a chunk is handed on: writes and flushes then wait in `#later`. */
+  #emitting = false;
+  #draining = false;
+  /** Set by `halt()`: the current write stops and what waits is dropped. */
+  #halted = false;
+  readonly #later: Later[] = [];
 
   /** Elements written, dropped ones included. */
   written = 0;
@@ -74,6 +136,7 @@ export class WritePath<F, B, C> {
     settings: CutSettings,
     pool: BufferPool<B> | undefined,
     emit: Emit<C>,
+    fail: Fail,
   ) {
     this.#kind = kind;
     this.#owner = settings.owner;
@@ -86,53 +149,69 @@ export class WritePath<F, B, C> {
     this.#unarmed = settings.maxWait !== Infinity;
     this.#pool = pool;
     this.#emit = emit;
-    this.#buffer = pool ? pool.take() : kind.alloc(this.#size);
+    this.#fail = fail;
+    this.#buffer = firstBuffer(kind, pool, this.#size, settings);
   }
 
   /**
-   * Writes one frame; cuts every chunk it completes.
+   * Writes one frame; cuts every chunk it completes. While a chunk is being
+   * handed on, the frame is checked, copied and written once the outer write
+   * or flush is done.
    *
+   * @param wall Whether `t0` was read from the wall clock (by `fanout`)
+   * rather than given as the data's own clock, which the sampler then uses.
    * @throws {TypeError} If `data` is not of the kind.
-   * @throws {RangeError} If `t0` is not finite, or the sampler returns a bad value.
+   * @throws {RangeError} If `t0` is not finite, or the sampler returns a bad
+   * value; nothing of the frame was written then.
    */
-  write(data: unknown, t0: number | undefined): void {
+  write(data: unknown, t0: number | undefined, wall: boolean): void {
+    if (this.#emitting) return this.#defer(data, t0, wall);
     const kind = this.#kind;
     const frame = kind.frame(data, this.#owner);
-    if (t0 !== undefined && !Number.isFinite(t0)) {
-      throw new RangeError(
-        `Cannot write to ${this.#owner} as 't0' must be a finite number of milliseconds: received ${
-          describeValue(t0)
-        }`,
-      );
-    }
+    if (t0 !== undefined && !Number.isFinite(t0)) throw badT0(this.#owner, t0);
     const n = kind.length(frame);
-    if (n === 0) return;
-    let stamp = t0;
+    if (n === 0) return kind.empty(frame, this.#owner);
     const start = this.#offset;
-    this.#offset = start + n;
-    this.written += n;
-    if (this.#resumeAt !== undefined) {
-      stamp ??= Date.now();
-      if (stamp < this.#resumeAt) {
-        this.dropped += n;
-        return;
-      }
-      this.#resumeAt = undefined;
-      this.#winStart = this.#nextStart = this.#emittedTo = start;
-    }
-    if (this.#unarmed) this.#arm();
     // The common case, kept short: the whole frame lands in the partial chunk
-    // and neither completes it nor starts a window that needs a timestamp.
+    // and neither completes it nor starts a window that needs a timestamp. A
+    // partial chunk is never filled during a sampler pause.
     const fill0 = this.#fill;
     const buffer0 = this.#buffer!;
     if (
       fill0 > 0 && fill0 + n < this.#size && this.#nextStart >= start + n &&
       fill0 + n <= kind.capacity(buffer0)
     ) {
+      this.#offset = start + n;
+      this.written += n;
+      if (this.#unarmed) this.#arm();
       kind.put(buffer0, fill0, frame, 0, n);
       this.#fill = fill0 + n;
       return;
     }
+    // The sampler's clock: the caller's t0, else the monotonic clock.
+    const own = wall ? undefined : t0;
+    const resuming = this.#resumeAt !== undefined;
+    if (resuming && this.#paused(own)) {
+      this.#offset = start + n;
+      this.written += n;
+      this.dropped += n;
+      return;
+    }
+    // The sampler is asked before anything changes, so that a sampler that
+    // throws fails the write with nothing of it emitted.
+    let pause = -1, pausedAt = 0;
+    if (this.#sampler !== undefined && this.#completes(n, resuming)) {
+      pause = this.#pauseLength();
+      pausedAt = performance.now();
+    }
+    this.#offset = start + n;
+    this.written += n;
+    if (resuming) {
+      this.#resumeAt = this.#resumeAtT0 = undefined;
+      this.#winStart = this.#nextStart = this.#emittedTo = start;
+    }
+    if (this.#unarmed) this.#arm();
+    let stamp = t0;
     const size = this.#size, clip = this.#clip;
     let pos = 0;
     while (pos < n) {
@@ -171,22 +250,56 @@ export class WritePath<F, B, C> {
       pos = end;
       if (fill >= size) {
         this.#cut("size", false);
-        if (this.#sampler !== undefined) {
-          stamp ??= Date.now();
-          this.#pause(stamp);
+        if (this.#halted) {
+          // Aborted from the chunk's callback: the rest never reaches one.
+          this.dropped += n - pos;
+          break;
+        }
+        if (pause >= 0) {
+          this.#pause(pausedAt + pause, own === undefined ? own : own + pause);
           this.dropped += n - pos;
           break;
         }
       }
     }
+    if (this.#later.length !== 0) this.#drain();
   }
 
-  /** Emits the partial chunk, if it holds anything not yet emitted. */
+  /**
+   * Emits the partial chunk, if it holds anything not yet emitted; while a
+   * chunk is being handed on, once the outer write or flush is done.
+   */
   flush(reason: "flush" | "close" | "maxWait"): void {
+    if (this.#emitting) {
+      this.#later.push(() => this.flush(reason));
+      return;
+    }
+    if (this.#halted) return;
     this.#disarm();
     if (this.#winStart + this.#fill > this.#emittedTo && this.#fill > 0) {
       this.#cut(reason, reason === "close");
     }
+    if (this.#later.length !== 0) this.#drain();
+  }
+
+  /** Whether a chunk is being handed on: what is asked now must wait for `defer`. */
+  get busy(): boolean {
+    return this.#emitting;
+  }
+
+  /** Runs `op` once the outer write or flush is done, after what was deferred before it. */
+  defer(op: () => void): void {
+    this.#later.push(op);
+  }
+
+  /**
+   * Stops at once (the emitter is aborted): the tail is dropped, the write
+   * being cut stops after the chunk being handed on, and deferred writes are
+   * dropped; all of it is counted.
+   */
+  halt(): void {
+    this.dropTail();
+    this.#halted = true;
   }
 
   /** Drops the part of the partial chunk not yet emitted, counting it. */
@@ -215,7 +328,65 @@ export class WritePath<F, B, C> {
     );
   }
 
-  #pause(stamp: number): void {
+  /** Checks a write made while a chunk is handed on, and keeps a copy for later. */
+  #defer(data: unknown, t0: number | undefined, wall: boolean): void {
+    const kind = this.#kind;
+    const frame = kind.frame(data, this.#owner);
+    if (t0 !== undefined && !Number.isFinite(t0)) throw badT0(this.#owner, t0);
+    const n = kind.length(frame);
+    if (n === 0) return kind.empty(frame, this.#owner);
+    this.#later.push({ data: kind.keep(frame), n, t0, wall });
+  }
+
+  /**
+   * Applies what was deferred, in order, including what that defers in turn.
+   * A deferred write that fails (its sampler throws) is counted as dropped,
+   * and its error goes to `fail`: its caller has returned, and the caller of
+   * the outer write must not hear of it as a failure of its own frame.
+   */
+  #drain(): void {
+    if (this.#draining) return;
+    this.#draining = true;
+    const later = this.#later;
+    for (let i = 0; i < later.length; i++) {
+      const op = later[i]!;
+      try {
+        if (typeof op === "function") op();
+        else if (!this.#halted) this.write(op.data, op.t0, op.wall);
+        else {
+          this.written += op.n;
+          this.dropped += op.n;
+        }
+      } catch (error) {
+        if (typeof op !== "function") {
+          this.written += op.n;
+          this.dropped += op.n;
+        }
+        this.#fail(error);
+      }
+    }
+    later.length = 0;
+    this.#draining = false;
+  }
+
+  /**
+   * Whether a write of `n` completes a chunk when a sampler is set. No gap
+   * of `hop > size` windows is ever skipped then: every window that starts
+   * after a cut starts after a pause, with the write that resumes.
+   */
+  #completes(n: number, resuming: boolean): boolean {
+    return (resuming ? 0 : this.#fill) + n >= this.#size;
+  }
+
+  /** Whether a write stamped `t0` (or now, without) falls in the sampler's pause. */
+  #paused(t0: number | undefined): boolean {
+    return t0 !== undefined && this.#resumeAtT0 !== undefined
+      ? t0 < this.#resumeAtT0
+      : performance.now() < this.#resumeAt!;
+  }
+
+  /** The sampler's next pause, checked. */
+  #pauseLength(): number {
     const pause = this.#sampler!();
     if (!(typeof pause === "number" && pause >= 0 && pause < Infinity)) {
       throw new RangeError(
@@ -224,8 +395,17 @@ export class WritePath<F, B, C> {
         }`,
       );
     }
+    return pause;
+  }
+
+  /**
+   * Starts a sampler pause until `resumeAt` on the monotonic clock and, when
+   * the write that paused had a `t0`, until `resumeAtT0` in the caller's.
+   */
+  #pause(resumeAt: number, resumeAtT0: number | undefined): void {
     this.#disarm();
-    this.#resumeAt = stamp + pause;
+    this.#resumeAt = resumeAt;
+    this.#resumeAtT0 = resumeAtT0;
     // A gap in the data must not be stitched over: the carry goes too.
     this.dropped += Math.max(0, this.#winStart + this.#fill - this.#emittedTo);
     this.#fill = 0;
@@ -265,7 +445,12 @@ export class WritePath<F, B, C> {
     // The carry was emitted already: `maxWait` counts from the next element.
     this.#disarm();
     this.#buffer = next;
-    this.#emit(kind.chunk(buffer, length), info, buffer);
+    this.#emitting = true;
+    try {
+      this.#emit(kind.chunk(buffer, length), info, buffer);
+    } finally {
+      this.#emitting = false;
+    }
   }
 
   #arm(): void {

@@ -49,7 +49,7 @@ export interface ProcessTuning {
   stderrLines: number;
   /** Characters of a stderr line after which it is forwarded in pieces. */
   stderrPiece: number;
-  /** Largest frame body accepted from a child, in bytes. */
+  /** Largest frame body sent to or accepted from a child, in bytes. */
   maxFrameBytes: number;
   /** Test knob: the child writes its frames this many bytes at a time. */
   writePiece: number | undefined;
@@ -143,9 +143,14 @@ export class ProcessKind implements TransportKind<Encoded> {
       meta = encodeTaskMeta(info, undefined);
     } else meta = encodeTaskMeta(info, clone(task.chunk));
     const bytes = meta.length + (raw?.length ?? 0) + 16;
-    if (bytes > MAX_FRAME_BYTES) {
-      throw new RangeError(
-        `Cannot send chunk ${info.index} to a child process as it takes ${bytes} bytes, over the frame limit of ${MAX_FRAME_BYTES} bytes: use a smaller 'size'`,
+    const limit = this.#tuning.maxFrameBytes;
+    if (bytes > limit) {
+      // The chunk never reached a child: the callback is not to blame.
+      throw new ChunkError(
+        "oversize",
+        info,
+        "process",
+        `the chunk takes ${bytes} bytes on the pipe to a child process, over process mode's frame limit of ${limit} bytes: use a smaller 'size'`,
       );
     }
     return { meta, raw };
