@@ -118,7 +118,10 @@ export class Emitter<I, C, R = unknown> implements AsyncDisposable {
       this.#pool,
       (chunk, info, buffer) => chunks.submit(chunk, info, buffer),
       (error) => chunks.report(error),
+      () => chunks.room(),
     );
+    const path = this.#path;
+    chunks.onRoom = () => path.resume();
     this.#signal = signal;
     if (signal !== undefined) {
       if (signal.aborted) {
@@ -151,13 +154,14 @@ export class Emitter<I, C, R = unknown> implements AsyncDisposable {
    * @returns Whether the caller may keep writing without waiting.
    * @throws {TypeError} If `data` is not of the emitter's kind (or is a view
    * of a detached buffer), or the emitter is closed.
-   * @throws {RangeError} If `t0` is not a finite number, or the sampler
-   * throws or returns a bad value; nothing of the frame was written then.
+   * @throws {RangeError} If `t0` is not a finite number, the sampler throws
+   * or returns a bad value, or `maxQueued` chunks wait already (a writer
+   * that ignored `false`); nothing of the frame was written then.
    */
   write(data: I, t0?: number): boolean {
     if (this.#state !== OPEN) throw this.#closedError();
     this.#path.write(data, t0, false);
-    return this.#queue.mayWrite();
+    return this.#queue.mayWrite() && !this.#path.waiting;
   }
 
   /**
@@ -169,7 +173,7 @@ export class Emitter<I, C, R = unknown> implements AsyncDisposable {
   [WALL_T0](data: I, t0: number): boolean {
     if (this.#state !== OPEN) throw this.#closedError();
     this.#path.write(data, t0, true);
-    return this.#queue.mayWrite();
+    return this.#queue.mayWrite() && !this.#path.waiting;
   }
 
   /**
@@ -225,6 +229,11 @@ export class Emitter<I, C, R = unknown> implements AsyncDisposable {
   }
 
   async #finish(flush: boolean): Promise<void> {
+    // What a write could not cut yet for want of room is cut first.
+    while (this.#path.waiting && this.#state === CLOSING) {
+      await this.#queue.idle();
+      this.#path.resume();
+    }
     if (flush) this.#path.flush("close");
     else this.#path.dropTail();
     await this.#queue.idle();

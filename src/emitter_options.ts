@@ -118,9 +118,21 @@ export interface EmitterOptions<R> {
    */
   maxPending?: number;
   /**
+   * With `overflow: "queue"`, how many chunks may wait at all: a writer that
+   * ignores `write()`'s `false` then gets a `RangeError` (naming this option)
+   * from the next `write()` that would complete a chunk, so that memory stays
+   * bounded however the writer behaves; nothing is dropped. One large write
+   * respects it too: what it cannot cut yet waits (copied) and is cut as the
+   * queue drains. A microphone callback that cannot wait should choose a drop
+   * policy instead.
+   *
+   * @default {4 * maxPending, at least 64 (Infinity when maxPending is)}
+   */
+  maxQueued?: number;
+  /**
    * What happens to a chunk emitted while `maxPending` chunks wait: keep it
-   * anyway (`write()` has already said to slow down), drop it, or drop the
-   * oldest waiting chunk. Dropped chunks are counted in `stats`.
+   * (`write()` has already said to slow down) up to `maxQueued`, drop it, or
+   * drop the oldest waiting chunk. Dropped chunks are counted in `stats`.
    *
    * @default {"queue"}
    */

@@ -1195,3 +1195,84 @@ Deno.test("BufferEmit calls from a serial callback, onDone or onError have defin
     },
   );
 });
+
+Deno.test("BufferEmit bounds its queue for a writer that ignores write()'s false (RELIABILITY 28)", async (t) => {
+  const slow = () => sleep(20);
+  await t.step(
+    "a write that would queue a chunk past maxQueued throws, whole",
+    async () => {
+      const buff = new BufferEmit(slow, 4, { maxPending: 2, maxQueued: 8 });
+      let writes = 0;
+      const error = assertThrows(() => {
+        for (;;) {
+          buff.write(new Uint8Array(4));
+          writes++;
+        }
+      }, RangeError);
+      assertEquals(writes, 9); // one running, eight waiting
+      assert(error.message.includes("'maxQueued'"), error.message);
+      assert(error.message.includes("await 'ready'"), error.message);
+      const { written, queued } = buff.stats;
+      assertEquals([written, queued], [36, 8]);
+      await buff.ready;
+      buff.write(new Uint8Array(4)); // after ready, writing goes on
+      await buff.close();
+      assertEquals(buff.stats.done, 10);
+    },
+  );
+  await t.step("the default bound is 4 * maxPending, at least 64", () => {
+    for (const [maxPending, bound] of [[16, 64], [32, 128]] as const) {
+      const buff = new BufferEmit(() => new Promise(() => {}), 1, {
+        maxPending,
+      });
+      let writes = 0;
+      assertThrows(() => {
+        for (;;) {
+          buff.write(new Uint8Array(1));
+          writes++;
+        }
+      }, RangeError);
+      assertEquals(writes, bound + 1);
+      buff.abort();
+    }
+  });
+  await t.step(
+    "one large write cuts what fits; the rest waits and nothing is lost",
+    async () => {
+      const seen: number[] = [];
+      const buff = new BufferEmit(
+        async (chunk, _t0, info) => {
+          await sleep(1);
+          seen.push(info.offset, chunk[0]!);
+        },
+        4,
+        { clip: true, maxPending: 2, maxQueued: 8 },
+      );
+      const big = new Uint8Array(4 * 100).map((_, i) => i >> 2);
+      assertFalse(buff.write(big));
+      assertEquals(buff.stats.queued, 8);
+      big.fill(255); // the rest was copied: the writer may reuse its buffer
+      // A next write is refused whole while the rest waits.
+      assertThrows(() => buff.write(new Uint8Array(4)), RangeError, "await");
+      assertEquals(buff.stats.written, 400);
+      await buff.close();
+      assertEquals(buff.stats.done, 100);
+      assertEquals(
+        seen,
+        Array.from({ length: 100 }, (_, i) => [4 * i, i]).flat(),
+      );
+    },
+  );
+  await t.step("drop policies never throw: they drop and count", () => {
+    for (const overflow of ["drop-newest", "drop-oldest"] as const) {
+      const buff = new BufferEmit(() => new Promise(() => {}), 1, {
+        maxPending: 2,
+        maxQueued: 2,
+        overflow,
+      });
+      for (let i = 0; i < 1000; i++) buff.write(new Uint8Array(1));
+      assertEquals(buff.stats.droppedChunks, 1000 - 3);
+      buff.abort();
+    }
+  });
+});

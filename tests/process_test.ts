@@ -9,6 +9,7 @@ import {
   assertMatch,
   assertRejects,
   assertStringIncludes,
+  assertThrows,
 } from "@std/assert";
 import { BufferEmit, ChunkError, ItemEmit, SampleEmit } from "@ocycle/core";
 import type { ChunkInfo } from "@ocycle/core";
@@ -855,4 +856,29 @@ Deno.test({
   assertEquals(seen.NO_PROXY, undefined);
   assert(started.includes(`DENO_DIR=${denoDir}`), started.join(" "));
   assert(started.includes("NO_PROXY=example.invalid"), started.join(" "));
+});
+
+Deno.test("process mode bounds its queue for a writer that ignores write()'s false (RELIABILITY 28)", async () => {
+  const emitter = new BufferEmit(faults, 4, {
+    mode: "process",
+    pool: 1,
+    concurrency: 1,
+    exportName: "slow",
+    maxPending: 1,
+    maxQueued: 4,
+  });
+  let writes = 0;
+  assertThrows(
+    () => {
+      for (;;) {
+        emitter.write(new Uint8Array(4));
+        writes++;
+      }
+    },
+    RangeError,
+    "'maxQueued'",
+  );
+  assertEquals([writes, emitter.stats.queued], [5, 4]);
+  await emitter.close();
+  assertEquals(emitter.stats.done, 5);
 });

@@ -882,3 +882,23 @@ Deno.test("BufferEmit in thread mode accounts for every buffer after mixed fault
   );
   assertClosed(stats);
 });
+
+Deno.test("BufferEmit in thread mode bounds its queue for a writer that ignores write()'s false (RELIABILITY 28)", async () => {
+  const { l, emitter } = faults({ pool: 1, concurrency: 2, maxPending: 2 });
+  let writes = 0;
+  assertThrows(
+    () => {
+      for (;;) {
+        emitter.write(cmd(SLOW));
+        writes++;
+      }
+    },
+    RangeError,
+    "'maxQueued'",
+  );
+  // Two in the Worker, 64 (the default for maxPending 2) waiting.
+  assertEquals(writes, 2 + 64);
+  assertEquals(emitter.stats.queued, 64);
+  await emitter.close();
+  assertEquals(l.done.size, 66);
+});

@@ -60,10 +60,11 @@ export interface Kind<F, B, C> {
    */
   empty(frame: F, owner: string): void;
   /**
-   * A copy of a checked frame that `frame()` takes again, for a write that
-   * must wait: the caller may change its data once `write()` returns.
+   * A copy of a checked frame, from scalar `from` on, that `frame()` takes
+   * again, for a write that must wait: the caller may change its data once
+   * `write()` returns.
    */
-  keep(frame: F): unknown;
+  keep(frame: F, from?: number): unknown;
   /** A new, empty buffer with room for `capacity` scalars. */
   alloc(capacity: number): B;
   /** How many scalars the buffer holds at most. */
@@ -184,8 +185,8 @@ class TypedKind<T extends TypedArray> implements Kind<T, T, T> {
     if (isDetached(frame.buffer)) throw detachedError(owner, frame);
   }
 
-  keep(frame: T): T {
-    return frame.slice() as T;
+  keep(frame: T, from = 0): T {
+    return frame.slice(from) as T;
   }
 
   alloc(capacity: number): T {
@@ -235,8 +236,8 @@ class ItemsKind<T> implements Kind<readonly T[], T[], T[]> {
     return frame.length;
   }
   empty(): void {}
-  keep(frame: readonly T[]): T[] {
-    return frame.slice();
+  keep(frame: readonly T[], from = 0): T[] {
+    return frame.slice(from);
   }
   alloc(): T[] {
     return [];
@@ -321,8 +322,8 @@ class TextKind implements Kind<TextFrame, TextBuffer, string> {
     return frame.length;
   }
   empty(): void {}
-  keep(frame: TextFrame): string {
-    return frame.text;
+  keep(frame: TextFrame, from = 0): string {
+    return sliceText(frame, from, frame.length);
   }
   alloc(): TextBuffer {
     return { parts: [], length: 0 };

@@ -90,6 +90,11 @@ const RULES: Readonly<Record<string, Rule>> = {
     "an integer >= 0 or Infinity",
     RangeError,
   ],
+  maxQueued: [
+    (v) => v === Infinity || (Number.isSafeInteger(v) && (v as number) > 0),
+    "a positive integer or Infinity",
+    RangeError,
+  ],
   overflow: [
     (v) => v === "queue" || v === "drop-newest" || v === "drop-oldest",
     `"queue", "drop-newest" or "drop-oldest"`,
@@ -132,6 +137,9 @@ export function checkOptions<C, R>(
     pool = navigator.hardwareConcurrency ?? 1,
     concurrency = defaultConcurrency(mode),
     maxPending = 16,
+    maxQueued = maxPending === Infinity
+      ? Infinity
+      : Math.max(64, 4 * maxPending),
     overflow = "queue",
     maxWait = Infinity,
     timeout = Infinity,
@@ -149,6 +157,7 @@ export function checkOptions<C, R>(
     pool,
     concurrency,
     maxPending,
+    maxQueued,
     overflow,
     maxWait,
     timeout,
@@ -167,6 +176,11 @@ export function checkOptions<C, R>(
         }`,
       );
     }
+  }
+  if (maxQueued < maxPending) {
+    throw new RangeError(
+      `Cannot create ${owner} as 'maxQueued' must be at least 'maxPending' (${maxPending}): received ${maxQueued}`,
+    );
   }
   if (hop !== undefined && !clip) {
     throw new TypeError(
@@ -197,6 +211,7 @@ export function checkOptions<C, R>(
       mode,
       borrow,
       maxPending,
+      maxQueued,
       overflow,
       unit: kind.unit,
       onDone,

@@ -16,6 +16,8 @@ export interface QueueSettings<R> {
   readonly borrow: boolean;
   /** Chunks that may wait before `write()` says to slow down. */
   readonly maxPending: number;
+  /** Chunks that may wait at all with `overflow: "queue"`: then writes that cut one throw. */
+  readonly maxQueued: number;
   readonly overflow: Overflow;
   /** Scalars per element, to count dropped elements. */
   readonly unit: number;
@@ -44,6 +46,8 @@ export class ChunkQueue<C, R> {
   #idleWaiters: (() => void)[] = [];
   /** Set once the emitter is aborted: waiters reject with it. */
   #abortReason: { reason: unknown } | undefined;
+  /** Told when the queue has room again after it was full. */
+  onRoom: (() => void) | undefined;
 
   emitted = 0;
   done = 0;
@@ -76,6 +80,18 @@ export class ChunkQueue<C, R> {
   mayWrite(): boolean {
     const queued = this.#queue.length;
     return queued === 0 || queued < this.#settings.maxPending;
+  }
+
+  /**
+   * Whether another chunk may be queued: `undefined`, or the error for a
+   * writer that ignored `write()`'s `false` until `maxQueued` chunks wait.
+   */
+  room(): Error | undefined {
+    const { maxQueued, overflow, owner } = this.#settings;
+    if (this.#queue.length < maxQueued || overflow !== "queue") return;
+    return new RangeError(
+      `Cannot write to ${owner} as ${maxQueued} chunks wait already ('maxQueued'): await 'ready' before writing more, or set 'overflow' to "drop-newest" or "drop-oldest" to drop chunks instead`,
+    );
   }
 
   /**
@@ -277,6 +293,10 @@ export class ChunkQueue<C, R> {
     } finally {
       this.#pumping = false;
     }
+    if (
+      this.onRoom !== undefined &&
+      this.#queue.length < this.#settings.maxQueued
+    ) this.onRoom();
     this.#wake();
   }
 

@@ -51,6 +51,25 @@ interface LaterWrite {
 /** What was asked of the path while it was busy, in order. */
 type Later = LaterWrite | (() => void);
 
+/** The part of a write not cut yet because the queue was full: a copy. */
+interface Rest {
+  readonly data: unknown;
+  /** Its length, in scalars. */
+  readonly n: number;
+  /** The absolute offset of its first element. */
+  readonly start: number;
+  /** The write's timestamp, if it needed one. */
+  readonly stamp: number | undefined;
+  /** The write's own clock for the sampler. */
+  readonly own: number | undefined;
+}
+
+/**
+ * Says whether the queue has room for another chunk: `undefined` when it
+ * has, else the error for a writer that goes on regardless.
+ */
+export type Room = () => Error | undefined;
+
 /** The error for a `t0` that is not a finite number. */
 function badT0(owner: string, t0: unknown): RangeError {
   return new RangeError(
@@ -96,6 +115,9 @@ export class WritePath<F, B, C> {
   readonly #pool: BufferPool<B> | undefined;
   readonly #emit: Emit<C>;
   readonly #fail: Fail;
+  readonly #room: Room;
+  /** What a write could not cut for want of room, cut as the queue drains. */
+  #rest: Rest | undefined;
 
   #buffer: B | undefined;
   #fill = 0;
@@ -137,6 +159,7 @@ export class WritePath<F, B, C> {
     pool: BufferPool<B> | undefined,
     emit: Emit<C>,
     fail: Fail,
+    room: Room = () => undefined,
   ) {
     this.#kind = kind;
     this.#owner = settings.owner;
@@ -150,6 +173,7 @@ export class WritePath<F, B, C> {
     this.#pool = pool;
     this.#emit = emit;
     this.#fail = fail;
+    this.#room = room;
     this.#buffer = firstBuffer(kind, pool, this.#size, settings);
   }
 
@@ -188,6 +212,10 @@ export class WritePath<F, B, C> {
       this.#fill = fill0 + n;
       return;
     }
+    // A write that may complete a chunk while the queue is full is refused
+    // whole: memory stays bounded even for a writer that ignores `false`.
+    const full = this.#rest === undefined ? this.#room() : this.#full();
+    if (full !== undefined) throw full;
     // The sampler's clock: the caller's t0, else the monotonic clock.
     const own = wall ? undefined : t0;
     const resuming = this.#resumeAt !== undefined;
@@ -211,6 +239,26 @@ export class WritePath<F, B, C> {
       this.#winStart = this.#nextStart = this.#emittedTo = start;
     }
     if (this.#unarmed) this.#arm();
+    this.#cutFrom(frame, n, start, t0, own, pause, pausedAt);
+    if (this.#later.length !== 0 && this.#rest === undefined) this.#drain();
+  }
+
+  /**
+   * Cuts the chunks a frame of `n` scalars completes, the frame starting at
+   * absolute offset `start`. With `pause >= 0` the sampler pauses after the
+   * first cut. When the queue has no room for another chunk, the rest of the
+   * frame is copied and waits for `resume()`.
+   */
+  #cutFrom(
+    frame: F,
+    n: number,
+    start: number,
+    t0: number | undefined,
+    own: number | undefined,
+    pause: number,
+    pausedAt: number,
+  ): void {
+    const kind = this.#kind;
     let stamp = t0;
     const size = this.#size, clip = this.#clip;
     let pos = 0;
@@ -260,9 +308,18 @@ export class WritePath<F, B, C> {
           this.dropped += n - pos;
           break;
         }
+        if (pos < n && this.#room() !== undefined) {
+          this.#rest = {
+            data: kind.keep(frame, pos),
+            n: n - pos,
+            start: start + pos,
+            stamp,
+            own,
+          };
+          break;
+        }
       }
     }
-    if (this.#later.length !== 0) this.#drain();
   }
 
   /**
@@ -292,14 +349,40 @@ export class WritePath<F, B, C> {
     this.#later.push(op);
   }
 
+  /** Whether part of a write waits for room in the queue. */
+  get waiting(): boolean {
+    return this.#rest !== undefined;
+  }
+
+  /** Cuts what a write left for want of room, as far as the queue has room now. */
+  resume(): void {
+    const rest = this.#rest;
+    if (rest === undefined || this.#emitting || this.#halted) return;
+    this.#rest = undefined;
+    const frame = this.#kind.frame(rest.data, this.#owner);
+    this.#cutFrom(frame, rest.n, rest.start, rest.stamp, rest.own, -1, 0);
+    if (this.#later.length !== 0 && this.#rest === undefined) this.#drain();
+  }
+
   /**
    * Stops at once (the emitter is aborted): the tail is dropped, the write
-   * being cut stops after the chunk being handed on, and deferred writes are
-   * dropped; all of it is counted.
+   * being cut stops after the chunk being handed on, and deferred writes and
+   * what waits for room are dropped; all of it is counted.
    */
   halt(): void {
     this.dropTail();
     this.#halted = true;
+    if (this.#rest !== undefined) {
+      this.dropped += this.#rest.n;
+      this.#rest = undefined;
+    }
+  }
+
+  /** The error for a write made while part of an earlier one waits for room. */
+  #full(): Error {
+    return this.#room() ?? new RangeError(
+      `Cannot write to ${this.#owner} as part of an earlier write still waits for room in the queue: await 'ready' before writing more`,
+    );
   }
 
   /** Drops the part of the partial chunk not yet emitted, counting it. */
