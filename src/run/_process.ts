@@ -4,7 +4,9 @@
 // over stdout. A child runs its chunks one at a time, so when it dies only the
 // oldest chunk it holds goes with it. Everything a child can do wrong on its
 // pipes (bytes that are not frames, a frame that stalls, an exit with its
-// pipes held open, a broken pipe) becomes one fault for the pool.
+// pipes held open, a broken pipe) becomes one fault for the pool. A child
+// runs in a process group of its own (run/_groups.ts): a terminal's Ctrl-C
+// does not reach it, and killing it kills whatever it started too.
 
 import type * as V8 from "node:v8";
 import { concat } from "@std/bytes";
@@ -33,6 +35,7 @@ import { childArgs, type ProcessSettings } from "./_process_args.ts";
 import { describe, type Task } from "./_runner.ts";
 import type {
   Exit,
+  Groups,
   Job,
   Transport,
   TransportEvents,
@@ -143,7 +146,11 @@ export class ProcessKind implements TransportKind<Encoded> {
     // The bytes are copied into the pipe: the buffer never left.
   }
 
-  start(index: number, events: TransportEvents): Transport<Encoded> {
+  start(
+    index: number,
+    events: TransportEvents,
+    groups: Groups,
+  ): Transport<Encoded> {
     const process = new Deno.Command(Deno.execPath(), {
       args: this.#args,
       stdin: "piped",
@@ -151,7 +158,9 @@ export class ProcessKind implements TransportKind<Encoded> {
       stderr: "piped",
       clearEnv: true,
       env: this.#settings.env ?? {},
+      detached: groups.detached,
     }).spawn();
+    groups.watch(process.pid);
     this.#init ??= encodeFrame(
       FrameType.init,
       0,
@@ -168,6 +177,7 @@ export class ProcessKind implements TransportKind<Encoded> {
     return new ProcessTransport(
       index,
       process,
+      groups,
       this.#init,
       this.#tuning,
       events,
@@ -179,6 +189,7 @@ class ProcessTransport implements Transport<Encoded> {
   readonly gone: Promise<Exit>;
   readonly #index: number;
   readonly #process: Deno.ChildProcess;
+  readonly #groups: Groups;
   readonly #writer: WritableStreamDefaultWriter<Uint8Array>;
   readonly #decoder: FrameDecoder;
   readonly #tuning: ProcessTuning;
@@ -196,12 +207,14 @@ class ProcessTransport implements Transport<Encoded> {
   constructor(
     index: number,
     process: Deno.ChildProcess,
+    groups: Groups,
     init: Uint8Array,
     tuning: ProcessTuning,
     events: TransportEvents,
   ) {
     this.#index = index;
     this.#process = process;
+    this.#groups = groups;
     this.#tuning = tuning;
     this.#events = events;
     this.#writer = process.stdin.getWriter();
@@ -236,13 +249,7 @@ class ProcessTransport implements Transport<Encoded> {
 
   kill(): void {
     this.#over = true;
-    if (this.#status === undefined) {
-      try {
-        this.#process.kill("SIGKILL");
-      } catch {
-        // Already gone.
-      }
-    }
+    if (this.#status === undefined) this.#killGroup();
     this.#writer.abort().catch(() => {});
   }
 
@@ -262,6 +269,8 @@ class ProcessTransport implements Transport<Encoded> {
       this.#readStderr(stderr),
     ]);
     const status = this.#status = await this.#process.status;
+    // Whatever it started dies with it, and lets go of its pipes.
+    this.#groups.kill(this.#process.pid);
     // A grandchild may still hold a pipe after the child exits: give the
     // pipes a moment, then stop waiting for them.
     let timer: ReturnType<typeof setTimeout> | undefined;
@@ -435,12 +444,19 @@ class ProcessTransport implements Transport<Encoded> {
       this.#note ??= error instanceof Deno.errors.BrokenPipe
         ? "its stdin is closed (broken pipe): the child is gone"
         : `writing to its stdin failed: ${describe(error)}`;
-      try {
-        this.#process.kill("SIGKILL");
-      } catch {
-        // Already gone.
-      }
+      this.#killGroup();
     });
+  }
+
+  /** Kills the child and whatever it started. */
+  #killGroup(): void {
+    this.#groups.kill(this.#process.pid);
+    try {
+      // In case the group could not be killed: the child at least.
+      this.#process.kill("SIGKILL");
+    } catch {
+      // Already gone.
+    }
   }
 }
 

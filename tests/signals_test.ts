@@ -1,0 +1,208 @@
+// Copyright the @ocycle/core authors. MIT license.
+// Signals and the process tree, with real processes, real signals and real
+// process groups: a terminal's Ctrl-C (SIGINT to the whole foreground process
+// group), SIGTERM, and a parent that dies without a word (SIGKILL).
+
+import { assert, assertEquals, assertLess } from "@std/assert";
+
+const ROOT = new URL("../", import.meta.url).pathname;
+const IMPORT_MAP = new URL("../.ci/import_map.json", import.meta.url).pathname;
+const CLI = new URL("../cli.ts", import.meta.url).pathname;
+const FIXTURES = new URL("./fixtures/signals/", import.meta.url).pathname;
+const decoder = new TextDecoder();
+const encoder = new TextEncoder();
+
+/** /proc, pgrep and process groups are Linux's here. */
+const LINUX = Deno.build.os === "linux";
+
+/** Whether a process is alive: it exists and is not a zombie. */
+function alive(pid: number): boolean {
+  try {
+    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    return stat.slice(stat.lastIndexOf(")") + 2)[0] !== "Z";
+  } catch {
+    return false;
+  }
+}
+
+/** The pids whose command line matches `pattern` (pgrep -f). */
+async function pgrep(pattern: string): Promise<number[]> {
+  const { stdout } = await new Deno.Command("pgrep", {
+    args: ["-f", pattern],
+    stdout: "piped",
+    stderr: "null",
+  }).output();
+  return decoder.decode(stdout).split("\n").filter((l) => l !== "").map(
+    Number,
+  );
+}
+
+/** The children of a process. */
+function childrenOf(pid: number): number[] {
+  try {
+    return Deno.readTextFileSync(`/proc/${pid}/task/${pid}/children`)
+      .trim().split(/\s+/).filter((s) => s !== "").map(Number);
+  } catch {
+    return [];
+  }
+}
+
+/** Polls `check` every 50 ms until it holds or `ms` pass; whether it held. */
+async function until(check: () => boolean | Promise<boolean>, ms: number) {
+  const end = performance.now() + ms;
+  while (!(await check())) {
+    if (performance.now() > end) return false;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return true;
+}
+
+/** Kills what a failed test left behind, so that nothing spins on. */
+function cleanUp(pids: number[]): void {
+  for (const pid of pids) {
+    try {
+      Deno.kill(pid, "SIGKILL");
+    } catch {
+      // Gone, as it should be.
+    }
+  }
+}
+
+/** `deno run` arguments for a program of this repository. */
+function denoRun(...args: string[]): string[] {
+  return ["run", "-A", "--no-lock", `--import-map=${IMPORT_MAP}`, ...args];
+}
+
+/** A marker for command lines that no other test run shares. */
+function marker(): string {
+  return `${40 + Math.floor(Math.random() * 10)}.${
+    String(Math.random()).slice(2, 9)
+  }`;
+}
+
+Deno.test({
+  name:
+    "process mode: a child stuck in its callback ends with its SIGKILLed parent",
+  ignore: !LINUX,
+  async fn(t) {
+    for (const how of ["spin", "hang"]) {
+      await t.step(`a callback that ${how}s`, async () => {
+        const dir = await Deno.makeTempDir({ prefix: "ocycle-signals-" });
+        const pidFile = `${dir}/child.pid`;
+        const parent = new Deno.Command(Deno.execPath(), {
+          args: denoRun(`${FIXTURES}parent.ts`, how, pidFile),
+          cwd: ROOT,
+          stdout: "null",
+          stderr: "piped",
+        }).spawn();
+        const stderr = new Response(parent.stderr).text();
+        let left: number[] = [];
+        try {
+          const started = await until(() => {
+            try {
+              return Deno.readTextFileSync(pidFile) !== "";
+            } catch {
+              return false;
+            }
+          }, 10_000);
+          assert(started, "the child never ran its callback");
+          // The child, and the watchdog if there is one.
+          left = childrenOf(parent.pid);
+          const child = Number(Deno.readTextFileSync(pidFile));
+          assert(left.includes(child), `${child} in ${left}`);
+          parent.kill("SIGKILL");
+          await parent.status;
+          const start = performance.now();
+          const gone = await until(() => !left.some(alive), 2000);
+          assert(
+            gone,
+            `still running 2 s after the parent died: ${
+              left.filter(alive)
+            }; the parent's stderr: ${await stderr}`,
+          );
+          console.log(
+            `  everything it started gone in ${
+              (performance.now() - start).toFixed(0)
+            } ms`,
+          );
+        } finally {
+          cleanUp(left);
+          await stderr;
+          await Deno.remove(dir, { recursive: true });
+        }
+      });
+    }
+  },
+});
+
+/** Runs the CLI with `input` on stdin; resolves to its exit code, stderr and run time. */
+async function ocycle(args: string[], input: string) {
+  const start = performance.now();
+  const child = new Deno.Command(Deno.execPath(), {
+    args: denoRun(CLI, ...args),
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const writer = child.stdin.getWriter();
+  await writer.write(encoder.encode(input));
+  await writer.close();
+  const output = await child.output();
+  return {
+    code: output.code,
+    stderr: decoder.decode(output.stderr),
+    ms: performance.now() - start,
+  };
+}
+
+Deno.test({
+  name: "--exec: --timeout ends the command's whole tree, sh -c included",
+  ignore: !LINUX,
+  async fn() {
+    const mark = marker();
+    const run = await ocycle(
+      ["--exec", `sh -c 'sleep ${mark}; echo never'`, "--timeout", "1s"],
+      "x",
+    );
+    const left = await pgrep(`^sleep ${mark}`);
+    cleanUp(left);
+    assertEquals(run.code, 1, run.stderr);
+    assert(run.stderr.includes("took longer than --timeout 1000 ms"));
+    assertEquals(left, [], `sleep ${mark} outlived its command`);
+    // Start-up, the 1 s timeout, and the rest: nowhere near the 40 s of sleep.
+    assertLess(run.ms, 5000);
+  },
+});
+
+Deno.test({
+  name: "--exec: a running command ends with its SIGKILLed ocycle",
+  ignore: !LINUX,
+  async fn() {
+    const mark = marker();
+    const cli = new Deno.Command(Deno.execPath(), {
+      args: denoRun(CLI, "-s", "1", "--exec", `sh -c 'sleep ${mark}'`),
+      stdin: "piped",
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    const writer = cli.stdin.getWriter();
+    let left: number[] = [];
+    try {
+      await writer.write(encoder.encode("x"));
+      assert(
+        await until(
+          async () => (left = await pgrep(`^sleep ${mark}`)).length > 0,
+          10_000,
+        ),
+        "the command never started",
+      );
+      cli.kill("SIGKILL");
+      await cli.status;
+      const gone = await until(() => !left.some(alive), 2000);
+      assert(gone, `sleep ${mark} outlived ocycle by 2 s`);
+    } finally {
+      cleanUp(left);
+      await writer.close().catch(() => {});
+    }
+  },
+});
