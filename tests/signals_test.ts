@@ -3,7 +3,8 @@
 // process groups: a terminal's Ctrl-C (SIGINT to the whole foreground process
 // group), SIGTERM, and a parent that dies without a word (SIGKILL).
 
-import { assert, assertEquals, assertLess } from "@std/assert";
+import { assert, assertEquals, assertLess, assertThrows } from "@std/assert";
+import { BufferEmit, type Closable, closeOnSignals } from "@ocycle/core";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 const IMPORT_MAP = new URL("../.ci/import_map.json", import.meta.url).pathname;
@@ -205,4 +206,111 @@ Deno.test({
       await writer.close().catch(() => {});
     }
   },
+});
+
+/** A target that records what was asked of it. */
+function recorder(): Closable & { calls: string[] } {
+  const calls: string[] = [];
+  return {
+    calls,
+    close: () => {
+      calls.push("close");
+      return Promise.resolve();
+    },
+    abort: (reason) => {
+      calls.push(`abort: ${(reason as Error).message}`);
+      return Promise.resolve();
+    },
+  };
+}
+
+Deno.test({
+  name:
+    "closeOnSignals() closes on the first signal, ignores its repeat, aborts on a later one",
+  ignore: !LINUX,
+  async fn() {
+    // SIGUSR2, not SIGINT, so that a mistake here cannot stop the test run;
+    // a listener of our own keeps its default action (exit) away throughout.
+    const keep = () => {};
+    Deno.addSignalListener("SIGUSR2", keep);
+    try {
+      let received = 0;
+      const emitter = new BufferEmit((chunk) => {
+        received += chunk.length;
+      }, 100);
+      const other = recorder();
+      const seen: string[] = [];
+      using shutdown = closeOnSignals([emitter, other], {
+        signals: ["SIGUSR2"],
+        repeatWindow: 300,
+        onSignal: (signal, action) => {
+          seen.push(`${signal} ${action} ${shutdown.signal.aborted}`);
+        },
+      });
+      emitter.write(new Uint8Array(150));
+      assertEquals(received, 150);
+      emitter.write(new Uint8Array(30));
+      Deno.kill(Deno.pid, "SIGUSR2");
+      assert(await until(() => seen.length === 1, 2000));
+      // Aborted before the hook, so that the hook's writer can stop at once.
+      assertEquals(seen, ["SIGUSR2 close true"]);
+      await emitter.close();
+      assertEquals(received, 180, "the tail was flushed");
+      assertEquals(other.calls, ["close"]);
+      // The second of one press (deno task forwards it): nothing more.
+      Deno.kill(Deno.pid, "SIGUSR2");
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      assertEquals(seen.length, 1);
+      // A real second press, later: abort.
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      Deno.kill(Deno.pid, "SIGUSR2");
+      assert(await until(() => seen.length === 2, 2000));
+      assertEquals(seen[1], "SIGUSR2 abort true");
+      assertEquals(other.calls, [
+        "close",
+        "abort: Aborted by a second SIGUSR2",
+      ]);
+      // Once the repeat window after the abort is over, it listens no more.
+      await new Promise((resolve) => setTimeout(resolve, 400));
+      Deno.kill(Deno.pid, "SIGUSR2");
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      assertEquals(seen.length, 2);
+      assertEquals(other.calls.length, 2);
+    } finally {
+      Deno.removeSignalListener("SIGUSR2", keep);
+    }
+  },
+});
+
+Deno.test({
+  name: "closeOnSignals() does nothing once disposed of",
+  ignore: !LINUX,
+  async fn() {
+    const keep = () => {};
+    Deno.addSignalListener("SIGUSR2", keep);
+    try {
+      const target = recorder();
+      const shutdown = closeOnSignals(target, { signals: ["SIGUSR2"] });
+      shutdown[Symbol.dispose]();
+      Deno.kill(Deno.pid, "SIGUSR2");
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      assertEquals(target.calls, []);
+      assertEquals(shutdown.signal.aborted, false);
+    } finally {
+      Deno.removeSignalListener("SIGUSR2", keep);
+    }
+  },
+});
+
+Deno.test("closeOnSignals() refuses what it cannot close, and a bad window", () => {
+  assertThrows(
+    () => closeOnSignals([recorder(), {} as Closable]),
+    TypeError,
+    "target 1 has no close() and abort()",
+  );
+  assertThrows(
+    () => closeOnSignals(recorder(), { repeatWindow: -1 }),
+    RangeError,
+    "'repeatWindow' must be a non-negative number: received -1",
+  );
 });
