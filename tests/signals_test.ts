@@ -441,3 +441,62 @@ for (const under of ["task", "run"] as const) {
     fn: () => stopDemo(under, "SIGTERM"),
   });
 }
+
+/**
+ * Runs ocycle in a process group of its own with stdin left open, as at a
+ * terminal; once both of its first two commands run, signals it as a
+ * terminal's Ctrl-C does (the whole group) or as `kill` does (SIGTERM).
+ */
+async function stopCli(signal: "SIGINT" | "SIGTERM"): Promise<void> {
+  const mark = marker().replace(/^\d+/, "1");
+  const cli = new Deno.Command("setsid", {
+    args: [
+      Deno.execPath(),
+      ...denoRun(
+        CLI,
+        ...["-s", "4", "--clip", "-k", "-j", "2"],
+        ...["--exec", `sh -c 'sleep ${mark}; wc -c'`],
+      ),
+    ],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const output = cli.output();
+  const writer = cli.stdin.getWriter();
+  let left: number[] = [];
+  try {
+    await writer.write(encoder.encode("aaaabbbbcc"));
+    assert(
+      await until(
+        async () => (left = await pgrep(`^sleep ${mark}`)).length === 2,
+        10_000,
+      ),
+      "the commands never started",
+    );
+    if (signal === "SIGINT") Deno.kill(-cli.pid, "SIGINT");
+    else cli.kill("SIGTERM");
+    const { code, stdout, stderr } = await output;
+    const text = decoder.decode(stderr);
+    assertEquals(code, signal === "SIGINT" ? 130 : 143, text);
+    // The two running commands finished, and the tail ran after them.
+    assertEquals(decoder.decode(stdout).trim().split(/\s+/), ["4", "4", "2"]);
+    assert(text.includes(`${signal}: reading no more input`), text);
+    assert(text.includes("3 chunks: 3 done, 0 failed"), text);
+    assert(text.includes(`input stopped by ${signal}`), text);
+  } finally {
+    cleanUp(left);
+    await writer.close().catch(() => {});
+    await output.catch(() => {});
+  }
+}
+
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  Deno.test({
+    name: `--exec: on ${
+      signal === "SIGINT" ? "a terminal's Ctrl-C" : "SIGTERM"
+    } ocycle reads no more, and drains the commands it started${NO_SETSID}`,
+    ignore: !LINUX || !SETSID,
+    fn: () => stopCli(signal),
+  });
+}
