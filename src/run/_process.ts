@@ -20,6 +20,7 @@ import {
   FrameType,
   MAX_FRAME_BYTES,
   ProtocolError,
+  STDERR_SYNC,
 } from "../wire/_framing.ts";
 import {
   fromWireError,
@@ -71,6 +72,9 @@ const join: (buffers: Uint8Array[]) => Uint8Array = concat;
 const Lines: new (
   options?: { allowCR?: boolean },
 ) => TransformStream<string, string> = TextLineStream;
+
+/** Milliseconds an error waits for the child's stderr to catch up (see STDERR_SYNC). */
+const STDERR_WAIT = 1000;
 
 /** Raw bytes in one write up to which the task head and the chunk are joined. */
 const JOIN_BELOW = 4096;
@@ -203,6 +207,15 @@ class ProcessTransport implements Transport<Encoded> {
   #over = false;
   /** What the parent saw before the child exited, such as a broken pipe. */
   #note: string | undefined;
+  /** Error frames read from its stdout, and STDERR_SYNC lines from its stderr. */
+  #errors = 0;
+  #synced = 0;
+  /** Errors read before stderr caught up with them: the n-th error, and how to report it. */
+  #held: {
+    n: number;
+    report: () => void;
+    timer: ReturnType<typeof setTimeout>;
+  }[] = [];
 
   constructor(
     index: number,
@@ -357,6 +370,10 @@ class ProcessTransport implements Transport<Encoded> {
       while (true) {
         const { value: text, done } = await reader.read();
         if (done) break;
+        if (text === STDERR_SYNC) {
+          this.#release(++this.#synced);
+          continue;
+        }
         tail.push(text.length > 2000 ? text.slice(0, 2000) + "…" : text);
         if (tail.length > keep) tail.shift();
         try {
@@ -369,7 +386,20 @@ class ProcessTransport implements Transport<Encoded> {
       await reader.cancel().catch(() => {});
     } finally {
       reader.releaseLock();
+      this.#release(Infinity);
     }
+  }
+
+  /** Reports the held errors up to the n-th, in order. */
+  #release(n: number): void {
+    const held = this.#held;
+    if (held.length === 0 || held[0]!.n > n) return;
+    while (held.length > 0 && held[0]!.n <= n) {
+      const { report, timer } = held.shift()!;
+      clearTimeout(timer);
+      if (!this.#over) report();
+    }
+    if (!this.#over) this.#events.flushed();
   }
 
   #armStall(): void {
@@ -425,7 +455,19 @@ class ProcessTransport implements Transport<Encoded> {
             }`,
           );
         }
-        return events.settled(frame.id, frame.type === FrameType.error, value);
+        if (frame.type === FrameType.result) {
+          return events.settled(frame.id, false, value);
+        }
+        const n = ++this.#errors;
+        const report = () => events.settled(frame.id, true, value);
+        if (n <= this.#synced) return report();
+        // Its stderr is not read that far yet: report it once it is.
+        this.#held.push({
+          n,
+          report,
+          timer: setTimeout(() => this.#release(n), STDERR_WAIT),
+        });
+        return;
       }
       default:
         return this.#fault(
