@@ -265,9 +265,9 @@ class CliRun {
     }
   }
 
-  /** Says what a signal did, on a line of its own even under the progress line. */
+  /** Says what a signal did, on a line of its own: not after the progress line or the terminal's ^C. */
   #interrupt(text: string): void {
-    if (!this.#options.quiet && Deno.stderr.isTerminal()) {
+    if (Deno.stderr.isTerminal()) {
       Deno.stderr.writeSync(encoder.encode("\r\x1b[K"));
     }
     report(text);
@@ -321,11 +321,14 @@ class CliRun {
           `"${options.execText}" took longer than --timeout ${options.timeout} ms and was killed`,
       };
     }
-    return {
-      why: error.kind === "aborted" && this.#fatal !== undefined
-        ? "not run after an earlier fatal error"
-        : `ocycle could not run it: ${error.message}`,
-    };
+    if (error.kind === "aborted" && this.#fatal !== undefined) {
+      return {
+        why: this.#stoppedBy === undefined
+          ? "not run after an earlier fatal error"
+          : `aborted by a second ${this.#stoppedBy}`,
+      };
+    }
+    return { why: `ocycle could not run it: ${error.message}` };
   }
 
   /** Shows progress on stderr until the returned function is called. */
