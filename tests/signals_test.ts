@@ -184,8 +184,9 @@ Deno.test({
       args: denoRun(CLI, "-s", "1", "--exec", `sh -c 'sleep ${mark}'`),
       stdin: "piped",
       stdout: "null",
-      stderr: "null",
+      stderr: "piped",
     }).spawn();
+    const stderr = new Response(cli.stderr).text();
     const writer = cli.stdin.getWriter();
     let left: number[] = [];
     try {
@@ -197,13 +198,23 @@ Deno.test({
         ),
         "the command never started",
       );
+      // The command's shell, and the watchdog.
+      const started = childrenOf(cli.pid);
       cli.kill("SIGKILL");
       await cli.status;
       const gone = await until(() => !left.some(alive), 2000);
-      assert(gone, `sleep ${mark} outlived ocycle by 2 s`);
+      assert(
+        gone,
+        `sleep ${mark} outlived ocycle by 2 s; of what ocycle started, ${
+          started.filter(alive).map((pid) =>
+            `${pid} (${Deno.readTextFileSync(`/proc/${pid}/cmdline`)})`
+          )
+        } still run; ocycle's stderr: ${await stderr}`,
+      );
     } finally {
       cleanUp(left);
       await writer.close().catch(() => {});
+      await stderr;
     }
   },
 });
