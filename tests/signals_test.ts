@@ -176,6 +176,24 @@ Deno.test({
 });
 
 Deno.test({
+  name: "--exec: what a command leaves running ends when it exits",
+  ignore: !LINUX,
+  async fn() {
+    const mark = marker();
+    const run = await ocycle(
+      ["--exec", `sh -c 'sleep ${mark} & echo hi'`],
+      "x",
+    );
+    const left = await pgrep(`^sleep ${mark}`);
+    cleanUp(left);
+    assertEquals(run.code, 0, run.stderr);
+    assertEquals(left, [], `sleep ${mark} outlived its command`);
+    // Its sleep held the command's stdout: no waiting for it either.
+    assertLess(run.ms, 5000);
+  },
+});
+
+Deno.test({
   name: "--exec: a running command ends with its SIGKILLed ocycle",
   ignore: !LINUX,
   async fn() {
