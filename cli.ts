@@ -14,7 +14,8 @@
  * ```
  *
  * Run it with `--help` for every option. The exit code is 0 only if every
- * chunk succeeded.
+ * chunk succeeded. Ctrl-C or SIGTERM stops the reading; the chunks read so
+ * far still run, and a second one aborts them.
  *
  * @example Running the command line from code
  * ```ts ignore
@@ -35,7 +36,9 @@ import { runCli } from "./src/cli/_main.ts";
  *
  * @param args The arguments, as in `Deno.args`.
  * @returns The exit code: 0 if every chunk succeeded, 1 if any failed, 2 for
- * bad options, 126 or 127 if the `--exec` command cannot be run or is not found.
+ * bad options, 126 or 127 if the `--exec` command cannot be run or is not
+ * found, 130 or 143 if SIGINT or SIGTERM stopped the input (the chunks read
+ * before it still ran).
  */
 export function main(args: readonly string[]): Promise<number> {
   return runCli(args);

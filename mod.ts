@@ -9,8 +9,9 @@
  * Workers (`"thread"`) or in a pool of Deno subprocesses (`"process"`).
  * Results come back to `onDone` on the main thread. {@linkcode SampleEmit},
  * {@linkcode ItemEmit} and {@linkcode TextEmit} do the same for typed samples,
- * items and text; {@linkcode fanout} feeds one stream to several emitters and
- * {@linkcode rechunk} is the plain `TransformStream` form.
+ * items and text; {@linkcode fanout} feeds one stream to several emitters,
+ * {@linkcode rechunk} is the plain `TransformStream` form, and
+ * {@linkcode closeOnSignals} flushes and closes emitters on Ctrl-C and SIGTERM.
  *
  * @example Emitting 29-byte chunks
  * ```ts
@@ -57,4 +58,11 @@ export type { ChunkErrorKind, ChunkErrorOptions } from "./src/chunk_error.ts";
 export { fanout } from "./src/fanout.ts";
 export type { Fanout, FrameWriter } from "./src/fanout.ts";
 export { rechunk } from "./src/rechunk.ts";
+export { closeOnSignals } from "./src/close_on_signals.ts";
+export type {
+  Closable,
+  CloseOnSignalsOptions,
+  SignalAction,
+  SignalCloser,
+} from "./src/close_on_signals.ts";
 export type { RechunkedChunk, RechunkOptions } from "./src/rechunk.ts";

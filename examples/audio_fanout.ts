@@ -20,8 +20,10 @@
  * deno task demo --decrypt /tmp/ocycle-demo-XXXX/segment-0000.wav.enc
  * ```
  *
- * Ctrl-C stops the input, flushes what each consumer holds, and prints the
- * summary; a second Ctrl-C stops at once.
+ * Ctrl-C (or SIGTERM) stops the input, flushes what each consumer holds, and
+ * prints the summary; a second Ctrl-C stops at once. Under `deno task` one
+ * press arrives twice (from the terminal, and forwarded by the task runner):
+ * {@linkcode closeOnSignals} counts a repeat within a second as the same one.
  *
  * @module
  */
@@ -29,6 +31,7 @@
 import {
   type ChunkError,
   type ChunkInfo,
+  closeOnSignals,
   type EmitterStats,
   fanout,
   type FrameWriter,
@@ -80,7 +83,8 @@ Decrypting a segment:
   --wav-out <file>     with --decrypt: also write the plain WAV there
   The key comes from $${KEY_ENV} (base64, 32 bytes) or ${KEY_FILE} beside the file.
 
-Ctrl-C stops the input, flushes every consumer and prints the summary.
+Ctrl-C (or SIGTERM) stops the input, flushes every consumer and prints the
+summary; a second Ctrl-C, a second or more later, stops at once.
 `;
 
 interface DemoArgs {
@@ -588,20 +592,20 @@ async function runDemo(args: DemoArgs): Promise<number> {
 
   const all = fanout<Int16Array>(...consumers.map((c) => c.emitter));
 
-  // ---- Ctrl-C: the first stops the input and flushes, the second aborts ----
-  let interrupts = 0;
-  const onInterrupt = () => {
-    interrupts++;
-    if (interrupts === 1) {
-      print("\nCtrl-C: stopping the input and flushing every consumer");
-      stopper.abort();
-      input.stop();
-    } else {
-      print("\nCtrl-C again: aborting");
-      all.abort(new Error("interrupted twice")).catch(() => {});
-    }
-  };
-  Deno.addSignalListener("SIGINT", onInterrupt);
+  // ---- Ctrl-C or SIGTERM: the first stops the input and flushes, a ----
+  // ---- second one aborts (closeOnSignals tells a second from a repeat) ----
+  let stoppedBy: string | undefined;
+  const say = (signal: Deno.Signal) => signal === "SIGINT" ? "Ctrl-C" : signal;
+  using shutdown = closeOnSignals(all, {
+    onSignal: (signal, action) => {
+      if (action === "close") {
+        stoppedBy = say(signal);
+        print(`\n${stoppedBy}: stopping the input and flushing every consumer`);
+        stopper.abort();
+        input.stop();
+      } else print(`\n${say(signal)} again: aborting`);
+    },
+  });
 
   print(
     `input: ${input.label}\nconsumers: meter every 0.5 s [${meter.mode}], model every 2 s at a 50% duty cycle [${model.mode}], recorder every 10 s [${recorder.mode}]\nfiles: ${outDir}\n`,
@@ -613,6 +617,8 @@ async function runDemo(args: DemoArgs): Promise<number> {
   let failure: unknown;
   try {
     for await (const frame of input.frames) {
+      // The consumers are closing: a write now would throw.
+      if (shutdown.signal.aborted) break;
       // Stamp each frame with its place in the stream, so that the sampler's
       // duty cycle follows audio time even when the input runs faster.
       const t0 = epoch + (samples / RATE) * 1000;
@@ -623,11 +629,10 @@ async function runDemo(args: DemoArgs): Promise<number> {
     failure = error;
   }
   try {
+    // After a signal, the close it started: its flush is waited for here.
     await all.close();
   } catch (error) {
     failure ??= error;
-  } finally {
-    Deno.removeSignalListener("SIGINT", onInterrupt);
   }
   const elapsed = (performance.now() - started) / 1000;
   const audioSeconds = samples / RATE;
@@ -638,7 +643,7 @@ async function runDemo(args: DemoArgs): Promise<number> {
     `input      ${audioSeconds.toFixed(1)} s of audio in ${
       elapsed.toFixed(1)
     } s (${(audioSeconds / Math.max(elapsed, 1e-3)).toFixed(1)}x real time)${
-      interrupts > 0 ? ", stopped by Ctrl-C" : ""
+      stoppedBy === undefined ? "" : `, stopped by ${stoppedBy}`
     }`,
   );
   for (const c of consumers) {

@@ -2,7 +2,7 @@
 // The shape of the house, read from Deno's own module graph: no import cycle
 // anywhere, the seam imports no mode, and the Worker and child entries (which
 // every Worker and child loads again) reach only the wire format and the code
-// they run.
+// they run, and a pool's watchdog loads nothing.
 
 import { assert, assertEquals } from "@std/assert";
 
@@ -103,6 +103,12 @@ Deno.test("the Worker and child entries load only the wire format and the callba
     );
     assertEquals(stray, [], `${entry} loads more than it runs`);
   }
+});
+
+Deno.test("the watchdog entry loads nothing at all", async () => {
+  assertEquals([...(await graph("src/run/_watchdog.ts")).keys()], [
+    "src/run/_watchdog.ts",
+  ]);
 });
 
 Deno.test("the write path loads no standard library and no mode", async () => {

@@ -67,15 +67,21 @@ Running:
   -j, --pool <n>         Commands, Workers or subprocesses running at once
                          (default: the number of CPUs, ${navigator.hardwareConcurrency}).
       --timeout <time>   Fail a chunk whose command or handler takes longer
-                         (500ms, 30s, 2min); its command is killed.
+                         (500ms, 30s, 2min); its command is killed, with
+                         whatever it started.
 
 Output:
   -k, --keep-order       Write outputs in input order (default: as they finish).
   -q, --quiet            No progress or summary on stderr (errors still show).
   -h, --help             This text.
 
+Ctrl-C or SIGTERM stops the reading: the chunks read so far still run and are
+written, then the summary; a second one aborts them. Commands and handlers do
+not get the terminal's Ctrl-C, and end if ocycle is killed.
+
 Exit status: 0 if every chunk succeeded, 1 if any chunk failed, 2 for bad
-options, 126/127 if the --exec command cannot be run or is not found.
+options, 126/127 if the --exec command cannot be run or is not found, 130/143
+if SIGINT/SIGTERM stopped the input.
 
 Examples:
   # bytes per 1 MiB chunk, 2 at a time

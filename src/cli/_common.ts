@@ -7,6 +7,13 @@
 export const EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2;
 export const EXIT_NOT_EXECUTABLE = 126, EXIT_NOT_FOUND = 127;
 
+/** Stopped by a signal, input unread: 128 + its number, as a shell reports a filter it ended. */
+export const EXIT_SIGNAL: Readonly<Record<string, number>> = {
+  SIGINT: 130,
+  SIGTERM: 143,
+  SIGBREAK: 149,
+};
+
 /** A fatal error that stops the run with its own exit code. */
 export class Fatal extends Error {
   readonly code: number;

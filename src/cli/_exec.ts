@@ -3,10 +3,14 @@
 // the command once per chunk, the chunk on its stdin, and its stdout is the
 // chunk's result. So the queue, the order, `--timeout` (the pool's clock kills
 // the command) and the error reporting are the emitter's, as for `--module`.
+// Each command runs in a process group of its own (run/_groups.ts): a
+// terminal's Ctrl-C does not reach it, and once it exits, is timed out or
+// killed, its whole tree goes (`sh -c 'sleep 40'` leaves no `sleep` behind).
 
 import type { Task } from "../run/_runner.ts";
 import type {
   Exit,
+  Groups,
   Job,
   Transport,
   TransportEvents,
@@ -67,8 +71,12 @@ export class ExecKind implements TransportKind<undefined> {
     // The bytes are copied into the pipe: the buffer never left.
   }
 
-  start(_index: number, events: TransportEvents): Transport<undefined> {
-    return new ExecTransport(this.#argv, this.#text, events);
+  start(
+    _index: number,
+    events: TransportEvents,
+    groups: Groups,
+  ): Transport<undefined> {
+    return new ExecTransport(this.#argv, this.#text, events, groups);
   }
 }
 
@@ -77,6 +85,7 @@ class ExecTransport implements Transport<undefined> {
   readonly #argv: readonly string[];
   readonly #text: string;
   readonly #events: TransportEvents;
+  readonly #groups: Groups;
   #resolveGone!: (exit: Exit) => void;
   #child: Deno.ChildProcess | undefined;
   /** Resolves once the running command, if any, has been dealt with. */
@@ -87,10 +96,12 @@ class ExecTransport implements Transport<undefined> {
     argv: readonly string[],
     text: string,
     events: TransportEvents,
+    groups: Groups,
   ) {
     this.#argv = argv;
     this.#text = text;
     this.#events = events;
+    this.#groups = groups;
     this.gone = new Promise((resolve) => this.#resolveGone = resolve);
     queueMicrotask(() => {
       if (!this.#over) events.ready();
@@ -118,10 +129,15 @@ class ExecTransport implements Transport<undefined> {
 
   kill(): void {
     this.#over = true;
-    try {
-      this.#child?.kill("SIGKILL");
-    } catch {
-      // It has just exited.
+    const child = this.#child;
+    if (child !== undefined) {
+      this.#groups.kill(child.pid);
+      try {
+        // In case the group could not be killed: the command at least.
+        child.kill("SIGKILL");
+      } catch {
+        // It has just exited.
+      }
     }
     this.#running.then(() => this.#resolveGone(GONE));
   }
@@ -140,6 +156,7 @@ class ExecTransport implements Transport<undefined> {
         stdin: "piped",
         stdout: "piped",
         stderr: "piped",
+        detached: this.#groups.detached,
       }).spawn();
     } catch (error) {
       events.settled(
@@ -149,6 +166,11 @@ class ExecTransport implements Transport<undefined> {
       );
       return events.flushed();
     }
+    const groups = this.#groups;
+    groups.watch(child.pid);
+    // Once it exits, what it left running in its group goes too: nothing
+    // then holds its pipes open, and nothing outlives the chunk.
+    const exited = child.status.finally(() => groups.kill(child.pid));
     const feed = (async () => {
       const writer = child.stdin.getWriter();
       try {
@@ -163,7 +185,7 @@ class ExecTransport implements Transport<undefined> {
     const [stdout, stderr, status] = await Promise.all([
       new Response(child.stdout).bytes(),
       new Response(child.stderr).bytes(),
-      child.status,
+      exited,
       feed.catch(() => {}),
     ]);
     this.#child = undefined;

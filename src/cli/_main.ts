@@ -4,12 +4,14 @@
 // the chunk on its stdin, as GNU parallel --pipe does) or to a handler module
 // run in the thread or process pool (`--module`). Outputs go to stdout, in
 // input order with --keep-order; every failure is reported on stderr and
-// makes the exit code non-zero. The parts: _args.ts (the command line),
+// makes the exit code non-zero. SIGINT and SIGTERM stop the reading; what was
+// read is still run, written and summed up (a second signal aborts). The parts: _args.ts (the command line),
 // _exec.ts (--exec), _sink.ts (stdout), _units.ts (sizes and durations).
 
 import { BufferEmit } from "../buffer_emit.ts";
 import type { ChunkError } from "../chunk_error.ts";
 import type { ChunkInfo } from "../chunk_info.ts";
+import { closeOnSignals } from "../close_on_signals.ts";
 import { defaultConcurrency, TRANSPORT } from "../core/_options.ts";
 import type { BufferEmitOptions } from "../buffer_emit.ts";
 import { toModuleUrl } from "../run/_module_url.ts";
@@ -20,6 +22,7 @@ import {
   EXIT_NOT_EXECUTABLE,
   EXIT_NOT_FOUND,
   EXIT_OK,
+  EXIT_SIGNAL,
   EXIT_USAGE,
   Fatal,
   message,
@@ -146,6 +149,10 @@ class CliRun {
   readonly #started = performance.now();
   #emitter!: BufferEmit<unknown>;
   #fatal: Fatal | undefined;
+  /** Standard input, while it is read. */
+  #input: ReadableStreamDefaultReader<Uint8Array> | undefined;
+  /** The signal that stopped the reading, if one did. */
+  #stoppedBy: Deno.Signal | undefined;
 
   constructor(options: CliOptions) {
     this.#options = options;
@@ -193,16 +200,47 @@ class CliRun {
       } as BufferEmitOptions<unknown>);
   }
 
-  /** Reads stdin to the end, drains the emitter and stdout; resolves to the exit code. */
+  /**
+   * Reads stdin to the end (or to a SIGINT or SIGTERM), drains the emitter
+   * and stdout; resolves to the exit code.
+   */
   async finish(): Promise<number> {
     const stopProgress = this.#progress();
+    // The first signal stops the reading only: the run then ends as at the
+    // end of the input. A second one (not the copy of the first that
+    // `deno task` forwards) aborts what is left.
+    using _signals = closeOnSignals({
+      close: () => {
+        this.#input?.cancel().catch(() => {});
+        return Promise.resolve();
+      },
+      abort: (reason) => {
+        this.#fatal ??= new Fatal(
+          message(reason),
+          EXIT_SIGNAL[this.#stoppedBy!] ?? EXIT_FAILED,
+        );
+        return this.#emitter.abort(this.#fatal);
+      },
+    }, {
+      onSignal: (signal, action) => {
+        this.#stoppedBy ??= signal;
+        this.#interrupt(
+          action === "close"
+            ? `${signal}: reading no more input; finishing the chunks read so far (a second ${signal} aborts them)`
+            : `${signal} again: aborting`,
+        );
+      },
+    });
     try {
       await this.#feed();
       const before = this.#emitter.stats.emitted;
       // After a fatal error, what was not run yet is reported as such.
       if (this.#fatal !== undefined) await this.#emitter.abort(this.#fatal);
       else {
-        await this.#emitter.close().catch((error) => report(message(error)));
+        await this.#emitter.close().catch((error) => {
+          // An abort by a signal is said once, in the summary.
+          if (error !== this.#fatal) report(message(error));
+        });
       }
       this.#admit(this.#emitter.stats.emitted - before);
       await this.#sink.drain();
@@ -224,7 +262,7 @@ class CliRun {
 
   /** Writes stdin to the emitter, as fast as stdout takes the outputs. */
   async #feed(): Promise<void> {
-    const reader = Deno.stdin.readable.getReader();
+    const reader = this.#input = Deno.stdin.readable.getReader();
     try {
       while (true) {
         const { value, done } = await reader.read();
@@ -238,9 +276,18 @@ class CliRun {
         if (this.#sink.error !== undefined) break;
       }
     } finally {
+      this.#input = undefined;
       await reader.cancel().catch(() => {});
       reader.releaseLock();
     }
+  }
+
+  /** Says what a signal did, on a line of its own: not after the progress line or the terminal's ^C. */
+  #interrupt(text: string): void {
+    if (Deno.stderr.isTerminal()) {
+      Deno.stderr.writeSync(encoder.encode("\r\x1b[K"));
+    }
+    report(text);
   }
 
   /** Counts `n` chunks handed on, each of which will have an output. */
@@ -291,11 +338,14 @@ class CliRun {
           `"${options.execText}" took longer than --timeout ${options.timeout} ms and was killed`,
       };
     }
-    return {
-      why: error.kind === "aborted" && this.#fatal !== undefined
-        ? "not run after an earlier fatal error"
-        : `ocycle could not run it: ${error.message}`,
-    };
+    if (error.kind === "aborted" && this.#fatal !== undefined) {
+      return {
+        why: this.#stoppedBy === undefined
+          ? "not run after an earlier fatal error"
+          : `aborted by a second ${this.#stoppedBy}`,
+      };
+    }
+    return { why: `ocycle could not run it: ${error.message}` };
   }
 
   /** Shows progress on stderr until the returned function is called. */
@@ -332,13 +382,23 @@ class CliRun {
     const counts = this.#counts;
     const fatal = this.#fatal;
     if (fatal !== undefined) report(fatal.message);
-    if (!this.#options.quiet || counts.failed > 0) report(this.#line());
+    const stoppedBy = this.#stoppedBy;
+    if (!this.#options.quiet || counts.failed > 0 || stoppedBy !== undefined) {
+      report(
+        `${this.#line()}${
+          stoppedBy === undefined ? "" : `; input stopped by ${stoppedBy}`
+        }`,
+      );
+    }
     if (counts.failed > 0) {
       report(
         `${counts.failed} of ${counts.chunks} chunks failed (see the messages above)`,
       );
     }
     if (fatal !== undefined) return fatal.code;
-    return counts.failed > 0 ? EXIT_FAILED : EXIT_OK;
+    if (counts.failed > 0) return EXIT_FAILED;
+    return stoppedBy === undefined
+      ? EXIT_OK
+      : EXIT_SIGNAL[stoppedBy] ?? EXIT_FAILED;
   }
 }

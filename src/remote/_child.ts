@@ -16,6 +16,7 @@ import {
   FrameType,
   type FrameTypeValue,
   PARENT_FRAME_TYPES,
+  STDERR_SYNC,
 } from "../wire/_framing.ts";
 import { type InitMessage, toWireError } from "../wire/_messages.ts";
 import {
@@ -82,6 +83,18 @@ async function writeAll(bytes: Uint8Array): Promise<void> {
       await new Promise((resolve) => setTimeout(resolve, 1));
     }
   }
+}
+
+const stderrSync = new TextEncoder().encode(STDERR_SYNC + "\n");
+
+/** Sends an error frame, after marking in stderr how far the parent must read first. */
+function sendError(id: number, body: Uint8Array): void {
+  try {
+    Deno.stderr.writeSync(stderrSync);
+  } catch {
+    // stderr is gone: the parent stops waiting for it at its end.
+  }
+  send(FrameType.error, id, body);
 }
 
 function encode(message: unknown): Uint8Array {
@@ -189,7 +202,7 @@ async function runTask(frame: Frame): Promise<void> {
     const input = build === undefined ? chunk : build(raw);
     value = await fn!(input, info.t0, info);
   } catch (error) {
-    send(FrameType.error, frame.id, encode(toWireError(error)));
+    sendError(frame.id, encode(toWireError(error)));
     return;
   }
   let body: Uint8Array;
@@ -198,7 +211,7 @@ async function runTask(frame: Frame): Promise<void> {
   } catch (error) {
     const wire = toWireError(error);
     wire.message = `the callback's result cannot be cloned: ${wire.message}`;
-    send(FrameType.error, frame.id, encode(wire));
+    sendError(frame.id, encode(wire));
     return;
   }
   send(FrameType.result, frame.id, body);

@@ -17,6 +17,10 @@
 // a new worker takes its place. Workers that fail to start are retried a
 // bounded number of times in a row; then every chunk fails with the start-up
 // error.
+//
+// Processes (children, commands) each run in a process group of their own,
+// watched by the pool's watchdog (run/_groups.ts), which starts with the first
+// of them and ends once close() has seen the last one go.
 
 import { ChunkError, type ChunkErrorOptions } from "../chunk_error.ts";
 import type { ChunkInfo } from "../chunk_info.ts";
@@ -36,6 +40,7 @@ import {
   type StartFailure,
   startupDetail,
 } from "./_faults.ts";
+import { ProcessGroups } from "./_groups.ts";
 import { Outbox } from "./_outbox.ts";
 import {
   type PoolJob,
@@ -62,6 +67,7 @@ export class Pool<P> implements Runner<unknown, unknown> {
   readonly #startAttempts: number;
   readonly #startTimeout: number;
   readonly #startDeadline: number;
+  readonly #groups = new ProcessGroups();
   /** Workers starting, ready, or killed and not yet gone. */
   #workers: Worker<P>[] = [];
   #backlog: PoolJob<P>[] = [];
@@ -143,6 +149,7 @@ export class Pool<P> implements Runner<unknown, unknown> {
     while (this.#workers.length > 0) {
       await Promise.all(this.#workers.map((w) => w.transport.gone));
     }
+    await this.#groups.close();
   }
 
   async abort(reason: unknown): Promise<void> {
@@ -230,7 +237,11 @@ export class Pool<P> implements Runner<unknown, unknown> {
       startTimer: undefined,
     };
     try {
-      worker.transport = this.#kind.start(index, this.#events(worker));
+      worker.transport = this.#kind.start(
+        index,
+        this.#events(worker),
+        this.#groups,
+      );
     } catch (error) {
       // Most often: the parent lacks the permission to start one at all.
       this.#break(

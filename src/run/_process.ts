@@ -4,7 +4,9 @@
 // over stdout. A child runs its chunks one at a time, so when it dies only the
 // oldest chunk it holds goes with it. Everything a child can do wrong on its
 // pipes (bytes that are not frames, a frame that stalls, an exit with its
-// pipes held open, a broken pipe) becomes one fault for the pool.
+// pipes held open, a broken pipe) becomes one fault for the pool. A child
+// runs in a process group of its own (run/_groups.ts): a terminal's Ctrl-C
+// does not reach it, and killing it kills whatever it started too.
 
 import type * as V8 from "node:v8";
 import { concat } from "@std/bytes";
@@ -18,6 +20,7 @@ import {
   FrameType,
   MAX_FRAME_BYTES,
   ProtocolError,
+  STDERR_SYNC,
 } from "../wire/_framing.ts";
 import {
   fromWireError,
@@ -33,6 +36,7 @@ import { childArgs, childEnv, type ProcessSettings } from "./_process_args.ts";
 import { describe, type Task } from "./_runner.ts";
 import type {
   Exit,
+  Groups,
   Job,
   Transport,
   TransportEvents,
@@ -71,6 +75,9 @@ const join: (buffers: Uint8Array[]) => Uint8Array = concat;
 const Lines: new (
   options?: { allowCR?: boolean },
 ) => TransformStream<string, string> = TextLineStream;
+
+/** Milliseconds an error waits for the child's stderr to catch up (see STDERR_SYNC). */
+const STDERR_WAIT = 1000;
 
 /** Raw bytes in one write up to which the task head and the chunk are joined. */
 const JOIN_BELOW = 4096;
@@ -160,7 +167,11 @@ export class ProcessKind implements TransportKind<Encoded> {
     // The bytes are copied into the pipe: the buffer never left.
   }
 
-  start(index: number, events: TransportEvents): Transport<Encoded> {
+  start(
+    index: number,
+    events: TransportEvents,
+    groups: Groups,
+  ): Transport<Encoded> {
     const process = new Deno.Command(Deno.execPath(), {
       args: this.#args,
       stdin: "piped",
@@ -168,7 +179,9 @@ export class ProcessKind implements TransportKind<Encoded> {
       stderr: "piped",
       clearEnv: true,
       env: this.#env.env,
+      detached: groups.detached,
     }).spawn();
+    groups.watch(process.pid);
     this.#init ??= encodeFrame(
       FrameType.init,
       0,
@@ -186,6 +199,7 @@ export class ProcessKind implements TransportKind<Encoded> {
     return new ProcessTransport(
       index,
       process,
+      groups,
       this.#init,
       this.#tuning,
       events,
@@ -197,6 +211,7 @@ class ProcessTransport implements Transport<Encoded> {
   readonly gone: Promise<Exit>;
   readonly #index: number;
   readonly #process: Deno.ChildProcess;
+  readonly #groups: Groups;
   readonly #writer: WritableStreamDefaultWriter<Uint8Array>;
   readonly #decoder: FrameDecoder;
   readonly #tuning: ProcessTuning;
@@ -210,16 +225,27 @@ class ProcessTransport implements Transport<Encoded> {
   #over = false;
   /** What the parent saw before the child exited, such as a broken pipe. */
   #note: string | undefined;
+  /** Error frames read from its stdout, and STDERR_SYNC lines from its stderr. */
+  #errors = 0;
+  #synced = 0;
+  /** Errors read before stderr caught up with them: the n-th error, and how to report it. */
+  #held: {
+    n: number;
+    report: () => void;
+    timer: ReturnType<typeof setTimeout>;
+  }[] = [];
 
   constructor(
     index: number,
     process: Deno.ChildProcess,
+    groups: Groups,
     init: Uint8Array,
     tuning: ProcessTuning,
     events: TransportEvents,
   ) {
     this.#index = index;
     this.#process = process;
+    this.#groups = groups;
     this.#tuning = tuning;
     this.#events = events;
     this.#writer = process.stdin.getWriter();
@@ -254,13 +280,7 @@ class ProcessTransport implements Transport<Encoded> {
 
   kill(): void {
     this.#over = true;
-    if (this.#status === undefined) {
-      try {
-        this.#process.kill("SIGKILL");
-      } catch {
-        // Already gone.
-      }
-    }
+    if (this.#status === undefined) this.#killGroup();
     this.#writer.abort().catch(() => {});
   }
 
@@ -281,6 +301,8 @@ class ProcessTransport implements Transport<Encoded> {
       this.#readStderr(stderr),
     ]);
     const status = this.#status = await this.#process.status;
+    // Whatever it started dies with it, and lets go of its pipes.
+    this.#groups.kill(this.#process.pid);
     // A grandchild may still hold a pipe after the child exits: give the
     // pipes a moment, then stop waiting for them.
     let timer: ReturnType<typeof setTimeout> | undefined;
@@ -335,12 +357,6 @@ class ProcessTransport implements Transport<Encoded> {
           continue;
         }
         this.#armStall();
-        if (frames.some((frame) => frame.type === FrameType.error)) {
-          // What a callback printed before it threw is in the stderr pipe
-          // already, but may not have been read yet: let it be read, so
-          // that the error carries it.
-          await new Promise((resolve) => setTimeout(resolve, 0));
-        }
         for (const frame of frames) {
           if (this.#over) break;
           this.#onFrame(frame);
@@ -373,6 +389,10 @@ class ProcessTransport implements Transport<Encoded> {
       while (true) {
         const { value: text, done } = await reader.read();
         if (done) break;
+        if (text === STDERR_SYNC) {
+          this.#release(++this.#synced);
+          continue;
+        }
         tail.push(text.length > 2000 ? text.slice(0, 2000) + "…" : text);
         if (tail.length > keep) tail.shift();
         try {
@@ -385,7 +405,20 @@ class ProcessTransport implements Transport<Encoded> {
       await reader.cancel().catch(() => {});
     } finally {
       reader.releaseLock();
+      this.#release(Infinity);
     }
+  }
+
+  /** Reports the held errors up to the n-th, in order. */
+  #release(n: number): void {
+    const held = this.#held;
+    if (held.length === 0 || held[0]!.n > n) return;
+    while (held.length > 0 && held[0]!.n <= n) {
+      const { report, timer } = held.shift()!;
+      clearTimeout(timer);
+      if (!this.#over) report();
+    }
+    if (!this.#over) this.#events.flushed();
   }
 
   #armStall(): void {
@@ -441,7 +474,19 @@ class ProcessTransport implements Transport<Encoded> {
             }`,
           );
         }
-        return events.settled(frame.id, frame.type === FrameType.error, value);
+        if (frame.type === FrameType.result) {
+          return events.settled(frame.id, false, value);
+        }
+        const n = ++this.#errors;
+        const report = () => events.settled(frame.id, true, value);
+        if (n <= this.#synced) return report();
+        // Its stderr is not read that far yet: report it once it is.
+        this.#held.push({
+          n,
+          report,
+          timer: setTimeout(() => this.#release(n), STDERR_WAIT),
+        });
+        return;
       }
       default:
         return this.#fault(
@@ -460,12 +505,19 @@ class ProcessTransport implements Transport<Encoded> {
       this.#note ??= error instanceof Deno.errors.BrokenPipe
         ? "its stdin is closed (broken pipe): the child is gone"
         : `writing to its stdin failed: ${describe(error)}`;
-      try {
-        this.#process.kill("SIGKILL");
-      } catch {
-        // Already gone.
-      }
+      this.#killGroup();
     });
+  }
+
+  /** Kills the child and whatever it started. */
+  #killGroup(): void {
+    this.#groups.kill(this.#process.pid);
+    try {
+      // In case the group could not be killed: the child at least.
+      this.#process.kill("SIGKILL");
+    } catch {
+      // Already gone.
+    }
   }
 }
 

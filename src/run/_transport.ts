@@ -70,6 +70,21 @@ export interface TransportEvents {
   fault(kind: FaultKind, detail: string, cause?: unknown): void;
 }
 
+/**
+ * The process groups of a pool's children and commands. A transport that
+ * starts processes starts each one in a group of its own (`detached`), says
+ * so with `watch`, and ends it with `kill`, leader and leftovers alike; the
+ * pool's watchdog kills every group still watched if the parent dies.
+ */
+export interface Groups {
+  /** Whether processes get a session and process group of their own (`detached`). */
+  readonly detached: boolean;
+  /** A process was started as the leader of group `pid`: watch it. */
+  watch(pid: number): void;
+  /** Kills group `pid` now, whatever is left of it, and stops watching it. */
+  kill(pid: number): void;
+}
+
 /** One running Worker or child. */
 export interface Transport<P> {
   /** Sends chunks, in order; returns those that could not be sent. */
@@ -114,6 +129,9 @@ export interface TransportKind<P> {
    * that the emitter recycles it.
    */
   takeBack(task: Task<unknown>, buffer: unknown): void;
-  /** Starts one, numbered `index` in messages. Throws if it cannot be started at all. */
-  start(index: number, events: TransportEvents): Transport<P>;
+  /**
+   * Starts one, numbered `index` in messages; any process it starts goes in
+   * `groups`. Throws if it cannot be started at all.
+   */
+  start(index: number, events: TransportEvents, groups: Groups): Transport<P>;
 }

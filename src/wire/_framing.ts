@@ -23,6 +23,14 @@ export const FRAME_HEADER_BYTES = 10;
 /** The largest body a frame may announce (1 GiB): anything larger is refused unread. */
 export const MAX_FRAME_BYTES = 1 << 30;
 
+/**
+ * A line a child writes to its stderr just before each error frame. The
+ * parent reads its child's stdout and stderr apart; it reports an error once
+ * it has read stderr up to this line, so that the stderr tail of the error
+ * holds all the callback printed before it threw. Never forwarded.
+ */
+export const STDERR_SYNC = "\u0000ocycle:stderr-sync";
+
 /** The message type of a frame. */
 export const FrameType = {
   /** Parent to child: an init message (id 0). */

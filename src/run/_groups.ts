@@ -1,0 +1,106 @@
+// Copyright the @ocycle/core authors. MIT license.
+// The process groups of a pool's children and `--exec` commands. Each one is
+// started in a session and process group of its own (`detached`), so that a
+// terminal's Ctrl-C, which signals the whole foreground process group, reaches
+// only the parent, which decides when they stop; and so that killing one ends
+// its whole tree, such as `sh -c`'s grandchildren. The price is that nothing
+// ends them when the parent dies: so the pool's first process also starts a
+// watchdog (run/_watchdog.ts), told of every group, which kills those still
+// registered once its stdin ends, however the parent ended.
+
+import { describe, warn } from "./_runner.ts";
+import type { Groups } from "./_transport.ts";
+
+/** POSIX has sessions and process groups; Windows has neither here. */
+const POSIX = Deno.build.os !== "windows";
+
+const encoder = new TextEncoder();
+
+/** Said once per process: the watchdog could not be started. */
+let warned = false;
+
+/** A pool's process groups and their watchdog, started on first use. */
+export class ProcessGroups implements Groups {
+  readonly detached = POSIX;
+  #watchdog: Deno.ChildProcess | undefined;
+  #writer: WritableStreamDefaultWriter<Uint8Array> | undefined;
+  #closing: Promise<void> | undefined;
+
+  watch(pid: number): void {
+    if (POSIX) this.#tell(`+${pid}`, true);
+  }
+
+  kill(pid: number): void {
+    if (!POSIX || pid <= 1) return;
+    // Deno.kill needs the whole run permission, which a parent allowed to
+    // run only Deno may lack; the watchdog always has it.
+    if (Deno.permissions.querySync({ name: "run" }).state === "granted") {
+      try {
+        Deno.kill(-pid, "SIGKILL");
+      } catch {
+        // The group is gone already.
+      }
+      this.#tell(`-${pid}`, false);
+    } else this.#tell(`!${pid}`, false);
+  }
+
+  /** Ends the watchdog, once every group it was told of has ended; resolves once it is gone. */
+  close(): Promise<void> {
+    return this.#closing ??= (async () => {
+      if (this.#watchdog === undefined) return;
+      await this.#writer!.close().catch(() => {});
+      await this.#watchdog.status;
+    })();
+  }
+
+  /** Sends the watchdog one line, starting it first if `start`. */
+  #tell(line: string, start: boolean): void {
+    if (this.#closing !== undefined) return;
+    if (this.#watchdog === undefined) {
+      if (!start || !this.#start()) return;
+    }
+    this.#writer!.write(encoder.encode(line + "\n")).catch(() => {
+      // It is gone: its status says so.
+    });
+  }
+
+  #start(): boolean {
+    try {
+      this.#watchdog = new Deno.Command(Deno.execPath(), {
+        args: [
+          "run",
+          "--quiet",
+          "--no-prompt",
+          "--no-config",
+          "--no-lock",
+          "--allow-run",
+          new URL("./_watchdog.ts", import.meta.url).href,
+        ],
+        stdin: "piped",
+        stdout: "null",
+        stderr: "inherit",
+        detached: true,
+      }).spawn();
+    } catch (error) {
+      this.#closing = Promise.resolve();
+      say(`could not be started (${describe(error)})`);
+      return false;
+    }
+    this.#writer = this.#watchdog.stdin.getWriter();
+    this.#watchdog.status.then((status) => {
+      if (this.#closing === undefined) {
+        say(`exited early (${status.signal ?? `exit code ${status.code}`})`);
+      }
+    });
+    return true;
+  }
+}
+
+function say(what: string): void {
+  if (warned) return;
+  warned = true;
+  warn(
+    "watchdog",
+    `${what}: children and commands will outlive this process if it is killed`,
+  );
+}
