@@ -8,6 +8,7 @@ import {
 } from "@std/assert";
 import { parseCliArgs, splitCommand, UsageError } from "../src/cli/_args.ts";
 import { parseDuration, parseSize } from "../src/cli/_units.ts";
+import { Sink } from "../src/cli/_sink.ts";
 
 const CLI = new URL("../cli.ts", import.meta.url).pathname;
 // The published module imports @std: the child finds it where these tests do.
@@ -545,4 +546,92 @@ Deno.test("ocycle rejects bad flags and missing files with exit code 2", async (
       assert(help.includes(flag), `--help mentions ${flag}`);
     }
   });
+});
+
+Deno.test({
+  name:
+    "ocycle streams each command's output in bounded memory, with and without -k (RELIABILITY 31)",
+  // It reads the process's peak memory from /proc.
+  ignore: Deno.build.os !== "linux",
+}, async (t) => {
+  for (const order of [[], ["-k"]]) {
+    await t.step(`two commands of 150 MB each ${order.join("")}`, async () => {
+      const tmp = await Deno.makeTempDir({ prefix: "ocycle-spool-" });
+      try {
+        const child = new Deno.Command(Deno.execPath(), {
+          args: [
+            "run",
+            "-A",
+            "--no-lock",
+            `--import-map=${IMPORT_MAP}`,
+            `${FIXTURES}peak.ts`,
+            "-q",
+            "-s",
+            "1",
+            "--clip",
+            "-j",
+            "2",
+            ...order,
+            "--exec",
+            "head -c 150000000 /dev/zero",
+          ],
+          // Where a held output goes once it outgrows memory.
+          env: { TMPDIR: tmp },
+          stdin: "piped",
+          stdout: "piped",
+          stderr: "piped",
+        }).spawn();
+        const writer = child.stdin.getWriter();
+        await writer.write(new Uint8Array(2));
+        await writer.close();
+        let bytes = 0;
+        for await (const piece of child.stdout) bytes += piece.length;
+        const { code, stderr } = await child.output();
+        const err = decoder.decode(stderr);
+        assertEquals(code, 0, err);
+        assertEquals(bytes, 300_000_000);
+        // About 85 MiB; holding each command's whole output took 335.
+        const peak = Number(/peak (\d+) MiB/.exec(err)![1]);
+        assert(peak < 200, `ocycle peaked at ${peak} MiB`);
+        // The held output's file is gone.
+        assertEquals(await Array.fromAsync(Deno.readDir(tmp)), []);
+      } finally {
+        await Deno.remove(tmp, { recursive: true });
+      }
+    });
+  }
+});
+
+Deno.test("the ocycle sink writes outputs that finish out of order whole, in order with -k", async (t) => {
+  for (const keepOrder of [true, false]) {
+    await t.step(keepOrder ? "-k" : "as they come", async () => {
+      const got: number[] = [];
+      const slow = new WritableStream<Uint8Array>({
+        async write(bytes) {
+          await new Promise((resolve) => setTimeout(resolve, 1));
+          got.push(...bytes);
+        },
+      });
+      const sink = new Sink(keepOrder, 100, slow.getWriter());
+      for (let i = 0; i < 6; i++) sink.admit();
+      // Chunk 2 writes in two pieces around chunk 3's whole output.
+      const two = sink.output(2);
+      for (const i of [0, 1, 3]) {
+        sink.deliver(i, new Uint8Array([i, i]));
+        await new Promise((resolve) => setTimeout(resolve, 0));
+      }
+      await two.write(new Uint8Array([2]));
+      sink.deliver(5, new Uint8Array([5, 5]));
+      await two.write(new Uint8Array([2]));
+      two.finish();
+      sink.deliver(4, new Uint8Array([4, 4]));
+      await sink.drain();
+      if (keepOrder) assertEquals(got, [0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5]);
+      else {
+        // Every output whole, none cut into by another.
+        assertEquals(got.length, 12);
+        for (let i = 0; i < 12; i += 2) assertEquals(got[i], got[i + 1]);
+      }
+    });
+  }
 });

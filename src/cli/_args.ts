@@ -25,10 +25,12 @@ Usage:
   ocycle [options] --module ./handler.ts       < input
 
 Each chunk of standard input is either piped to its own run of <command>
-(--exec; the chunk is the command's stdin, its stdout is collected), or passed
-to the default export of a handler module (--module), which runs in a pool of
-Deno subprocesses (--mode process) or Web Workers (--mode thread). Outputs are
-written to stdout as each chunk finishes, or in input order with --keep-order.
+(--exec; the chunk is the command's stdin, its stdout is the output), or
+passed to the default export of a handler module (--module), which runs in a
+pool of Deno subprocesses (--mode process) or Web Workers (--mode thread).
+Outputs never interleave: one chunk's output streams to stdout while the others
+wait, in memory up to 1 MiB each, then in a file of $TMPDIR, and go next as
+they finish, or in input order with --keep-order.
 
 Chunking:
   -s, --size <size>      Chunk size (default 1MiB). Bytes: 65536, 64K, 64KiB,
@@ -71,7 +73,7 @@ Running:
                          whatever it started.
 
 Output:
-  -k, --keep-order       Write outputs in input order (default: as they finish).
+  -k, --keep-order       Write outputs in input order (default: as they come).
   -q, --quiet            No progress or summary on stderr (errors still show).
   -h, --help             This text.
 

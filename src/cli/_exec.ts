@@ -7,6 +7,7 @@
 // terminal's Ctrl-C does not reach it, and once it exits, is timed out or
 // killed, its whole tree goes (`sh -c 'sleep 40'` leaves no `sleep` behind).
 
+import { concat } from "@std/bytes";
 import type { Task } from "../run/_runner.ts";
 import type {
   Exit,
@@ -20,14 +21,11 @@ import type {
 /** A command that ran and failed: what it said, for the report. */
 export class CommandFailed extends Error {
   override readonly name = "CommandFailed";
-  /** What it wrote to stdout before it failed: still its output. */
-  readonly stdout: Uint8Array;
-  /** What it wrote to stderr. */
+  /** What it wrote to stderr (its first MiB). */
   readonly stderr: Uint8Array;
 
-  constructor(why: string, stdout: Uint8Array, stderr: Uint8Array) {
+  constructor(why: string, stderr: Uint8Array) {
     super(why);
-    this.stdout = stdout;
     this.stderr = stderr;
   }
 }
@@ -49,14 +47,17 @@ export class ExecKind implements TransportKind<undefined> {
   readonly batches = false;
   readonly #argv: readonly string[];
   readonly #text: string;
+  readonly #output: OutputOf;
 
   /**
    * @param argv The command and its arguments.
    * @param text The command as the user wrote it, for messages.
+   * @param output Where each chunk's command writes its stdout, as it comes.
    */
-  constructor(argv: readonly string[], text: string) {
+  constructor(argv: readonly string[], text: string, output: OutputOf) {
     this.#argv = argv;
     this.#text = text;
+    this.#output = output;
   }
 
   loading(): undefined {
@@ -76,14 +77,32 @@ export class ExecKind implements TransportKind<undefined> {
     events: TransportEvents,
     groups: Groups,
   ): Transport<undefined> {
-    return new ExecTransport(this.#argv, this.#text, events, groups);
+    return new ExecTransport(
+      this.#argv,
+      this.#text,
+      this.#output,
+      events,
+      groups,
+    );
   }
 }
+
+/** Where chunk `index`'s command writes its stdout; `write` resolves once it is taken. */
+export type OutputOf = (
+  index: number,
+) => { write(bytes: Uint8Array): Promise<void> };
+
+/** @std/bytes `concat`, typed by assignment (the offline copy has no types). */
+const join: (buffers: Uint8Array[]) => Uint8Array = concat;
+
+/** Bytes of a command's stderr kept for its report; past them it passes through as it comes. */
+const STDERR_KEEP = 1 << 20;
 
 class ExecTransport implements Transport<undefined> {
   readonly gone: Promise<Exit>;
   readonly #argv: readonly string[];
   readonly #text: string;
+  readonly #output: OutputOf;
   readonly #events: TransportEvents;
   readonly #groups: Groups;
   #resolveGone!: (exit: Exit) => void;
@@ -95,11 +114,13 @@ class ExecTransport implements Transport<undefined> {
   constructor(
     argv: readonly string[],
     text: string,
+    output: OutputOf,
     events: TransportEvents,
     groups: Groups,
   ) {
     this.#argv = argv;
     this.#text = text;
+    this.#output = output;
     this.#events = events;
     this.#groups = groups;
     this.gone = new Promise((resolve) => this.#resolveGone = resolve);
@@ -182,9 +203,13 @@ class ExecTransport implements Transport<undefined> {
         if (!(error instanceof Deno.errors.BrokenPipe)) throw error;
       }
     })();
-    const [stdout, stderr, status] = await Promise.all([
-      new Response(child.stdout).bytes(),
-      new Response(child.stderr).bytes(),
+    const output = this.#output(job.task.info.index);
+    const [, stderr, status] = await Promise.all([
+      (async () => {
+        // Streamed: its output never waits whole in memory.
+        for await (const bytes of child.stdout) await output.write(bytes);
+      })(),
+      keepStderr(child.stderr),
       exited,
       feed.catch(() => {}),
     ]);
@@ -193,15 +218,35 @@ class ExecTransport implements Transport<undefined> {
     if (status.success) {
       // A successful command's stderr passes through, one chunk's at a time.
       if (stderr.length > 0) writeAllSync(Deno.stderr, stderr);
-      events.settled(job.id, false, stdout);
+      events.settled(job.id, false, undefined);
     } else {
       const why = status.signal !== null
         ? `"${this.#text}" was killed by ${status.signal}`
         : `"${this.#text}" exited with code ${status.code}`;
-      events.settled(job.id, true, new CommandFailed(why, stdout, stderr));
+      events.settled(job.id, true, new CommandFailed(why, stderr));
     }
     events.flushed();
   }
+}
+
+/**
+ * A command's stderr, for its report or to pass on once it succeeds: the
+ * first STDERR_KEEP bytes are kept, and what comes after passes through at
+ * once, so that memory stays bounded.
+ */
+async function keepStderr(
+  stream: ReadableStream<Uint8Array>,
+): Promise<Uint8Array> {
+  const kept: Uint8Array[] = [];
+  let bytes = 0;
+  for await (const piece of stream) {
+    if (bytes >= STDERR_KEEP) writeAllSync(Deno.stderr, piece);
+    else {
+      kept.push(piece);
+      bytes += piece.length;
+    }
+  }
+  return join(kept);
 }
 
 function describe(error: unknown): string {

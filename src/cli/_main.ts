@@ -196,7 +196,11 @@ class CliRun {
         ...common,
         mode: "process",
         concurrency: 1,
-        [TRANSPORT]: new ExecKind(options.exec!, options.execText!),
+        [TRANSPORT]: new ExecKind(
+          options.exec!,
+          options.execText!,
+          (index) => this.#sink.output(index),
+        ),
       } as BufferEmitOptions<unknown>);
   }
 
@@ -303,14 +307,13 @@ class CliRun {
       report(`${error.message}${stderrTail(error.stderr)}`);
       return this.#sink.deliver(info.index, undefined);
     }
-    const { why, stdout } = this.#execFailure(error);
-    report(`${describeChunk(info)} failed: ${why}`);
-    // Whatever the command wrote is still its output: keep it.
-    this.#sink.deliver(info.index, stdout);
+    report(`${describeChunk(info)} failed: ${this.#execFailure(error)}`);
+    // Whatever the command wrote is still its output: it was kept.
+    this.#sink.deliver(info.index, undefined);
   }
 
-  /** How a failed `--exec` chunk reads, and what it still wrote to stdout. */
-  #execFailure(error: ChunkError): { why: string; stdout?: Uint8Array } {
+  /** How a failed `--exec` chunk reads. */
+  #execFailure(error: ChunkError): string {
     const options = this.#options;
     const cause = error.cause;
     if (cause instanceof CommandNotStarted) {
@@ -324,28 +327,20 @@ class CliRun {
         }`,
         notFound ? EXIT_NOT_FOUND : EXIT_NOT_EXECUTABLE,
       );
-      return { why: "its command could not be started" };
+      return "its command could not be started";
     }
     if (cause instanceof CommandFailed) {
-      return {
-        why: `${cause.message}${stderrTail(decoder.decode(cause.stderr))}`,
-        stdout: cause.stdout,
-      };
+      return `${cause.message}${stderrTail(decoder.decode(cause.stderr))}`;
     }
     if (error.kind === "timeout") {
-      return {
-        why:
-          `"${options.execText}" took longer than --timeout ${options.timeout} ms and was killed`,
-      };
+      return `"${options.execText}" took longer than --timeout ${options.timeout} ms and was killed`;
     }
     if (error.kind === "aborted" && this.#fatal !== undefined) {
-      return {
-        why: this.#stoppedBy === undefined
-          ? "not run after an earlier fatal error"
-          : `aborted by a second ${this.#stoppedBy}`,
-      };
+      return this.#stoppedBy === undefined
+        ? "not run after an earlier fatal error"
+        : `aborted by a second ${this.#stoppedBy}`;
     }
-    return { why: `ocycle could not run it: ${error.message}` };
+    return `ocycle could not run it: ${error.message}`;
   }
 
   /** Shows progress on stderr until the returned function is called. */
