@@ -371,6 +371,7 @@ function processPool(
   exportName: string,
   tuning: Partial<ProcessTuning & PoolOptions> = {},
   url: URL = faults,
+  permissionFlags: string[] = [],
 ): Pool<Encoded> {
   const settings: ProcessSettings = {
     owner: "ProcessPool",
@@ -379,7 +380,7 @@ function processPool(
     layout: { kind: "bytes" },
     borrow: false,
     timeout: Infinity,
-    permissionFlags: [],
+    permissionFlags,
     env: undefined,
     v8Flags: [],
   };
@@ -673,5 +674,81 @@ Deno.test("process mode says it needs node:v8 where it cannot be imported", asyn
       message!,
       "process mode needs node:v8, which could not be imported: Error: node:v8 is not available on this runtime",
     );
+  }
+});
+
+Deno.test("process mode's pool kills a child that does not exit within closeGrace of close()", async () => {
+  // The module never finishes loading, so the child ignores the end of its
+  // stdin: close() ends it after closeGrace.
+  const dispatcher = processPool(
+    "default",
+    { closeGrace: 200, timeout: 300 },
+    new URL("./fixtures/process/hangs_on_load.ts", import.meta.url),
+  );
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    const error = await assertRejects(
+      () => dispatcher.run(task(0)),
+      ChunkError,
+    );
+    assertEquals(error.kind, "timeout");
+    const closed = await Promise.race([
+      dispatcher.close().then(() => true),
+      new Promise<false>((resolve) => {
+        timer = setTimeout(() => resolve(false), 10_000);
+      }),
+    ]);
+    assert(closed, "close() did not end: the child was never killed");
+  } finally {
+    clearTimeout(timer);
+    await dispatcher.abort(new Error("cleanup"));
+  }
+});
+
+Deno.test("process mode keeps the last stderrLines lines of a child for its errors", async () => {
+  const dispatcher = processPool("noisyExit", { stderrLines: 4 });
+  try {
+    const error = await assertRejects(
+      () => dispatcher.run(task(0)),
+      ChunkError,
+    );
+    assertEquals(error.kind, "crash");
+    assertEquals(error.exitCode, 4);
+    assertEquals(error.stderr, "line 2\nline 3\nline 4\nline 5");
+    assertStringIncludes(
+      error.message,
+      "(child 0, exit code 4); its stderr ends: line 3 | line 4 | line 5",
+    );
+  } finally {
+    await dispatcher.close();
+  }
+});
+
+Deno.test("process mode gives up on the pipes of a child that exits while a grandchild holds them", async () => {
+  const dispatcher = processPool("orphan", {}, faults, [
+    "--allow-run=/bin/sleep",
+  ]);
+  let pid = 0;
+  try {
+    const error = await assertRejects(
+      () => dispatcher.run(task(0)),
+      ChunkError,
+    );
+    pid = Number(/orphan (\d+)/.exec(error.stderr)?.[1] ?? 0);
+    assertEquals(error.kind, "crash");
+    assertEquals(error.exitCode, 0);
+    assertStringIncludes(
+      error.message,
+      "the child exited but its pipes stayed open; the chunk was in that child",
+    );
+  } finally {
+    if (pid > 0) {
+      try {
+        Deno.kill(pid, "SIGKILL");
+      } catch {
+        // It is gone already.
+      }
+    }
+    await dispatcher.close();
   }
 });
