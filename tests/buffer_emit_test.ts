@@ -212,6 +212,36 @@ Deno.test("BufferEmit sampler with hop < size does not stitch the carry to the d
   assertEquals(buff.stats.dropped, 2);
 });
 
+Deno.test({
+  name:
+    "BufferEmit sampler with hop > size counts as dropped only elements that were written",
+  // BUG: after a chunk cut by size, the pause counts the gap to the next
+  // window (hop - size elements, not yet written) as dropped, on top of the
+  // rest of the frame: here 9 dropped out of 7 written.
+  ignore: true,
+  fn: async () => {
+    const chunks: number[][] = [];
+    const buff = new BufferEmit(
+      (chunk) => {
+        chunks.push([...chunk]);
+      },
+      2,
+      { clip: true, hop: 5, sampler: 100 },
+    );
+    buff.write(range(2), 1000); // emits [0, 1]; nothing else was written
+    assertEquals(buff.stats.dropped, 0);
+    buff.write(range(5, 2), 1200); // resumes: emits [2, 3], drops 4 to 6
+    await buff.close();
+    assertEquals(chunks, [[0, 1], [2, 3]]);
+    const { written, dropped, skipped } = buff.stats;
+    assertEquals({ written, dropped, skipped }, {
+      written: 7,
+      dropped: 3,
+      skipped: 0,
+    });
+  },
+});
+
 Deno.test("BufferEmit chunk t0 is the timestamp of the write that supplied its first element", async (t) => {
   await t.step(
     "with clip, the write that starts the carried chunk",

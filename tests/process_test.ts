@@ -1023,3 +1023,33 @@ Deno.test("Pool never sends a chunk that timed out waiting for a worker", async 
   assertEquals(worker.got, []);
   await pool.close();
 });
+
+Deno.test({
+  name:
+    "process mode gives a callback's error the stderr lines the callback wrote before it threw",
+  // BUG: the error takes the stderr tail read so far when its frame arrives
+  // on stdout, and stderr is read on its own, through two transform streams:
+  // the lines the callback wrote just before it threw are often not in yet
+  // (here, dozens of the 200 errors miss them). For the same reason "process
+  // mode sends the child's console to stderr, keeping results intact" fails
+  // now and then, most often under load.
+  ignore: true,
+  fn: async () => {
+    const dispatcher = processPool("lastWords");
+    try {
+      assertEquals(await dispatcher.run(task(0)), 0);
+      const missed: number[] = [];
+      for (let i = 1; i <= 200; i++) {
+        const error = await assertRejects(
+          () => dispatcher.run(task(i)),
+          ChunkError,
+          `chunk ${i} gives up`,
+        );
+        if (!error.stderr.includes(`last words of chunk ${i}`)) missed.push(i);
+      }
+      assertEquals(missed, [], "errors without the callback's last line");
+    } finally {
+      await dispatcher.close();
+    }
+  },
+});
