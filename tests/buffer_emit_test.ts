@@ -4,6 +4,7 @@ import {
   assertEquals,
   assertFalse,
   assertRejects,
+  assertStringIncludes,
   assertThrows,
 } from "@std/assert";
 import {
@@ -60,6 +61,24 @@ Deno.test("BufferEmit.write() emits the whole buffer once size is reached withou
   await buff.close();
   assertEquals(chunks[2], [12]);
   assertEquals(buff.stats.emitted, 3);
+});
+
+Deno.test("BufferEmit.write() emits a chunk as soon as a write fills it exactly", async () => {
+  for (const clip of [false, true]) {
+    const chunks: number[][] = [];
+    const buff = new BufferEmit(
+      (chunk) => {
+        chunks.push([...chunk]);
+      },
+      4,
+      { clip },
+    );
+    buff.write(range(2));
+    buff.write(range(2, 2));
+    assertEquals(chunks, [[0, 1, 2, 3]], `clip ${clip}`);
+    await buff.close();
+    assertEquals(chunks.length, 1);
+  }
 });
 
 Deno.test("BufferEmit.write() carries the remainder when clip is set", async (t) => {
@@ -363,6 +382,51 @@ Deno.test("BufferEmit sampler pauses run on a monotonic clock, t0 on the wall cl
     await buff.close();
     assertEquals(lengths, [3]);
   });
+});
+
+Deno.test("BufferEmit sampler with hop < size does not stitch the carry to the data after the pause", async () => {
+  const chunks: number[][] = [];
+  const buff = new BufferEmit(
+    (chunk) => {
+      chunks.push([...chunk]);
+    },
+    4,
+    { clip: true, hop: 2, sampler: 100 },
+  );
+  buff.write(range(6), 1000); // emits [0..3]; the carried 2, 3 and 4, 5 go
+  buff.write(range(4, 20), 1100); // resumes: a fresh window
+  await buff.close({ flush: false });
+  assertEquals(chunks, [[0, 1, 2, 3], [20, 21, 22, 23]]);
+  // 4 and 5; the carried elements were emitted already.
+  assertEquals(buff.stats.dropped, 2);
+});
+
+Deno.test({
+  name:
+    "BufferEmit sampler with hop > size counts as dropped only elements that were written",
+  // Found by mutation testing: the pause counted the gap to the next window
+  // (hop - size elements, not yet written) as dropped: 9 dropped of 7 written.
+  fn: async () => {
+    const chunks: number[][] = [];
+    const buff = new BufferEmit(
+      (chunk) => {
+        chunks.push([...chunk]);
+      },
+      2,
+      { clip: true, hop: 5, sampler: 100 },
+    );
+    buff.write(range(2), 1000); // emits [0, 1]; nothing else was written
+    assertEquals(buff.stats.dropped, 0);
+    buff.write(range(5, 2), 1200); // resumes: emits [2, 3], drops 4 to 6
+    await buff.close();
+    assertEquals(chunks, [[0, 1], [2, 3]]);
+    const { written, dropped, skipped } = buff.stats;
+    assertEquals({ written, dropped, skipped }, {
+      written: 7,
+      dropped: 3,
+      skipped: 0,
+    });
+  },
 });
 
 Deno.test("BufferEmit chunk t0 is the timestamp of the write that supplied its first element", async (t) => {
@@ -675,6 +739,41 @@ Deno.test("BufferEmit maxWait starts again for elements written after it fired w
   }
 });
 
+Deno.test("BufferEmit maxWait counts from the first element after a chunk cut by size", async () => {
+  // The timer the first element started must not carry over to the next
+  // chunk, or that chunk would leave early.
+  const maxWait = 300;
+  const chunks: { data: number[]; reason: string; at: number }[] = [];
+  const buff = new BufferEmit(
+    (chunk, _t0, info) => {
+      chunks.push({
+        data: [...chunk],
+        reason: info.reason,
+        at: performance.now(),
+      });
+    },
+    4,
+    { maxWait },
+  );
+  try {
+    buff.write(range(3)); // starts the timer
+    await sleep(200);
+    buff.write(range(1, 3)); // fills the chunk: size wins
+    const since = performance.now();
+    buff.write(range(1, 4)); // the first element of the next chunk
+    await until(() => chunks.length === 2, "the maxWait chunk", 5_000);
+    assertEquals(chunks.map((c) => [c.data, c.reason]), [
+      [[0, 1, 2, 3], "size"],
+      [[4], "maxWait"],
+    ]);
+    // Timers never fire early: allow only for the clocks' rounding.
+    const waited = chunks[1]!.at - since;
+    assert(waited >= maxWait - 10, `emitted after ${waited} ms`);
+  } finally {
+    await buff.close();
+  }
+});
+
 Deno.test("BufferEmit with hop < size gives a flush() or maxWait chunk its own write's t0, and final only at close()", async () => {
   const chunks: {
     data: number[];
@@ -820,6 +919,40 @@ Deno.test("BufferEmit callback errors reach the user with the chunk's info", asy
     await buff.close();
     assertEquals(errors[0]?.kind, "onDone");
   });
+  await t.step(
+    "onDone throwing counts the chunk as failed, not done",
+    async () => {
+      const buff = new BufferEmit(() => 1, 1, {
+        onDone: () => {
+          throw new Error("onDone broke");
+        },
+        onError: () => {},
+      });
+      buff.write(bytes(1));
+      await buff.close();
+      assertEquals([buff.stats.done, buff.stats.failed], [0, 1]);
+    },
+  );
+  await t.step(
+    "onError throwing rejects close() with what it threw",
+    async () => {
+      const buff = new BufferEmit(
+        () => {
+          throw new Error("bad chunk");
+        },
+        1,
+        {
+          onError: () => {
+            throw new Error("onError broke");
+          },
+        },
+      );
+      buff.write(bytes(1));
+      const error = await assertRejects(() => buff.close(), ChunkError);
+      assertStringIncludes(error.message, "onError threw: onError broke");
+      assertEquals(error.info.index, 0);
+    },
+  );
 });
 
 Deno.test("BufferEmit.abort() stops queued work with a clear error", async (t) => {
@@ -902,6 +1035,24 @@ Deno.test("BufferEmit.abort() stops queued work with a clear error", async (t) =
       assertEquals(errors[0]?.kind, "timeout");
       assertEquals(errors[0]?.info.index, 0);
       assertEquals(done, [1]);
+    },
+  );
+  await t.step(
+    "a callback's own TimeoutError is its error, not a timeout",
+    async () => {
+      const errors: ChunkError[] = [];
+      const buff = new BufferEmit(
+        async () => {
+          await sleep(1);
+          throw new DOMException("the upstream timed out", "TimeoutError");
+        },
+        1,
+        { timeout: 5_000, onError: (e) => errors.push(e) },
+      );
+      buff.write(bytes(0));
+      await buff.close();
+      assertEquals(errors.map((e) => e.kind), ["callback"]);
+      assertStringIncludes(errors[0]!.message, "the upstream timed out");
     },
   );
 });

@@ -24,12 +24,14 @@ interface Run {
 
 /**
  * Runs `deno run -A cli.ts ...args` with `input` on its stdin. With
- * `stdoutTo`, a shell sends its stdout to that file instead of a pipe.
+ * `stdoutTo`, a shell sends its stdout to that file instead of a pipe; with
+ * `signal`, ocycle is killed when it aborts.
  */
 async function ocycle(
   args: string[],
   input: Uint8Array,
   stdoutTo?: string,
+  signal?: AbortSignal,
 ): Promise<Run> {
   const argv = [
     Deno.execPath(),
@@ -47,6 +49,7 @@ async function ocycle(
     stdin: "piped",
     stdout: "piped",
     stderr: "piped",
+    ...(signal === undefined ? {} : { signal }),
   }).spawn();
   const writer = child.stdin.getWriter();
   const feeding = writer.write(input).then(() => writer.close()).catch(
@@ -388,13 +391,33 @@ Deno.test("ocycle --exec reports failing commands and exits non-zero", async (t)
       `--exec "no-such-command-xyz -v": command not found: no-such-command-xyz`,
     );
   });
-  await t.step("a command that takes longer than --timeout", async () => {
+  await t.step(
+    "a command that takes longer than --timeout is killed",
+    async () => {
+      // Not killed, sleep would hold ocycle for a minute: the deadline ends it.
+      const run = await ocycle(
+        ["-s", "10000", "--timeout", "300ms", "--exec", "sleep 60"],
+        input.subarray(0, 100),
+        undefined,
+        AbortSignal.timeout(15_000),
+      );
+      assertEquals(run.code, 1, run.stderr);
+      assertStringIncludes(run.stderr, "took longer than --timeout 300 ms");
+    },
+  );
+  await t.step("a failing command's stdout is still its output", async () => {
     const run = await ocycle(
-      ["-s", "10000", "--timeout", "300ms", "--exec", "sleep 5"],
-      input.subarray(0, 100),
+      [
+        "-s",
+        "10000",
+        "--exec",
+        "sh -c 'cat > /dev/null; echo partial; exit 4'",
+      ],
+      input.subarray(0, 10000),
     );
     assertEquals(run.code, 1);
-    assertStringIncludes(run.stderr, "took longer than --timeout 300 ms");
+    assertStringIncludes(run.stderr, "exited with code 4");
+    assertEquals(decoder.decode(run.stdout), "partial\n");
   });
   await t.step(
     "a command that stops reading early is judged by its exit",

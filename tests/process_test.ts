@@ -24,6 +24,13 @@ import {
 } from "../src/run/_process.ts";
 import type { ProcessSettings } from "../src/run/_process_args.ts";
 import type { Task } from "../src/run/_runner.ts";
+import type {
+  Exit,
+  Job,
+  Transport,
+  TransportEvents,
+  TransportKind,
+} from "../src/run/_transport.ts";
 
 const faults = new URL("./fixtures/process/faults.ts", import.meta.url);
 
@@ -394,6 +401,7 @@ function processPool(
   exportName: string,
   tuning: Partial<ProcessTuning & PoolOptions> = {},
   url: URL = faults,
+  permissionFlags: string[] = [],
 ): Pool<Encoded> {
   const settings: ProcessSettings = {
     owner: "ProcessPool",
@@ -402,7 +410,7 @@ function processPool(
     layout: { kind: "bytes" },
     borrow: false,
     timeout: Infinity,
-    permissionFlags: [],
+    permissionFlags,
     env: undefined,
     v8Flags: [],
   };
@@ -831,6 +839,346 @@ Deno.test("process mode resolves the callback module's imports through its own p
   assertEquals(await Deno.readTextFile(lock).catch(() => undefined), before);
 });
 
+Deno.test("process mode's pool kills a child that does not exit within closeGrace of close()", async () => {
+  // The module never finishes loading, so the child ignores the end of its
+  // stdin: close() ends it after closeGrace.
+  const dispatcher = processPool(
+    "default",
+    { closeGrace: 200, timeout: 300 },
+    new URL("./fixtures/process/hangs_on_load.ts", import.meta.url),
+  );
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    const error = await assertRejects(
+      () => dispatcher.run(task(0)),
+      ChunkError,
+    );
+    assertEquals(error.kind, "timeout");
+    const closed = await Promise.race([
+      dispatcher.close().then(() => true),
+      new Promise<false>((resolve) => {
+        timer = setTimeout(() => resolve(false), 10_000);
+      }),
+    ]);
+    assert(closed, "close() did not end: the child was never killed");
+  } finally {
+    clearTimeout(timer);
+    await dispatcher.abort(new Error("cleanup"));
+  }
+});
+
+Deno.test("process mode keeps the last stderrLines lines of a child for its errors", async () => {
+  const dispatcher = processPool("noisyExit", { stderrLines: 4 });
+  try {
+    const error = await assertRejects(
+      () => dispatcher.run(task(0)),
+      ChunkError,
+    );
+    assertEquals(error.kind, "crash");
+    assertEquals(error.exitCode, 4);
+    assertEquals(error.stderr, "line 2\nline 3\nline 4\nline 5");
+    assertStringIncludes(
+      error.message,
+      "(child 0, exit code 4); its stderr ends: line 3 | line 4 | line 5",
+    );
+  } finally {
+    await dispatcher.close();
+  }
+});
+
+Deno.test("process mode gives up on the pipes of a child that exits while a grandchild holds them", async () => {
+  const dispatcher = processPool("orphan", {}, faults, [
+    "--allow-run=/bin/sleep",
+  ]);
+  let pid = 0;
+  try {
+    const error = await assertRejects(
+      () => dispatcher.run(task(0)),
+      ChunkError,
+    );
+    pid = Number(/orphan (\d+)/.exec(error.stderr)?.[1] ?? 0);
+    assertEquals(error.kind, "crash");
+    assertEquals(error.exitCode, 0);
+    assertStringIncludes(
+      error.message,
+      "the child exited but its pipes stayed open; the chunk was in that child",
+    );
+  } finally {
+    if (pid > 0) {
+      try {
+        Deno.kill(pid, "SIGKILL");
+      } catch {
+        // It is gone already.
+      }
+    }
+    await dispatcher.close();
+  }
+});
+
+/** A worker of {@linkcode FakeKind}: the test says when it is ready, replies and exits. */
+class FakeWorker implements Transport<undefined> {
+  readonly index: number;
+  readonly events: TransportEvents;
+  readonly gone: Promise<Exit>;
+  /** Chunk indexes sent to it, in order. */
+  readonly got: number[] = [];
+  readonly #ids = new Map<number, number>();
+  killed = false;
+  ended = false;
+  #exit!: (exit: Exit) => void;
+  #exitOnKill: boolean;
+
+  constructor(index: number, events: TransportEvents, exitOnKill: boolean) {
+    this.index = index;
+    this.events = events;
+    this.#exitOnKill = exitOnKill;
+    this.gone = new Promise((resolve) => this.#exit = resolve);
+  }
+
+  send(jobs: readonly Job<undefined>[]): undefined {
+    for (const job of jobs) {
+      this.got.push(job.task.info.index);
+      this.#ids.set(job.task.info.index, job.id);
+    }
+    return undefined;
+  }
+
+  end(): Promise<void> {
+    this.ended = true;
+    if (this.#exitOnKill) this.exit();
+    return this.gone.then(() => {});
+  }
+
+  kill(): void {
+    this.killed = true;
+    if (this.#exitOnKill) this.exit();
+  }
+
+  stderr(): string {
+    return "";
+  }
+
+  /** Settles the chunk of this index with its index as the result. */
+  reply(index: number): void {
+    this.events.settled(this.#ids.get(index)!, false, index);
+    this.events.flushed();
+  }
+
+  exit(): void {
+    this.#exit({ text: "" });
+  }
+}
+
+/** A transport kind whose workers the test drives by hand. */
+class FakeKind implements TransportKind<undefined> {
+  readonly mode = "process";
+  readonly noun = "fake";
+  readonly nouns = "fakes";
+  readonly copies = true;
+  readonly batches = false;
+  readonly oneAtATime: boolean;
+  readonly exitOnKill: boolean;
+  readonly workers: FakeWorker[] = [];
+
+  constructor(oneAtATime = true, exitOnKill = true) {
+    this.oneAtATime = oneAtATime;
+    this.exitOnKill = exitOnKill;
+  }
+
+  loading(): undefined {
+    return undefined;
+  }
+
+  prepare(): undefined {
+    return undefined;
+  }
+
+  takeBack(): void {}
+
+  start(index: number, events: TransportEvents): FakeWorker {
+    const worker = new FakeWorker(index, events, this.exitOnKill);
+    this.workers.push(worker);
+    return worker;
+  }
+}
+
+/** Lets microtasks and promise callbacks run. */
+function settle(): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, 0));
+}
+
+Deno.test("Pool gives each chunk to the ready worker holding the fewest, up to concurrency", async () => {
+  const kind = new FakeKind();
+  const pool = new Pool(kind, { pool: 2, concurrency: 2, timeout: Infinity });
+  const results: Promise<unknown>[] = [];
+  results.push(pool.run(task(0)));
+  assertEquals(kind.workers.length, 2);
+  const [a, b] = kind.workers as [FakeWorker, FakeWorker];
+  a.events.ready();
+  b.events.ready();
+  for (let i = 1; i < 5; i++) results.push(pool.run(task(i)));
+  // 0 went to the first ready worker; then always the least busy one, and
+  // chunk 4 waits: both hold two.
+  assertEquals([a.got, b.got], [[0, 2], [1, 3]]);
+  b.reply(1);
+  assertEquals([a.got, b.got], [[0, 2], [1, 3, 4]]);
+  for (const i of [0, 2]) a.reply(i);
+  for (const i of [3, 4]) b.reply(i);
+  assertEquals(await Promise.all(results), [0, 1, 2, 3, 4]);
+  await pool.close();
+  assert(a.ended && b.ended);
+});
+
+Deno.test("Pool sends the chunks a crashed worker had not started to the next one first, in order", async () => {
+  const kind = new FakeKind();
+  const pool = new Pool(kind, { pool: 1, concurrency: 3, timeout: Infinity });
+  const results = [0, 1, 2, 3, 4].map((i) =>
+    pool.run(task(i)).then((v) => v, (e: ChunkError) => e.kind)
+  );
+  kind.workers[0]!.events.ready();
+  assertEquals(kind.workers[0]!.got, [0, 1, 2]);
+  kind.workers[0]!.events.fault("crash", "it fell over");
+  await settle();
+  // One at a time: only chunk 0 had started. 1 and 2 go back before 3 and 4.
+  assertEquals(kind.workers.length, 2);
+  const next = kind.workers[1]!;
+  next.events.ready();
+  assertEquals(next.got, [1, 2, 3]);
+  next.reply(1);
+  assertEquals(next.got, [1, 2, 3, 4]);
+  for (const i of [2, 3, 4]) next.reply(i);
+  assertEquals(await Promise.all(results), ["crash", 1, 2, 3, 4]);
+  assertEquals(pool.counts().replaced, 1);
+  await pool.close();
+});
+
+Deno.test("Pool fails a chunk when its worker replies for an unknown id", async () => {
+  const kind = new FakeKind();
+  const pool = new Pool(kind, { pool: 1, concurrency: 1, timeout: Infinity });
+  const result = pool.run(task(0));
+  const worker = kind.workers[0]!;
+  worker.events.ready();
+  worker.events.settled(123456, false, "stray");
+  const error = await assertRejects(() => result, ChunkError);
+  assertEquals(error.kind, "protocol");
+  assertStringIncludes(
+    error.message,
+    "the fake broke the protocol: a reply for unknown task id 123456",
+  );
+  assert(worker.killed);
+  await pool.close();
+});
+
+Deno.test("Pool refuses chunks once closed or aborted", async (t) => {
+  await t.step("closed", async () => {
+    const pool = new Pool(new FakeKind(), {
+      pool: 1,
+      concurrency: 1,
+      timeout: Infinity,
+    });
+    await pool.close();
+    const error = await assertRejects(() => pool.run(task(0)), ChunkError);
+    assertEquals(error.kind, "aborted");
+    assertStringIncludes(error.message, "the pool was already closed");
+  });
+  await t.step("aborted", async () => {
+    const pool = new Pool(new FakeKind(), {
+      pool: 1,
+      concurrency: 1,
+      timeout: Infinity,
+    });
+    await pool.abort(new Error("enough"));
+    const error = await assertRejects(() => pool.run(task(0)), ChunkError);
+    assertEquals(error.kind, "aborted");
+    assertStringIncludes(error.message, "the emitter was aborted: enough");
+  });
+});
+
+Deno.test("Pool abort() kills every worker and settles once they are gone", async () => {
+  const kind = new FakeKind(true, false);
+  const pool = new Pool(kind, { pool: 2, concurrency: 1, timeout: Infinity });
+  const results = [0, 1, 2].map((i) =>
+    pool.run(task(i)).then((v) => v, (e: ChunkError) => e.message)
+  );
+  kind.workers[0]!.events.ready();
+  let aborted = false;
+  const aborting = pool.abort(new Error("stop")).then(() => aborted = true);
+  assertEquals(await Promise.all(results), [
+    "Chunk 0 (offset 0, t0 0) failed in process mode: the emitter was aborted while the chunk ran: its fake was terminated: stop",
+    ...[1, 2].map((i) =>
+      `Chunk ${i} (offset ${
+        2 * i
+      }, t0 0) failed in process mode: the emitter was aborted before a fake took the chunk: stop`
+    ),
+  ]);
+  assert(kind.workers.every((w) => w.killed));
+  await settle();
+  assertEquals(aborted, false, "abort() settled before its workers were gone");
+  for (const worker of kind.workers) worker.exit();
+  await aborting;
+});
+
+Deno.test("Pool counts a worker started after a crash as replaced, not one started after a failed load", async () => {
+  const kind = new FakeKind();
+  const pool = new Pool(kind, { pool: 1, concurrency: 1, timeout: Infinity });
+  const first = pool.run(task(0)).catch((e: ChunkError) => e.kind);
+  kind.workers[0]!.events.ready();
+  kind.workers[0]!.events.fault("crash", "it fell over");
+  assertEquals(await first, "crash");
+  await settle();
+  assertEquals(pool.counts().replaced, 1);
+  kind.workers[1]!.events.fault("load", "it could not load the module");
+  await settle();
+  assertEquals(kind.workers.length, 3);
+  kind.workers[2]!.events.ready();
+  const second = pool.run(task(1));
+  kind.workers[2]!.reply(1);
+  assertEquals(await second, 1);
+  assertEquals(pool.counts(), { workers: 1, replaced: 1 });
+  await pool.close();
+});
+
+Deno.test("Pool gives up on start-up only after startAttempts failures in a row", async () => {
+  const kind = new FakeKind();
+  const pool = new Pool(kind, {
+    pool: 1,
+    concurrency: 1,
+    timeout: Infinity,
+    startAttempts: 2,
+  });
+  const first = pool.run(task(0));
+  kind.workers[0]!.events.fault("load", "not yet");
+  await settle();
+  // A worker that starts ends the run of failures.
+  kind.workers[1]!.events.ready();
+  kind.workers[1]!.reply(0);
+  assertEquals(await first, 0);
+  const lost = pool.run(task(1)).catch((e: ChunkError) => e.kind);
+  kind.workers[1]!.events.fault("crash", "it fell over");
+  assertEquals(await lost, "crash");
+  await settle();
+  kind.workers[2]!.events.fault("load", "not yet");
+  await settle();
+  // One failure in a row, not two: a new worker starts.
+  assertEquals(kind.workers.length, 4);
+  kind.workers[3]!.events.ready();
+  const last = pool.run(task(2));
+  kind.workers[3]!.reply(2);
+  assertEquals(await last, 2);
+  await pool.close();
+});
+
+Deno.test("Pool never sends a chunk that timed out waiting for a worker", async () => {
+  const kind = new FakeKind();
+  const pool = new Pool(kind, { pool: 1, concurrency: 1, timeout: 50 });
+  const error = await assertRejects(() => pool.run(task(0)), ChunkError);
+  assertEquals(error.kind, "timeout");
+  const worker = kind.workers[0]!;
+  worker.events.ready();
+  assertEquals(worker.got, []);
+  await pool.close();
+});
+
 Deno.test({
   name:
     "process mode children keep Deno's own settings, the callback sees only env (RELIABILITY 37)",
@@ -883,4 +1231,31 @@ Deno.test("process mode bounds its queue for a writer that ignores write()'s fal
   assertEquals([writes, emitter.stats.queued], [5, 4]);
   await emitter.close();
   assertEquals(emitter.stats.done, 5);
+});
+
+Deno.test({
+  name:
+    "process mode gives a callback's error the stderr lines the callback wrote before it threw",
+  // Found by mutation testing: stderr is read on its own, so the lines a
+  // callback wrote just before it threw were often not in yet when its error
+  // frame arrived (dozens of 200). The child now marks in stderr how far the
+  // parent must read before it reports the error.
+  fn: async () => {
+    const dispatcher = processPool("lastWords");
+    try {
+      assertEquals(await dispatcher.run(task(0)), 0);
+      const missed: number[] = [];
+      for (let i = 1; i <= 200; i++) {
+        const error = await assertRejects(
+          () => dispatcher.run(task(i)),
+          ChunkError,
+          `chunk ${i} gives up`,
+        );
+        if (!error.stderr.includes(`last words of chunk ${i}`)) missed.push(i);
+      }
+      assertEquals(missed, [], "errors without the callback's last line");
+    } finally {
+      await dispatcher.close();
+    }
+  },
 });

@@ -20,6 +20,7 @@ import {
   SampleEmit,
   TextEmit,
 } from "../mod.ts";
+import { Outbox } from "../src/run/_outbox.ts";
 import type { Echo, Handshake } from "./fixtures/thread/echo.ts";
 import {
   BUSY,
@@ -467,6 +468,22 @@ Deno.test("BufferEmit in thread mode times out a chunk that hangs behind another
   assertClosed(emitter.stats);
 });
 
+Deno.test("BufferEmit in thread mode sends the result before a chunk that hangs in a busy loop", async () => {
+  // With a timeout, the Worker must not hold the first chunk's result back
+  // for the rest of its batch: the second never lets its event loop run.
+  const { l, emitter } = faults({ pool: 1, concurrency: 4, timeout: 1_000 });
+  emitter.write(cmd(OK));
+  await until(() => l.done.size === 1, "the Worker to be ready");
+  // Both leave in one message: with four chunks per Worker, even a slow
+  // Worker gets batches of two.
+  emitter.write(cmd(OK));
+  emitter.write(cmd(HANG));
+  await emitter.close();
+  assertEquals(l.errors.map((e) => [e.kind, e.info.index]), [["timeout", 2]]);
+  assertEquals([...l.done.keys()].sort(), [0, 1]);
+  assertClosed(emitter.stats);
+});
+
 Deno.test("BufferEmit in thread mode times out chunks whose Worker never becomes ready", async () => {
   const l = log<number>();
   const emitter = new BufferEmit<number>(fixture("hangs_on_load.ts"), 4, {
@@ -901,4 +918,95 @@ Deno.test("BufferEmit in thread mode bounds its queue for a writer that ignores 
   assertEquals(emitter.stats.queued, 64);
   await emitter.close();
   assertEquals(l.done.size, 66);
+});
+
+/** An outbox as the pool drives it: `held` counts the chunks sent and not answered. */
+function outbox(concurrency: number) {
+  const batches: number[][] = [];
+  let held = 0;
+  const box: Outbox<number> = new Outbox<number>(concurrency, (jobs) => {
+    box.sending(held);
+    held += jobs.length;
+    batches.push(jobs);
+  });
+  return {
+    batches,
+    box,
+    push: (job: number) => box.push(job, held),
+    /** The worker answers `n` chunks in one message. */
+    reply: (n: number) => {
+      for (let i = 0; i < n; i++) box.replied();
+      held -= n;
+      box.turn(held);
+    },
+  };
+}
+
+Deno.test("Outbox sends at the end of the task while the worker runs low, and holds chunks for a busy one", async () => {
+  // Four chunks per Worker: it leaves while the Worker holds at most one.
+  const { batches, box, push, reply } = outbox(4);
+  push(0);
+  assertEquals(batches, [], "nothing leaves before the task ends");
+  await Promise.resolve();
+  assertEquals(batches, [[0]]);
+  push(1); // it holds one: still low
+  await Promise.resolve();
+  assertEquals(batches, [[0], [1]]);
+  push(2);
+  push(3);
+  await tick();
+  assertEquals(batches, [[0], [1]], "it holds two: enough to keep busy");
+  assertEquals(box.length, 2);
+  reply(1);
+  await Promise.resolve();
+  assertEquals(batches, [[0], [1], [2, 3]]);
+  assertEquals(box.length, 0);
+});
+
+Deno.test("Outbox sends a slow worker batches of half its chunks", async () => {
+  // Four chunks per Worker: batches of two.
+  const { batches, push, reply } = outbox(4);
+  push(0);
+  await Promise.resolve();
+  await new Promise((resolve) => setTimeout(resolve, 5));
+  // One chunk in 5 ms or more: far over SLOW_MS (0.1 ms) per chunk.
+  reply(1);
+  push(1); // now it holds none: low, so everything written in this task leaves
+  push(2);
+  push(3);
+  push(4);
+  push(5);
+  await Promise.resolve();
+  assertEquals(batches, [[0], [1, 2], [3, 4], [5]]);
+  // It holds five: a slow one's outbox leaves once it makes a batch.
+  push(6);
+  await Promise.resolve();
+  assertEquals(batches.length, 4, "one chunk is not a batch yet");
+  push(7);
+  await Promise.resolve();
+  assertEquals(batches.at(-1), [6, 7]);
+});
+
+Deno.test({
+  name:
+    "BufferEmit in thread mode names the Worker when abort() fails a chunk it had not taken",
+  // Found by mutation testing: the pool worded it "before a worker took the
+  // chunk" in every mode, where thread mode says "Worker" (as the test of
+  // RELIABILITY 17 expects whenever the chunk was still held back).
+  fn: async () => {
+    const { l, emitter } = faults({ pool: 1, concurrency: 8 });
+    emitter.write(cmd(OK));
+    await until(() => l.done.size === 1, "the Worker to be ready");
+    for (let i = 0; i < 4; i++) emitter.write(cmd(HANG_ASYNC));
+    await tick();
+    // The Worker holds four chunks: the fifth waits in its outbox.
+    emitter.write(cmd(HANG_ASYNC));
+    await emitter.abort(new Error("stop"));
+    const held = l.errors.find((e) => e.info.index === 5)!;
+    assertStringIncludes(
+      held.message,
+      "the emitter was aborted before a Worker took the chunk: stop",
+    );
+    assertClosed(emitter.stats);
+  },
 });

@@ -489,8 +489,10 @@ export class WritePath<F, B, C> {
     this.#disarm();
     this.#resumeAt = resumeAt;
     this.#resumeAtT0 = resumeAtT0;
-    // A gap in the data must not be stitched over: the carry goes too.
-    this.dropped += Math.max(0, this.#winStart + this.#fill - this.#emittedTo);
+    // A gap in the data must not be stitched over: the carry goes too, and
+    // what of it was never emitted is counted (not the gap of `hop > size`
+    // windows, which holds nothing yet).
+    this.dropped += this.#winStart + this.#fill - this.#unemittedFrom();
     this.#fill = 0;
     this.#t0s.length = 0;
   }

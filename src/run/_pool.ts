@@ -159,7 +159,7 @@ export class Pool<P> implements Runner<unknown, unknown> {
       for (const job of this.#backlog.splice(0)) {
         this.#settle(
           job,
-          this.#aborted(job, " before a worker took the chunk"),
+          this.#aborted(job, ` before a ${this.#kind.noun} took the chunk`),
         );
       }
       for (const worker of this.#workers) {
@@ -175,7 +175,7 @@ export class Pool<P> implements Runner<unknown, unknown> {
               job,
               job.sent
                 ? ` while the chunk ran: its ${this.#kind.noun} was terminated`
-                : " before a worker took the chunk",
+                : ` before a ${this.#kind.noun} took the chunk`,
             ),
           );
         }
