@@ -97,6 +97,8 @@ Deno.test("thread and process modes start with no network after deno cache (RELI
     const run = await deno(["run", "-A", "main.ts"], env, dir);
     assertEquals(run.code, 0, run.stderr);
     assertEquals(JSON.parse(run.stdout), [["thread", 4], ["process", 4]]);
+    // The process pool's watchdog started too.
+    assertEquals(run.stderr.includes("watchdog"), false, run.stderr);
   } finally {
     await server.shutdown();
     await Deno.remove(dir, { recursive: true });

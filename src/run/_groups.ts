@@ -19,6 +19,16 @@ const encoder = new TextEncoder();
 /** Said once per process: the watchdog could not be started. */
 let warned = false;
 
+/** The watchdog's entry, wherever this package was loaded from. */
+const WATCHDOG_URL = new URL("./_watchdog.ts", import.meta.url);
+
+/**
+ * Never called: it puts the watchdog in this package's module graph, so that
+ * `deno cache` and `deno install` fetch it with the rest, and it starts with
+ * no network.
+ */
+export const watchdogEntry = (): Promise<unknown> => import("./_watchdog.ts");
+
 /** A pool's process groups and their watchdog, started on first use. */
 export class ProcessGroups implements Groups {
   readonly detached = POSIX;
@@ -74,7 +84,11 @@ export class ProcessGroups implements Groups {
           "--no-config",
           "--no-lock",
           "--allow-run",
-          new URL("./_watchdog.ts", import.meta.url).href,
+          // Loaded from a host Deno does not allow by default.
+          ...(/^https?:$/.test(WATCHDOG_URL.protocol)
+            ? [`--allow-import=${WATCHDOG_URL.host}`]
+            : []),
+          WATCHDOG_URL.href,
         ],
         stdin: "piped",
         stdout: "null",
