@@ -328,6 +328,7 @@ export class Emitter<I, C, R = unknown> implements AsyncDisposable {
         { created: 0, free: 0, out: 0, given: 0, discarded: 0, lost: 0 },
       workers: counts.workers,
       replaced: counts.replaced,
+      retried: counts.retried ?? 0,
     };
   }
 

@@ -165,6 +165,29 @@ export interface EmitterOptions<R> {
    * @default {10000}
    */
   startTimeout?: number;
+  /**
+   * Times a chunk is run again after it failed with a `ChunkError` of kind
+   * `"crash"` (its Worker or child died) or `"timeout"` (it ran past
+   * `timeout`), in every mode; other failures, such as a throw of the
+   * callback, are never retried. A chunk that still fails goes to `onError`
+   * with its last error, whose message ends "(after N attempts)". A chunk
+   * waiting to be retried keeps its slot and its buffer. In thread mode
+   * `retries > 0` makes each attempt send a copy of the bytes (one copy of
+   * the chunk per attempt) rather than transfer them, so that a Worker that
+   * dies cannot take them along. In serial mode a timed-out callback cannot
+   * be stopped: a retry runs beside it.
+   *
+   * @default {0}
+   */
+  retries?: number;
+  /**
+   * Milliseconds before the first retry (see `retries`); doubled for each
+   * next one, capped at 10000, then between half of it and all of it at
+   * random (jitter).
+   *
+   * @default {100}
+   */
+  retryDelay?: number;
   /** Aborting it stops the emitter as {@linkcode Emitter.abort} does. */
   signal?: AbortSignal;
   /**
@@ -220,6 +243,13 @@ export interface EmitterStats {
   readonly workers: number;
   /** Workers or children replaced after a crash or a timeout. */
   readonly replaced: number;
+  /**
+   * Attempts run again under `retries`: a chunk that succeeded on its third
+   * attempt counts 2. Each is also counted in `replaced` when its Worker or
+   * child was (thread and process modes); `done` and `failed` count the chunk
+   * once.
+   */
+  readonly retried: number;
 }
 
 /** Options only {@linkcode SampleEmit} reads, checked by the shared engine. */

@@ -105,6 +105,30 @@ Deno.test("BufferEmit rejects bad arguments, naming them", async (t) => {
       "'startTimeout' must be a number of milliseconds > 0: received number 0",
     ],
     [
+      "retries",
+      () => new BufferEmit(cb, 8, { retries: -1 }),
+      RangeError,
+      "'retries' must be an integer >= 0: received number -1",
+    ],
+    [
+      "retries, not an integer",
+      () => new BufferEmit(cb, 8, { retries: 1.5 }),
+      RangeError,
+      "'retries' must be an integer >= 0: received number 1.5",
+    ],
+    [
+      "retryDelay",
+      () => new BufferEmit(cb, 8, { retryDelay: -1 }),
+      RangeError,
+      "'retryDelay' must be a finite number of milliseconds >= 0: received number -1",
+    ],
+    [
+      "retryDelay, infinite",
+      () => new BufferEmit(cb, 8, { retryDelay: Infinity }),
+      RangeError,
+      "'retryDelay' must be a finite number of milliseconds >= 0: received number Infinity",
+    ],
+    [
       "onDone",
       () => new BufferEmit(cb, 8, { onDone: 3 as never }),
       TypeError,

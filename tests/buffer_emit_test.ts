@@ -14,6 +14,7 @@ import {
   type EmitterStats,
   fanout,
 } from "../mod.ts";
+import { MAX_RETRY_DELAY, retryDelay } from "../src/run/_retry.ts";
 
 const bytes = (...values: number[]) => Uint8Array.from(values);
 const range = (n: number, from = 0) =>
@@ -1426,4 +1427,119 @@ Deno.test("BufferEmit bounds its queue for a writer that ignores write()'s false
       buff.abort();
     }
   });
+});
+
+Deno.test("BufferEmit with retries runs a serial chunk again after a timeout", async (t) => {
+  /** A callback that hangs on the attempts `hangs` says, counting attempts per chunk. */
+  const counting = (hangs: (index: number, attempt: number) => boolean) => {
+    const attempts: number[] = [];
+    const callback = (_c: Uint8Array, _t0: number, info: ChunkInfo) => {
+      const attempt = attempts[info.index] = (attempts[info.index] ?? 0) + 1;
+      if (hangs(info.index, attempt)) return new Promise<number>(() => {});
+      return Promise.resolve(info.index);
+    };
+    return { attempts, callback };
+  };
+  await t.step("a chunk that hangs once is done on its retry", async () => {
+    const { attempts, callback } = counting((i, n) => i === 0 && n === 1);
+    const done: [number, number][] = [];
+    const errors: ChunkError[] = [];
+    const buff = new BufferEmit(callback, 1, {
+      timeout: 30,
+      retries: 1,
+      retryDelay: 5,
+      onDone: (v, info) => done.push([v, info.index]),
+      onError: (e) => errors.push(e),
+    });
+    buff.write(bytes(0));
+    buff.write(bytes(1));
+    await buff.close();
+    assertEquals(errors.map((e) => e.message), []);
+    // Once each, with its own info, in order: the retry kept the slot.
+    assertEquals(done, [[0, 0], [1, 1]]);
+    assertEquals(attempts, [2, 1]);
+    assertEquals(buff.stats.retried, 1);
+    assertEquals(buff.stats.done, 2);
+  });
+  await t.step(
+    "a chunk that always hangs fails once, after every attempt",
+    async () => {
+      const { attempts, callback } = counting((i) => i === 0);
+      const errors: ChunkError[] = [];
+      const buff = new BufferEmit(callback, 1, {
+        timeout: 20,
+        retries: 2,
+        retryDelay: 5,
+        onError: (e) => errors.push(e),
+      });
+      buff.write(bytes(0));
+      await buff.close();
+      assertEquals(errors.length, 1);
+      assertEquals(errors[0]!.kind, "timeout");
+      assertStringIncludes(errors[0]!.message, "(after 3 attempts)");
+      assertEquals(attempts, [3]);
+      assertEquals(buff.stats.retried, 2);
+      assertEquals(buff.stats.failed, 1);
+    },
+  );
+  await t.step("a callback that throws or rejects is not retried", async () => {
+    const attempts: number[] = [];
+    const errors: ChunkError[] = [];
+    const buff = new BufferEmit(
+      (_c, _t0, info) => {
+        attempts[info.index] = (attempts[info.index] ?? 0) + 1;
+        if (info.index === 0) throw new RangeError("bad chunk");
+        return Promise.reject(new Error("rejected chunk"));
+      },
+      1,
+      {
+        timeout: 1_000,
+        retries: 3,
+        retryDelay: 5,
+        onError: (e) => errors.push(e),
+      },
+    );
+    buff.write(bytes(0));
+    buff.write(bytes(1));
+    await buff.close();
+    assertEquals(errors.map((e) => e.kind), ["callback", "callback"]);
+    assertEquals(attempts, [1, 1]);
+    assertEquals(buff.stats.retried, 0);
+  });
+  await t.step(
+    "abort() during a retry's delay fails the chunk, and nothing runs after",
+    async () => {
+      const { attempts, callback } = counting(() => true);
+      const errors: ChunkError[] = [];
+      const buff = new BufferEmit(callback, 1, {
+        timeout: 20,
+        retries: 2,
+        // Far beyond the test: the sanitizers fail it if the timer is left.
+        retryDelay: 60_000,
+        onError: (e) => errors.push(e),
+      });
+      buff.write(bytes(0));
+      await until(() => attempts[0] === 1, "the first attempt");
+      await sleep(100);
+      await buff.abort(new Error("stop now"));
+      await sleep(50);
+      assertEquals(attempts, [1]);
+      assertEquals(errors.length, 1);
+      assertEquals(errors[0]!.kind, "aborted");
+      assertStringIncludes(errors[0]!.message, "waited to be retried");
+      assertStringIncludes(errors[0]!.message, "stop now");
+      assertEquals(buff.stats.retried, 0);
+      assertEquals(buff.stats.pending, 0);
+    },
+  );
+});
+
+Deno.test("retryDelay() doubles per attempt, with jitter, up to a cap", () => {
+  assertEquals(retryDelay(100, 1, 0), 50);
+  assertEquals(retryDelay(100, 1, 1), 100);
+  assertEquals(retryDelay(100, 2, 0), 100);
+  assertEquals(retryDelay(100, 3, 0.5), 300);
+  assertEquals(retryDelay(100, 30, 0), MAX_RETRY_DELAY / 2);
+  assertEquals(retryDelay(100, 30, 1), MAX_RETRY_DELAY);
+  assertEquals(retryDelay(0, 5, 0.5), 0);
 });

@@ -1259,3 +1259,104 @@ Deno.test({
     }
   },
 });
+
+/** Options that let a process-mode fixture keep files in a temp dir of its own. */
+function retryDir(dir: string) {
+  return {
+    env: { RETRY_DIR: dir },
+    permissions: { env: ["RETRY_DIR"], read: [dir], write: [dir] },
+  };
+}
+
+Deno.test("process mode retries a chunk whose child crashed, with retries", async (t) => {
+  await t.step("retries: 1 runs chunk 1 again and it is done", async () => {
+    const dir = await Deno.makeTempDir();
+    try {
+      const run = await runChunks<number>("crashOnce", 4, {
+        retries: 1,
+        retryDelay: 10,
+        ...retryDir(dir),
+      });
+      assertEquals(run.errors.map((e) => e.message), []);
+      assertEquals([...run.results.entries()].sort(), [
+        [0, 0],
+        [1, 1],
+        [2, 2],
+        [3, 3],
+      ]);
+      assertEquals(run.emitter.stats.retried, 1);
+      assertEquals(run.emitter.stats.done, 4);
+      assertEquals(run.emitter.stats.failed, 0);
+      assertEquals(run.emitter.stats.buffers.out, 0);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
+  await t.step("retries: 0 fails chunk 1 as before", async () => {
+    const dir = await Deno.makeTempDir();
+    try {
+      const run = await runChunks<number>("crashOnce", 4, retryDir(dir));
+      const error = assertOnlyChunk1Failed(run, 4, "crash");
+      assertEquals(error.exitCode, 3);
+      assertEquals(error.message.includes("attempts"), false);
+      assertEquals(run.emitter.stats.retried, 0);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
+});
+
+Deno.test("process mode retries a chunk that timed out, with retries", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const run = await runChunks<number>("hangOnce", 3, {
+      retries: 1,
+      retryDelay: 10,
+      timeout: 1000,
+      ...retryDir(dir),
+    });
+    assertEquals(run.errors.map((e) => e.message), []);
+    assertEquals([...run.results.entries()].sort(), [[0, 0], [1, 1], [2, 2]]);
+    assertEquals(run.emitter.stats.retried, 1);
+    assertEquals(run.emitter.stats.replaced, 1);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("process mode gives up on a chunk that crashes on every attempt, after a growing delay", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const retryDelay = 300;
+    const run = await runChunks<number>("crashAlways", 3, {
+      retries: 2,
+      retryDelay,
+      ...retryDir(dir),
+    });
+    const error = assertOnlyChunk1Failed(run, 3, "crash");
+    assertStringIncludes(error.message, "(after 3 attempts)");
+    assertEquals(error.exitCode, 3);
+    assertEquals(run.emitter.stats.retried, 2);
+    assertEquals(run.emitter.stats.failed, 1);
+    const times = (await Deno.readTextFile(`${dir}/attempts`)).trim()
+      .split("\n").map(Number);
+    assertEquals(times.length, 3);
+    // Each delay is at least half its full value (jitter takes off at most
+    // half): 150 ms, then 300 ms. Only lower bounds: a child also takes time.
+    const [first, second] = [times[1]! - times[0]!, times[2]! - times[1]!];
+    assert(first >= retryDelay / 2, `first delay ${first} ms`);
+    assert(second >= retryDelay, `second delay ${second} ms`);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("process mode never retries a chunk whose callback threw", async () => {
+  const run = await runChunks<number>("throwing", 3, {
+    retries: 2,
+    retryDelay: 10,
+  });
+  const error = assertOnlyChunk1Failed(run, 3, "callback");
+  assertEquals(error.message.includes("attempts"), false);
+  assertEquals(run.emitter.stats.retried, 0);
+});

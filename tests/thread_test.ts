@@ -35,6 +35,7 @@ import {
   THROW,
   UNCAUGHT,
 } from "./fixtures/thread/faults.ts";
+import { DIE_ONCE } from "./fixtures/thread/retry.ts";
 
 const fixture = (name: string) =>
   new URL(`./fixtures/thread/${name}`, import.meta.url);
@@ -1009,4 +1010,94 @@ Deno.test({
     );
     assertClosed(emitter.stats);
   },
+});
+
+Deno.test("BufferEmit in thread mode retries a chunk whose Worker died, with its bytes intact", async (t) => {
+  // Chunk i holds 8 bytes from 10 * i; chunk 1 ends its Worker on its first attempt.
+  const chunk = (i: number) => {
+    const bytes = Uint8Array.from({ length: 8 }, (_, k) => 10 * i + k);
+    if (i === 1) bytes[0] = DIE_ONCE;
+    return bytes;
+  };
+  const run = async (options: BufferEmitOptions<number[]>) => {
+    const dir = await Deno.makeTempDir();
+    Deno.env.set("OCYCLE_RETRY_DIR", dir);
+    try {
+      const done = new Map<number, number[]>();
+      const errors: ChunkError[] = [];
+      const emitter = new BufferEmit<number[]>(fixture("retry.ts"), 8, {
+        mode: "thread",
+        pool: 1,
+        concurrency: 1,
+        onDone: (result, info) => {
+          assert(!done.has(info.index), `chunk ${info.index} done twice`);
+          done.set(info.index, result);
+        },
+        onError: (error) => errors.push(error),
+        ...options,
+      });
+      for (let i = 0; i < 3; i++) {
+        await emitter.ready;
+        emitter.write(chunk(i));
+      }
+      await emitter.close();
+      return { done, errors, stats: emitter.stats };
+    } finally {
+      Deno.env.delete("OCYCLE_RETRY_DIR");
+      await Deno.remove(dir, { recursive: true });
+    }
+  };
+  for (const borrow of [true, false]) {
+    await t.step(`retries: 1, borrow: ${borrow}`, async () => {
+      const { done, errors, stats } = await run({
+        retries: 1,
+        retryDelay: 10,
+        borrow,
+      });
+      assertEquals(errors.map((e) => e.message), []);
+      for (let i = 0; i < 3; i++) {
+        assertEquals(done.get(i), Array.from(chunk(i)), `chunk ${i}`);
+      }
+      assertEquals(stats.retried, 1);
+      assertEquals(stats.replaced, 1);
+      // The Worker died with a copy: the buffer stayed in the parent.
+      assertEquals(stats.buffers.lost, 0);
+      assertEquals(stats.buffers.given, 0);
+      assertClosed(stats);
+    });
+  }
+  await t.step("retries: 0 fails the chunk as before", async () => {
+    const { done, errors, stats } = await run({ borrow: true });
+    assertEquals([...done.keys()].sort(), [0, 2]);
+    assertEquals(errors.length, 1);
+    assertEquals(errors[0]!.kind, "crash");
+    assertEquals(errors[0]!.info.index, 1);
+    assertEquals(stats.retried, 0);
+    assertEquals(stats.buffers.lost, 1);
+  });
+});
+
+Deno.test("BufferEmit in thread mode retries a chunk that timed out and reports its last timeout", async () => {
+  // Chunk 1 hangs on every attempt: with retries: 1 it times out twice, on
+  // two Workers, and fails once; the chunks around it are done.
+  const { l, emitter } = faults({
+    pool: 1,
+    concurrency: 4,
+    timeout: 500,
+    retries: 1,
+    retryDelay: 10,
+  });
+  emitter.write(cmd(SLOW));
+  emitter.write(cmd(HANG_ASYNC));
+  emitter.write(cmd(SLOW));
+  emitter.write(cmd(SLOW));
+  await emitter.close();
+  assertEquals([...l.done.keys()].sort(), [0, 2, 3]);
+  assertEquals(l.errors.length, 1);
+  assertEquals(l.errors[0]!.kind, "timeout");
+  assertEquals(l.errors[0]!.info.index, 1);
+  assertStringIncludes(l.errors[0]!.message, "(after 2 attempts)");
+  assertEquals(emitter.stats.retried, 1);
+  assertEquals(emitter.stats.replaced, 2);
+  assertClosed(emitter.stats);
 });

@@ -6,6 +6,7 @@ import { Pool } from "./_pool.ts";
 import { ProcessKind } from "./_process.ts";
 import type { ProcessSettings } from "./_process_args.ts";
 import type { Runner } from "./_runner.ts";
+import { RetryingRunner } from "./_retry.ts";
 import { SerialRunner } from "./_serial.ts";
 import { ThreadKind } from "./_thread.ts";
 import type { TransportKind } from "./_transport.ts";
@@ -24,6 +25,10 @@ export interface RunnerSettings<C, R>
   readonly timeout: number;
   /** Milliseconds a Worker or child may take to start, and a chunk may wait for one. */
   readonly startTimeout: number;
+  /** Attempts after the first for a chunk that crashed or timed out. */
+  readonly retries: number;
+  /** Milliseconds before the first retry, doubled for each next one. */
+  readonly retryDelay: number;
   /** A transport of the caller's own (the CLI's commands), in place of the mode's. */
   readonly transport?: TransportKind<unknown> | undefined;
 }
@@ -32,6 +37,13 @@ export interface RunnerSettings<C, R>
 export function createRunner<C, R>(
   settings: RunnerSettings<C, R>,
 ): Runner<C, R> {
+  const runner = modeRunner(settings);
+  const { retries, retryDelay, mode } = settings;
+  if (retries === 0) return runner;
+  return new RetryingRunner(runner, mode, retries, retryDelay);
+}
+
+function modeRunner<C, R>(settings: RunnerSettings<C, R>): Runner<C, R> {
   const { mode, callback, pool, concurrency, timeout, startTimeout } = settings;
   const options = {
     pool,

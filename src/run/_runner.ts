@@ -32,6 +32,8 @@ export interface RunnerCounts {
   readonly workers: number;
   /** Workers or children started to replace one that crashed or timed out. */
   readonly replaced: number;
+  /** Attempts run again after a crash or a timeout (`retries`); only the retrying runner counts them. */
+  readonly retried?: number;
 }
 
 /** Runs chunks. The emitter never has more than `capacity` of them running at once. */

@@ -49,7 +49,12 @@ export class ThreadKind implements TransportKind<undefined> {
   readonly mode = "thread";
   readonly noun = "Worker";
   readonly nouns = "Workers";
-  readonly copies = false;
+  /**
+   * With `retries`, each attempt sends a copy of the bytes and the buffer
+   * stays in the parent: a Worker that dies takes only the copy, and the
+   * chunk can be sent again. Without it the buffer is transferred.
+   */
+  readonly copies: boolean;
   readonly oneAtATime = false;
   readonly batches = true;
   readonly #init: InitMessage;
@@ -60,6 +65,7 @@ export class ThreadKind implements TransportKind<undefined> {
   constructor(settings: RemoteSettings) {
     this.#owner = settings.owner;
     this.#type = layoutType(settings.layout);
+    this.copies = (settings.retries ?? 0) > 0 && this.#type !== undefined;
     this.#init = {
       type: "init",
       url: settings.url.href,
@@ -80,6 +86,8 @@ export class ThreadKind implements TransportKind<undefined> {
   }
 
   takeBack(task: Task<unknown>, buffer: unknown): void {
+    // A copy came back: the buffer never left.
+    if (this.copies) return;
     task.buffer = new this.#type!(buffer as ArrayBuffer);
     task.lost = false;
   }
@@ -92,6 +100,7 @@ export class ThreadKind implements TransportKind<undefined> {
       }),
       this.#init,
       this.#type,
+      this.copies,
       events,
     );
   }
@@ -101,6 +110,7 @@ class ThreadTransport implements Transport<undefined> {
   readonly gone: Promise<Exit>;
   readonly #worker: Worker;
   readonly #type: TypedArrayConstructor<TypedArray> | undefined;
+  readonly #copies: boolean;
   readonly #events: TransportEvents;
   #resolveGone!: (exit: Exit) => void;
   #ended = false;
@@ -109,10 +119,12 @@ class ThreadTransport implements Transport<undefined> {
     worker: Worker,
     init: InitMessage,
     type: TypedArrayConstructor<TypedArray> | undefined,
+    copies: boolean,
     events: TransportEvents,
   ) {
     this.#worker = worker;
     this.#type = type;
+    this.#copies = copies;
     this.#events = events;
     this.gone = new Promise((resolve) => this.#resolveGone = resolve);
     worker.onmessage = (event: MessageEvent<WorkerMessage>) =>
@@ -148,8 +160,11 @@ class ThreadTransport implements Transport<undefined> {
       let chunk: unknown = task.chunk;
       if (type !== undefined) {
         // The chunk is a view from offset 0 of its pooled buffer: send the
-        // whole ArrayBuffer. Until it comes back it belongs to the Worker.
-        chunk = (chunk as TypedArray).buffer;
+        // whole ArrayBuffer, or a copy of the chunk's bytes (`copies`). Until
+        // it comes back it belongs to the Worker.
+        chunk = this.#copies
+          ? (chunk as TypedArray).slice().buffer
+          : (chunk as TypedArray).buffer;
         transfer.push(chunk as ArrayBuffer);
       }
       packTask(meta, job.id, task.info);
@@ -176,7 +191,7 @@ class ThreadTransport implements Transport<undefined> {
         return { job, error };
       });
     }
-    if (type !== undefined) {
+    if (type !== undefined && !this.#copies) {
       for (const job of jobs) {
         if (!job.task.owned) {
           // Lost until the reply brings the buffer back.

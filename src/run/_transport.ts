@@ -24,6 +24,11 @@ export interface RemoteSettings {
   readonly borrow: boolean;
   /** Milliseconds a chunk may run, from its start; Infinity for no limit. */
   readonly timeout: number;
+  /**
+   * Attempts after the first for a chunk that crashed or timed out: when
+   * above 0, the bytes of a chunk must outlive a Worker that dies with them.
+   */
+  readonly retries?: number;
 }
 
 /** A chunk given to a transport: its id (unique in the pool), its task and what `prepare` made of it. */

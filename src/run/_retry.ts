@@ -1,0 +1,154 @@
+// Copyright the @ocycle/core authors. MIT license.
+// The `retries` option, for every mode at once: a runner around the mode's
+// runner that runs a chunk again, after a growing delay, when it failed in a
+// way that may not happen twice (its Worker or child died, or it timed out).
+// A retried chunk keeps its slot while it waits, so the emitter's bound on
+// chunks in flight holds, and its task (buffer and info) is the same one, so
+// `onDone` or `onError` hears of it once, with its own ChunkInfo.
+
+import { ChunkError, type ChunkErrorKind } from "../chunk_error.ts";
+import type { Mode } from "../chunk_info.ts";
+import {
+  message,
+  type Runner,
+  type RunnerCounts,
+  type Task,
+} from "./_runner.ts";
+
+/** The longest delay before a retry, in milliseconds, however many attempts. */
+export const MAX_RETRY_DELAY = 10_000;
+
+/**
+ * What is worth a second attempt: a crash or a timeout may be the machine's
+ * or the moment's doing. A throw of the callback is deterministic; start-up,
+ * an abort and a chunk over the frame limit would fail the same way again; a
+ * protocol break means the module writes where it must not (process mode's
+ * stdout), which it would do again.
+ */
+const RETRYABLE: ReadonlySet<ChunkErrorKind> = new Set(["crash", "timeout"]);
+
+/**
+ * Milliseconds to wait before attempt `attempt + 1`, after `attempt` failed:
+ * `base` doubled per attempt, capped at {@linkcode MAX_RETRY_DELAY}, of which
+ * a random half is taken off ("equal jitter"), so that chunks that failed
+ * together do not all come back at once.
+ *
+ * @param base The delay after the first attempt, before jitter.
+ * @param attempt The attempts made so far, from 1.
+ * @param random A number in [0, 1).
+ */
+export function retryDelay(
+  base: number,
+  attempt: number,
+  random: number = Math.random(),
+): number {
+  const full = Math.min(MAX_RETRY_DELAY, base * 2 ** (attempt - 1));
+  return full / 2 + random * full / 2;
+}
+
+interface Waiting {
+  readonly info: Task<unknown>["info"];
+  readonly reject: (error: unknown) => void;
+  timer: ReturnType<typeof setTimeout>;
+}
+
+/** Runs each chunk up to `1 + retries` times while it fails by crash or timeout. */
+export class RetryingRunner<C, R> implements Runner<C, R> {
+  readonly capacity: number;
+  readonly copies: boolean;
+  readonly #inner: Runner<C, R>;
+  readonly #mode: Mode;
+  readonly #retries: number;
+  readonly #delay: number;
+  /** Chunks waiting out their delay, each failed at once on abort. */
+  readonly #waiting = new Set<Waiting>();
+  #retried = 0;
+  #aborted = false;
+
+  /**
+   * @param inner The mode's runner.
+   * @param mode The mode, for errors.
+   * @param retries Attempts after the first, at most.
+   * @param delay Milliseconds before the first retry; doubled for each next one.
+   */
+  constructor(inner: Runner<C, R>, mode: Mode, retries: number, delay: number) {
+    this.#inner = inner;
+    this.#mode = mode;
+    this.#retries = retries;
+    this.#delay = delay;
+    this.capacity = inner.capacity;
+    this.copies = inner.copies;
+  }
+
+  run(task: Task<C>): R | Promise<R> {
+    // A synchronous result or throw is the callback's own: nothing to retry,
+    // and the fast path of serial mode stays free of promises.
+    const result = this.#inner.run(task);
+    if (!(result instanceof Promise)) return result;
+    return result.catch((error) => this.#again(task, error, 1));
+  }
+
+  /** After `attempts` attempts failed with `error`: another one, or the error. */
+  #again(task: Task<C>, error: unknown, attempts: number): Promise<R> {
+    if (
+      this.#aborted || attempts > this.#retries ||
+      !(error instanceof ChunkError) || !RETRYABLE.has(error.kind)
+    ) {
+      if (attempts > 1 && error instanceof Error) {
+        error.message += ` (after ${attempts} attempts)`;
+      }
+      return Promise.reject(error);
+    }
+    return new Promise<R>((resolve, reject) => {
+      const waiting: Waiting = {
+        info: task.info,
+        reject,
+        timer: setTimeout(() => {
+          this.#waiting.delete(waiting);
+          this.#retried++;
+          let next: R | Promise<R>;
+          try {
+            next = this.#inner.run(task);
+          } catch (error) {
+            next = Promise.reject(error);
+          }
+          Promise.resolve(next).then(
+            resolve,
+            (error) =>
+              this.#again(task, error, attempts + 1).then(resolve, reject),
+          );
+        }, retryDelay(this.#delay, attempts)),
+      };
+      this.#waiting.add(waiting);
+    });
+  }
+
+  close(): Promise<void> {
+    // The emitter closes its runner once every chunk settled: no retry waits.
+    return this.#inner.close();
+  }
+
+  abort(reason: unknown): Promise<void> {
+    this.#aborted = true;
+    for (const waiting of this.#waiting) {
+      clearTimeout(waiting.timer);
+      waiting.reject(
+        new ChunkError(
+          "aborted",
+          waiting.info,
+          this.#mode,
+          `the emitter was aborted while the chunk waited to be retried: ${
+            message(reason)
+          }`,
+          { cause: reason },
+        ),
+      );
+    }
+    this.#waiting.clear();
+    return this.#inner.abort(reason);
+  }
+
+  counts(): RunnerCounts {
+    return { ...this.#inner.counts(), retried: this.#retried };
+  }
+}
