@@ -23,6 +23,7 @@ import { parseRedisUrl, redactUrl } from "../src/redis/_url.ts";
 
 const CI = Deno.env.get("CI") === "true";
 const hasRedis = await commandExists("redis-server");
+const hasOpenssl = await commandExists("openssl", "version");
 if (!hasRedis) {
   if (CI) {
     Deno.test("redis-server is installed (CI=true)", () => {
@@ -42,10 +43,13 @@ const ignore = !hasRedis && !CI;
 const encoder = new TextEncoder();
 const text = (reply: Reply) => new TextDecoder().decode(reply as Uint8Array);
 
-async function commandExists(name: string): Promise<boolean> {
+async function commandExists(
+  name: string,
+  versionFlag = "--version",
+): Promise<boolean> {
   try {
     const { success } = await new Deno.Command(name, {
-      args: ["--version"],
+      args: [versionFlag],
       stdout: "null",
       stderr: "null",
     }).output();
@@ -67,26 +71,55 @@ class RedisServer {
   readonly port: number;
   readonly dir: string;
   readonly #extra: string[];
+  /** The CA that signed the server's certificate, when it speaks TLS only. */
+  readonly caCert: string | undefined;
   #child: Deno.ChildProcess | null = null;
 
-  private constructor(port: number, dir: string, extra: string[]) {
+  private constructor(
+    port: number,
+    dir: string,
+    extra: string[],
+    caCert: string | undefined,
+  ) {
     this.port = port;
     this.dir = dir;
     this.#extra = extra;
+    this.caCert = caCert;
   }
 
-  static async start(extra: string[] = []): Promise<RedisServer> {
-    const server = new RedisServer(
-      freePort(),
-      await Deno.makeTempDir({ prefix: "ocycle_redis_" }),
-      extra,
-    );
+  static async start(
+    extra: string[] = [],
+    { tls = false } = {},
+  ): Promise<RedisServer> {
+    const dir = await Deno.makeTempDir({ prefix: "ocycle_redis_" });
+    const port = freePort();
+    let caCert: string | undefined;
+    if (tls) {
+      await makeCertificates(dir);
+      caCert = await Deno.readTextFile(`${dir}/ca.crt`);
+      extra = [
+        "--tls-port",
+        String(port),
+        "--tls-cert-file",
+        `${dir}/server.crt`,
+        "--tls-key-file",
+        `${dir}/server.key`,
+        "--tls-ca-cert-file",
+        `${dir}/ca.crt`,
+        "--tls-auth-clients",
+        "no",
+        ...extra,
+      ];
+    }
+    const server = new RedisServer(port, dir, extra, caCert);
     await server.restart();
     return server;
   }
 
   get url(): string {
-    return `redis://127.0.0.1:${this.port}`;
+    return this.caCert === undefined
+      ? `redis://127.0.0.1:${this.port}`
+      : `rediss://localhost:${this.port}`;
   }
 
   /** Starts the server (again, on the same port) and waits until it answers. */
@@ -94,7 +127,7 @@ class RedisServer {
     this.#child = new Deno.Command("redis-server", {
       args: [
         "--port",
-        String(this.port),
+        this.caCert === undefined ? String(this.port) : "0",
         "--bind",
         "127.0.0.1",
         "--save",
@@ -128,7 +161,13 @@ class RedisServer {
   async #answers(): Promise<boolean> {
     let conn: Deno.Conn | undefined;
     try {
-      conn = await Deno.connect({ hostname: "127.0.0.1", port: this.port });
+      conn = this.caCert === undefined
+        ? await Deno.connect({ hostname: "127.0.0.1", port: this.port })
+        : await Deno.connectTls({
+          hostname: "localhost",
+          port: this.port,
+          caCerts: [this.caCert],
+        });
       await conn.write(encoder.encode("PING\r\n"));
       const n = await conn.read(new Uint8Array(64));
       return n !== null && n > 0;
@@ -154,6 +193,36 @@ class RedisServer {
   async [Symbol.asyncDispose](): Promise<void> {
     await this.stop();
     await Deno.remove(this.dir, { recursive: true });
+  }
+}
+
+/** A CA, and a certificate it signs for localhost, with openssl. */
+async function makeCertificates(dir: string): Promise<void> {
+  await Deno.writeTextFile(
+    `${dir}/ext.cnf`,
+    "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+  );
+  for (
+    const args of [
+      ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+        .concat(["-subj", "/CN=ocycle test CA", "-keyout", "ca.key"])
+        .concat(["-out", "ca.crt"]),
+      ["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost"]
+        .concat(["-keyout", "server.key", "-out", "server.csr"]),
+      ["x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey"]
+        .concat(["ca.key", "-CAcreateserial", "-days", "1"])
+        .concat(["-extfile", "ext.cnf", "-out", "server.crt"]),
+    ]
+  ) {
+    const { success, stderr } = await new Deno.Command("openssl", {
+      args,
+      cwd: dir,
+      stdout: "null",
+      stderr: "piped",
+    }).output();
+    if (!success) {
+      throw new Error(`openssl failed: ${new TextDecoder().decode(stderr)}`);
+    }
   }
 }
 
@@ -658,5 +727,30 @@ Deno.test({
     );
     await lonely.close();
     await ping;
+  },
+});
+
+Deno.test({
+  name: "RedisClient speaks TLS to a rediss:// URL",
+  ignore: ignore || !hasOpenssl,
+  async fn() {
+    await using server = await RedisServer.start([], { tls: true });
+    const client = await RedisClient.connect(server.url, {
+      caCerts: [server.caCert!],
+    });
+    try {
+      const value = randomBytes(300_000);
+      await client.command("SET", "tls", value);
+      assertEquals(await client.command("GET", "tls"), value);
+    } finally {
+      await client.close();
+    }
+    // without the CA the certificate is refused, and the error says where
+    const refused = await assertRejects(
+      () => RedisClient.connect(server.url, { connectTimeout: 300 }),
+      RedisConnectionError,
+      server.url,
+    );
+    console.log(`  without the CA: ${refused.message}`);
   },
 });

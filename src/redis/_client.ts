@@ -284,7 +284,7 @@ export class RedisClient {
         hostname,
         port,
         ...(this.#caCerts === undefined ? {} : { caCerts: this.#caCerts }),
-      })
+      }).then(handshake)
       : Deno.connect({ hostname, port });
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timeout = new Promise<never>((_, reject) => {
@@ -502,6 +502,17 @@ function commandName(args: readonly Arg[]): string {
 
 function describe(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
+}
+
+/** A refused certificate is a failure to connect, not a lost connection. */
+async function handshake(conn: Deno.TlsConn): Promise<Deno.TlsConn> {
+  try {
+    await conn.handshake();
+  } catch (error) {
+    conn.close();
+    throw error;
+  }
+  return conn;
 }
 
 async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
