@@ -20,6 +20,17 @@ import {
   ReplyDecoder,
 } from "../src/redis/_resp.ts";
 import { parseRedisUrl, redactUrl } from "../src/redis/_url.ts";
+import {
+  Script,
+  xack,
+  xadd,
+  xautoclaim,
+  xclaimJustId,
+  xdel,
+  xgroupCreate,
+  xpending,
+  xreadgroup,
+} from "../src/redis/_streams.ts";
 
 const CI = Deno.env.get("CI") === "true";
 const hasRedis = await commandExists("redis-server");
@@ -752,5 +763,67 @@ Deno.test({
       server.url,
     );
     console.log(`  without the CA: ${refused.message}`);
+  },
+});
+
+Deno.test({
+  name:
+    "the stream helpers type what XADD, XREADGROUP, XAUTOCLAIM and friends return",
+  ignore,
+  async fn() {
+    await using server = await RedisServer.start();
+    const client = await RedisClient.connect(server.url);
+    try {
+      assertEquals(await xgroupCreate(client, "jobs", "workers"), true);
+      assertEquals(await xgroupCreate(client, "jobs", "workers"), false);
+      const ids = [
+        await xadd(client, "jobs", [["data", allBytes()], ["n", 1]]),
+        await xadd(client, "jobs", [["data", new Uint8Array([0])]]),
+      ];
+      const read = await xreadgroup(client, "jobs", "workers", "w1", {
+        count: 10,
+        block: 100,
+      });
+      assertEquals(read.map((e) => e.id), ids);
+      assertEquals(read[0]!.fields!.get("data"), allBytes());
+      assertEquals(read[0]!.fields!.get("n"), encoder.encode("1"));
+      assertEquals(
+        await xreadgroup(client, "jobs", "workers", "w1", { block: 20 }),
+        [],
+      );
+      // w1's heartbeat keeps its claim; w2 takes only what went stale
+      assertEquals(
+        await xclaimJustId(client, "jobs", "workers", "w1", 0, ids),
+        ids,
+      );
+      assertEquals(
+        (await xautoclaim(client, "jobs", "workers", "w2", 60_000)).entries,
+        [],
+      );
+      await xdel(client, "jobs", [ids[1]!]);
+      const claimed = await xautoclaim(client, "jobs", "workers", "w2", 0);
+      assertEquals(claimed.entries.map((e) => e.id), [ids[0]]);
+      assertEquals(claimed.deleted, [ids[1]]);
+      assertEquals(claimed.next, "0-0");
+      const pending = await xpending(client, "jobs", "workers");
+      assertEquals(pending.count, 1);
+      assertEquals(pending.consumers, new Map([["w2", 1]]));
+      assertEquals(await xack(client, "jobs", "workers", ids), 1);
+      assertEquals((await xpending(client, "jobs", "workers")).count, 0);
+
+      const script = new Script(
+        "return redis.call('INCRBY', KEYS[1], ARGV[1])",
+      );
+      assertEquals(await script.run(client, ["sum"], [2]), 2); // EVAL, on NOSCRIPT
+      assertEquals(
+        text(await client.command("SCRIPT", "LOAD", script.source)),
+        await script.sha(),
+      );
+      assertEquals(await script.run(client, ["sum"], [3]), 5); // EVALSHA
+      await client.command("SCRIPT", "FLUSH");
+      assertEquals(await script.run(client, ["sum"], [4]), 9);
+    } finally {
+      await client.close();
+    }
   },
 });
