@@ -1,0 +1,522 @@
+// Copyright the @ocycle/core authors. MIT license.
+// The project's own Redis client, for the coming Redis mode: one connection,
+// commands pipelined (every command of a turn goes out in one write, replies
+// matched in order), bulk strings as bytes, AUTH and SELECT from the URL, and
+// reconnection with bounded, jittered exponential backoff. Commands in flight
+// when the connection drops fail (the caller decides whether to retry);
+// commands sent while it is down wait for the next connection up to
+// `connectTimeout`. A blocking command (XREADGROUP BLOCK) holds up the ones
+// behind it, so it wants a client of its own.
+
+import { concat } from "@std/bytes";
+import {
+  type Arg,
+  encodeCommand,
+  ErrorReply,
+  type Reply,
+  ReplyDecoder,
+} from "./_resp.ts";
+import { RedisConnectionError, RedisError } from "./_errors.ts";
+import { parseRedisUrl, type RedisTarget } from "./_url.ts";
+
+export type { Arg, Reply };
+
+/** Options of {@linkcode RedisClient}. */
+export interface RedisClientOptions {
+  /**
+   * How long a command waits for a connection (the first one, or the next one
+   * after a drop) before it fails, in milliseconds; also bounds one attempt
+   * to connect.
+   *
+   * @default {5000}
+   */
+  connectTimeout?: number;
+  /**
+   * The first delay before reconnecting, in milliseconds; each failed attempt
+   * doubles it, up to `maxDelay`, and each delay is drawn between half and all
+   * of that (jitter).
+   *
+   * @default {50}
+   */
+  minDelay?: number;
+  /**
+   * The longest delay between two attempts to connect, in milliseconds.
+   *
+   * @default {2000}
+   */
+  maxDelay?: number;
+  /** PEM certificates to trust for `rediss://`, beside the system's. */
+  caCerts?: string[];
+}
+
+/** A command on its way: waiting for a connection, or written and waiting for its reply. */
+interface Pending {
+  name: string;
+  bytes: Uint8Array | null;
+  resolve(reply: Reply): void;
+  reject(error: Error): void;
+  timer: ReturnType<typeof setTimeout> | undefined;
+}
+
+/** @std/bytes `concat`, typed by assignment (the offline copy has no types). */
+const join: (buffers: Uint8Array[]) => Uint8Array = concat;
+
+/** A bulk string this long or longer is read straight into its own buffer. */
+const DIRECT_READ = 16 * 1024;
+const READ_SIZE = 64 * 1024;
+
+/** One Redis connection that reconnects by itself; see the module notes. */
+export class RedisClient {
+  /** The server's URL, its password redacted. */
+  readonly url: string;
+  readonly #target: RedisTarget;
+  readonly #connectTimeout: number;
+  readonly #minDelay: number;
+  readonly #maxDelay: number;
+  readonly #caCerts: string[] | undefined;
+  #state: "connecting" | "ready" | "closed" = "connecting";
+  #conn: Deno.Conn | null = null;
+  /** Commands not written yet, in order. */
+  #waiting: Pending[] = [];
+  /** Commands written and waiting for their reply, in order, from `#head`. */
+  #inflight: Pending[] = [];
+  #head = 0;
+  #writing = false;
+  #flushQueued = false;
+  #attempt = 0;
+  #retryTimer: ReturnType<typeof setTimeout> | undefined;
+  #lastError: unknown = undefined;
+  #reading: Promise<void> = Promise.resolve();
+  #connecting: Promise<void> = Promise.resolve();
+  #connections = 0;
+
+  /**
+   * Starts connecting to `url` at once; commands wait for the connection.
+   *
+   * @param url `redis://[user[:password]@]host[:port][/db]`, or `rediss://` for TLS.
+   * @param options Timeouts and backoff.
+   * @throws {TypeError} If the URL is not one (named with its password redacted).
+   * @throws {RangeError} If a timeout or delay is not a positive number.
+   */
+  constructor(url: string, options: RedisClientOptions = {}) {
+    const {
+      connectTimeout = 5000,
+      minDelay = 50,
+      maxDelay = 2000,
+      caCerts,
+    } = options;
+    this.#target = parseRedisUrl(url);
+    this.url = this.#target.redacted;
+    for (
+      const [name, value] of Object.entries({
+        connectTimeout,
+        minDelay,
+        maxDelay,
+      })
+    ) {
+      if (!(value > 0) || !Number.isFinite(value)) {
+        throw new RangeError(
+          `Cannot create RedisClient as '${name}' must be a positive number: received ${value}`,
+        );
+      }
+    }
+    this.#connectTimeout = connectTimeout;
+    this.#minDelay = minDelay;
+    this.#maxDelay = Math.max(minDelay, maxDelay);
+    this.#caCerts = caCerts;
+    this.#connecting = this.#connect();
+  }
+
+  /**
+   * A client whose first connection is made (PING answered).
+   *
+   * @param url `redis://[user[:password]@]host[:port][/db]`, or `rediss://` for TLS.
+   * @param options Timeouts and backoff.
+   * @returns The connected client.
+   * @throws {RedisConnectionError} If no connection is made within `connectTimeout`, or AUTH or SELECT fails.
+   */
+  static async connect(
+    url: string,
+    options: RedisClientOptions = {},
+  ): Promise<RedisClient> {
+    const client = new RedisClient(url, options);
+    try {
+      await client.command("PING");
+    } catch (error) {
+      await client.close();
+      throw error;
+    }
+    return client;
+  }
+
+  /** Whether a connection is up and ready for commands. */
+  get connected(): boolean {
+    return this.#state === "ready";
+  }
+
+  /** How many connections were made (1 once connected, more after reconnecting). */
+  get connections(): number {
+    return this.#connections;
+  }
+
+  /**
+   * Sends one command; the commands of one turn share one write.
+   *
+   * @param args The command and its arguments, e.g. `"SET", key, bytes`.
+   * @returns The reply: bulk strings as bytes, see {@linkcode Reply}.
+   * @throws {RedisError} If the server replies with an error (naming the command).
+   * @throws {RedisConnectionError} If the connection drops with the command in flight, no connection comes within `connectTimeout`, or the client is closed.
+   */
+  command(...args: Arg[]): Promise<Reply> {
+    const name = commandName(args);
+    if (this.#state === "closed") return Promise.reject(this.#closed(name));
+    let bytes: Uint8Array;
+    try {
+      bytes = encodeCommand(args);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return new Promise<Reply>((resolve, reject) => {
+      const pending: Pending = {
+        name,
+        bytes,
+        resolve,
+        reject,
+        timer: undefined,
+      };
+      this.#waiting.push(pending);
+      if (this.#state === "ready") this.#queueFlush();
+      else this.#arm(pending);
+    });
+  }
+
+  /**
+   * Sends several commands in one write and gathers their replies, in order;
+   * an error reply takes its command's place instead of failing the rest.
+   *
+   * @param commands The commands, each as for `command()`.
+   * @returns One reply or `RedisError` per command.
+   * @throws {RedisConnectionError} If the connection is lost or never comes.
+   */
+  pipeline(commands: readonly Arg[][]): Promise<(Reply | RedisError)[]> {
+    return Promise.all(
+      commands.map((args) =>
+        this.command(...args).catch((error: unknown) => {
+          if (error instanceof RedisError) return error;
+          throw error;
+        })
+      ),
+    );
+  }
+
+  /**
+   * Closes the connection and stops reconnecting; commands not answered yet
+   * fail with a `RedisConnectionError`. Always ends, and ends what it started.
+   */
+  async close(): Promise<void> {
+    if (this.#state !== "closed") {
+      this.#state = "closed";
+      clearTimeout(this.#retryTimer);
+      this.#retryTimer = undefined;
+      const waiting = this.#waiting;
+      this.#waiting = [];
+      for (const pending of waiting) {
+        clearTimeout(pending.timer);
+        pending.reject(this.#closed(pending.name));
+      }
+      if (this.#conn !== null) this.#drop(this.#conn, undefined);
+    }
+    await this.#connecting;
+    await this.#reading;
+  }
+
+  async #connect(): Promise<void> {
+    let conn: Deno.Conn | undefined;
+    try {
+      conn = await this.#open();
+      if (this.#state === "closed") {
+        conn.close();
+        return;
+      }
+      this.#conn = conn;
+      // close() waits for every read loop, an earlier one still ending included
+      this.#reading = Promise.all([this.#reading, this.#read(conn)]).then(
+        () => {},
+      );
+      await this.#handshake(conn);
+      this.#state = "ready";
+      this.#attempt = 0;
+      this.#lastError = undefined;
+      this.#connections++;
+      for (const pending of this.#waiting) {
+        clearTimeout(pending.timer);
+        pending.timer = undefined;
+      }
+      this.#flush();
+    } catch (error) {
+      if (conn !== undefined && this.#conn === conn) this.#drop(conn, error);
+      if (this.#state === "closed") return;
+      this.#lastError = error;
+      if (error instanceof RedisError) {
+        // AUTH or SELECT refused: waiting on would only hide it
+        const waiting = this.#waiting;
+        this.#waiting = [];
+        for (const pending of waiting) {
+          clearTimeout(pending.timer);
+          pending.reject(
+            new RedisConnectionError(
+              this.url,
+              `Cannot use ${this.url} as ${error.command} failed: ${error.serverMessage}`,
+              { cause: error },
+            ),
+          );
+        }
+      }
+      this.#retry();
+    }
+  }
+
+  /** Opens the socket, within `connectTimeout`. */
+  async #open(): Promise<Deno.Conn> {
+    const { hostname, port, tls } = this.#target;
+    const opening = tls
+      ? Deno.connectTls({
+        hostname,
+        port,
+        ...(this.#caCerts === undefined ? {} : { caCerts: this.#caCerts }),
+      }).then(handshake)
+      : Deno.connect({ hostname, port });
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () =>
+          reject(
+            new Error(`no answer to connect within ${this.#connectTimeout} ms`),
+          ),
+        this.#connectTimeout,
+      );
+    });
+    try {
+      return await Promise.race([opening, timeout]);
+    } catch (error) {
+      // a connect that answers after its timeout is closed at once
+      opening.then((conn) => conn.close(), () => {});
+      throw error;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** AUTH and SELECT, written ahead of anything waiting. */
+  async #handshake(conn: Deno.Conn): Promise<void> {
+    const { username, password, db } = this.#target;
+    const commands: Arg[][] = [];
+    if (password !== undefined) {
+      commands.push(
+        username === undefined
+          ? ["AUTH", password]
+          : ["AUTH", username, password],
+      );
+    }
+    if (db !== 0) commands.push(["SELECT", db]);
+    if (commands.length === 0) return;
+    const replies = commands.map((args) =>
+      new Promise<Reply>((resolve, reject) => {
+        this.#inflight.push({
+          name: commandName(args),
+          bytes: null,
+          resolve,
+          reject,
+          timer: undefined,
+        });
+      })
+    );
+    await writeAll(conn, join(commands.map(encodeCommand)));
+    await Promise.all(replies);
+  }
+
+  async #read(conn: Deno.Conn): Promise<void> {
+    const decoder = new ReplyDecoder();
+    const buffer = new Uint8Array(READ_SIZE);
+    let cause: unknown = new Error("the server closed the connection");
+    try {
+      for (;;) {
+        const target = decoder.bulkTarget();
+        let n: number | null;
+        if (target !== null && target.length >= DIRECT_READ) {
+          n = await conn.read(target);
+          if (n !== null) decoder.filled(n);
+        } else {
+          n = await conn.read(buffer);
+          if (n !== null) decoder.feed(buffer.subarray(0, n));
+        }
+        if (n === null) break;
+        for (const reply of decoder.take()) this.#settle(reply);
+      }
+    } catch (error) {
+      cause = error;
+    }
+    this.#drop(conn, cause);
+  }
+
+  #settle(reply: Reply): void {
+    const pending = this.#inflight[this.#head];
+    if (pending === undefined) {
+      throw new Error("the server sent a reply to no command");
+    }
+    this.#inflight[this.#head++] = undefined as unknown as Pending;
+    if (this.#head >= 1024 && this.#head * 2 >= this.#inflight.length) {
+      this.#inflight = this.#inflight.slice(this.#head);
+      this.#head = 0;
+    }
+    if (reply instanceof ErrorReply) {
+      pending.reject(new RedisError(pending.name, reply.message));
+    } else {
+      pending.resolve(reply);
+    }
+  }
+
+  /** Ends `conn` once: what was in flight on it fails; then reconnects unless closed. */
+  #drop(conn: Deno.Conn, cause: unknown): void {
+    if (this.#conn !== conn) return;
+    this.#conn = null;
+    this.#writing = false;
+    try {
+      conn.close();
+    } catch {
+      // already closed by the read that failed
+    }
+    const failed = this.#inflight.slice(this.#head);
+    this.#inflight = [];
+    this.#head = 0;
+    if (this.#state === "closed") {
+      for (const pending of failed) pending.reject(this.#closed(pending.name));
+      return;
+    }
+    const wasReady = this.#state === "ready";
+    this.#state = "connecting";
+    for (const pending of failed) {
+      pending.reject(
+        new RedisConnectionError(
+          this.url,
+          `Lost the connection to ${this.url} with ${pending.name} in flight: ${
+            describe(cause)
+          }`,
+          { cause },
+        ),
+      );
+    }
+    for (const pending of this.#waiting) this.#arm(pending);
+    if (wasReady) {
+      this.#lastError = cause;
+      this.#retry();
+    }
+  }
+
+  /** The next attempt to connect, after a backoff delay. */
+  #retry(): void {
+    if (this.#state === "closed" || this.#retryTimer !== undefined) return;
+    const ceiling = Math.min(
+      this.#maxDelay,
+      this.#minDelay * 2 ** Math.min(this.#attempt++, 30),
+    );
+    const delay = ceiling / 2 + Math.random() * ceiling / 2;
+    this.#retryTimer = setTimeout(() => {
+      this.#retryTimer = undefined;
+      this.#connecting = this.#connect();
+    }, delay);
+  }
+
+  /** A command waiting for a connection fails after `connectTimeout`. */
+  #arm(pending: Pending): void {
+    if (pending.timer !== undefined) return;
+    pending.timer = setTimeout(() => {
+      const at = this.#waiting.indexOf(pending);
+      if (at !== -1) this.#waiting.splice(at, 1);
+      const last = this.#lastError === undefined
+        ? ""
+        : ` (last error: ${describe(this.#lastError)})`;
+      pending.reject(
+        new RedisConnectionError(
+          this.url,
+          `Cannot send ${pending.name} as ${this.url} was not reachable within ${this.#connectTimeout} ms${last}`,
+          { cause: this.#lastError },
+        ),
+      );
+    }, this.#connectTimeout);
+  }
+
+  #queueFlush(): void {
+    if (this.#flushQueued) return;
+    this.#flushQueued = true;
+    queueMicrotask(() => {
+      this.#flushQueued = false;
+      this.#flush();
+    });
+  }
+
+  /** Writes everything waiting in one write, then whatever came meanwhile. */
+  async #flush(): Promise<void> {
+    const conn = this.#conn;
+    if (
+      this.#state !== "ready" || conn === null || this.#writing ||
+      this.#waiting.length === 0
+    ) return;
+    const batch = this.#waiting;
+    this.#waiting = [];
+    const parts: Uint8Array[] = [];
+    for (const pending of batch) {
+      parts.push(pending.bytes!);
+      pending.bytes = null;
+      this.#inflight.push(pending);
+    }
+    this.#writing = true;
+    try {
+      await writeAll(conn, parts.length === 1 ? parts[0]! : join(parts));
+    } catch (error) {
+      this.#drop(conn, error);
+      return;
+    }
+    if (this.#conn !== conn) return;
+    this.#writing = false;
+    this.#flush();
+  }
+
+  #closed(name: string): RedisConnectionError {
+    return new RedisConnectionError(
+      this.url,
+      `Cannot complete ${name} as the client of ${this.url} is closed`,
+    );
+  }
+}
+
+/** The command's name for messages: its first argument, never the others (they may hold a password). */
+function commandName(args: readonly Arg[]): string {
+  const first = args[0];
+  if (first === undefined) return "(empty command)";
+  const text = first instanceof Uint8Array
+    ? new TextDecoder().decode(first.subarray(0, 32))
+    : String(first);
+  return text.toUpperCase();
+}
+
+function describe(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/** A refused certificate is a failure to connect, not a lost connection. */
+async function handshake(conn: Deno.TlsConn): Promise<Deno.TlsConn> {
+  try {
+    await conn.handshake();
+  } catch (error) {
+    conn.close();
+    throw error;
+  }
+  return conn;
+}
+
+async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
+  for (let at = 0; at < bytes.length;) {
+    at += await conn.write(bytes.subarray(at));
+  }
+}

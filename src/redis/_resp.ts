@@ -1,0 +1,312 @@
+// Copyright the @ocycle/core authors. MIT license.
+// RESP, the Redis wire protocol: commands out as arrays of bulk strings, replies
+// in through an incremental decoder that takes the bytes however they are split.
+// Bulk strings stay bytes (binary-safe); a large one is filled in place, from
+// the reads or by the reader itself (`bulkTarget`), never by joining buffers.
+
+/** One argument of a command: bytes as they are, strings as UTF-8, numbers as decimal text. */
+export type Arg = string | Uint8Array | number;
+
+/**
+ * A decoded reply: bulk strings are bytes, simple strings text, integers
+ * numbers (bigint past 2^53), nil `null`, arrays (and RESP3 maps and sets,
+ * flattened as RESP2 sends them) arrays, errors nested in arrays `ErrorReply`.
+ */
+export type Reply =
+  | Uint8Array
+  | string
+  | number
+  | bigint
+  | boolean
+  | null
+  | ErrorReply
+  | Reply[];
+
+/** An error reply as the server sent it; the client turns it into a `RedisError` naming the command. */
+export class ErrorReply {
+  /** The server's message, e.g. "WRONGTYPE Operation against a key holding the wrong kind of value". */
+  readonly message: string;
+  constructor(message: string) {
+    this.message = message;
+  }
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+const CR = 13;
+const LF = 10;
+
+/** The bytes of one command, `*N\r\n` then `$len\r\n<bytes>\r\n` per argument, in one buffer. */
+export function encodeCommand(args: readonly Arg[]): Uint8Array {
+  const parts = args.map((arg) =>
+    arg instanceof Uint8Array
+      ? arg
+      : encoder.encode(typeof arg === "number" ? numberText(arg) : arg)
+  );
+  const heads = parts.map((part) => encoder.encode(`$${part.length}\r\n`));
+  const head = encoder.encode(`*${parts.length}\r\n`);
+  let size = head.length;
+  for (let i = 0; i < parts.length; i++) {
+    size += heads[i]!.length + parts[i]!.length + 2;
+  }
+  const out = new Uint8Array(size);
+  out.set(head, 0);
+  let at = head.length;
+  for (let i = 0; i < parts.length; i++) {
+    out.set(heads[i]!, at);
+    at += heads[i]!.length;
+    out.set(parts[i]!, at);
+    at += parts[i]!.length;
+    out[at++] = CR;
+    out[at++] = LF;
+  }
+  return out;
+}
+
+function numberText(n: number): string {
+  if (!Number.isFinite(n)) {
+    throw new TypeError(
+      `Cannot send a non-finite number to Redis: received ${n}`,
+    );
+  }
+  return String(n);
+}
+
+interface Frame {
+  items: Reply[];
+  remaining: number;
+  /** RESP3 attributes describe the next reply and are dropped. */
+  discard: boolean;
+}
+
+/** How a bulk payload becomes a reply once complete. */
+type BulkKind = "bulk" | "verbatim" | "error";
+
+/**
+ * The incremental RESP2/RESP3 decoder: `feed()` bytes as they come, in any
+ * split, and take the complete replies with `take()`.
+ */
+export class ReplyDecoder {
+  #replies: Reply[] = [];
+  #stack: Frame[] = [];
+  #line = new Uint8Array(64);
+  #lineLength = 0;
+  #bulk: Uint8Array | null = null;
+  #bulkFilled = 0;
+  #bulkKind: BulkKind = "bulk";
+  /** The bytes of `\r\n` still to skip after a bulk payload. */
+  #trailer = 0;
+
+  /** Decodes `bytes`; the decoder copies what it keeps, so the caller may reuse them. */
+  feed(bytes: Uint8Array): void {
+    let i = 0;
+    const end = bytes.length;
+    while (i < end) {
+      if (this.#trailer > 0) {
+        const expected = this.#trailer === 2 ? CR : LF;
+        if (bytes[i] !== expected) {
+          throw new RangeError(
+            "Cannot decode a Redis reply: a bulk string is not followed by CRLF",
+          );
+        }
+        i++;
+        if (--this.#trailer === 0) this.#endBulk();
+        continue;
+      }
+      if (this.#bulk !== null) {
+        const n = Math.min(this.#bulk.length - this.#bulkFilled, end - i);
+        this.#bulk.set(bytes.subarray(i, i + n), this.#bulkFilled);
+        this.#bulkFilled += n;
+        i += n;
+        this.#bulkDone();
+        continue;
+      }
+      const lf = bytes.indexOf(LF, i);
+      if (lf === -1) {
+        this.#keep(bytes.subarray(i, end));
+        return;
+      }
+      let line: Uint8Array;
+      if (this.#lineLength > 0) {
+        this.#keep(bytes.subarray(i, lf + 1));
+        line = this.#line.subarray(0, this.#lineLength);
+        this.#lineLength = 0;
+      } else {
+        line = bytes.subarray(i, lf + 1);
+      }
+      i = lf + 1;
+      this.#header(line);
+    }
+  }
+
+  /**
+   * The rest of the bulk string being read, for a reader to fill directly
+   * (then `filled(n)`), or `null` when no bulk string is open.
+   */
+  bulkTarget(): Uint8Array | null {
+    return this.#bulk === null || this.#trailer > 0
+      ? null
+      : this.#bulk.subarray(this.#bulkFilled);
+  }
+
+  /** Records that `n` bytes were read into `bulkTarget()`. */
+  filled(n: number): void {
+    this.#bulkFilled += n;
+    this.#bulkDone();
+  }
+
+  /** The complete replies decoded so far, in order; the decoder forgets them. */
+  take(): Reply[] {
+    const replies = this.#replies;
+    this.#replies = [];
+    return replies;
+  }
+
+  /** Whether the decoder holds part of a reply. */
+  get partial(): boolean {
+    return this.#stack.length > 0 || this.#bulk !== null ||
+      this.#trailer > 0 || this.#lineLength > 0;
+  }
+
+  #keep(bytes: Uint8Array): void {
+    const need = this.#lineLength + bytes.length;
+    if (need > this.#line.length) {
+      const grown = new Uint8Array(Math.max(need, this.#line.length * 2));
+      grown.set(this.#line.subarray(0, this.#lineLength));
+      this.#line = grown;
+    }
+    this.#line.set(bytes, this.#lineLength);
+    this.#lineLength = need;
+  }
+
+  #bulkDone(): void {
+    if (this.#bulk !== null && this.#bulkFilled === this.#bulk.length) {
+      this.#trailer = 2;
+    }
+  }
+
+  #endBulk(): void {
+    const bytes = this.#bulk!;
+    this.#bulk = null;
+    this.#bulkFilled = 0;
+    switch (this.#bulkKind) {
+      case "bulk":
+        return this.#value(bytes);
+      case "verbatim": // "txt:" or "mkd:", then the text
+        return this.#value(bytes.subarray(4));
+      case "error":
+        return this.#value(new ErrorReply(decoder.decode(bytes)));
+    }
+  }
+
+  #startBulk(length: number, kind: BulkKind): void {
+    this.#bulk = new Uint8Array(length);
+    this.#bulkFilled = 0;
+    this.#bulkKind = kind;
+    this.#bulkDone();
+  }
+
+  /** One header line, `\r\n` included. */
+  #header(line: Uint8Array): void {
+    if (line.length < 3 || line[line.length - 2] !== CR) {
+      throw new RangeError(
+        `Cannot decode a Redis reply: malformed line ${
+          JSON.stringify(decoder.decode(line.subarray(0, 40)))
+        }`,
+      );
+    }
+    const type = line[0]!;
+    const body = line.subarray(1, line.length - 2);
+    switch (type) {
+      case 0x2b: // + simple string
+        return this.#value(decoder.decode(body));
+      case 0x2d: // - error
+        return this.#value(new ErrorReply(decoder.decode(body)));
+      case 0x3a: // : integer
+        return this.#value(integer(body));
+      case 0x24: // $ bulk string
+      case 0x3d: // = verbatim string
+      case 0x21: { // ! bulk error
+        const length = Number(integer(body));
+        if (length < 0) return this.#value(null);
+        return this.#startBulk(
+          length,
+          type === 0x24 ? "bulk" : type === 0x3d ? "verbatim" : "error",
+        );
+      }
+      case 0x2a: // * array
+      case 0x7e: // ~ set
+      case 0x3e: // > push
+        return this.#aggregate(Number(integer(body)), false);
+      case 0x25: // % map
+        return this.#aggregate(2 * Number(integer(body)), false);
+      case 0x7c: // | attribute
+        return this.#aggregate(2 * Number(integer(body)), true);
+      case 0x5f: // _ null
+        return this.#value(null);
+      case 0x23: // # boolean
+        return this.#value(body[0] === 0x74);
+      case 0x2c: // , double
+        return this.#value(double(decoder.decode(body)));
+      case 0x28: // ( big number
+        return this.#value(BigInt(decoder.decode(body)));
+      default:
+        throw new RangeError(
+          `Cannot decode a Redis reply: unknown type byte ${type}`,
+        );
+    }
+  }
+
+  #aggregate(count: number, discard: boolean): void {
+    if (count < 0) return this.#value(null);
+    if (count === 0) return discard ? undefined : this.#value([]);
+    this.#stack.push({ items: [], remaining: count, discard });
+  }
+
+  /** A complete value: into the open aggregate, or out as a reply. */
+  #value(value: Reply): void {
+    for (;;) {
+      const top = this.#stack.at(-1);
+      if (top === undefined) {
+        this.#replies.push(value);
+        return;
+      }
+      top.items.push(value);
+      if (--top.remaining > 0) return;
+      this.#stack.pop();
+      if (top.discard) return;
+      value = top.items;
+    }
+  }
+}
+
+/** A RESP integer: a number when it is safe, a bigint past 2^53. */
+function integer(body: Uint8Array): number | bigint {
+  let n = 0;
+  let i = 0;
+  const negative = body[0] === 0x2d;
+  if (negative || body[0] === 0x2b) i = 1;
+  if (i === body.length) throw badInteger(body);
+  for (; i < body.length; i++) {
+    const digit = body[i]! - 0x30;
+    if (digit < 0 || digit > 9) throw badInteger(body);
+    n = n * 10 + digit;
+  }
+  if (!Number.isSafeInteger(n)) return BigInt(decoder.decode(body));
+  return negative ? -n : n;
+}
+
+function badInteger(body: Uint8Array): RangeError {
+  return new RangeError(
+    `Cannot decode a Redis reply: not an integer ${
+      JSON.stringify(decoder.decode(body.subarray(0, 40)))
+    }`,
+  );
+}
+
+function double(text: string): number {
+  if (text === "inf") return Infinity;
+  if (text === "-inf") return -Infinity;
+  if (text === "nan") return NaN;
+  return Number(text);
+}

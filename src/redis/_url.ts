@@ -1,0 +1,89 @@
+// Copyright the @ocycle/core authors. MIT license.
+// A Redis URL read once: where to connect, who to be, which database; and the
+// same URL with its password redacted, the only form any message shows.
+
+/** Where and how to connect, read from a `redis://` or `rediss://` URL. */
+export interface RedisTarget {
+  hostname: string;
+  port: number;
+  tls: boolean;
+  /** `undefined` when the URL names no user (AUTH with the password alone). */
+  username: string | undefined;
+  password: string | undefined;
+  db: number;
+  /** The URL with its password replaced by `***`, for messages. */
+  redacted: string;
+}
+
+/** The default port of Redis. */
+export const DEFAULT_PORT = 6379;
+
+/**
+ * Reads `redis://[user[:password]@]host[:port][/db]` (or `rediss://` for TLS).
+ *
+ * @throws {TypeError} If the URL is not one, naming it with its password redacted.
+ */
+export function parseRedisUrl(url: string): RedisTarget {
+  const redacted = redactUrl(url);
+  const bad = (why: string) =>
+    new TypeError(`Cannot connect to Redis as ${why}: received "${redacted}"`);
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw bad("the URL is not valid");
+  }
+  if (parsed.protocol !== "redis:" && parsed.protocol !== "rediss:") {
+    throw bad("the URL must start with redis:// or rediss://");
+  }
+  const hostname = parsed.hostname.replace(/^\[(.*)\]$/, "$1");
+  if (hostname === "") throw bad("the URL names no host");
+  const path = parsed.pathname.replace(/^\//, "");
+  if (!/^\d*$/.test(path)) {
+    throw bad("the path must be a database number");
+  }
+  if (parsed.search !== "" || parsed.hash !== "") {
+    throw bad("the URL must have no query or fragment");
+  }
+  let username: string | undefined;
+  let password: string | undefined;
+  try {
+    username = parsed.username === ""
+      ? undefined
+      : decodeURIComponent(parsed.username);
+    password = parsed.password === ""
+      ? undefined
+      : decodeURIComponent(parsed.password);
+  } catch {
+    throw bad("the user or password is not valid percent-encoding");
+  }
+  if (username !== undefined && password === undefined) {
+    // `redis://secret@host` is the common shorthand for a password alone
+    password = username;
+    username = undefined;
+  }
+  return {
+    hostname,
+    port: parsed.port === "" ? DEFAULT_PORT : Number(parsed.port),
+    tls: parsed.protocol === "rediss:",
+    username,
+    password,
+    db: path === "" ? 0 : Number(path),
+    redacted,
+  };
+}
+
+/** `url` with its password (what stands between the user's `:`, or `//`, and the last `@`) replaced by `***`. */
+export function redactUrl(url: string): string {
+  const scheme = url.indexOf("://");
+  if (scheme === -1) return url;
+  const start = scheme + 3;
+  // the last `@`: a password may hold `/` or `@`, a database number neither
+  const at = url.lastIndexOf("@");
+  if (at < start) return url;
+  const userinfo = url.slice(start, at);
+  const colon = userinfo.indexOf(":");
+  return colon === -1
+    ? `${url.slice(0, start)}***${url.slice(at)}`
+    : `${url.slice(0, start + colon + 1)}***${url.slice(at)}`;
+}

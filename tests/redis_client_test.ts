@@ -1,0 +1,829 @@
+// Copyright the @ocycle/core authors. MIT license.
+// The Redis client against a real redis-server that each test starts on a free
+// loopback port and stops. Without redis-server the server tests are skipped
+// (and say why), except under CI=true, where they fail.
+
+import {
+  assert,
+  assertEquals,
+  assertInstanceOf,
+  assertRejects,
+  assertStringIncludes,
+  assertThrows,
+} from "@std/assert";
+import { RedisClient } from "../src/redis/_client.ts";
+import { RedisConnectionError, RedisError } from "../src/redis/_errors.ts";
+import {
+  encodeCommand,
+  ErrorReply,
+  type Reply,
+  ReplyDecoder,
+} from "../src/redis/_resp.ts";
+import { parseRedisUrl, redactUrl } from "../src/redis/_url.ts";
+import {
+  Script,
+  xack,
+  xadd,
+  xautoclaim,
+  xclaimJustId,
+  xdel,
+  xgroupCreate,
+  xpending,
+  xreadgroup,
+} from "../src/redis/_streams.ts";
+
+const CI = Deno.env.get("CI") === "true";
+const hasRedis = await commandExists("redis-server");
+const hasOpenssl = await commandExists("openssl", "version");
+if (!hasRedis) {
+  if (CI) {
+    Deno.test("redis-server is installed (CI=true)", () => {
+      throw new Error(
+        "redis-server is missing and CI=true: the Redis tests must run in CI (.ci/run installs it)",
+      );
+    });
+  } else {
+    console.warn(
+      "redis_client_test.ts: redis-server is not installed, so the tests against a server are skipped (apt-get install -y redis-server)",
+    );
+  }
+}
+// under CI the server tests run regardless, and fail where the server is missing
+const ignore = !hasRedis && !CI;
+
+const encoder = new TextEncoder();
+const text = (reply: Reply) => new TextDecoder().decode(reply as Uint8Array);
+
+async function commandExists(
+  name: string,
+  versionFlag = "--version",
+): Promise<boolean> {
+  try {
+    const { success } = await new Deno.Command(name, {
+      args: [versionFlag],
+      stdout: "null",
+      stderr: "null",
+    }).output();
+    return success;
+  } catch {
+    return false;
+  }
+}
+
+function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr as Deno.NetAddr;
+  listener.close();
+  return port;
+}
+
+/** A redis-server of the test's own, on a loopback port, without persistence. */
+class RedisServer {
+  readonly port: number;
+  readonly dir: string;
+  readonly #extra: string[];
+  /** The CA that signed the server's certificate, when it speaks TLS only. */
+  readonly caCert: string | undefined;
+  #child: Deno.ChildProcess | null = null;
+
+  private constructor(
+    port: number,
+    dir: string,
+    extra: string[],
+    caCert: string | undefined,
+  ) {
+    this.port = port;
+    this.dir = dir;
+    this.#extra = extra;
+    this.caCert = caCert;
+  }
+
+  static async start(
+    extra: string[] = [],
+    { tls = false } = {},
+  ): Promise<RedisServer> {
+    const dir = await Deno.makeTempDir({ prefix: "ocycle_redis_" });
+    const port = freePort();
+    let caCert: string | undefined;
+    if (tls) {
+      await makeCertificates(dir);
+      caCert = await Deno.readTextFile(`${dir}/ca.crt`);
+      extra = [
+        "--tls-port",
+        String(port),
+        "--tls-cert-file",
+        `${dir}/server.crt`,
+        "--tls-key-file",
+        `${dir}/server.key`,
+        "--tls-ca-cert-file",
+        `${dir}/ca.crt`,
+        "--tls-auth-clients",
+        "no",
+        ...extra,
+      ];
+    }
+    const server = new RedisServer(port, dir, extra, caCert);
+    await server.restart();
+    return server;
+  }
+
+  get url(): string {
+    return this.caCert === undefined
+      ? `redis://127.0.0.1:${this.port}`
+      : `rediss://localhost:${this.port}`;
+  }
+
+  /** Starts the server (again, on the same port) and waits until it answers. */
+  async restart(): Promise<void> {
+    this.#child = new Deno.Command("redis-server", {
+      args: [
+        "--port",
+        this.caCert === undefined ? String(this.port) : "0",
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        this.dir,
+        "--logfile",
+        `${this.dir}/redis.log`,
+        ...this.#extra,
+      ],
+      stdin: "null",
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    const deadline = Date.now() + 10_000;
+    while (!(await this.#answers())) {
+      if (Date.now() > deadline) {
+        const log = await Deno.readTextFile(`${this.dir}/redis.log`).catch(
+          () => "",
+        );
+        await this.stop();
+        throw new Error(`redis-server did not answer PING:\n${log}`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  }
+
+  /** Any reply to PING (PONG, or NOAUTH with a password) means it is up. */
+  async #answers(): Promise<boolean> {
+    let conn: Deno.Conn | undefined;
+    try {
+      conn = this.caCert === undefined
+        ? await Deno.connect({ hostname: "127.0.0.1", port: this.port })
+        : await Deno.connectTls({
+          hostname: "localhost",
+          port: this.port,
+          caCerts: [this.caCert],
+        });
+      await conn.write(encoder.encode("PING\r\n"));
+      const n = await conn.read(new Uint8Array(64));
+      return n !== null && n > 0;
+    } catch {
+      return false;
+    } finally {
+      conn?.close();
+    }
+  }
+
+  async stop(signal: Deno.Signal = "SIGTERM"): Promise<void> {
+    const child = this.#child;
+    if (child === null) return;
+    this.#child = null;
+    try {
+      child.kill(signal);
+    } catch {
+      // already gone
+    }
+    await child.status;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.stop();
+    await Deno.remove(this.dir, { recursive: true });
+  }
+}
+
+/** A CA, and a certificate it signs for localhost, with openssl. */
+async function makeCertificates(dir: string): Promise<void> {
+  await Deno.writeTextFile(
+    `${dir}/ext.cnf`,
+    "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+  );
+  for (
+    const args of [
+      ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+        .concat(["-subj", "/CN=ocycle test CA", "-keyout", "ca.key"])
+        .concat(["-out", "ca.crt"]),
+      ["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost"]
+        .concat(["-keyout", "server.key", "-out", "server.csr"]),
+      ["x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey"]
+        .concat(["ca.key", "-CAcreateserial", "-days", "1"])
+        .concat(["-extfile", "ext.cnf", "-out", "server.crt"]),
+    ]
+  ) {
+    const { success, stderr } = await new Deno.Command("openssl", {
+      args,
+      cwd: dir,
+      stdout: "null",
+      stderr: "piped",
+    }).output();
+    if (!success) {
+      throw new Error(`openssl failed: ${new TextDecoder().decode(stderr)}`);
+    }
+  }
+}
+
+function allBytes(): Uint8Array {
+  return Uint8Array.from({ length: 256 }, (_, i) => i);
+}
+
+function randomBytes(size: number): Uint8Array {
+  const bytes = new Uint8Array(size);
+  for (let at = 0; at < size; at += 65536) {
+    crypto.getRandomValues(bytes.subarray(at, Math.min(size, at + 65536)));
+  }
+  return bytes;
+}
+
+Deno.test("ReplyDecoder decodes replies fed one byte at a time", () => {
+  const big = randomBytes(100_000);
+  const wire = new Uint8Array([
+    ...encoder.encode(
+      "+OK\r\n-ERR bad thing\r\n:42\r\n:-7\r\n:9223372036854775807\r\n" +
+        "$5\r\nhe\r\nl\r\n$0\r\n\r\n$-1\r\n*-1\r\n*0\r\n" +
+        "*3\r\n$1\r\na\r\n*2\r\n:1\r\n-NOPE x\r\n+s\r\n" +
+        "_\r\n#t\r\n#f\r\n,1.5\r\n,inf\r\n(12345678901234567890\r\n" +
+        "=8\r\ntxt:hiya\r\n!5\r\nERR x\r\n%1\r\n+k\r\n:1\r\n~2\r\n:1\r\n:2\r\n" +
+        "|1\r\n+ttl\r\n:3\r\n:99\r\n",
+    ),
+    ...encoder.encode(`$${big.length}\r\n`),
+    ...big,
+    ...encoder.encode("\r\n"),
+  ]);
+  const expected: Reply[] = [
+    "OK",
+    new ErrorReply("ERR bad thing"),
+    42,
+    -7,
+    9223372036854775807n,
+    encoder.encode("he\r\nl"),
+    new Uint8Array(),
+    null,
+    null,
+    [],
+    [encoder.encode("a"), [1, new ErrorReply("NOPE x")], "s"],
+    null,
+    true,
+    false,
+    1.5,
+    Infinity,
+    12345678901234567890n,
+    encoder.encode("hiya"),
+    new ErrorReply("ERR x"),
+    ["k", 1],
+    [1, 2],
+    99,
+    big,
+  ];
+  const whole = new ReplyDecoder();
+  whole.feed(wire);
+  assertEquals(whole.take(), expected);
+  assert(!whole.partial);
+
+  const byByte = new ReplyDecoder();
+  const replies: Reply[] = [];
+  for (let i = 0; i < wire.length; i++) {
+    byByte.feed(wire.subarray(i, i + 1));
+    replies.push(...byByte.take());
+  }
+  assertEquals(replies, expected);
+
+  // random cuts, and a reader that fills bulk strings in place
+  const cut = new ReplyDecoder();
+  const direct: Reply[] = [];
+  for (let at = 0; at < wire.length;) {
+    const size = 1 + Math.floor(Math.random() * 5000);
+    const target = cut.bulkTarget();
+    if (target !== null && target.length > 0) {
+      const n = Math.min(size, target.length);
+      target.set(wire.subarray(at, at + n));
+      cut.filled(n);
+      at += n;
+    } else {
+      cut.feed(wire.subarray(at, at + size));
+      at += size;
+    }
+    direct.push(...cut.take());
+  }
+  assertEquals(direct, expected);
+});
+
+Deno.test("ReplyDecoder takes a 1 MiB bulk string in one allocation", () => {
+  const value = randomBytes(1 << 20);
+  const wire = new Uint8Array([
+    ...encoder.encode(`$${value.length}\r\n`),
+    ...value,
+    ...encoder.encode("\r\n"),
+  ]);
+  const decoder = new ReplyDecoder();
+  const started = performance.now();
+  for (let at = 0; at < wire.length; at += 1000) {
+    decoder.feed(wire.subarray(at, at + 1000));
+  }
+  const [reply] = decoder.take();
+  const ms = performance.now() - started;
+  assertEquals(reply, value);
+  console.log(`  1 MiB bulk string in 1000-byte reads: ${ms.toFixed(1)} ms`);
+  assert(ms < 1000, `decoding took ${ms} ms`);
+});
+
+Deno.test("ReplyDecoder rejects a malformed reply", () => {
+  const decoder = new ReplyDecoder();
+  let error: unknown;
+  try {
+    decoder.feed(encoder.encode("?what\r\n"));
+  } catch (e) {
+    error = e;
+  }
+  assertInstanceOf(error, RangeError);
+});
+
+Deno.test("encodeCommand() writes strings, bytes and numbers as bulk strings", () => {
+  assertEquals(
+    new TextDecoder().decode(
+      encodeCommand(["SET", "k\u00e9", new Uint8Array([0, 13, 10]), 12]),
+    ),
+    "*4\r\n$3\r\nSET\r\n$3\r\nk\u00e9\r\n$3\r\n\0\r\n\r\n$2\r\n12\r\n",
+  );
+});
+
+Deno.test("parseRedisUrl() reads user, password, port and db, and redacts the password", () => {
+  assertEquals(parseRedisUrl("redis://alice:s%40cret@example.com:6380/3"), {
+    hostname: "example.com",
+    port: 6380,
+    tls: false,
+    username: "alice",
+    password: "s@cret",
+    db: 3,
+    redacted: "redis://alice:***@example.com:6380/3",
+  });
+  const plain = parseRedisUrl("rediss://[::1]");
+  assertEquals([plain.hostname, plain.port, plain.tls, plain.db], [
+    "::1",
+    6379,
+    true,
+    0,
+  ]);
+  assertEquals(parseRedisUrl("redis://:pw@h").password, "pw");
+  assertEquals(redactUrl("redis://u:p/w@d@h:1/0"), "redis://u:***@h:1/0");
+  assertEquals(redactUrl("redis://secret@h"), "redis://***@h");
+  for (const bad of ["http://u:hunter2@h", "redis://u:hunter2@h/x", "nope"]) {
+    const error = (() => {
+      try {
+        parseRedisUrl(bad);
+      } catch (e) {
+        return e;
+      }
+    })();
+    if (!(error instanceof TypeError)) throw new Error(`no TypeError: ${bad}`);
+    assert(!error.message.includes("hunter2"), error.message);
+    assertStringIncludes(error.message, redactUrl(bad));
+  }
+  assertThrows(
+    () => new RedisClient("redis://h", { connectTimeout: 0 }),
+    RangeError,
+    "connectTimeout",
+  );
+});
+
+Deno.test({
+  name: "RedisClient round-trips bytes, pipelines, and names errors",
+  ignore,
+  async fn(t) {
+    await using server = await RedisServer.start();
+    const client = await RedisClient.connect(server.url);
+    try {
+      await t.step(
+        "all 256 byte values and 1 MiB, in keys and values",
+        async () => {
+          const key = new Uint8Array([0, 255, 13, 10, 36]);
+          assertEquals(await client.command("SET", key, allBytes()), "OK");
+          assertEquals(await client.command("GET", key), allBytes());
+          const big = randomBytes(1 << 20);
+          const started = performance.now();
+          await client.command("SET", "big", big);
+          assertEquals(await client.command("GET", "big"), big);
+          console.log(
+            `  1 MiB SET + GET: ${(performance.now() - started).toFixed(1)} ms`,
+          );
+          assertEquals(await client.command("GET", "missing"), null);
+        },
+      );
+
+      await t.step("1000 concurrent INCRs come back in order", async () => {
+        const started = performance.now();
+        const replies = await Promise.all(
+          Array.from({ length: 1000 }, () => client.command("INCR", "counter")),
+        );
+        console.log(
+          `  1000 pipelined INCRs: ${
+            (performance.now() - started).toFixed(1)
+          } ms`,
+        );
+        assertEquals(replies, Array.from({ length: 1000 }, (_, i) => i + 1));
+        const piped = await client.pipeline([
+          ["SET", "p", "1"],
+          ["LPUSH", "p", "x"],
+          ["INCRBY", "p", 41],
+        ]);
+        assertEquals(piped[0], "OK");
+        assertInstanceOf(piped[1], RedisError);
+        assertEquals(piped[2], 42);
+      });
+
+      await t.step(
+        "a wrong-type command is a RedisError naming it",
+        async () => {
+          await client.command("SET", "str", "v");
+          const error = await assertRejects(
+            () => client.command("lpush", "str", "x"),
+            RedisError,
+            "Redis replied to LPUSH with an error: WRONGTYPE",
+          );
+          assertEquals(error.code, "WRONGTYPE");
+          assertEquals(error.command, "LPUSH");
+          assertStringIncludes(error.serverMessage, "wrong kind of value");
+          // the connection goes on
+          assertEquals(await client.command("PING"), "PONG");
+        },
+      );
+
+      await t.step("stream commands carry binary fields", async () => {
+        assertEquals(
+          await client.command("XGROUP", "CREATE", "s", "g", "$", "MKSTREAM"),
+          "OK",
+        );
+        const id = (await client.command(
+          "XADD",
+          "s",
+          "*",
+          "data",
+          allBytes(),
+          "info",
+          new Uint8Array([1, 2, 3]),
+        )) as Uint8Array;
+        assertInstanceOf(id, Uint8Array);
+        const read = await client.command(
+          "XREADGROUP",
+          "GROUP",
+          "g",
+          "c1",
+          "COUNT",
+          10,
+          "BLOCK",
+          100,
+          "STREAMS",
+          "s",
+          ">",
+        );
+        assertEquals(read, [[encoder.encode("s"), [[id, [
+          encoder.encode("data"),
+          allBytes(),
+          encoder.encode("info"),
+          new Uint8Array([1, 2, 3]),
+        ]]]]]);
+        // nothing new: BLOCK times out with nil
+        assertEquals(
+          await client.command(
+            "XREADGROUP",
+            "GROUP",
+            "g",
+            "c1",
+            "BLOCK",
+            50,
+            "STREAMS",
+            "s",
+            ">",
+          ),
+          null,
+        );
+        // another consumer claims what c1 holds
+        const claimed = await client.command(
+          "XAUTOCLAIM",
+          "s",
+          "g",
+          "c2",
+          0,
+          "0-0",
+          "COUNT",
+          10,
+          "JUSTID",
+        ) as Reply[];
+        assertEquals(claimed[1], [id]);
+        assertEquals(await client.command("XACK", "s", "g", id), 1);
+        const pending = await client.command("XPENDING", "s", "g") as Reply[];
+        assertEquals(pending[0], 0);
+        assertEquals(await client.command("XDEL", "s", id), 1);
+      });
+    } finally {
+      await client.close();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "RedisClient reads what npm:redis wrote, and the reverse, byte for byte",
+  ignore,
+  // node-redis leaves its socket ops to settle after quit()
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await using server = await RedisServer.start();
+    const { createClient, commandOptions } = await import("npm:redis@^4");
+    const theirs = createClient({ url: server.url });
+    await theirs.connect();
+    const ours = await RedisClient.connect(server.url);
+    try {
+      const value = new Uint8Array([...allBytes(), ...randomBytes(100_000)]);
+      await ours.command("SET", "ours", value);
+      const read = await theirs.get(
+        commandOptions({ returnBuffers: true }),
+        "ours",
+      );
+      assertEquals(new Uint8Array(read!), value);
+
+      await theirs.set("theirs", Buffer.from(value));
+      assertEquals(await ours.command("GET", "theirs"), value);
+
+      await ours.command("XADD", "xs", "*", "data", allBytes());
+      const entries = await theirs.xRange(
+        commandOptions({ returnBuffers: true }),
+        "xs",
+        "-",
+        "+",
+      );
+      assertEquals(new Uint8Array(entries[0]!.message.data!), allBytes());
+      console.log("  npm:redis cross-check: 100 KiB value and a stream entry");
+    } finally {
+      await ours.close();
+      await theirs.quit();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "RedisClient authenticates with the user and password of the URL, and selects the db",
+  ignore,
+  async fn(t) {
+    await using server = await RedisServer.start([
+      "--requirepass",
+      "topsecret",
+      "--user",
+      "alice",
+      "on",
+      ">wonder land",
+      "~*",
+      "&*",
+      "+@all",
+    ]);
+    await t.step("user, password and db", async () => {
+      const client = await RedisClient.connect(
+        `redis://alice:wonder%20land@127.0.0.1:${server.port}/2`,
+      );
+      try {
+        await client.command("SET", "where", "db2");
+        assertEquals(text(await client.command("ACL", "WHOAMI")), "alice");
+      } finally {
+        await client.close();
+      }
+      const other = await RedisClient.connect(
+        `redis://:topsecret@127.0.0.1:${server.port}`,
+      );
+      try {
+        assertEquals(await other.command("GET", "where"), null);
+        await other.command("SELECT", 2);
+        assertEquals(text(await other.command("GET", "where")), "db2");
+      } finally {
+        await other.close();
+      }
+    });
+
+    await t.step("a wrong password is a clear error, redacted", async () => {
+      const url = `redis://alice:hunter2@127.0.0.1:${server.port}`;
+      const started = performance.now();
+      const error = await assertRejects(
+        () => RedisClient.connect(url),
+        RedisConnectionError,
+        "WRONGPASS",
+      );
+      assert(performance.now() - started < 2000, "failed at once");
+      assert(!error.message.includes("hunter2"), error.message);
+      assertStringIncludes(
+        error.message,
+        `redis://alice:***@127.0.0.1:${server.port}`,
+      );
+      assertStringIncludes(error.message, "AUTH");
+      assertEquals(error.url, `redis://alice:***@127.0.0.1:${server.port}`);
+    });
+
+    await t.step("no password is a clear error", async () => {
+      await assertRejects(
+        () => RedisClient.connect(`redis://127.0.0.1:${server.port}`),
+        RedisError,
+        "NOAUTH",
+      );
+    });
+  },
+});
+
+Deno.test({
+  name:
+    "RedisClient fails what was in flight when the server dies, and reconnects",
+  ignore,
+  async fn() {
+    await using server = await RedisServer.start();
+    const url = server.url;
+    const client = await RedisClient.connect(url, { connectTimeout: 10_000 });
+    try {
+      await client.command("SET", "k", "before");
+      // a blocking read stays in flight until the server dies
+      const inFlight = client.command("BLPOP", "never", 0);
+      const failed = assertRejects(
+        () => inFlight,
+        RedisConnectionError,
+        `Lost the connection to ${url} with BLPOP in flight`,
+      );
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      await server.stop("SIGKILL");
+      await failed;
+      assert(!client.connected);
+
+      // sent while the server is down: waits for the next connection
+      const waiting = client.command("GET", "k");
+      const down = performance.now();
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      await server.restart();
+      const restarted = performance.now();
+      assertEquals(await waiting, null); // a new, empty server
+      const back = performance.now();
+      assert(client.connected);
+      assertEquals(client.connections, 2);
+      assertEquals(await client.command("SET", "k", "after"), "OK");
+      console.log(
+        `  down ${(restarted - down).toFixed(0)} ms; reply ${
+          (back - restarted).toFixed(0)
+        } ms after the server was up again`,
+      );
+      assert(back - restarted < 2500, "reconnected within the backoff bound");
+    } finally {
+      await client.close();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "RedisClient fails a command after connectTimeout when no server answers",
+  async fn() {
+    const port = freePort();
+    const url = `redis://u:pw123@127.0.0.1:${port}`;
+    const started = performance.now();
+    const error = await assertRejects(
+      () => RedisClient.connect(url, { connectTimeout: 300 }),
+      RedisConnectionError,
+      `Cannot send PING as redis://u:***@127.0.0.1:${port} was not reachable within 300 ms`,
+    );
+    const ms = performance.now() - started;
+    assert(!error.message.includes("pw123"));
+    assertStringIncludes(error.message, "last error");
+    assert(ms < 1500, `took ${ms} ms`);
+  },
+});
+
+Deno.test({
+  name:
+    "RedisClient.close() ends with a blocking command in flight, and for good",
+  ignore,
+  async fn() {
+    await using server = await RedisServer.start();
+    const client = await RedisClient.connect(server.url);
+    const blocked = client.command("XREAD", "BLOCK", 0, "STREAMS", "none", "$");
+    const failed = assertRejects(
+      () => blocked,
+      RedisConnectionError,
+      "is closed",
+    );
+    const started = performance.now();
+    await client.close();
+    await failed;
+    assert(performance.now() - started < 1000);
+    await assertRejects(
+      () => client.command("PING"),
+      RedisConnectionError,
+      "Cannot complete PING as the client of",
+    );
+    await client.close(); // again: nothing left to do
+
+    // closed while connecting (nothing listens): ends too
+    const lonely = new RedisClient(`redis://127.0.0.1:${freePort()}`);
+    const ping = assertRejects(
+      () => lonely.command("PING"),
+      RedisConnectionError,
+    );
+    await lonely.close();
+    await ping;
+  },
+});
+
+Deno.test({
+  name: "RedisClient speaks TLS to a rediss:// URL",
+  ignore: ignore || !hasOpenssl,
+  async fn() {
+    await using server = await RedisServer.start([], { tls: true });
+    const client = await RedisClient.connect(server.url, {
+      caCerts: [server.caCert!],
+    });
+    try {
+      const value = randomBytes(300_000);
+      await client.command("SET", "tls", value);
+      assertEquals(await client.command("GET", "tls"), value);
+    } finally {
+      await client.close();
+    }
+    // without the CA the certificate is refused, and the error says where
+    const refused = await assertRejects(
+      () => RedisClient.connect(server.url, { connectTimeout: 300 }),
+      RedisConnectionError,
+      server.url,
+    );
+    console.log(`  without the CA: ${refused.message}`);
+  },
+});
+
+Deno.test({
+  name:
+    "the stream helpers type what XADD, XREADGROUP, XAUTOCLAIM and friends return",
+  ignore,
+  async fn() {
+    await using server = await RedisServer.start();
+    const client = await RedisClient.connect(server.url);
+    try {
+      assertEquals(await xgroupCreate(client, "jobs", "workers"), true);
+      assertEquals(await xgroupCreate(client, "jobs", "workers"), false);
+      const ids = [
+        await xadd(client, "jobs", [["data", allBytes()], ["n", 1]]),
+        await xadd(client, "jobs", [["data", new Uint8Array([0])]]),
+      ];
+      const read = await xreadgroup(client, "jobs", "workers", "w1", {
+        count: 10,
+        block: 100,
+      });
+      assertEquals(read.map((e) => e.id), ids);
+      assertEquals(read[0]!.fields!.get("data"), allBytes());
+      assertEquals(read[0]!.fields!.get("n"), encoder.encode("1"));
+      assertEquals(
+        await xreadgroup(client, "jobs", "workers", "w1", { block: 20 }),
+        [],
+      );
+      // w1's heartbeat keeps its claim; w2 takes only what went stale
+      assertEquals(
+        await xclaimJustId(client, "jobs", "workers", "w1", 0, ids),
+        ids,
+      );
+      assertEquals(
+        (await xautoclaim(client, "jobs", "workers", "w2", 60_000)).entries,
+        [],
+      );
+      await xdel(client, "jobs", [ids[1]!]);
+      const claimed = await xautoclaim(client, "jobs", "workers", "w2", 0);
+      assertEquals(claimed.entries.map((e) => e.id), [ids[0]]);
+      assertEquals(claimed.deleted, [ids[1]]);
+      assertEquals(claimed.next, "0-0");
+      const pending = await xpending(client, "jobs", "workers");
+      assertEquals(pending.count, 1);
+      assertEquals(pending.consumers, new Map([["w2", 1]]));
+      assertEquals(await xack(client, "jobs", "workers", ids), 1);
+      assertEquals((await xpending(client, "jobs", "workers")).count, 0);
+
+      const script = new Script(
+        "return redis.call('INCRBY', KEYS[1], ARGV[1])",
+      );
+      assertEquals(await script.run(client, ["sum"], [2]), 2); // EVAL, on NOSCRIPT
+      assertEquals(
+        text(await client.command("SCRIPT", "LOAD", script.source)),
+        await script.sha(),
+      );
+      assertEquals(await script.run(client, ["sum"], [3]), 5); // EVALSHA
+      await client.command("SCRIPT", "FLUSH");
+      assertEquals(await script.run(client, ["sum"], [4]), 9);
+    } finally {
+      await client.close();
+    }
+  },
+});
