@@ -1,0 +1,283 @@
+// Copyright the @ocycle/core authors. MIT license.
+// The fleet protocol of Redis mode, the Redis side only: producers XADD task
+// entries to the chunk stream NAME and read their results back from
+// NAME:results:<producer> (XREAD BLOCK, on a connection of their own); workers
+// read tasks with XREADGROUP in one group, keep the entries they hold fresh
+// with a heartbeat (XCLAIM ... JUSTID, only for entries they still own), take
+// over entries idle longer than `staleAfter` (a dead worker's) with
+// XAUTOCLAIM, and hand back a result (or a dead letter to NAME:dead) with one
+// Lua script: the fenced commit, which publishes, acks and deletes only while
+// the entry is still pending for this very worker. Execution is at least
+// once; a result is published at most once per entry, so exactly once.
+// Entries are deleted when their result is in, never trimmed before.
+
+import { type Arg, RedisClient, type RedisClientOptions } from "./_client.ts";
+import {
+  type StreamEntry,
+  xautoclaim,
+  xgroupCreate,
+  xreadgroup,
+} from "./_streams.ts";
+import {
+  COMMIT_SCRIPT,
+  deadStream,
+  HEARTBEAT_SCRIPT,
+  REPLY_FIELD,
+} from "./_fleet_scripts.ts";
+
+export { deadStream, REPLY_FIELD, resultStream } from "./_fleet_scripts.ts";
+export { FleetProducer, type FleetResult } from "./_fleet_producer.ts";
+
+const decoder = new TextDecoder();
+
+/** A task entry a worker holds. */
+export interface ClaimedEntry {
+  /** The entry's id in the chunk stream. */
+  id: string;
+  /** Its fields, as the producer wrote them (the reply field included). */
+  fields: Map<string, Uint8Array>;
+  /** The stream its result goes to. */
+  reply: string;
+  /** How many times it was delivered, this time included (1 the first time). */
+  deliveries: number;
+}
+
+/** What a fenced commit did. */
+export type CommitOutcome = "committed" | "fenced";
+
+/** Options of {@linkcode FleetWorker}. */
+export interface FleetWorkerOptions {
+  /** The chunk stream's key. */
+  stream: string;
+  /** The consumer group. @default {"ocycle"} */
+  group?: string;
+  /** This worker's consumer name, unique in the fleet. */
+  consumer: string;
+  /** The most entries one `claim()` or `reclaim()` takes. @default {16} */
+  count?: number;
+  /** How long `claim()` waits for entries, in ms. @default {1000} */
+  block?: number;
+  /** How often held entries are refreshed, in ms; 0: never. @default {1000} */
+  heartbeat?: number;
+  /** Idle this long (ms), an entry is taken over by `reclaim()`. @default {5000} */
+  staleAfter?: number;
+  /** Options of the worker's two clients. */
+  client?: RedisClientOptions;
+}
+
+/** The worker side: claim, heartbeat, reclaim, fenced commit, dead letter. */
+export class FleetWorker {
+  readonly stream: string;
+  readonly group: string;
+  readonly consumer: string;
+  readonly #count: number;
+  readonly #block: number;
+  readonly #staleAfter: number;
+  /** Commands (never blocks). */
+  readonly #client: RedisClient;
+  /** XREADGROUP BLOCK only. */
+  readonly #reader: RedisClient;
+  readonly #held = new Set<string>();
+  #timer: ReturnType<typeof setInterval> | undefined;
+  #beating: Promise<unknown> = Promise.resolve();
+  #groupReady: Promise<boolean> | undefined;
+  /** The last error of a background heartbeat, if any. */
+  heartbeatError: unknown = undefined;
+
+  /** Connects (lazily) to `url`; starts the heartbeat. */
+  constructor(url: string, options: FleetWorkerOptions) {
+    this.stream = options.stream;
+    this.group = options.group ?? "ocycle";
+    this.consumer = options.consumer;
+    this.#count = options.count ?? 16;
+    this.#block = options.block ?? 1000;
+    this.#staleAfter = options.staleAfter ?? 5000;
+    this.#client = new RedisClient(url, options.client);
+    this.#reader = new RedisClient(url, options.client);
+    const heartbeat = options.heartbeat ?? 1000;
+    if (heartbeat > 0) this.startHeartbeat(heartbeat);
+  }
+
+  /** The ids of the entries this worker holds (claimed, not committed yet). */
+  get held(): ReadonlySet<string> {
+    return this.#held;
+  }
+
+  /** Creates the group (from the stream's start, MKSTREAM) unless it exists; tried again after a failure. */
+  ensureGroup(): Promise<boolean> {
+    this.#groupReady ??= xgroupCreate(
+      this.#client,
+      this.stream,
+      this.group,
+      "0",
+    ).catch((error) => {
+      this.#groupReady = undefined;
+      throw error;
+    });
+    return this.#groupReady;
+  }
+
+  /** New entries for this worker: XREADGROUP COUNT BLOCK; `[]` when none came. */
+  async claim(): Promise<ClaimedEntry[]> {
+    await this.ensureGroup();
+    const entries = await xreadgroup(
+      this.#reader,
+      this.stream,
+      this.group,
+      this.consumer,
+      { count: this.#count, block: this.#block },
+    );
+    return await this.#hold(entries, false);
+  }
+
+  /** Entries idle longer than `staleAfter` (a dead or stalled worker's), taken over with XAUTOCLAIM. */
+  async reclaim(): Promise<ClaimedEntry[]> {
+    await this.ensureGroup();
+    const { entries } = await xautoclaim(
+      this.#client,
+      this.stream,
+      this.group,
+      this.consumer,
+      this.#staleAfter,
+      "0-0",
+      this.#count,
+    );
+    return await this.#hold(entries, true);
+  }
+
+  async #hold(
+    entries: StreamEntry[],
+    counted: boolean,
+  ): Promise<ClaimedEntry[]> {
+    const live = entries.filter((e) => e.fields !== null);
+    const deliveries = counted
+      ? await this.#client.pipeline(
+        live.map((
+          e,
+        ) => ["XPENDING", this.stream, this.group, e.id, e.id, 1]),
+      )
+      : [];
+    return live.map((e, i) => {
+      const fields = e.fields!;
+      const reply = fields.get(REPLY_FIELD);
+      this.#held.add(e.id);
+      const row = deliveries[i];
+      const n = Array.isArray(row) && Array.isArray(row[0])
+        ? Number(row[0][3])
+        : 1;
+      return {
+        id: e.id,
+        fields,
+        reply: reply === undefined ? "" : decoder.decode(reply),
+        deliveries: n,
+      };
+    });
+  }
+
+  /** Refreshes the held entries now; returns the ids lost to another worker (and forgets them). */
+  async heartbeatNow(): Promise<string[]> {
+    const ids = [...this.#held];
+    if (ids.length === 0) return [];
+    const kept = new Set(
+      (await HEARTBEAT_SCRIPT.run(
+        this.#client,
+        [this.stream],
+        [this.group, this.consumer, ...ids],
+      ) as Uint8Array[]).map((id) => decoder.decode(id)),
+    );
+    const lost = ids.filter((id) => !kept.has(id) && this.#held.has(id));
+    for (const id of lost) this.#held.delete(id);
+    return lost;
+  }
+
+  /** Refreshes held entries every `every` ms (restarting the timer). */
+  startHeartbeat(every: number): void {
+    this.stopHeartbeat();
+    this.#timer = setInterval(() => {
+      this.#beating = this.#beating.then(() =>
+        this.heartbeatNow().catch((error) => {
+          this.heartbeatError = error;
+        })
+      );
+    }, every);
+  }
+
+  /** Stops the heartbeat (a stalled worker, in tests). */
+  stopHeartbeat(): void {
+    clearInterval(this.#timer);
+    this.#timer = undefined;
+  }
+
+  /**
+   * The fenced commit: appends `result` (a result entry's fields) to the
+   * entry's reply stream, acks and deletes the entry, all at once, only if
+   * this worker still holds it.
+   *
+   * @returns `"fenced"` (nothing changed) if another worker took it over.
+   * @throws {TypeError} If the task entry named no reply stream, or `result` is no field list.
+   */
+  async commit(
+    entry: ClaimedEntry,
+    result: readonly Arg[],
+  ): Promise<CommitOutcome> {
+    if (entry.reply === "") {
+      throw new TypeError(
+        `Cannot commit entry ${entry.id} of ${this.stream} as it names no '${REPLY_FIELD}' stream`,
+      );
+    }
+    checkFields(result);
+    return await this.#run(
+      [this.stream, entry.reply],
+      [entry.id, "result", ...result],
+    );
+  }
+
+  /**
+   * The fenced dead letter: moves the entry (its fields copied by the
+   * script) to NAME:dead with `error`, this worker's name and its delivery
+   * count; when given, appends `result` (an error result) to its reply
+   * stream; acks and deletes it; all only if this worker still holds it.
+   *
+   * @returns `"fenced"` (nothing changed) if another worker took it over.
+   */
+  async deadLetter(
+    entry: ClaimedEntry,
+    error: Arg,
+    result?: readonly Arg[],
+  ): Promise<CommitOutcome> {
+    const keys = [this.stream, deadStream(this.stream)];
+    const args: Arg[] = [entry.id, "dead", error, String(entry.deliveries)];
+    if (result !== undefined && entry.reply !== "") {
+      checkFields(result);
+      keys.push(entry.reply);
+      args.push(...result);
+    }
+    return await this.#run(keys, args);
+  }
+
+  async #run(keys: string[], args: Arg[]): Promise<CommitOutcome> {
+    const reply = await COMMIT_SCRIPT.run(
+      this.#client,
+      keys,
+      [this.group, this.consumer, ...args],
+    ) as Uint8Array[];
+    this.#held.delete(args[0] as string);
+    return decoder.decode(reply[0]) === "committed" ? "committed" : "fenced";
+  }
+
+  /** Stops the heartbeat and closes both clients; what it holds stays pending for others to reclaim. */
+  async close(): Promise<void> {
+    this.stopHeartbeat();
+    await this.#beating;
+    await Promise.all([this.#client.close(), this.#reader.close()]);
+    await this.#groupReady?.catch(() => {});
+  }
+}
+
+function checkFields(fields: readonly Arg[]): void {
+  if (fields.length === 0 || fields.length % 2 !== 0) {
+    throw new TypeError(
+      `Cannot append an entry of ${fields.length} names and values: it needs pairs, at least one`,
+    );
+  }
+}

@@ -1,0 +1,378 @@
+// Copyright the @ocycle/core authors. MIT license.
+// The fleet protocol of Redis mode (src/redis/_fleet.ts) against a real
+// redis-server that each test starts on a free loopback port and stops, with
+// in-process workers (separate clients, different consumer names). Without
+// redis-server the tests are skipped (and say why), except under CI=true,
+// where they fail.
+
+import { assertEquals, assertRejects } from "@std/assert";
+import { deserialize, serialize } from "node:v8";
+import { RedisClient } from "../src/redis/_client.ts";
+import {
+  deadStream,
+  FleetProducer,
+  FleetWorker,
+  type FleetWorkerOptions,
+} from "../src/redis/_fleet.ts";
+import { xpending } from "../src/redis/_streams.ts";
+import {
+  decodeResultEntry,
+  decodeTaskEntry,
+  encodeResultEntry,
+  encodeTaskEntry,
+} from "../src/wire/_entries.ts";
+
+const CI = Deno.env.get("CI") === "true";
+const hasRedis = await commandExists("redis-server");
+if (!hasRedis) {
+  if (CI) {
+    Deno.test("redis-server is installed (CI=true)", () => {
+      throw new Error(
+        "redis-server is missing and CI=true: the Redis tests must run in CI (.ci/run installs it)",
+      );
+    });
+  } else {
+    console.warn(
+      "redis_fleet_test.ts: redis-server is not installed, so the fleet tests are skipped (apt-get install -y redis-server)",
+    );
+  }
+}
+const ignore = !hasRedis && !CI;
+const STREAM = "jobs";
+const text = (bytes: Uint8Array | undefined) => new TextDecoder().decode(bytes);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function commandExists(name: string): Promise<boolean> {
+  try {
+    const { success } = await new Deno.Command(name, {
+      args: ["--version"],
+      stdout: "null",
+      stderr: "null",
+    }).output();
+    return success;
+  } catch {
+    return false;
+  }
+}
+
+function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr as Deno.NetAddr;
+  listener.close();
+  return port;
+}
+
+/** A redis-server of the test's own, on a loopback port, without persistence. */
+async function startServer(): Promise<
+  { url: string; [Symbol.asyncDispose](): Promise<void> }
+> {
+  const dir = await Deno.makeTempDir({ prefix: "ocycle_fleet_" });
+  const port = freePort();
+  const child = new Deno.Command("redis-server", {
+    args: ["--port", String(port), "--bind", "127.0.0.1", "--save", ""]
+      .concat(["--appendonly", "no", "--dir", dir]),
+    stdin: "null",
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  const url = `redis://127.0.0.1:${port}`;
+  const stop = async () => {
+    try {
+      child.kill("SIGTERM");
+    } catch {
+      // gone
+    }
+    await child.status;
+    await Deno.remove(dir, { recursive: true });
+  };
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    try {
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+      conn.close();
+      break;
+    } catch (error) {
+      if (Date.now() > deadline) {
+        await stop();
+        throw error;
+      }
+      await sleep(20);
+    }
+  }
+  return { url, [Symbol.asyncDispose]: stop };
+}
+
+const clone = (value: unknown) => new Uint8Array(serialize(value));
+const parse = (bytes: Uint8Array) => deserialize(bytes);
+
+/** A server, a producer, an admin client and workers, all closed at the end. */
+async function fleet(
+  workers: Partial<FleetWorkerOptions>[],
+): Promise<{
+  url: string;
+  producer: FleetProducer;
+  admin: RedisClient;
+  workers: FleetWorker[];
+  [Symbol.asyncDispose](): Promise<void>;
+}> {
+  const server = await startServer();
+  const producer = new FleetProducer(server.url, STREAM, "p1");
+  const admin = await RedisClient.connect(server.url);
+  const ws = workers.map((options, i) =>
+    new FleetWorker(server.url, {
+      stream: STREAM,
+      consumer: `w${i}`,
+      block: 50,
+      heartbeat: 100,
+      staleAfter: 300,
+      ...options,
+    })
+  );
+  return {
+    url: server.url,
+    producer,
+    admin,
+    workers: ws,
+    async [Symbol.asyncDispose]() {
+      await Promise.all(ws.map((w) => w.close()));
+      await producer.close();
+      await admin.close();
+      await server[Symbol.asyncDispose]();
+    },
+  };
+}
+
+/** Every result that comes within `ms`. */
+async function results(producer: FleetProducer, ms = 200) {
+  const all = [];
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) all.push(...await producer.read(50));
+  return all;
+}
+
+/** The one entry of `entries`. */
+function one<T>(entries: T[]): T {
+  assertEquals(entries.length, 1);
+  return entries[0]!;
+}
+
+async function assertDrained(admin: RedisClient): Promise<void> {
+  assertEquals(await admin.command("XLEN", STREAM), 0);
+  assertEquals((await xpending(admin, STREAM, "ocycle")).count, 0);
+}
+
+Deno.test({
+  name:
+    "fleet: a task is claimed by exactly one worker and its result reaches the producer once",
+  ignore,
+  async fn() {
+    await using f = await fleet([{}, {}, {}]);
+    const bytes = Uint8Array.from({ length: 256 }, (_, i) => i);
+    await f.producer.submit(["id", "t1", "raw", bytes]);
+    const claims = await Promise.all(f.workers.map((w) => w.claim()));
+    const got = claims.flat();
+    assertEquals(got.length, 1);
+    assertEquals(got[0]!.deliveries, 1);
+    assertEquals(got[0]!.fields.get("raw"), bytes);
+    assertEquals(got[0]!.reply, `${STREAM}:results:p1`);
+    // not trimmed nor acked before the result is in
+    assertEquals(await f.admin.command("XLEN", STREAM), 1);
+    const holder = f.workers[claims.findIndex((c) => c.length === 1)]!;
+    assertEquals(
+      await holder.commit(got[0]!, ["id", "t1", "value", "ok"]),
+      "committed",
+    );
+    const out = await results(f.producer);
+    assertEquals(out.length, 1);
+    assertEquals(text(out[0]!.fields.get("value")), "ok");
+    await assertDrained(f.admin);
+    // read results are deleted from the result stream too
+    assertEquals(await f.admin.command("XLEN", f.producer.results), 0);
+  },
+});
+
+Deno.test({
+  name:
+    "fleet: a dead worker's entry is reclaimed after staleAfter and committed once",
+  ignore,
+  async fn() {
+    await using f = await fleet([{}, {}]);
+    const [a, b] = f.workers as [FleetWorker, FleetWorker];
+    await f.producer.submit(["id", "t1"]);
+    const entry = one(await a.claim());
+    a.stopHeartbeat(); // dies: no heartbeat, no commit
+    assertEquals(await b.reclaim(), []); // not stale yet
+    await sleep(350);
+    const again = one(await b.reclaim());
+    assertEquals(again.id, entry.id);
+    assertEquals(again.deliveries, 2);
+    assertEquals(
+      await b.commit(again, ["id", "t1", "value", "b"]),
+      "committed",
+    );
+    const out = await results(f.producer);
+    assertEquals(out.map((r) => text(r.fields.get("value"))), ["b"]);
+    await assertDrained(f.admin);
+  },
+});
+
+Deno.test({
+  name: "fleet: a stalled worker that wakes up after being reclaimed is fenced",
+  ignore,
+  async fn() {
+    await using f = await fleet([{}, {}]);
+    const [a, b] = f.workers as [FleetWorker, FleetWorker];
+    await f.producer.submit(["id", "t1"]);
+    const entry = one(await a.claim());
+    a.stopHeartbeat(); // SIGSTOP
+    await sleep(350);
+    const taken = one(await b.reclaim());
+    // A wakes before B commits: its heartbeat does not take the entry back
+    assertEquals(await a.heartbeatNow(), [entry.id]);
+    assertEquals(await a.commit(entry, ["id", "t1", "value", "a"]), "fenced");
+    assertEquals(
+      await b.commit(taken, ["id", "t1", "value", "b"]),
+      "committed",
+    );
+    // and once more after B committed
+    assertEquals(await a.commit(entry, ["id", "t1", "value", "a"]), "fenced");
+    const out = await results(f.producer);
+    assertEquals(out.map((r) => text(r.fields.get("value"))), ["b"]);
+    await assertDrained(f.admin);
+  },
+});
+
+Deno.test({
+  name: "fleet: a live worker's heartbeat keeps its claim past staleAfter",
+  ignore,
+  async fn() {
+    await using f = await fleet([{}, {}]);
+    const [a, b] = f.workers as [FleetWorker, FleetWorker];
+    await f.producer.submit(["id", "t1"]);
+    const entry = one(await a.claim());
+    for (let i = 0; i < 4; i++) {
+      await sleep(200); // 800 ms in all, well past staleAfter (300 ms)
+      assertEquals(await b.reclaim(), []);
+    }
+    assertEquals(a.held.has(entry.id), true);
+    assertEquals(
+      await a.commit(entry, ["id", "t1", "value", "a"]),
+      "committed",
+    );
+    const out = await results(f.producer);
+    assertEquals(out.map((r) => text(r.fields.get("value"))), ["a"]);
+    assertEquals(a.heartbeatError, undefined);
+    await assertDrained(f.admin);
+  },
+});
+
+Deno.test({
+  name:
+    "fleet: a dead letter lands in NAME:dead with its error, acked and deleted",
+  ignore,
+  async fn() {
+    await using f = await fleet([{}, {}]);
+    const [a, b] = f.workers as [FleetWorker, FleetWorker];
+    await f.producer.submit(["id", "t1", "raw", "poison"]);
+    const entry = one(await a.claim());
+    a.stopHeartbeat();
+    await sleep(350);
+    const again = one(await b.reclaim());
+    assertEquals(again.deliveries, 2);
+    // the stalled worker cannot dead-letter what it lost
+    assertEquals(await a.deadLetter(entry, "late"), "fenced");
+    assertEquals(
+      await b.deadLetter(again, "Error: boom", ["id", "t1", "error", "boom"]),
+      "committed",
+    );
+    const dead = await f.admin.command("XRANGE", deadStream(STREAM), "-", "+");
+    const [[, fields]] = dead as [Uint8Array, Uint8Array[]][] as [
+      [Uint8Array, Uint8Array[]],
+    ];
+    assertEquals((dead as unknown[]).length, 1);
+    const flat = fields.map(text);
+    assertEquals(flat, [
+      "id",
+      "t1",
+      "raw",
+      "poison",
+      "reply",
+      `${STREAM}:results:p1`,
+      "error",
+      "Error: boom",
+      "worker",
+      "w1",
+      "deliveries",
+      "2",
+    ]);
+    const out = await results(f.producer);
+    assertEquals(out.map((r) => text(r.fields.get("error"))), ["boom"]);
+    await assertDrained(f.admin);
+  },
+});
+
+Deno.test({
+  name:
+    "fleet: wire entries round trip, submitted before any worker made the group",
+  ignore,
+  async fn() {
+    await using f = await fleet([{}, {}]);
+    const info = {
+      index: 0,
+      offset: 0,
+      length: 256,
+      t0: 1_764_000_000_000,
+      reason: "size" as const,
+      final: true,
+    };
+    const bytes = Uint8Array.from({ length: 256 }, (_, i) => 255 - i);
+    await f.producer.submit(
+      encodeTaskEntry("p1:0", info, { kind: "bytes" }, bytes, clone),
+    );
+    const [a] = f.workers as [FleetWorker];
+    const entry = one(await a.claim());
+    const task = decodeTaskEntry(entry.fields, parse);
+    assertEquals(task.id, "p1:0");
+    assertEquals(task.chunk, bytes);
+    assertEquals(
+      await a.commit(
+        entry,
+        encodeResultEntry(
+          task.id,
+          { worker: a.consumer, value: { n: 256 } },
+          clone,
+        ),
+      ),
+      "committed",
+    );
+    const out = await results(f.producer);
+    assertEquals(out.map((r) => decodeResultEntry(r.fields, parse)), [
+      { id: "p1:0", worker: "w0", value: { n: 256 } },
+    ]);
+    await assertDrained(f.admin);
+  },
+});
+
+Deno.test({
+  name:
+    "fleet: an entry without a reply stream cannot be committed, only dead-lettered",
+  ignore,
+  async fn() {
+    await using f = await fleet([{}]);
+    const [a] = f.workers as [FleetWorker];
+    await f.admin.command("XADD", STREAM, "*", "id", "stray");
+    const entry = one(await a.claim());
+    assertEquals(entry.reply, "");
+    await assertRejects(
+      () => a.commit(entry, ["id", "stray", "value", "x"]),
+      TypeError,
+      "names no 'reply' stream",
+    );
+    assertEquals(
+      await a.deadLetter(entry, "no reply", ["id", "stray"]),
+      "committed",
+    );
+    assertEquals(await f.admin.command("XLEN", deadStream(STREAM)), 1);
+    await assertDrained(f.admin);
+  },
+});
