@@ -19,6 +19,7 @@ import {
 } from "../src/wire/_entries.ts";
 import { ProtocolError } from "../src/wire/_framing.ts";
 import type { ChunkLayout } from "../src/wire/_layout.ts";
+import { RedisServer, skipWithoutRedis } from "./_redis_server.ts";
 
 const clone = (value: unknown) => new Uint8Array(serialize(value));
 const parse = (bytes: Uint8Array) => deserialize(bytes);
@@ -268,88 +269,13 @@ Deno.test("malformed result entries are refused, naming the field", () => {
 
 // --- against a real redis-server ---
 
-const CI = Deno.env.get("CI") === "true";
-const hasRedis = await commandExists("redis-server");
-if (!hasRedis) {
-  if (CI) {
-    Deno.test("redis-server is installed (CI=true)", () => {
-      throw new Error(
-        "redis-server is missing and CI=true: the Redis tests must run in CI (.ci/run installs it)",
-      );
-    });
-  } else {
-    console.warn(
-      "entries_test.ts: redis-server is not installed, so the test against a server is skipped (apt-get install -y redis-server)",
-    );
-  }
-}
-
-async function commandExists(name: string): Promise<boolean> {
-  try {
-    const { success } = await new Deno.Command(name, {
-      args: ["--version"],
-      stdout: "null",
-      stderr: "null",
-    }).output();
-    return success;
-  } catch {
-    return false;
-  }
-}
-
-/** A redis-server of the test's own on a free loopback port, without persistence. */
-async function startRedis(): Promise<AsyncDisposable & { url: string }> {
-  const dir = await Deno.makeTempDir({ prefix: "ocycle_entries_" });
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const { port } = listener.addr as Deno.NetAddr;
-  listener.close();
-  const child = new Deno.Command("redis-server", {
-    args: [
-      "--port",
-      String(port),
-      "--bind",
-      "127.0.0.1",
-      "--save",
-      "",
-      "--appendonly",
-      "no",
-      "--dir",
-      dir,
-    ],
-    stdin: "null",
-    stdout: "null",
-    stderr: "null",
-  }).spawn();
-  const stop = async () => {
-    try {
-      child.kill("SIGTERM");
-    } catch {
-      // already gone
-    }
-    await child.status;
-    await Deno.remove(dir, { recursive: true });
-  };
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    try {
-      (await Deno.connect({ hostname: "127.0.0.1", port })).close();
-      break;
-    } catch {
-      if (Date.now() > deadline) {
-        await stop();
-        throw new Error("redis-server did not start listening");
-      }
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
-  }
-  return { url: `redis://127.0.0.1:${port}`, [Symbol.asyncDispose]: stop };
-}
+const ignore = skipWithoutRedis("entries_test.ts");
 
 Deno.test({
   name: "a task entry goes through redis-server raw and decodes identically",
-  ignore: !hasRedis && !CI,
+  ignore,
   async fn() {
-    await using server = await startRedis();
+    await using server = await RedisServer.start();
     const client = await RedisClient.connect(server.url);
     try {
       const chunk = new Uint8Array(1 << 16);

@@ -21,86 +21,12 @@ import {
   encodeResultEntry,
   encodeTaskEntry,
 } from "../src/wire/_entries.ts";
+import { RedisServer, skipWithoutRedis } from "./_redis_server.ts";
 
-const CI = Deno.env.get("CI") === "true";
-const hasRedis = await commandExists("redis-server");
-if (!hasRedis) {
-  if (CI) {
-    Deno.test("redis-server is installed (CI=true)", () => {
-      throw new Error(
-        "redis-server is missing and CI=true: the Redis tests must run in CI (.ci/run installs it)",
-      );
-    });
-  } else {
-    console.warn(
-      "redis_fleet_test.ts: redis-server is not installed, so the fleet tests are skipped (apt-get install -y redis-server)",
-    );
-  }
-}
-const ignore = !hasRedis && !CI;
+const ignore = skipWithoutRedis("redis_fleet_test.ts");
 const STREAM = "jobs";
 const text = (bytes: Uint8Array | undefined) => new TextDecoder().decode(bytes);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function commandExists(name: string): Promise<boolean> {
-  try {
-    const { success } = await new Deno.Command(name, {
-      args: ["--version"],
-      stdout: "null",
-      stderr: "null",
-    }).output();
-    return success;
-  } catch {
-    return false;
-  }
-}
-
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const { port } = listener.addr as Deno.NetAddr;
-  listener.close();
-  return port;
-}
-
-/** A redis-server of the test's own, on a loopback port, without persistence. */
-async function startServer(): Promise<
-  { url: string; [Symbol.asyncDispose](): Promise<void> }
-> {
-  const dir = await Deno.makeTempDir({ prefix: "ocycle_fleet_" });
-  const port = freePort();
-  const child = new Deno.Command("redis-server", {
-    args: ["--port", String(port), "--bind", "127.0.0.1", "--save", ""]
-      .concat(["--appendonly", "no", "--dir", dir]),
-    stdin: "null",
-    stdout: "null",
-    stderr: "null",
-  }).spawn();
-  const url = `redis://127.0.0.1:${port}`;
-  const stop = async () => {
-    try {
-      child.kill("SIGTERM");
-    } catch {
-      // gone
-    }
-    await child.status;
-    await Deno.remove(dir, { recursive: true });
-  };
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    try {
-      const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-      conn.close();
-      break;
-    } catch (error) {
-      if (Date.now() > deadline) {
-        await stop();
-        throw error;
-      }
-      await sleep(20);
-    }
-  }
-  return { url, [Symbol.asyncDispose]: stop };
-}
 
 const clone = (value: unknown) => new Uint8Array(serialize(value));
 const parse = (bytes: Uint8Array) => deserialize(bytes);
@@ -115,7 +41,7 @@ async function fleet(
   workers: FleetWorker[];
   [Symbol.asyncDispose](): Promise<void>;
 }> {
-  const server = await startServer();
+  const server = await RedisServer.start();
   const producer = new FleetProducer(server.url, STREAM, "p1");
   const admin = await RedisClient.connect(server.url);
   const ws = workers.map((options, i) =>

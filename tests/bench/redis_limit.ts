@@ -32,6 +32,7 @@ import {
   xgroupCreate,
   xreadgroup,
 } from "../../src/redis/_streams.ts";
+import { RedisServer } from "../_redis_server.ts";
 
 interface Args {
   rounds: string;
@@ -62,65 +63,6 @@ for (
 }
 
 const GROUP = "g";
-
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const { port } = listener.addr as Deno.NetAddr;
-  listener.close();
-  return port;
-}
-
-/** A redis-server of our own, on a loopback port, without persistence. */
-async function startServer(): Promise<
-  { url: string; stop(): Promise<void> }
-> {
-  const dir = await Deno.makeTempDir({ prefix: "ocycle_redis_bench_" });
-  const port = freePort();
-  const child = new Deno.Command("redis-server", {
-    args: [
-      "--port",
-      String(port),
-      "--bind",
-      "127.0.0.1",
-      "--save",
-      "",
-      "--appendonly",
-      "no",
-      "--dir",
-      dir,
-      "--logfile",
-      `${dir}/redis.log`,
-    ],
-    stdin: "null",
-    stdout: "null",
-    stderr: "null",
-  }).spawn();
-  const stop = async () => {
-    try {
-      child.kill("SIGTERM");
-    } catch {
-      // already gone
-    }
-    await child.status;
-    await Deno.remove(dir, { recursive: true });
-  };
-  const url = `redis://127.0.0.1:${port}`;
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    try {
-      const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-      conn.close();
-      break;
-    } catch {
-      if (Date.now() > deadline) {
-        await stop();
-        throw new Error(`redis-server did not listen on ${url}`);
-      }
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
-  }
-  return { url, stop };
-}
 
 interface Figures {
   entriesPerSec: number;
@@ -295,7 +237,7 @@ const impls = [
     : []),
 ];
 
-const server = await startServer();
+const server = await RedisServer.start();
 const rows: { payload: string; impl: string; best: Figures }[] = [];
 try {
   let stream = 0;
@@ -333,7 +275,7 @@ try {
     }
   }
 } finally {
-  await server.stop();
+  await server[Symbol.asyncDispose]();
 }
 
 console.log(
