@@ -174,7 +174,56 @@ Deno.test("an error round-trips as a WireError naming the worker", () => {
     id: "p1:9",
     worker: "w-7",
     error,
+    kind: "callback",
+    attempts: 1,
   });
+});
+
+Deno.test("an error result carries its kind and attempts; a task its retry policy", () => {
+  const error = { name: "Error", message: "child died" };
+  const fields = encodeResultEntry(
+    "p1:9",
+    { worker: "w-7", error, kind: "crash", attempts: 3 },
+    clone,
+  );
+  assertEquals(
+    [...readFields(fields).keys()],
+    ["v", "id", "worker", "error", "kind", "attempts"],
+  );
+  const back = decodeResultEntry(readFields(fields), parse);
+  assertEquals(back, {
+    id: "p1:9",
+    worker: "w-7",
+    error,
+    kind: "crash",
+    attempts: 3,
+  });
+  const task = readFields(
+    encodeTaskEntry("t", info(2), { kind: "bytes" }, new Uint8Array(2), clone, {
+      retries: 2,
+      retryDelay: 50,
+    }),
+  );
+  const read = decodeTaskEntry(task, parse);
+  assertEquals([read.retries, read.retryDelay], [2, 50]);
+  const plain = decodeTaskEntry(
+    readFields(
+      encodeTaskEntry(
+        "t",
+        info(2),
+        { kind: "bytes" },
+        new Uint8Array(2),
+        clone,
+      ),
+    ),
+    parse,
+  );
+  assertEquals([plain.retries, plain.retryDelay], [0, 100]);
+  task.set("retries", new TextEncoder().encode("-1"));
+  refused(task, "field 'retries' must be a whole number");
+  const odd = readFields(fields);
+  odd.set("kind", new TextEncoder().encode("bogus"));
+  refused(odd, "field 'kind' must be one of", true);
 });
 
 function refused(

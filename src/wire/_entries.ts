@@ -8,15 +8,20 @@
 //   layout  the ChunkLayout, as JSON text (wire/_layout.ts)
 //   raw     bytes and samples: the chunk's bytes as they are, never base64
 //   value   items and text: the chunk's structured-clone encoding
+//   retries the producer's `retries`, as text (absent: 0)
+//   delay   the producer's `retryDelay` in ms, as text (absent: 100)
 // A result entry's fields:
 //   v       "1"
 //   id      the task id it answers
 //   worker  the name of the worker that ran the chunk
 //   value   the result, as wire/_values.ts encodes it, or
-//   error   the WireError (wire/_messages.ts), structured-cloned.
+//   error   the WireError (wire/_messages.ts), structured-cloned, with
+//   kind    the ChunkErrorKind, as text (absent: "callback"), and
+//   attempts the attempts made, as text (absent: 1).
 // The codec is passed in (`node:v8` serialize and deserialize), as in
 // wire/_values.ts, so that nothing here imports it. Pure functions: no I/O.
 
+import type { ChunkErrorKind } from "../chunk_error.ts";
 import type { ChunkInfo } from "../chunk_info.ts";
 import { INFO_BYTES, readInfoBytes, writeInfoBytes } from "./_chunk_info.ts";
 import { ProtocolError } from "./_framing.ts";
@@ -48,12 +53,45 @@ export interface TaskEntry {
   layout: ChunkLayout;
   /** The chunk: a Uint8Array, a typed array of samples, items or text. */
   chunk: unknown;
+  /** The producer's `retries`: attempts after the first for a crash or a timeout. */
+  retries: number;
+  /** The producer's `retryDelay`, in milliseconds. */
+  retryDelay: number;
 }
+
+/** What the producer asks of the fleet for a chunk that crashes or times out. */
+export interface RetryPolicy {
+  readonly retries: number;
+  readonly retryDelay: number;
+}
+
+/** The `retryDelay` of a task entry without a `delay` field. */
+export const DEFAULT_RETRY_DELAY = 100;
+
+/** The kinds an error result may carry. */
+const RESULT_KINDS: ReadonlySet<string> = new Set<ChunkErrorKind>([
+  "callback",
+  "timeout",
+  "crash",
+  "protocol",
+  "startup",
+  "oversize",
+  "aborted",
+]);
 
 /** What a worker sends back for one chunk: a value or an error, and its name. */
 export type ResultOutcome =
   & { worker: string }
-  & ({ value: unknown } | { error: WireError });
+  & (
+    | { value: unknown }
+    | {
+      error: WireError;
+      /** What went wrong; "callback" when absent. */
+      kind?: ChunkErrorKind;
+      /** The attempts made; 1 when absent. */
+      attempts?: number;
+    }
+  );
 
 /** A result read from an entry. */
 export type ResultEntry = { id: string } & ResultOutcome;
@@ -74,6 +112,7 @@ export function encodeTaskEntry(
   layout: ChunkLayout,
   chunk: unknown,
   clone: CloneEncoder,
+  policy?: RetryPolicy,
 ): EntryFields {
   const infoBytes = new Uint8Array(INFO_BYTES);
   writeInfoBytes(info, infoBytes, 0);
@@ -98,6 +137,14 @@ export function encodeTaskEntry(
     fields.push(
       "raw",
       new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength),
+    );
+  }
+  if (policy !== undefined && policy.retries > 0) {
+    fields.push(
+      "retries",
+      String(policy.retries),
+      "delay",
+      String(policy.retryDelay),
     );
   }
   return fields;
@@ -131,6 +178,8 @@ export function decodeTaskEntry(
     throw bad("task", "info", (error as Error).message);
   }
   const layout = readLayout(textField(fields, "task", "layout"));
+  const retries = countField(fields, "task", "retries", 0);
+  const retryDelay = countField(fields, "task", "delay", DEFAULT_RETRY_DELAY);
   const type = layoutType(layout);
   if (type === undefined) {
     if (fields.has("raw")) {
@@ -143,7 +192,7 @@ export function decodeTaskEntry(
     } catch (error) {
       throw bad("task", "value", `cannot be decoded: ${describe(error)}`);
     }
-    return { id, info, layout, chunk };
+    return { id, info, layout, chunk, retries, retryDelay };
   }
   if (fields.has("value")) {
     throw bad("task", "value", `must be absent for a ${layout.kind} chunk`);
@@ -170,7 +219,7 @@ export function decodeTaskEntry(
     bytes.byteOffset,
     bytes.byteLength / type.BYTES_PER_ELEMENT,
   );
-  return { id, info, layout, chunk };
+  return { id, info, layout, chunk, retries, retryDelay };
 }
 
 /** The fields of a result entry: a value or an error, and the worker's name. */
@@ -187,8 +236,15 @@ export function encodeResultEntry(
     "worker",
     outcome.worker,
   ];
-  if ("error" in outcome) fields.push("error", clone(outcome.error));
-  else fields.push("value", encodeValue(outcome.value, clone));
+  if ("error" in outcome) {
+    fields.push("error", clone(outcome.error));
+    if (outcome.kind !== undefined && outcome.kind !== "callback") {
+      fields.push("kind", outcome.kind);
+    }
+    if (outcome.attempts !== undefined && outcome.attempts !== 1) {
+      fields.push("attempts", String(outcome.attempts));
+    }
+  } else fields.push("value", encodeValue(outcome.value, clone));
   return fields;
 }
 
@@ -235,7 +291,26 @@ export function decodeResultEntry(
   }
   const out: WireError = { name: wire.name, message: wire.message };
   if (typeof wire.stack === "string") out.stack = wire.stack;
-  return { id, worker, error: out };
+  const kind = fields.has("kind")
+    ? textField(fields, "result", "kind")
+    : "callback";
+  if (!RESULT_KINDS.has(kind)) {
+    throw bad(
+      "result",
+      "kind",
+      `must be one of ${[...RESULT_KINDS].join(", ")}: received ${
+        JSON.stringify(kind.slice(0, 20))
+      }`,
+    );
+  }
+  const attempts = countField(fields, "result", "attempts", 1);
+  return {
+    id,
+    worker,
+    error: out,
+    kind: kind as ChunkErrorKind,
+    attempts,
+  };
 }
 
 /** An entry's flat fields (as XADD takes them) as read back, for tests and in-memory use. */
@@ -274,6 +349,28 @@ function textField(fields: ReadFields, entry: string, name: string): string {
   } catch {
     throw bad(entry, name, "must be UTF-8 text");
   }
+}
+
+/** An optional field holding a whole number >= 0 as text. */
+function countField(
+  fields: ReadFields,
+  entry: string,
+  name: string,
+  absent: number,
+): number {
+  if (!fields.has(name)) return absent;
+  const text = textField(fields, entry, name);
+  const n = /^\d{1,15}$/.test(text) ? Number(text) : NaN;
+  if (!Number.isSafeInteger(n)) {
+    throw bad(
+      entry,
+      name,
+      `must be a whole number >= 0 as text: received ${
+        JSON.stringify(text.slice(0, 20))
+      }`,
+    );
+  }
+  return n;
 }
 
 function checkVersion(fields: ReadFields, entry: string): void {
