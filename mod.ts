@@ -47,6 +47,7 @@ export type {
   EmitterOptions,
   EmitterStats,
   Overflow,
+  RedisOptions,
   SampleFormatOptions,
   SampleInput,
   TypedArray,
