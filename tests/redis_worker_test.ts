@@ -57,6 +57,7 @@ async function fleet() {
   const workers: RedisWorker[] = [];
   const lines: string[] = [];
   return {
+    server,
     url: server.url,
     producer,
     admin,
@@ -155,6 +156,14 @@ function failure(r: ResultEntry | undefined): {
   return r as ReturnType<typeof failure>;
 }
 
+/** A value result's value, or a failure that shows what came instead. */
+function valueOf(r: ResultEntry | undefined): unknown {
+  if (r === undefined || !("value" in r)) {
+    throw new Error(`not a value result: ${Deno.inspect(r)}`);
+  }
+  return r.value;
+}
+
 function byId(results: ResultEntry[]): Map<string, ResultEntry> {
   return new Map(results.map((r) => [r.id, r]));
 }
@@ -214,7 +223,22 @@ Deno.test({
           info(2, 3),
         );
         await f.submit("t", { kind: "text" }, "héllo", info(3, 5));
-        const got = byId(await f.results(4));
+        // past the client's read buffer: read into a bulk string of its own
+        const big = Uint8Array.from(
+          { length: (1 << 20) + 3 },
+          (_, i) => i % 251,
+        );
+        await f.submit("big", { kind: "bytes" }, big, info(4, big.length));
+        const got = byId(await f.results(5));
+        assertEquals(
+          valueOf(got.get("big")),
+          {
+            index: 4,
+            type: "Uint8Array",
+            length: big.length,
+            sum: big.reduce((a, b) => a + b, 0),
+          },
+        );
         assertEquals(got.get("b"), {
           id: "b",
           worker: `w-${mode}`,
@@ -236,8 +260,8 @@ Deno.test({
           value: "HÉLLO",
         });
         const stats = await worker.shutdown();
-        assertEquals(stats.claimed, 4);
-        assertEquals(stats.done, 4);
+        assertEquals(stats.claimed, 5);
+        assertEquals(stats.done, 5);
         assertEquals(stats.failed + stats.fenced + stats.handedBack, 0);
         await f.assertDrained();
         // It left the group: nothing is pending for it.
@@ -509,6 +533,77 @@ Deno.test({
       value: [{ op: "crashHere" }],
     });
     assertEquals((await b.shutdown()).done, 1);
+    await f.assertDrained();
+  },
+});
+
+Deno.test({
+  name:
+    "runWorker() recreates its group when Redis restarts without its data, and goes on",
+  ignore,
+  async fn() {
+    await using f = await fleet();
+    const worker = f.start("survivor", { mode: "serial" });
+    await f.submit("before", { kind: "text" }, "a", info(0, 1));
+    assertEquals(valueOf((await f.results(1))[0]), "A");
+    await f.server.stop();
+    await f.server.restart(); // no persistence: stream and group are gone
+    await f.submit("after", { kind: "text" }, "b", info(1, 1));
+    assertEquals(valueOf((await f.results(1))[0]), "B");
+    assertEquals((await worker.shutdown()).done, 2);
+    assertMatch(f.lines.join("\n"), /survivor: Redis failed: /);
+    await f.assertDrained();
+  },
+});
+
+Deno.test({
+  name:
+    "runWorker() stops when its signal is aborted, handing back what it holds",
+  ignore,
+  async fn() {
+    await using f = await fleet();
+    const controller = new AbortController();
+    const worker = f.start("signalled", { signal: controller.signal });
+    await f.submit(
+      "s",
+      { kind: "items" },
+      [{ op: "sleep", ms: 5000 }],
+      info(0, 1),
+    );
+    await until("it claims", () => worker.stats().claimed === 1);
+    controller.abort();
+    const stats = await worker.finished;
+    assertEquals([stats.handedBack, stats.done], [1, 0]);
+    // held for the next worker, not lost
+    const pending = await xpending(f.admin, STREAM, "ocycle");
+    assertEquals(pending.count, 1);
+    assertEquals([...pending.consumers.keys()], ["ocycle:handed-back"]);
+  },
+});
+
+Deno.test({
+  name:
+    "runWorker() whose module cannot be loaded rejects finished and hands the chunk back",
+  ignore,
+  async fn() {
+    await using f = await fleet();
+    const worker = f.start("broken", {
+      mode: "serial",
+      module: new URL("./fixtures/redis/missing.ts", import.meta.url),
+    });
+    await f.submit("m", { kind: "text" }, "x", info(0, 1));
+    const error = await worker.finished.then(
+      () => new Error("finished resolved"),
+      (e: unknown) => e as Error,
+    );
+    assertEquals(error.name, "ChunkError");
+    assertStringIncludes(error.message, "could not be loaded");
+    assertEquals(worker.stats().handedBack, 1);
+    assertEquals((await xpending(f.admin, STREAM, "ocycle")).count, 1);
+    // another worker runs it at once
+    const healthy = f.start("healthy", { mode: "serial" });
+    assertEquals((await f.results(1))[0]?.worker, "healthy");
+    assertEquals((await healthy.shutdown()).reclaimed, 1);
     await f.assertDrained();
   },
 });
