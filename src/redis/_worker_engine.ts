@@ -3,8 +3,8 @@
 // the chunk stream up to its free local capacity, takes over stale ones
 // every staleAfter/2, runs each in a local runner of the mode it was started
 // with (one per layout, made lazily), and hands the outcome back with the
-// fenced scripts of redis/_fleet.ts: a result, an error result, a dead letter
-// or, when it stops, a hand-back. Retries of crashes and timeouts are local,
+// fenced scripts of redis/_fleet.ts (through redis/_worker_outcomes.ts): a
+// result, an error result, a dead letter or, when it stops, a hand-back. Retries of crashes and timeouts are local,
 // with the producer's policy from the entry. Redis errors are logged and
 // retried with backoff; they never end the loop.
 //
@@ -18,27 +18,21 @@ import { retryDelay } from "../run/_retry.ts";
 import { describe, message, type Runner, type Task } from "../run/_runner.ts";
 import {
   decodeTaskEntry,
-  encodeResultEntry,
   type ResultOutcome,
   type TaskEntry,
 } from "../wire/_entries.ts";
 import type { ChunkLayout } from "../wire/_layout.ts";
 import { toWireError } from "../wire/_messages.ts";
 import type { CloneDecoder, CloneEncoder } from "../wire/_values.ts";
-import { RedisError } from "./_errors.ts";
 import { type ClaimedEntry, FleetWorker } from "./_fleet.ts";
+import {
+  ABORT_ATTEMPTS,
+  isNoGroup,
+  Outcomes,
+  type WorkerCounts,
+} from "./_worker_outcomes.ts";
 
-/** The counts of a fleet worker, from its start. */
-export interface WorkerCounts {
-  claimed: number;
-  reclaimed: number;
-  done: number;
-  failed: number;
-  fenced: number;
-  deadLettered: number;
-  handedBack: number;
-  retried: number;
-}
+export type { WorkerCounts } from "./_worker_outcomes.ts";
 
 /** Everything the engine is made from, checked by run_worker.ts. */
 export interface EngineSettings {
@@ -57,9 +51,6 @@ export interface EngineSettings {
 
 /** How long a claim waits for new entries, in ms: also how soon the loop sees a stop. */
 const BLOCK = 500;
-
-/** Attempts of the last hand-back sweep when Redis fails, so that stopping always ends. */
-const SWEEP_ATTEMPTS = 5;
 
 type Codec = { clone: CloneEncoder; parse: CloneDecoder };
 
@@ -82,6 +73,8 @@ export class WorkerEngine {
   #state: "running" | "stopping" | "aborting" = "running";
   #fatal: { error: unknown } | undefined;
   #codec: Codec | undefined;
+  /** Made once the codec is loaded. */
+  #out!: Outcomes;
   #wake: () => void = () => {};
   #woken: Promise<void> = this.#rearm();
   #stop: () => void = () => {};
@@ -134,6 +127,13 @@ export class WorkerEngine {
         clone: (value) => new Uint8Array(v8.serialize(value)),
         parse: (bytes) => v8.deserialize(bytes),
       };
+      this.#out = new Outcomes(
+        this.#fleet,
+        this.counts,
+        this.#s.log,
+        this.#codec.clone,
+        () => this.#is("aborting"),
+      );
       await this.#loop();
     } catch (error) {
       this.#fatal ??= { error };
@@ -192,14 +192,14 @@ export class WorkerEngine {
   }
 
   async #handle(entry: ClaimedEntry, reclaimed: boolean): Promise<void> {
-    if (!this.#is("running")) return await this.#handBack(entry);
+    if (!this.#is("running")) return await this.#out.handBack(entry);
     let task: TaskEntry;
     try {
       if (entry.reply === "") throw new TypeError("it names no reply stream");
       task = decodeTaskEntry(entry.fields, this.#codec!.parse);
     } catch (error) {
       const detail = `poison entry: ${message(error)}`;
-      return await this.#dead(entry, detail, taskId(entry), {
+      return await this.#out.dead(entry, detail, taskId(entry), {
         worker: this.#s.name,
         error: toWireError(error),
         kind: "protocol",
@@ -208,7 +208,7 @@ export class WorkerEngine {
     if (reclaimed && entry.deliveries > 1 + task.retries) {
       const detail =
         `delivered ${entry.deliveries} times; each worker holding it died or stalled`;
-      return await this.#dead(entry, detail, task.id, {
+      return await this.#out.dead(entry, detail, task.id, {
         worker: this.#s.name,
         error: { name: "Error", message: detail },
         kind: "crash",
@@ -225,13 +225,13 @@ export class WorkerEngine {
           ? error.kind
           : "callback";
         if (this.#is("aborting") || kind === "aborted") {
-          return await this.#handBack(entry);
+          return await this.#out.handBack(entry);
         }
         if (kind === "startup") {
           // The worker's own module or pool is broken: not the chunk's fault.
           this.#fatal ??= { error };
           this.abort(error);
-          return await this.#handBack(entry);
+          return await this.#out.handBack(entry);
         }
         const retryable = kind === "crash" || kind === "timeout";
         if (retryable && attempt < 1 + task.retries) {
@@ -243,7 +243,7 @@ export class WorkerEngine {
             }; again in ${wait | 0} ms`,
           );
           await this.#sleep(wait);
-          if (!this.#is("running")) return await this.#handBack(entry);
+          if (!this.#is("running")) return await this.#out.handBack(entry);
           continue;
         }
         const outcome: ResultOutcome = {
@@ -253,7 +253,7 @@ export class WorkerEngine {
           attempts: attempt,
         };
         if (retryable) {
-          return await this.#dead(
+          return await this.#out.dead(
             entry,
             `${kind}: ${message(error)}`,
             task.id,
@@ -262,9 +262,9 @@ export class WorkerEngine {
             },
           );
         }
-        return await this.#commit(entry, task.id, outcome);
+        return await this.#out.commit(entry, task.id, outcome);
       }
-      return await this.#commit(entry, task.id, {
+      return await this.#out.commit(entry, task.id, {
         worker: this.#s.name,
         value,
       });
@@ -297,86 +297,9 @@ export class WorkerEngine {
     return runner;
   }
 
-  async #commit(
-    entry: ClaimedEntry,
-    id: string,
-    outcome: ResultOutcome,
-  ): Promise<void> {
-    const fields = encodeResultEntry(id, outcome, this.#codec!.clone);
-    const done = await this.#redis(() => this.#fleet.commit(entry, fields));
-    if (done === "committed") {
-      if ("value" in outcome) this.counts.done++;
-      else this.counts.failed++;
-    } else this.#fenced(entry, id, done);
-  }
-
-  async #dead(
-    entry: ClaimedEntry,
-    detail: string,
-    id: string | undefined,
-    outcome: ResultOutcome,
-  ): Promise<void> {
-    const result = id === undefined || entry.reply === ""
-      ? undefined
-      : encodeResultEntry(id, outcome, this.#codec!.clone);
-    const done = await this.#redis(() =>
-      this.#fleet.deadLetter(entry, detail, result)
-    );
-    if (done === "committed") {
-      this.counts.deadLettered++;
-      this.counts.failed++;
-      this.#s.log(`entry ${entry.id} went to the dead letter: ${detail}`);
-    } else this.#fenced(entry, id, done);
-  }
-
-  #fenced(entry: ClaimedEntry, id: string | undefined, done: unknown): void {
-    if (done !== "fenced") return; // lost with Redis's data, or given up on abort
-    this.counts.fenced++;
-    this.#s.log(
-      `entry ${entry.id}${
-        id === undefined ? "" : ` (task ${id})`
-      } was taken over by another worker: its outcome here is discarded`,
-    );
-  }
-
-  async #handBack(entry: ClaimedEntry): Promise<void> {
-    const done = await this.#redis(() => this.#fleet.handBack([entry.id]));
-    if (done !== undefined) this.counts.handedBack += done.handedBack;
-  }
-
-  /**
-   * Runs a Redis operation until it succeeds, with backoff; gives up (and
-   * returns `undefined`) once aborting, or when the group is gone (Redis lost
-   * its data: so did the entry).
-   */
-  async #redis<T>(op: () => Promise<T>): Promise<T | undefined> {
-    for (let failures = 1;; failures++) {
-      try {
-        return await op();
-      } catch (error) {
-        if (isNoGroup(error)) {
-          this.#fleet.resetGroup();
-          this.#s.log(
-            `the group is gone (Redis lost its data): ${message(error)}`,
-          );
-          return undefined;
-        }
-        if (this.#is("aborting") && failures >= SWEEP_ATTEMPTS) {
-          this.#s.log(`Redis failed, giving up: ${message(error)}`);
-          return undefined;
-        }
-        const wait = retryDelay(100, failures);
-        this.#s.log(
-          `Redis failed: ${message(error)}; trying again in ${wait | 0} ms`,
-        );
-        await new Promise((resolve) => setTimeout(resolve, wait));
-      }
-    }
-  }
-
   async #finish(): Promise<void> {
     while (this.#handling.size > 0) await Promise.all(this.#handling);
-    for (let attempt = 1; attempt <= SWEEP_ATTEMPTS; attempt++) {
+    for (let attempt = 1; attempt <= ABORT_ATTEMPTS; attempt++) {
       try {
         const { handedBack, left } = await this.#fleet.handBack();
         this.counts.handedBack += handedBack;
@@ -389,7 +312,7 @@ export class WorkerEngine {
       } catch (error) {
         if (isNoGroup(error)) break;
         this.#s.log(`handing back failed: ${message(error)}`);
-        if (attempt < SWEEP_ATTEMPTS) {
+        if (attempt < ABORT_ATTEMPTS) {
           await new Promise((r) => setTimeout(r, retryDelay(100, attempt)));
         }
       }
@@ -431,10 +354,6 @@ export class WorkerEngine {
 
 function ids(entries: readonly ClaimedEntry[]): string {
   return entries.map((e) => e.id).join(", ");
-}
-
-function isNoGroup(error: unknown): boolean {
-  return error instanceof RedisError && error.code === "NOGROUP";
 }
 
 /** A task entry's id, when it is readable: the error result of a poison entry goes to it. */
