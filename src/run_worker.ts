@@ -151,7 +151,7 @@ const OWNER = "RedisWorker";
  *       pool: 0,
  *     }),
  *   RangeError,
- *   "'pool' must be a positive integer: received 0",
+ *   "'pool' must be a positive integer: received number 0",
  * );
  * ```
  */
@@ -316,6 +316,11 @@ class FleetWorkerHandle implements RedisWorker {
         serial ? 1 : pool * concurrency
       } chunks at once, module ${callback.href}`,
     );
+    if (heartbeat >= staleAfter) {
+      log(
+        `'heartbeat' (${heartbeat} ms) is not below 'staleAfter' (${staleAfter} ms): other workers will take over chunks this one still runs`,
+      );
+    }
     const onAbort = () => void this.abort(signal!.reason);
     if (signal?.aborted) this.#engine.abort(signal.reason);
     else signal?.addEventListener("abort", onAbort, { once: true });
