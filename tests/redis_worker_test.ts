@@ -607,3 +607,29 @@ Deno.test({
     await f.assertDrained();
   },
 });
+
+Deno.test({
+  name:
+    "runWorker() bounds a run with timeout, retries it, then dead-letters it as kind timeout",
+  ignore,
+  async fn() {
+    await using f = await fleet();
+    const worker = f.start("slow", { timeout: 300 });
+    await f.submit(
+      "z",
+      { kind: "items" },
+      [{ op: "sleep", ms: 5000 }],
+      info(0, 1),
+      {
+        retries: 1,
+        retryDelay: 10,
+      },
+    );
+    const r = failure((await f.results(1))[0]);
+    assertEquals([r.worker, r.kind, r.attempts], ["slow", "timeout", 2]);
+    const stats = await worker.shutdown();
+    assertEquals([stats.retried, stats.deadLettered], [1, 1]);
+    assertEquals((await f.dead())[0]?.get("id"), "z");
+    await f.assertDrained();
+  },
+});
