@@ -602,7 +602,10 @@ Deno.test({
     assertEquals((await xpending(f.admin, STREAM, "ocycle")).count, 1);
     // another worker runs it at once
     const healthy = f.start("healthy", { mode: "serial" });
-    assertEquals((await f.results(1))[0]?.worker, "healthy");
+    const [r] = await f.results(1);
+    assertEquals(r?.worker, "healthy");
+    // run, not dead-lettered: the hand-back did not count as a delivery
+    assertEquals(valueOf(r), "X");
     assertEquals((await healthy.shutdown()).reclaimed, 1);
     await f.assertDrained();
   },
