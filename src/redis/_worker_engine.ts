@@ -149,6 +149,11 @@ export class WorkerEngine {
     let nextReclaim = 0;
     let failures = 0;
     while (this.#is("running")) {
+      const beat = this.#fleet.heartbeatError;
+      if (beat !== undefined) {
+        this.#fleet.heartbeatError = undefined;
+        log(`a heartbeat failed: ${message(beat)}`);
+      }
       const free = capacity - this.#handling.size;
       if (free <= 0) {
         await this.#woken;
