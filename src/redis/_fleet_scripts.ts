@@ -83,3 +83,57 @@ end
 return held
 `,
 );
+
+/**
+ * The consumer that holds handed-back entries until a worker takes them: a
+ * name no worker uses, so that no one's fenced commit passes for them, and
+ * the worker that handed them back may leave the group.
+ */
+export const HANDED_BACK = "ocycle:handed-back";
+
+/**
+ * How idle a handed-back entry is made, in ms (ten years): past any
+ * `staleAfter`, so the next XAUTOCLAIM of any worker takes it at once, and
+ * below the clock's epoch milliseconds, which Redis requires of IDLE.
+ */
+export const HANDED_BACK_IDLE = 315_360_000_000;
+
+/**
+ * The fenced hand-back. KEYS[1] the chunk stream; ARGV[1] group, ARGV[2]
+ * consumer, ARGV[3] the idle time to give, ARGV[4] the consumer that takes
+ * them (HANDED_BACK), ARGV[5..] entry ids, or none for every entry pending
+ * for this consumer. Moves those still pending for this consumer to ARGV[4]
+ * (XCLAIM ... IDLE ... RETRYCOUNT ... JUSTID), their delivery count lowered
+ * by one, as the delivery that ends here never ran them to the end and the
+ * next XAUTOCLAIM counts one again. Then, when this consumer holds nothing,
+ * XGROUP DELCONSUMER (which would drop what it still held from the group).
+ * Returns `{handed back, 1 if the consumer was deleted else 0}`.
+ */
+export const HANDBACK_SCRIPT = new Script(
+  OWNS + `
+local ids = {}
+if #ARGV >= 5 then
+  for i = 5, #ARGV do ids[#ids + 1] = ARGV[i] end
+else
+  for _, p in ipairs(redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 10000, ARGV[2])) do
+    ids[#ids + 1] = p[1]
+  end
+end
+local n = 0
+for _, id in ipairs(ids) do
+  local p = redis.call('XPENDING', KEYS[1], ARGV[1], id, id, 1)
+  if #p == 1 and p[1][2] == ARGV[2] then
+    local count = math.max(p[1][4] - 1, 0)
+    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[4], 0, id, 'IDLE', ARGV[3],
+      'RETRYCOUNT', count, 'JUSTID')
+    n = n + 1
+  end
+end
+local deleted = 0
+if #redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2]) == 0 then
+  redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
+  deleted = 1
+end
+return {n, deleted}
+`,
+);
