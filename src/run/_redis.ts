@@ -214,7 +214,9 @@ export class RedisRunner implements Runner<unknown, unknown> {
     const { entry } = flight;
     // The entry goes, so that no worker starts it later; a worker that holds
     // it already may still answer, and the first answer settles the chunk.
-    if (entry !== undefined) void this.#producer.remove([entry]).catch(() => {});
+    if (entry !== undefined) {
+      void this.#producer.remove([entry]).catch(() => {});
+    }
     this.#again(
       flight,
       "timeout",
