@@ -20,6 +20,14 @@ export function deadStream(stream: string): string {
   return `${stream}:dead`;
 }
 
+/**
+ * How long a result stream lives after its last result, in ms: the stream of
+ * a producer that died, or a result that came after its producer left,
+ * expires instead of staying in Redis for good. A producer deletes its own
+ * when it closes.
+ */
+export const RESULTS_TTL = 24 * 60 * 60 * 1000;
+
 /** Whether entry `id` of KEYS[1] is pending for consumer ARGV[2] in group ARGV[1]. */
 const OWNS = `
 local function owns(id)
@@ -36,16 +44,19 @@ end
  *   entry's fields (read here, so its bytes do not travel again) with `error`
  *   ARGV[5], `worker` ARGV[2] and `deliveries` ARGV[6]; and when KEYS[3] is
  *   given, XADD ARGV[7..] (an error result) to it.
+ * A result stream written to expires RESULTS_TTL after its last result.
  * Then XACK and XDEL the chunk entry. Returns `{"committed", ids...}`; or
  * `{"fenced"}`, having changed nothing, when the entry is not pending for
  * this consumer (reclaimed by another, or committed already).
  */
 export const COMMIT_SCRIPT = new Script(
   OWNS + `
+local RESULTS_TTL = ${RESULTS_TTL}
 if not owns(ARGV[3]) then return {'fenced'} end
 local ids = {}
 if ARGV[4] == 'result' then
   ids[1] = redis.call('XADD', KEYS[2], '*', unpack(ARGV, 5))
+  redis.call('PEXPIRE', KEYS[2], RESULTS_TTL)
 else
   local fields = {}
   local e = redis.call('XRANGE', KEYS[1], ARGV[3], ARGV[3])
@@ -56,6 +67,7 @@ else
   ids[1] = redis.call('XADD', KEYS[2], '*', unpack(fields))
   if #KEYS >= 3 then
     ids[2] = redis.call('XADD', KEYS[3], '*', unpack(ARGV, 7))
+    redis.call('PEXPIRE', KEYS[3], RESULTS_TTL)
   end
 end
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])

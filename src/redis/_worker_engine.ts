@@ -23,7 +23,7 @@ import {
 } from "../wire/_entries.ts";
 import type { ChunkLayout } from "../wire/_layout.ts";
 import { toWireError } from "../wire/_messages.ts";
-import type { CloneDecoder, CloneEncoder } from "../wire/_values.ts";
+import { type Codec, loadCodec } from "../wire/_codec.ts";
 import { type ClaimedEntry, FleetWorker } from "./_fleet.ts";
 import {
   ABORT_ATTEMPTS,
@@ -51,8 +51,6 @@ export interface EngineSettings {
 
 /** How long a claim waits for new entries, in ms: also how soon the loop sees a stop. */
 const BLOCK = 500;
-
-type Codec = { clone: CloneEncoder; parse: CloneDecoder };
 
 /** A fleet worker's loop; `run()` settles once it has stopped and let go of everything. */
 export class WorkerEngine {
@@ -122,11 +120,7 @@ export class WorkerEngine {
    */
   async run(): Promise<void> {
     try {
-      const v8 = await import("node:v8");
-      this.#codec = {
-        clone: (value) => new Uint8Array(v8.serialize(value)),
-        parse: (bytes) => v8.deserialize(bytes),
-      };
+      this.#codec = await loadCodec();
       this.#out = new Outcomes(
         this.#fleet,
         this.counts,
