@@ -17,6 +17,7 @@ import {
 } from "../mod.ts";
 import type { ChunkInfo } from "../mod.ts";
 import { RedisClient } from "../src/redis/_client.ts";
+import { RedisRunner } from "../src/run/_redis.ts";
 import { type ClaimedEntry, FleetWorker } from "../src/redis/_fleet.ts";
 import { xpending } from "../src/redis/_streams.ts";
 import {
@@ -501,5 +502,62 @@ Deno.test({
     assertEquals(emitter.stats.done, 50);
     assertEquals((await xpending(f.admin, STREAM, "ocycle")).count, 0);
     await f.drained();
+  },
+});
+
+Deno.test({
+  name:
+    "redis mode: chunks that wait with no worker reading the group are said once; a worker's results end it",
+  ignore,
+  async fn() {
+    await using f = await fleet();
+    const lines: string[] = [];
+    const runner = new RedisRunner({
+      owner: "BufferEmit",
+      url: f.url,
+      stream: STREAM,
+      group: "ocycle",
+      inFlight: 4,
+      layout: { kind: "bytes" },
+      timeout: Infinity,
+      retries: 0,
+      retryDelay: 100,
+      quietAfter: 300,
+      log: (line) => lines.push(line),
+    });
+    const info = (index: number) => ({
+      index,
+      offset: index,
+      length: 1,
+      t0: 0,
+      reason: "size" as const,
+      final: false,
+    });
+    const task = (index: number) => ({
+      chunk: new Uint8Array([index]),
+      info: info(index),
+      buffer: undefined,
+      lost: false,
+      owned: true,
+    });
+    const first = runner.run(task(7));
+    while (lines.length === 0) await sleep(50);
+    assertEquals(lines.length, 1);
+    assert(
+      lines[0]!.startsWith(
+        `no worker reads the stream '${STREAM}' in group 'ocycle' at ${f.url}: 1 chunk(s) wait`,
+      ),
+      lines[0],
+    );
+    await using _worker = runWorker({
+      url: f.url,
+      stream: STREAM,
+      module: HANDLER,
+      mode: "serial",
+      log: () => {},
+    });
+    assertEquals(await first, new Uint8Array([7]));
+    assertEquals(lines.slice(1), ["results come from the fleet again"]);
+    await runner.close();
   },
 });

@@ -11,6 +11,7 @@ import type {
 } from "../emitter_options.ts";
 import type { TypedArray } from "../wire/_layout.ts";
 import type { RunnerSettings } from "../run/_factory.ts";
+import type { RedisSettingsOption } from "../run/_redis.ts";
 import { toModuleUrl } from "../run/_module_url.ts";
 import { START_TIMEOUT } from "../run/_pool_worker.ts";
 import { processOptions } from "../run/_process_args.ts";
@@ -289,14 +290,6 @@ function callbackSource<C, R>(
       describeValue(callback)
     }`,
   );
-}
-
-/** The checked `redis` option, with defaults; `undefined` outside redis mode. */
-export interface RedisSettingsOption {
-  readonly url: string;
-  readonly stream: string;
-  readonly group: string;
-  readonly inFlight: number;
 }
 
 /**

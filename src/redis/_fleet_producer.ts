@@ -5,6 +5,7 @@
 // once, and deleted once read.
 
 import { type Arg, RedisClient, type RedisClientOptions } from "./_client.ts";
+import { RedisError } from "./_errors.ts";
 import { Script, xadd, xdel } from "./_streams.ts";
 import { REPLY_FIELD, resultStream } from "./_fleet_scripts.ts";
 
@@ -109,6 +110,44 @@ export class FleetProducer {
       ...ids,
     ]) as number[];
     return new Set(ids.filter((_, i) => flags[i] === 0));
+  }
+
+  /**
+   * The consumers of `group` on the chunk stream (XINFO CONSUMERS): their
+   * names, entries pending and ms since they last read; `[]` when the group
+   * or the stream does not exist.
+   */
+  async consumers(
+    group: string,
+  ): Promise<{ name: string; pending: number; idle: number }[]> {
+    let reply: unknown;
+    try {
+      reply = await this.#client.command(
+        "XINFO",
+        "CONSUMERS",
+        this.stream,
+        group,
+      );
+    } catch (error) {
+      // No group yet, or no stream: no consumer either.
+      if (
+        error instanceof RedisError &&
+        (error.code === "NOGROUP" || /no such key/i.test(error.serverMessage))
+      ) return [];
+      throw error;
+    }
+    return (reply as unknown[][]).map((flat) => {
+      const info = new Map<string, unknown>();
+      for (let i = 0; i + 1 < flat.length; i += 2) {
+        info.set(decoder.decode(flat[i] as Uint8Array), flat[i + 1]);
+      }
+      const name = info.get("name");
+      return {
+        name: name instanceof Uint8Array ? decoder.decode(name) : String(name),
+        pending: Number(info.get("pending")),
+        idle: Number(info.get("idle")),
+      };
+    }).filter((c) => !c.name.startsWith("ocycle:"));
   }
 
   /** Deletes task entries from the chunk stream (chunks given up on). */

@@ -6,8 +6,7 @@ import { Pool } from "./_pool.ts";
 import { ProcessKind } from "./_process.ts";
 import type { ProcessSettings } from "./_process_args.ts";
 import type { Runner } from "./_runner.ts";
-import type { RedisSettingsOption } from "../core/_options.ts";
-import { RedisRunner } from "./_redis.ts";
+import { RedisRunner, type RedisSettingsOption } from "./_redis.ts";
 import { RetryingRunner } from "./_retry.ts";
 import { SerialRunner } from "./_serial.ts";
 import { ThreadKind } from "./_thread.ts";
@@ -61,11 +60,12 @@ function modeRunner<C, R>(settings: RunnerSettings<C, R>): Runner<C, R> {
     return new Pool(settings.transport, options) as Runner<C, R>;
   }
   if (mode === "redis" && settings.redis !== undefined) {
-    const { url, stream, inFlight } = settings.redis;
+    const { url, stream, group, inFlight } = settings.redis;
     return new RedisRunner({
       owner: settings.owner,
       url,
       stream,
+      group,
       inFlight,
       layout: settings.layout,
       timeout,

@@ -32,6 +32,14 @@ import {
   warn,
 } from "./_runner.ts";
 
+/** The checked `redis` option, with defaults; `undefined` outside redis mode. */
+export interface RedisSettingsOption {
+  readonly url: string;
+  readonly stream: string;
+  readonly group: string;
+  readonly inFlight: number;
+}
+
 /** What the producer of Redis mode is made from. */
 export interface RedisSettings {
   /** The emitter's class name, for messages. */
@@ -50,10 +58,20 @@ export interface RedisSettings {
   readonly retries: number;
   /** Milliseconds before the first retry, doubled for each next one. */
   readonly retryDelay: number;
+  /** The consumer group the workers read in, to tell when none does. */
+  readonly group: string;
+  /** Says what no chunk can carry; by default on stderr. */
+  readonly log?: (line: string) => void;
+  /** Milliseconds without a result, chunks waiting, before the group is looked at. @default {10000} */
+  readonly quietAfter?: number;
 }
 
 /** How often chunks in flight are checked for entries that vanished, in ms. */
 export const LOST_CHECK_EVERY = 2000;
+/** Milliseconds without a result, chunks waiting, before the producer asks whether any worker reads. */
+export const QUIET_AFTER = 10_000;
+/** A consumer idle longer than this (ms) is not counted as a live worker. */
+const LIVE_WITHIN = 30_000;
 /** How long one read of the result stream blocks, in ms. */
 const READ_BLOCK = 1000;
 
@@ -92,10 +110,15 @@ export class RedisRunner implements Runner<unknown, unknown> {
   #retried = 0;
   /** Results of chunks already settled (late, repeated): dropped. */
   #late = 0;
+  readonly #log: (line: string) => void;
+  /** When a result last came, or the first chunk was added after a quiet spell. */
+  #heard = performance.now();
+  #warnedIdle = false;
 
   constructor(settings: RedisSettings) {
     this.#settings = settings;
     this.capacity = settings.inFlight;
+    this.#log = settings.log ?? ((line) => warn("redis", line));
     this.#producer = new FleetProducer(
       settings.url,
       settings.stream,
@@ -121,6 +144,7 @@ export class RedisRunner implements Runner<unknown, unknown> {
         suspect: false,
         timer: undefined,
       };
+      if (this.#flights.size === 0) this.#heard = performance.now();
       this.#flights.set(key, flight);
       const { timeout } = this.#settings;
       if (timeout !== Infinity) {
@@ -248,8 +272,7 @@ export class RedisRunner implements Runner<unknown, unknown> {
         if (this.#closed()) return;
         if (this.#outage === undefined) {
           this.#outage = error;
-          warn(
-            "redis",
+          this.#log(
             `cannot read results from ${this.#producer.url}: ${
               message(error)
             }; reconnecting, ${this.#flights.size} chunk(s) in flight`,
@@ -262,13 +285,14 @@ export class RedisRunner implements Runner<unknown, unknown> {
       failures = 0;
       if (this.#outage !== undefined) {
         this.#outage = undefined;
-        warn("redis", `reading results from ${this.#producer.url} again`);
+        this.#log(`reading results from ${this.#producer.url} again`);
       }
       if (this.#producer.connections !== this.#connections) {
         // Redis came back: entries may have gone with it.
         this.#connections = this.#producer.connections;
         this.#check();
       }
+      if (results.length > 0) this.#hear();
       for (const result of results) this.#deliver(result);
     }
   }
@@ -287,7 +311,7 @@ export class RedisRunner implements Runner<unknown, unknown> {
         ? undefined
         : this.#flights.get(new TextDecoder().decode(id));
       if (flight === undefined) {
-        warn("redis", `dropped a malformed result entry: ${message(error)}`);
+        this.#log(`dropped a malformed result entry: ${message(error)}`);
         return;
       }
       this.#settle(
@@ -338,6 +362,7 @@ export class RedisRunner implements Runner<unknown, unknown> {
    */
   #check(): void {
     this.#checking = this.#checking.then(async () => {
+      await this.#checkWorkers();
       const added = [...this.#flights.values()].filter((f) =>
         f.entry !== undefined
       );
@@ -363,6 +388,42 @@ export class RedisRunner implements Runner<unknown, unknown> {
         }
       }
     });
+  }
+
+  #hear(): void {
+    this.#heard = performance.now();
+    if (this.#warnedIdle) {
+      this.#warnedIdle = false;
+      this.#log(`results come from the fleet again`);
+    }
+  }
+
+  /**
+   * Chunks wait and no result came for a while: says so once if no live
+   * worker reads the stream in the group, the likeliest mistake of a new
+   * fleet (no worker started, or one on another stream or group).
+   */
+  async #checkWorkers(): Promise<void> {
+    const quiet = this.#settings.quietAfter ?? QUIET_AFTER;
+    if (
+      this.#warnedIdle || this.#flights.size === 0 ||
+      performance.now() - this.#heard < quiet
+    ) return;
+    const { stream, group } = this.#settings;
+    let live: number;
+    try {
+      const consumers = await this.#producer.consumers(group);
+      live = consumers.filter((c) => c.idle < LIVE_WITHIN).length;
+    } catch {
+      return; // The reader says what is wrong with Redis.
+    }
+    const waiting = Math.round((performance.now() - this.#heard) / 1000);
+    this.#warnedIdle = true;
+    this.#log(
+      live === 0
+        ? `no worker reads the stream '${stream}' in group '${group}' at ${this.#producer.url}: ${this.#flights.size} chunk(s) wait, none answered for ${waiting} s; start one, e.g. ocycle worker --redis URL --stream ${stream} --module ./handler.ts`
+        : `${this.#flights.size} chunk(s) wait and no result came for ${waiting} s, though ${live} worker(s) read the stream '${stream}' in group '${group}'`,
+    );
   }
 
   #error(
