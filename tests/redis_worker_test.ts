@@ -636,3 +636,46 @@ Deno.test({
     await f.assertDrained();
   },
 });
+
+Deno.test({
+  name:
+    "runWorker() runs only the module it was started with, whatever an entry names",
+  ignore,
+  async fn() {
+    await using f = await fleet();
+    const evil = await Deno.makeTempFile({ suffix: ".ts" });
+    const marker = `${evil}.ran`;
+    await Deno.writeTextFile(
+      evil,
+      `Deno.writeTextFileSync(${JSON.stringify(marker)}, "ran");\n` +
+        `export default () => "evil";\nexport const other = () => "evil";\n`,
+    );
+    try {
+      f.start("w1", { mode: "serial" });
+      // An entry that names code to run, in every way a message could: none
+      // of these fields means anything to a worker.
+      const fields = encodeTaskEntry(
+        "t1",
+        info(0, 3),
+        { kind: "bytes" },
+        new Uint8Array([1, 2, 3]),
+        clone,
+      );
+      const url = new URL(`file://${evil}`).href;
+      fields.push("module", url, "url", url, "exportName", "other");
+      await f.producer.submit(fields);
+      const [result] = await f.results(1);
+      assertEquals(valueOf(result), {
+        index: 0,
+        type: "Uint8Array",
+        length: 3,
+        sum: 6,
+      });
+      assertEquals(await Deno.stat(marker).catch(() => null), null);
+      await f.assertDrained();
+    } finally {
+      await Deno.remove(evil);
+      await Deno.remove(marker).catch(() => {});
+    }
+  },
+});
