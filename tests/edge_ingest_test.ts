@@ -283,3 +283,54 @@ Deno.test({
     await worker.shutdown();
   }
 });
+
+Deno.test({
+  name: "createIngest() stops reading an upload while the fleet is behind",
+  ignore,
+}, async () => {
+  await using redis = await RedisServer.start();
+  const ingest = createIngest({
+    redis: redis.url,
+    stream: "edge",
+    log: () => {},
+  });
+  // 60 s of audio in 100 ms pieces, counting what the server has pulled.
+  const seconds = 60, piece = RATE / 10 * 2;
+  let pulled = 0;
+  const body = new ReadableStream<Uint8Array>({
+    pull(controller) {
+      if (pulled >= seconds * RATE * 2) return controller.close();
+      controller.enqueue(new Uint8Array(piece).fill(pulled % 251));
+      pulled += piece;
+    },
+  }, { highWaterMark: 0 });
+  const answer = ingest.handler(
+    new Request("http://edge/ingest/slow", { method: "POST", body }),
+  );
+  let worker: ReturnType<typeof runWorker> | undefined;
+  try {
+    // No worker yet: 4 model chunks in flight and 4 waiting (16 s), then
+    // the reading stops.
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    const stalled = pulled;
+    assert(stalled < 20 * RATE * 2, `read ${stalled / (RATE * 2)} s`);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assertEquals(pulled, stalled);
+    worker = runWorker({
+      url: redis.url,
+      stream: "edge",
+      module: MODEL,
+      mode: "serial",
+      log: () => {},
+    });
+    const summary: Summary = await (await answer).json();
+    assertEquals(summary.seconds, seconds);
+    assertEquals(summary.model.length, 30);
+    assertEquals(summary.errors, []);
+    assert(summary.backpressure.waits > 0);
+    assert(summary.backpressure.ms >= 1000, `${summary.backpressure.ms} ms`);
+  } finally {
+    await ingest.close();
+    await worker?.shutdown();
+  }
+});
