@@ -170,11 +170,13 @@ class PcmReader {
     return this.#samples(piece);
   }
 
-  /** What the body held before its end, when it never reached 4 bytes. */
+  /** What the body held before its end, when its start was still undecided. */
   end(): Pcm {
     if (this.format !== undefined) return new Int16Array(0);
-    this.format = "raw";
-    return this.#samples(this.#head);
+    // Under 4 bytes it is raw; a WAV cut before its data holds no samples.
+    const riff = String.fromCharCode(...this.#head.subarray(0, 4)) === "RIFF";
+    this.format = riff ? "wav" : "raw";
+    return riff ? new Int16Array(0) : this.#samples(this.#head);
   }
 
   /** Where the PCM starts in `head`, or undefined if that is not known yet. */
@@ -397,6 +399,7 @@ export function createIngest(options: IngestOptions): Ingest {
           await upload.write(value); // waits while the consumers are full
         }
       } catch (error) {
+        (options.log ?? console.log)(`[${name}] failed: ${error}`);
         await upload.abort(error);
         throw error;
       }

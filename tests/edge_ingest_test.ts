@@ -125,6 +125,18 @@ Deno.test({
       assertEquals(summary.chunks, { meter: 10, model: 3 });
     });
 
+    await t.step("a WAV cut before its samples holds none", async () => {
+      const response = await ingest.handler(
+        new Request("http://edge/ingest/cut", {
+          method: "POST",
+          body: wav.slice(0, 30),
+        }),
+      );
+      const summary: Summary = await response.json();
+      assertEquals([summary.format, summary.seconds], ["wav", 0]);
+      assertEquals(summary.chunks, { meter: 0, model: 0 });
+    });
+
     await t.step(
       "a WAV that is not 16 kHz mono is refused with 415",
       async () => {
