@@ -30,7 +30,9 @@
  *
  * A program can embed a worker instead of `ocycle worker`: this file's
  * `worker` command does, with {@linkcode runWorker}
- * (`deno run --allow-net --allow-read=examples examples/edge_ingest.ts worker`).
+ * (`deno run --allow-net --allow-read=examples/edge_model.ts
+ * examples/edge_ingest.ts worker`), and its `send` command is a WebSocket
+ * client (`send speech.wav --url ws://127.0.0.1:8000/ingest/mic2`).
  *
  * Options: `--redis URL` (or `REDIS_URL`, default `redis://127.0.0.1:6379`),
  * `--stream NAME` (or `OCYCLE_STREAM`, default `edge`), `--port N` (or
