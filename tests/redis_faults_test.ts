@@ -333,12 +333,14 @@ Deno.test({
   ignore,
   async fn() {
     const started = performance.now();
-    await using fleet = await Fleet.start({ sleepMs: 300 });
+    // Chunks longer than staleAfter (1000 ms): only the heartbeat keeps them
+    // with the live workers.
+    await using fleet = await Fleet.start({ sleepMs: 1300 });
     const names = ["w0", "w1", "w2"];
     for (const name of names) fleet.spawn(name);
     await fleet.ready(names.length);
     const p = producer(fleet.url);
-    const n = 15;
+    const n = 8;
     for (let i = 0; i < n; i++) p.write(i);
 
     let held: string[] = [];
@@ -346,7 +348,7 @@ Deno.test({
       "w1 runs a chunk",
       async () => (held = await fleet.pendingFor("w1")).length > 0,
     );
-    await sleep(100); // into its 300 ms run
+    await sleep(300); // into its run
     const victim = fleet.workers.get("w1")!;
     victim.child.kill("SIGKILL");
     const killed = performance.now();
@@ -370,9 +372,14 @@ Deno.test({
     assertEquals((await victim.exited).status.signal, "SIGKILL");
     const stats = await fleet.stop();
     const survivors = [stats.get("w0")!, stats.get("w2")!];
-    assert(
-      survivors.reduce((a, s) => a + s.reclaimed, 0) >= 1,
-      `a survivor reclaimed: ${JSON.stringify(survivors)}`,
+    // The killed worker's chunk, and no chunk of a live worker.
+    assertEquals(
+      [
+        survivors.reduce((a, s) => a + s.reclaimed, 0),
+        survivors.reduce((a, s) => a + s.fenced, 0),
+      ],
+      [1, 0],
+      `reclaimed and fenced: ${JSON.stringify(survivors)}`,
     );
     await fleet.assertClean();
     console.log(
