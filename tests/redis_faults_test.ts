@@ -312,6 +312,15 @@ function producer(url: string, options: { retries?: number } = {}) {
     write(fill: number): void {
       emitter.write(new Uint8Array(SIZE).fill(fill));
     },
+    /** close(), failing (and aborting, so that nothing runs on) after `ms`. */
+    async close(ms = 20_000): Promise<void> {
+      try {
+        await within("close()", ms, emitter.close());
+      } catch (error) {
+        await emitter.abort(error);
+        throw error;
+      }
+    },
   };
 }
 
@@ -361,7 +370,7 @@ Deno.test({
     );
     assertLess(took, 3000, "taken over within staleAfter and a reclaim pass");
 
-    await within("close()", 20_000, p.emitter.close());
+    await p.close(20_000);
     assertEquals(p.errors, []);
     assertOnce(p.done, range(n));
     const result = p.done.find(([, info]) => info.index === index);
@@ -428,7 +437,7 @@ Deno.test({
       );
       Deno.kill(stalled.pid, "SIGCONT");
       resumed = true;
-      await within("close()", 20_000, p.emitter.close());
+      await p.close(20_000);
       assertEquals(p.errors, []);
       assertOnce(p.done, range(n));
       const result = p.done.find(([, info]) => info.index === index)!;
@@ -483,7 +492,7 @@ Deno.test({
     const n = 10;
     const poison = 3;
     for (let i = 0; i < n; i++) p.write(i === poison ? POISON : i);
-    await within("close()", 20_000, p.emitter.close());
+    await p.close(20_000);
     stopping = true;
 
     assertOnce(p.done, range(n).filter((i) => i !== poison));
@@ -564,7 +573,7 @@ Deno.test({
         await sleep(500);
         await fleet.server.restart();
         const keys = await fleet.admin.command("EXISTS", STREAM);
-        await within("close()", 25_000, p.emitter.close());
+        await p.close(20_000);
         assertEquals(p.errors, []);
         assertOnce(p.done, range(n));
         await fleet.stop();
