@@ -179,6 +179,10 @@ class CliRun {
       pool: options.pool,
       maxPending: Infinity,
       ...(options.timeout === undefined ? {} : { timeout: options.timeout }),
+      ...(options.retries === undefined ? {} : { retries: options.retries }),
+      ...(options.retryDelay === undefined
+        ? {}
+        : { retryDelay: options.retryDelay }),
       onDone: (result, info) => {
         this.#counts.done++;
         this.#sink.deliver(info.index, toBytes(result));
