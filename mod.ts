@@ -47,6 +47,7 @@ export type {
   EmitterOptions,
   EmitterStats,
   Overflow,
+  RedisOptions,
   SampleFormatOptions,
   SampleInput,
   TypedArray,
@@ -66,3 +67,9 @@ export type {
   SignalCloser,
 } from "./src/close_on_signals.ts";
 export type { RechunkedChunk, RechunkOptions } from "./src/rechunk.ts";
+export { runWorker } from "./src/run_worker.ts";
+export type {
+  RedisWorker,
+  RedisWorkerOptions,
+  RedisWorkerStats,
+} from "./src/run_worker.ts";

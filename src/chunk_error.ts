@@ -14,7 +14,7 @@ export type ChunkErrorKind =
   | "onDone"
   /** The callback did not settle within `timeout` milliseconds. */
   | "timeout"
-  /** The Worker or child process running the chunk died. */
+  /** The Worker or child process running the chunk died, or (redis mode) its entry was lost. */
   | "crash"
   /** A child process broke the stdio protocol. */
   | "protocol"
@@ -38,6 +38,8 @@ export interface ChunkErrorOptions {
   signal?: string | null;
   /** The last lines a child process wrote to stderr, in process mode. */
   stderr?: string;
+  /** The fleet worker that ran the chunk, in redis mode. */
+  worker?: string;
 }
 
 /**
@@ -75,6 +77,8 @@ export class ChunkError extends Error {
   readonly signal: string | null | undefined;
   /** The tail of a child process's stderr, in process mode; otherwise `""`. */
   readonly stderr: string;
+  /** The fleet worker that ran the chunk, in redis mode; otherwise `undefined`. */
+  readonly worker: string | undefined;
 
   /**
    * Constructs a new instance.
@@ -93,7 +97,9 @@ export class ChunkError extends Error {
     options: ChunkErrorOptions = {},
   ) {
     super(
-      `Chunk ${info.index} (offset ${info.offset}, t0 ${info.t0}) failed in ${mode} mode: ${detail}`,
+      `Chunk ${info.index} (offset ${info.offset}, t0 ${info.t0}) failed in ${mode} mode: ${detail}${
+        options.worker === undefined ? "" : ` (worker ${options.worker})`
+      }`,
       options.cause === undefined ? undefined : { cause: options.cause },
     );
     this.info = info;
@@ -102,5 +108,6 @@ export class ChunkError extends Error {
     this.exitCode = options.exitCode;
     this.signal = options.signal;
     this.stderr = options.stderr ?? "";
+    this.worker = options.worker;
   }
 }

@@ -6,7 +6,7 @@
  */
 
 /** The execution mode of an emitter's callback. */
-export type Mode = "serial" | "thread" | "process";
+export type Mode = "serial" | "thread" | "process" | "redis";
 
 /**
  * Describes one emitted chunk. Handed to the callback, to `onDone` and to

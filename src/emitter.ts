@@ -39,6 +39,7 @@ export type {
   EmitterOptions,
   EmitterStats,
   Overflow,
+  RedisOptions,
   SampleFormatOptions,
 } from "./emitter_options.ts";
 

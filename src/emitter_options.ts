@@ -45,6 +45,34 @@ export interface ChildPermissions {
   import?: boolean | string[];
 }
 
+/**
+ * Redis mode: where the chunks go. Workers started on any machine with
+ * `ocycle worker` or {@linkcode runWorker} on the same stream and group run
+ * them; results come back to this emitter.
+ */
+export interface RedisOptions {
+  /**
+   * The server: `redis://[user[:password]@]host[:port][/db]`, or `rediss://`
+   * for TLS.
+   */
+  url: string;
+  /** The key of the chunk stream the workers read. */
+  stream: string;
+  /**
+   * The consumer group the workers read in.
+   *
+   * @default {"ocycle"}
+   */
+  group?: string;
+  /**
+   * Chunks in flight across the fleet (added and not answered yet): the
+   * bound behind `write()`'s `false` and `ready`.
+   *
+   * @default {64}
+   */
+  inFlight?: number;
+}
+
 /** Options shared by every emitter. */
 export interface EmitterOptions<R> {
   /**
@@ -88,11 +116,16 @@ export interface EmitterOptions<R> {
   onError?: (error: ChunkError, info: ChunkInfo) => void;
   /**
    * Where the callback runs: inline (`"serial"`), in a pool of Web Workers
-   * (`"thread"`) or in a pool of Deno subprocesses (`"process"`).
+   * (`"thread"`), in a pool of Deno subprocesses (`"process"`), or on a fleet
+   * of workers on any machine, through a Redis stream (`"redis"`, with the
+   * `redis` option). In redis mode the callback is the URL of the module the
+   * workers were started with; it is never sent to them.
    *
    * @default {"serial"}
    */
   mode?: Mode;
+  /** Redis mode: the server, the stream and the bound on chunks in flight. */
+  redis?: RedisOptions;
   /**
    * Workers or child processes in the pool (thread and process modes).
    *
@@ -150,7 +183,10 @@ export interface EmitterOptions<R> {
    * thread and process modes, from when its Worker or child has settled the
    * chunks sent to it before this one, so waiting in a queue is not charged.
    * A chunk that takes longer fails with a `ChunkError` of kind `"timeout"`;
-   * its Worker or child is ended and replaced.
+   * its Worker or child is ended and replaced. In redis mode it bounds the
+   * round trip, from when the chunk is added to the stream to its result
+   * (a worker's own `timeout` bounds the callback); the entry is then
+   * deleted, and a result that comes later is dropped.
    *
    * @default {Infinity}
    */
@@ -175,7 +211,11 @@ export interface EmitterOptions<R> {
    * `retries > 0` makes each attempt send a copy of the bytes (one copy of
    * the chunk per attempt) rather than transfer them, so that a Worker that
    * dies cannot take them along. In serial mode a timed-out callback cannot
-   * be stopped: a retry runs beside it.
+   * be stopped: a retry runs beside it. In redis mode the count travels with
+   * the chunk and the workers apply it (a chunk whose worker died is taken
+   * over by another), a chunk that still fails also goes to the dead-letter
+   * stream `<stream>:dead`, and a chunk whose entry was lost (Redis restarted
+   * empty) is added again.
    *
    * @default {0}
    */

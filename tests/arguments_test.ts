@@ -60,7 +60,7 @@ Deno.test("BufferEmit rejects bad arguments, naming them", async (t) => {
       "mode",
       () => new BufferEmit(cb, 8, { mode: "fiber" as never }),
       TypeError,
-      `'mode' must be "serial", "thread" or "process": received string "fiber"`,
+      `'mode' must be "serial", "thread", "process" or "redis": received string "fiber"`,
     ],
     [
       "pool",

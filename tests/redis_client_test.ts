@@ -147,6 +147,23 @@ Deno.test("ReplyDecoder takes a 1 MiB bulk string in one allocation", () => {
   assert(ms < 1000, `decoding took ${ms} ms`);
 });
 
+Deno.test("ReplyDecoder refuses a reply line that never ends", () => {
+  const decoder = new ReplyDecoder();
+  const chunk = new TextEncoder().encode("+" + "x".repeat(64 * 1024 - 1));
+  assertThrows(
+    () => {
+      for (let i = 0; i < 17; i++) decoder.feed(chunk);
+    },
+    RangeError,
+    "a line runs past 1048576 bytes without CRLF",
+  );
+  // One just under the bound is read.
+  const ok = new ReplyDecoder();
+  ok.feed(new TextEncoder().encode("+" + "y".repeat(1024 * 1024 - 4)));
+  ok.feed(new TextEncoder().encode("\r\n"));
+  assertEquals((ok.take()[0] as string).length, 1024 * 1024 - 4);
+});
+
 Deno.test("ReplyDecoder rejects a malformed reply", () => {
   const decoder = new ReplyDecoder();
   let error: unknown;

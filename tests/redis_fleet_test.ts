@@ -5,7 +5,7 @@
 // redis-server the tests are skipped (and say why), except under CI=true,
 // where they fail.
 
-import { assertEquals, assertRejects } from "@std/assert";
+import { assert, assertEquals, assertRejects } from "@std/assert";
 import { deserialize, serialize } from "node:v8";
 import { RedisClient } from "../src/redis/_client.ts";
 import {
@@ -114,6 +114,9 @@ Deno.test({
     await assertDrained(f.admin);
     // read results are deleted from the result stream too
     assertEquals(await f.admin.command("XLEN", f.producer.results), 0);
+    // and the result stream expires a day after its last result
+    const ttl = await f.admin.command("PTTL", f.producer.results) as number;
+    assert(ttl > 23 * 3600_000 && ttl <= 24 * 3600_000, `PTTL ${ttl}`);
   },
 });
 

@@ -11,9 +11,12 @@ import type {
 } from "../emitter_options.ts";
 import type { TypedArray } from "../wire/_layout.ts";
 import type { RunnerSettings } from "../run/_factory.ts";
+import type { RedisSettingsOption } from "../run/_redis.ts";
 import { toModuleUrl } from "../run/_module_url.ts";
 import { START_TIMEOUT } from "../run/_pool_worker.ts";
 import { processOptions } from "../run/_process_args.ts";
+import { parseRedisUrl } from "../redis/_url.ts";
+import type { RedisOptions } from "../emitter_options.ts";
 import type { TransportKind } from "../run/_transport.ts";
 import {
   createKind,
@@ -79,8 +82,8 @@ const RULES: Readonly<Record<string, Rule>> = {
     RangeError,
   ],
   mode: [
-    (v) => v === "serial" || v === "thread" || v === "process",
-    `"serial", "thread" or "process"`,
+    (v) => v === "serial" || v === "thread" || v === "process" || v === "redis",
+    `"serial", "thread", "process" or "redis"`,
     TypeError,
   ],
   pool: positive,
@@ -202,6 +205,7 @@ export function checkOptions<C, R>(
     );
   }
   const process = processOptions(options, owner);
+  const redis = redisOptions(options.redis, mode, owner);
   const source = callbackSource(callback, mode, transport, owner);
   const kind = createKind(kindName, options, owner);
   if (borrow && !kind.pooled) {
@@ -245,6 +249,7 @@ export function checkOptions<C, R>(
       borrow,
       owner,
       transport,
+      redis,
       ...process,
     },
     signal,
@@ -266,7 +271,11 @@ function callbackSource<C, R>(
     if (mode !== "serial" && transport === undefined) {
       throw new TypeError(
         `Cannot create ${owner} in ${mode} mode as a function cannot cross into a ${
-          mode === "thread" ? "Worker" : "child process"
+          mode === "thread"
+            ? "Worker"
+            : mode === "redis"
+            ? "worker on another machine"
+            : "child process"
         }: pass the URL of a module that exports the callback, e.g. new URL("./callback.ts", import.meta.url)`,
       );
     }
@@ -281,6 +290,64 @@ function callbackSource<C, R>(
       describeValue(callback)
     }`,
   );
+}
+
+/**
+ * Checks the `redis` option against the mode.
+ *
+ * @throws {TypeError} If it is missing in redis mode, given in another, or a part is not a non-empty string.
+ * @throws {RangeError} If `inFlight` is not a positive integer.
+ */
+function redisOptions(
+  redis: RedisOptions | undefined,
+  mode: Mode,
+  owner: string,
+): RedisSettingsOption | undefined {
+  if (mode !== "redis") {
+    if (redis !== undefined) {
+      throw new TypeError(
+        `Cannot create ${owner} as 'redis' is for mode "redis": received mode ${
+          JSON.stringify(mode)
+        }`,
+      );
+    }
+    return undefined;
+  }
+  if (typeof redis !== "object" || redis === null) {
+    throw new TypeError(
+      `Cannot create ${owner} in redis mode as 'redis' must be an object with 'url' and 'stream': received ${
+        describeValue(redis)
+      }`,
+    );
+  }
+  const { url, stream, group = "ocycle", inFlight = 64 } = redis;
+  for (const [name, value] of Object.entries({ url, stream, group })) {
+    if (typeof value !== "string" || value === "") {
+      throw new TypeError(
+        `Cannot create ${owner} as 'redis.${name}' must be a non-empty string: received ${
+          describeValue(value)
+        }`,
+      );
+    }
+  }
+  try {
+    parseRedisUrl(url);
+  } catch (error) {
+    throw new TypeError(
+      `Cannot create ${owner} as 'redis.url' must be a redis:// or rediss:// URL: ${
+        (error as Error).message
+      }`,
+      { cause: error },
+    );
+  }
+  if (!isPositiveInteger(inFlight)) {
+    throw new RangeError(
+      `Cannot create ${owner} as 'redis.inFlight' must be a positive integer: received ${
+        describeValue(inFlight)
+      }`,
+    );
+  }
+  return { url, stream, group, inFlight };
 }
 
 function isPositiveInteger(value: unknown): value is number {

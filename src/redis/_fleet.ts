@@ -21,6 +21,9 @@ import {
 import {
   COMMIT_SCRIPT,
   deadStream,
+  HANDBACK_SCRIPT,
+  HANDED_BACK,
+  HANDED_BACK_IDLE,
   HEARTBEAT_SCRIPT,
   REPLY_FIELD,
 } from "./_fleet_scripts.ts";
@@ -117,21 +120,29 @@ export class FleetWorker {
     return this.#groupReady;
   }
 
+  /**
+   * Forgets that the group exists, so that the next call creates it again
+   * (after NOGROUP: Redis restarted without its data).
+   */
+  resetGroup(): void {
+    this.#groupReady = undefined;
+  }
+
   /** New entries for this worker: XREADGROUP COUNT BLOCK; `[]` when none came. */
-  async claim(): Promise<ClaimedEntry[]> {
+  async claim(count: number = this.#count): Promise<ClaimedEntry[]> {
     await this.ensureGroup();
     const entries = await xreadgroup(
       this.#reader,
       this.stream,
       this.group,
       this.consumer,
-      { count: this.#count, block: this.#block },
+      { count, block: this.#block },
     );
     return await this.#hold(entries, false);
   }
 
   /** Entries idle longer than `staleAfter` (a dead or stalled worker's), taken over with XAUTOCLAIM. */
-  async reclaim(): Promise<ClaimedEntry[]> {
+  async reclaim(count: number = this.#count): Promise<ClaimedEntry[]> {
     await this.ensureGroup();
     const { entries } = await xautoclaim(
       this.#client,
@@ -140,7 +151,7 @@ export class FleetWorker {
       this.consumer,
       this.#staleAfter,
       "0-0",
-      this.#count,
+      count,
     );
     return await this.#hold(entries, true);
   }
@@ -263,6 +274,29 @@ export class FleetWorker {
     ) as Uint8Array[];
     this.#held.delete(args[0] as string);
     return decoder.decode(reply[0]) === "committed" ? "committed" : "fenced";
+  }
+
+  /**
+   * The fenced hand-back: entries `ids` (none given: every entry pending for
+   * this worker), if this worker still holds them, go to the placeholder
+   * consumer HANDED_BACK as idle for years, so that the next `reclaim()` of
+   * any worker takes them at once; their delivery count is lowered by one,
+   * so a hand-back does not count as a failed delivery. When this worker
+   * then holds nothing, it leaves the group (XGROUP DELCONSUMER).
+   *
+   * @returns How many entries were handed back, and whether the consumer left the group.
+   */
+  async handBack(
+    ids: readonly string[] = [],
+  ): Promise<{ handedBack: number; left: boolean }> {
+    const reply = await HANDBACK_SCRIPT.run(
+      this.#client,
+      [this.stream],
+      [this.group, this.consumer, HANDED_BACK_IDLE, HANDED_BACK, ...ids],
+    ) as number[];
+    for (const id of ids) this.#held.delete(id);
+    if (ids.length === 0) this.#held.clear();
+    return { handedBack: Number(reply[0]), left: Number(reply[1]) === 1 };
   }
 
   /** Stops the heartbeat and closes both clients; what it holds stays pending for others to reclaim. */

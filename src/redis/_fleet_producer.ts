@@ -5,8 +5,21 @@
 // once, and deleted once read.
 
 import { type Arg, RedisClient, type RedisClientOptions } from "./_client.ts";
-import { xadd, xdel } from "./_streams.ts";
+import { RedisError } from "./_errors.ts";
+import { Script, xadd, xdel } from "./_streams.ts";
 import { REPLY_FIELD, resultStream } from "./_fleet_scripts.ts";
+
+/**
+ * Which of the entries ARGV[1..] of KEYS[1] exist: 1 or 0 each. Run in the
+ * server so that only the answers travel, never the entries' bytes.
+ */
+const EXIST_SCRIPT = new Script(`
+local out = {}
+for i, id in ipairs(ARGV) do
+  out[i] = #redis.call('XRANGE', KEYS[1], id, id, 'COUNT', 1)
+end
+return out
+`);
 
 const decoder = new TextDecoder();
 
@@ -78,6 +91,73 @@ export class FleetProducer {
       await xdel(this.#client, this.results, out.map((r) => r.id));
     }
     return out;
+  }
+
+  /** The server's URL, its password redacted. */
+  get url(): string {
+    return this.#client.url;
+  }
+
+  /** Connections the result reader has made: more than 1 after Redis came back. */
+  get connections(): number {
+    return this.#reader.connections;
+  }
+
+  /** Of the task entries `ids` of the chunk stream, those no longer in it. */
+  async missing(ids: readonly string[]): Promise<Set<string>> {
+    if (ids.length === 0) return new Set();
+    const flags = await EXIST_SCRIPT.run(this.#client, [this.stream], [
+      ...ids,
+    ]) as number[];
+    return new Set(ids.filter((_, i) => flags[i] === 0));
+  }
+
+  /**
+   * The consumers of `group` on the chunk stream (XINFO CONSUMERS): their
+   * names, entries pending and ms since they last read; `[]` when the group
+   * or the stream does not exist.
+   */
+  async consumers(
+    group: string,
+  ): Promise<{ name: string; pending: number; idle: number }[]> {
+    let reply: unknown;
+    try {
+      reply = await this.#client.command(
+        "XINFO",
+        "CONSUMERS",
+        this.stream,
+        group,
+      );
+    } catch (error) {
+      // No group yet, or no stream: no consumer either.
+      if (
+        error instanceof RedisError &&
+        (error.code === "NOGROUP" || /no such key/i.test(error.serverMessage))
+      ) return [];
+      throw error;
+    }
+    return (reply as unknown[][]).map((flat) => {
+      const info = new Map<string, unknown>();
+      for (let i = 0; i + 1 < flat.length; i += 2) {
+        info.set(decoder.decode(flat[i] as Uint8Array), flat[i + 1]);
+      }
+      const name = info.get("name");
+      return {
+        name: name instanceof Uint8Array ? decoder.decode(name) : String(name),
+        pending: Number(info.get("pending")),
+        idle: Number(info.get("idle")),
+      };
+    }).filter((c) => !c.name.startsWith("ocycle:"));
+  }
+
+  /** Deletes task entries from the chunk stream (chunks given up on). */
+  async remove(ids: readonly string[]): Promise<void> {
+    if (ids.length > 0) await xdel(this.#client, this.stream, ids);
+  }
+
+  /** Deletes this producer's result stream (once nothing more is awaited). */
+  async dispose(): Promise<void> {
+    await this.#client.command("DEL", this.results);
   }
 
   /** Closes both clients. */

@@ -20,6 +20,14 @@ export function deadStream(stream: string): string {
   return `${stream}:dead`;
 }
 
+/**
+ * How long a result stream lives after its last result, in ms: the stream of
+ * a producer that died, or a result that came after its producer left,
+ * expires instead of staying in Redis for good. A producer deletes its own
+ * when it closes.
+ */
+export const RESULTS_TTL = 24 * 60 * 60 * 1000;
+
 /** Whether entry `id` of KEYS[1] is pending for consumer ARGV[2] in group ARGV[1]. */
 const OWNS = `
 local function owns(id)
@@ -36,16 +44,19 @@ end
  *   entry's fields (read here, so its bytes do not travel again) with `error`
  *   ARGV[5], `worker` ARGV[2] and `deliveries` ARGV[6]; and when KEYS[3] is
  *   given, XADD ARGV[7..] (an error result) to it.
+ * A result stream written to expires RESULTS_TTL after its last result.
  * Then XACK and XDEL the chunk entry. Returns `{"committed", ids...}`; or
  * `{"fenced"}`, having changed nothing, when the entry is not pending for
  * this consumer (reclaimed by another, or committed already).
  */
 export const COMMIT_SCRIPT = new Script(
   OWNS + `
+local RESULTS_TTL = ${RESULTS_TTL}
 if not owns(ARGV[3]) then return {'fenced'} end
 local ids = {}
 if ARGV[4] == 'result' then
   ids[1] = redis.call('XADD', KEYS[2], '*', unpack(ARGV, 5))
+  redis.call('PEXPIRE', KEYS[2], RESULTS_TTL)
 else
   local fields = {}
   local e = redis.call('XRANGE', KEYS[1], ARGV[3], ARGV[3])
@@ -56,6 +67,7 @@ else
   ids[1] = redis.call('XADD', KEYS[2], '*', unpack(fields))
   if #KEYS >= 3 then
     ids[2] = redis.call('XADD', KEYS[3], '*', unpack(ARGV, 7))
+    redis.call('PEXPIRE', KEYS[3], RESULTS_TTL)
   end
 end
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
@@ -81,5 +93,59 @@ for i = 3, #ARGV do
   end
 end
 return held
+`,
+);
+
+/**
+ * The consumer that holds handed-back entries until a worker takes them: a
+ * name no worker uses, so that no one's fenced commit passes for them, and
+ * the worker that handed them back may leave the group.
+ */
+export const HANDED_BACK = "ocycle:handed-back";
+
+/**
+ * How idle a handed-back entry is made, in ms (ten years): past any
+ * `staleAfter`, so the next XAUTOCLAIM of any worker takes it at once, and
+ * below the clock's epoch milliseconds, which Redis requires of IDLE.
+ */
+export const HANDED_BACK_IDLE = 315_360_000_000;
+
+/**
+ * The fenced hand-back. KEYS[1] the chunk stream; ARGV[1] group, ARGV[2]
+ * consumer, ARGV[3] the idle time to give, ARGV[4] the consumer that takes
+ * them (HANDED_BACK), ARGV[5..] entry ids, or none for every entry pending
+ * for this consumer. Moves those still pending for this consumer to ARGV[4]
+ * (XCLAIM ... IDLE ... RETRYCOUNT ... JUSTID), their delivery count lowered
+ * by one, as the delivery that ends here never ran them to the end and the
+ * next XAUTOCLAIM counts one again. Then, when this consumer holds nothing,
+ * XGROUP DELCONSUMER (which would drop what it still held from the group).
+ * Returns `{handed back, 1 if the consumer was deleted else 0}`.
+ */
+export const HANDBACK_SCRIPT = new Script(
+  OWNS + `
+local ids = {}
+if #ARGV >= 5 then
+  for i = 5, #ARGV do ids[#ids + 1] = ARGV[i] end
+else
+  for _, p in ipairs(redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 10000, ARGV[2])) do
+    ids[#ids + 1] = p[1]
+  end
+end
+local n = 0
+for _, id in ipairs(ids) do
+  local p = redis.call('XPENDING', KEYS[1], ARGV[1], id, id, 1)
+  if #p == 1 and p[1][2] == ARGV[2] then
+    local count = math.max(p[1][4] - 1, 0)
+    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[4], 0, id, 'IDLE', ARGV[3],
+      'RETRYCOUNT', count, 'JUSTID')
+    n = n + 1
+  end
+end
+local deleted = 0
+if #redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2]) == 0 then
+  redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
+  deleted = 1
+end
+return {n, deleted}
 `,
 );

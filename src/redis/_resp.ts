@@ -83,6 +83,13 @@ interface Frame {
 type BulkKind = "bulk" | "verbatim" | "error";
 
 /**
+ * The longest reply line kept (a type, a length, a simple string or an
+ * error): a server or a man in the middle that never ends one cannot make
+ * the client hold an unbounded buffer.
+ */
+export const MAX_LINE = 1024 * 1024;
+
+/**
  * The incremental RESP2/RESP3 decoder: `feed()` bytes as they come, in any
  * split, and take the complete replies with `take()`.
  */
@@ -170,6 +177,11 @@ export class ReplyDecoder {
 
   #keep(bytes: Uint8Array): void {
     const need = this.#lineLength + bytes.length;
+    if (need > MAX_LINE) {
+      throw new RangeError(
+        `Cannot decode a Redis reply: a line runs past ${MAX_LINE} bytes without CRLF`,
+      );
+    }
     if (need > this.#line.length) {
       const grown = new Uint8Array(Math.max(need, this.#line.length * 2));
       grown.set(this.#line.subarray(0, this.#lineLength));

@@ -6,6 +6,7 @@ import { Pool } from "./_pool.ts";
 import { ProcessKind } from "./_process.ts";
 import type { ProcessSettings } from "./_process_args.ts";
 import type { Runner } from "./_runner.ts";
+import { RedisRunner, type RedisSettingsOption } from "./_redis.ts";
 import { RetryingRunner } from "./_retry.ts";
 import { SerialRunner } from "./_serial.ts";
 import { ThreadKind } from "./_thread.ts";
@@ -31,6 +32,8 @@ export interface RunnerSettings<C, R>
   readonly retryDelay: number;
   /** A transport of the caller's own (the CLI's commands), in place of the mode's. */
   readonly transport?: TransportKind<unknown> | undefined;
+  /** Redis mode: the server, the stream and the bound on chunks in flight. */
+  readonly redis?: RedisSettingsOption | undefined;
 }
 
 /** Makes the runner of a mode. */
@@ -39,7 +42,8 @@ export function createRunner<C, R>(
 ): Runner<C, R> {
   const runner = modeRunner(settings);
   const { retries, retryDelay, mode } = settings;
-  if (retries === 0) return runner;
+  // Redis mode's retries are the fleet's: they travel with each chunk.
+  if (retries === 0 || mode === "redis") return runner;
   return new RetryingRunner(runner, mode, retries, retryDelay);
 }
 
@@ -54,6 +58,20 @@ function modeRunner<C, R>(settings: RunnerSettings<C, R>): Runner<C, R> {
   };
   if (settings.transport !== undefined) {
     return new Pool(settings.transport, options) as Runner<C, R>;
+  }
+  if (mode === "redis" && settings.redis !== undefined) {
+    const { url, stream, group, inFlight } = settings.redis;
+    return new RedisRunner({
+      owner: settings.owner,
+      url,
+      stream,
+      group,
+      inFlight,
+      layout: settings.layout,
+      timeout,
+      retries: settings.retries,
+      retryDelay: settings.retryDelay,
+    }) as Runner<C, R>;
   }
   if (mode === "serial" || typeof callback === "function") {
     return new SerialRunner(callback, settings.exportName, timeout);

@@ -1,0 +1,375 @@
+// Copyright the @ocycle/core authors. MIT license.
+// The engine of a fleet worker (run_worker.ts): it claims task entries from
+// the chunk stream up to its free local capacity, takes over stale ones
+// every staleAfter/2, runs each in a local runner of the mode it was started
+// with (one per layout, made lazily), and hands the outcome back with the
+// fenced scripts of redis/_fleet.ts (through redis/_worker_outcomes.ts): a
+// result, an error result, a dead letter or, when it stops, a hand-back. Retries of crashes and timeouts are local,
+// with the producer's policy from the entry. Redis errors are logged and
+// retried with backoff; they never end the loop.
+//
+// A chunk decoded from a reply views bytes of its own: the RESP decoder
+// (redis/_resp.ts) allocates every bulk string afresh, never a view of the
+// client's read buffer, so nothing needs copying before a chunk is run.
+
+import { ChunkError, type ChunkErrorKind } from "../chunk_error.ts";
+import { createRunner, type RunnerSettings } from "../run/_factory.ts";
+import { retryDelay } from "../run/_retry.ts";
+import { describe, message, type Runner, type Task } from "../run/_runner.ts";
+import {
+  decodeTaskEntry,
+  type ResultOutcome,
+  type TaskEntry,
+} from "../wire/_entries.ts";
+import type { ChunkLayout } from "../wire/_layout.ts";
+import { toWireError } from "../wire/_messages.ts";
+import { type Codec, loadCodec } from "../wire/_codec.ts";
+import { type ClaimedEntry, FleetWorker } from "./_fleet.ts";
+import {
+  ABORT_ATTEMPTS,
+  isNoGroup,
+  Outcomes,
+  type WorkerCounts,
+} from "./_worker_outcomes.ts";
+
+export type { WorkerCounts } from "./_worker_outcomes.ts";
+
+/** Everything the engine is made from, checked by run_worker.ts. */
+export interface EngineSettings {
+  readonly url: string;
+  readonly stream: string;
+  readonly group: string;
+  readonly name: string;
+  /** The local runner's settings, but for the layout, which each entry names. */
+  readonly runner: Omit<RunnerSettings<unknown, unknown>, "layout">;
+  /** Chunks run (or waiting for a retry) at once. */
+  readonly capacity: number;
+  readonly staleAfter: number;
+  readonly heartbeat: number;
+  readonly log: (line: string) => void;
+}
+
+/** How long a claim waits for new entries, in ms: also how soon the loop sees a stop. */
+const BLOCK = 500;
+
+/** A fleet worker's loop; `run()` settles once it has stopped and let go of everything. */
+export class WorkerEngine {
+  readonly counts: WorkerCounts = {
+    claimed: 0,
+    reclaimed: 0,
+    done: 0,
+    failed: 0,
+    fenced: 0,
+    deadLettered: 0,
+    handedBack: 0,
+    retried: 0,
+  };
+  readonly #s: EngineSettings;
+  readonly #fleet: FleetWorker;
+  readonly #runners = new Map<string, Runner<unknown, unknown>>();
+  readonly #handling = new Set<Promise<void>>();
+  #state: "running" | "stopping" | "aborting" = "running";
+  #fatal: { error: unknown } | undefined;
+  #codec: Codec | undefined;
+  /** Made once the codec is loaded. */
+  #out!: Outcomes;
+  #wake: () => void = () => {};
+  #woken: Promise<void> = this.#rearm();
+  #stop: () => void = () => {};
+  readonly #stopped = new Promise<void>((resolve) => this.#stop = resolve);
+
+  constructor(settings: EngineSettings) {
+    this.#s = settings;
+    this.#fleet = new FleetWorker(settings.url, {
+      stream: settings.stream,
+      group: settings.group,
+      consumer: settings.name,
+      count: settings.capacity,
+      block: BLOCK,
+      heartbeat: settings.heartbeat,
+      staleAfter: settings.staleAfter,
+    });
+  }
+
+  /** Stop claiming; finish running chunks; hand back the rest. */
+  shutdown(): void {
+    if (this.#state !== "running") return;
+    this.#state = "stopping";
+    this.#stop();
+    this.#wake();
+  }
+
+  /** Hand back everything now; running chunks are aborted. */
+  abort(reason: unknown): void {
+    if (this.#state === "aborting") return;
+    this.#state = "aborting";
+    this.#stop();
+    this.#wake();
+    for (const runner of this.#runners.values()) {
+      runner.abort(reason).catch((error) =>
+        this.#s.log(`aborting the local pool failed: ${describe(error)}`)
+      );
+    }
+  }
+
+  /**
+   * Runs until stopped, then waits for every chunk, hands back what is left,
+   * leaves the group and closes everything it opened.
+   *
+   * @throws The fatal error that stopped it: the codec or the callback module could not be loaded.
+   */
+  async run(): Promise<void> {
+    try {
+      this.#codec = await loadCodec();
+      this.#out = new Outcomes(
+        this.#fleet,
+        this.counts,
+        this.#s.log,
+        this.#codec.clone,
+        () => this.#is("aborting"),
+      );
+      await this.#loop();
+    } catch (error) {
+      this.#fatal ??= { error };
+      this.abort(error);
+    } finally {
+      await this.#finish();
+    }
+    if (this.#fatal !== undefined) throw this.#fatal.error;
+  }
+
+  async #loop(): Promise<void> {
+    const { capacity, staleAfter, log } = this.#s;
+    let nextReclaim = 0;
+    let failures = 0;
+    while (this.#is("running")) {
+      const beat = this.#fleet.heartbeatError;
+      if (beat !== undefined) {
+        this.#fleet.heartbeatError = undefined;
+        log(`a heartbeat failed: ${message(beat)}`);
+      }
+      const free = capacity - this.#handling.size;
+      if (free <= 0) {
+        await this.#woken;
+        continue;
+      }
+      try {
+        if (Date.now() >= nextReclaim) {
+          nextReclaim = Date.now() + staleAfter / 2;
+          const entries = await this.#fleet.reclaim(free);
+          this.counts.reclaimed += entries.length;
+          if (entries.length > 0) {
+            log(`took over ${entries.length} stale entries: ${ids(entries)}`);
+          }
+          for (const entry of entries) this.#start(entry, true);
+        } else {
+          const entries = await this.#fleet.claim(free);
+          this.counts.claimed += entries.length;
+          for (const entry of entries) this.#start(entry, false);
+        }
+        failures = 0;
+      } catch (error) {
+        failures++;
+        if (isNoGroup(error)) this.#fleet.resetGroup();
+        const wait = retryDelay(100, failures);
+        log(`Redis failed: ${message(error)}; trying again in ${wait | 0} ms`);
+        await this.#sleep(wait);
+      }
+    }
+  }
+
+  #start(entry: ClaimedEntry, reclaimed: boolean): void {
+    const handling: Promise<void> = this.#handle(entry, reclaimed)
+      .catch((error) =>
+        this.#s.log(`entry ${entry.id} was left pending: ${describe(error)}`)
+      )
+      .finally(() => {
+        this.#handling.delete(handling);
+        this.#wake();
+      });
+    this.#handling.add(handling);
+  }
+
+  async #handle(entry: ClaimedEntry, reclaimed: boolean): Promise<void> {
+    if (!this.#is("running")) return await this.#out.handBack(entry);
+    let task: TaskEntry;
+    try {
+      if (entry.reply === "") throw new TypeError("it names no reply stream");
+      task = decodeTaskEntry(entry.fields, this.#codec!.parse);
+    } catch (error) {
+      const detail = `poison entry: ${message(error)}`;
+      return await this.#out.dead(entry, detail, taskId(entry), {
+        worker: this.#s.name,
+        error: toWireError(error),
+        kind: "protocol",
+      });
+    }
+    if (reclaimed && entry.deliveries > 1 + task.retries) {
+      const detail =
+        `delivered ${entry.deliveries} times; each worker holding it died or stalled`;
+      return await this.#out.dead(entry, detail, task.id, {
+        worker: this.#s.name,
+        error: { name: "Error", message: detail },
+        kind: "crash",
+        attempts: entry.deliveries - 1,
+      });
+    }
+    const runner = this.#runner(task.layout);
+    for (let attempt = 1;; attempt++) {
+      let value: unknown;
+      try {
+        value = await runner.run(this.#task(task));
+      } catch (error) {
+        const kind: ChunkErrorKind = error instanceof ChunkError
+          ? error.kind
+          : "callback";
+        if (this.#is("aborting") || kind === "aborted") {
+          return await this.#out.handBack(entry);
+        }
+        if (kind === "startup") {
+          // The worker's own module or pool is broken: not the chunk's fault.
+          this.#fatal ??= { error };
+          this.abort(error);
+          return await this.#out.handBack(entry);
+        }
+        const retryable = kind === "crash" || kind === "timeout";
+        if (retryable && attempt < 1 + task.retries) {
+          this.counts.retried++;
+          const wait = retryDelay(task.retryDelay, attempt);
+          this.#s.log(
+            `task ${task.id} (entry ${entry.id}) failed by ${kind}, attempt ${attempt} of ${
+              1 + task.retries
+            }; again in ${wait | 0} ms`,
+          );
+          await this.#sleep(wait);
+          if (!this.#is("running")) return await this.#out.handBack(entry);
+          continue;
+        }
+        const outcome: ResultOutcome = {
+          worker: this.#s.name,
+          error: toWireError(callbackError(error)),
+          kind,
+          attempts: attempt,
+        };
+        if (retryable) {
+          return await this.#out.dead(
+            entry,
+            `${kind}: ${message(error)}`,
+            task.id,
+            {
+              ...outcome,
+            },
+          );
+        }
+        return await this.#out.commit(entry, task.id, outcome);
+      }
+      return await this.#out.commit(entry, task.id, {
+        worker: this.#s.name,
+        value,
+      });
+    }
+  }
+
+  #task(entry: TaskEntry): Task<unknown> {
+    let chunk = entry.chunk;
+    // A thread-mode Worker takes the bytes (transferred): a retry needs its own.
+    if (
+      this.#s.runner.mode === "thread" && entry.retries > 0 &&
+      ArrayBuffer.isView(chunk)
+    ) chunk = (chunk as Uint8Array).slice();
+    return {
+      chunk,
+      info: entry.info,
+      buffer: undefined,
+      lost: false,
+      owned: true,
+    };
+  }
+
+  #runner(layout: ChunkLayout): Runner<unknown, unknown> {
+    const key = JSON.stringify(layout);
+    let runner = this.#runners.get(key);
+    if (runner === undefined) {
+      runner = createRunner({ ...this.#s.runner, layout });
+      this.#runners.set(key, runner);
+    }
+    return runner;
+  }
+
+  async #finish(): Promise<void> {
+    while (this.#handling.size > 0) await Promise.all(this.#handling);
+    for (let attempt = 1; attempt <= ABORT_ATTEMPTS; attempt++) {
+      try {
+        const { handedBack, left } = await this.#fleet.handBack();
+        this.counts.handedBack += handedBack;
+        if (!left) {
+          this.#s.log(
+            "stays in the group: it still holds entries (fenced away)",
+          );
+        }
+        break;
+      } catch (error) {
+        if (isNoGroup(error)) break;
+        this.#s.log(`handing back failed: ${message(error)}`);
+        if (attempt < ABORT_ATTEMPTS) {
+          await new Promise((r) => setTimeout(r, retryDelay(100, attempt)));
+        }
+      }
+    }
+    await Promise.all(
+      [...this.#runners.values()].map((runner) =>
+        runner.close().catch((error) =>
+          this.#s.log(`closing the local pool failed: ${describe(error)}`)
+        )
+      ),
+    );
+    await this.#fleet.close();
+  }
+
+  /** Waits `ms`, or less if the worker is told to stop. */
+  async #sleep(ms: number): Promise<void> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      new Promise((resolve) => timer = setTimeout(resolve, ms)),
+      this.#stopped,
+    ]);
+    clearTimeout(timer);
+  }
+
+  /** The state, read through a call so that TypeScript does not narrow it across awaits. */
+  #is(state: "running" | "stopping" | "aborting"): boolean {
+    return this.#state === state;
+  }
+
+  #rearm(): Promise<void> {
+    return new Promise<void>((resolve) => {
+      this.#wake = () => {
+        this.#woken = this.#rearm();
+        resolve();
+      };
+    });
+  }
+}
+
+function ids(entries: readonly ClaimedEntry[]): string {
+  return entries.map((e) => e.id).join(", ");
+}
+
+/** A task entry's id, when it is readable: the error result of a poison entry goes to it. */
+function taskId(entry: ClaimedEntry): string | undefined {
+  const id = entry.fields.get("id");
+  if (id === undefined || id.length === 0 || id.length > 200) return undefined;
+  try {
+    return new TextDecoder("utf-8", { fatal: true }).decode(id);
+  } catch {
+    return undefined;
+  }
+}
+
+/** What a callback threw, out of the pool's ChunkError around it; other errors as they are. */
+function callbackError(error: unknown): unknown {
+  return error instanceof ChunkError && error.kind === "callback" &&
+      error.cause !== undefined
+    ? error.cause
+    : error;
+}

@@ -1,0 +1,132 @@
+// Copyright the @ocycle/core authors. MIT license.
+// How a fleet worker (redis/_worker_engine.ts) hands an entry's outcome back:
+// a result or an error result (the fenced commit), a dead letter, or a
+// hand-back; each retried with backoff while Redis fails, counted, and
+// logged when notable. A fenced outcome (another worker took the entry over)
+// is counted and discarded.
+
+import { retryDelay } from "../run/_retry.ts";
+import { message } from "../run/_runner.ts";
+import { encodeResultEntry, type ResultOutcome } from "../wire/_entries.ts";
+import type { CloneEncoder } from "../wire/_values.ts";
+import { RedisError } from "./_errors.ts";
+import type { ClaimedEntry, FleetWorker } from "./_fleet.ts";
+
+/** Attempts of a Redis operation once the worker is aborting, so that stopping always ends. */
+export const ABORT_ATTEMPTS = 5;
+
+/** The counts of a fleet worker, from its start. */
+export interface WorkerCounts {
+  claimed: number;
+  reclaimed: number;
+  done: number;
+  failed: number;
+  fenced: number;
+  deadLettered: number;
+  handedBack: number;
+  retried: number;
+}
+
+/** Sends outcomes back through a worker's FleetWorker. */
+export class Outcomes {
+  readonly #fleet: FleetWorker;
+  readonly #counts: WorkerCounts;
+  readonly #log: (line: string) => void;
+  readonly #clone: CloneEncoder;
+  readonly #aborting: () => boolean;
+
+  constructor(
+    fleet: FleetWorker,
+    counts: WorkerCounts,
+    log: (line: string) => void,
+    clone: CloneEncoder,
+    aborting: () => boolean,
+  ) {
+    this.#fleet = fleet;
+    this.#counts = counts;
+    this.#log = log;
+    this.#clone = clone;
+    this.#aborting = aborting;
+  }
+
+  async commit(
+    entry: ClaimedEntry,
+    id: string,
+    outcome: ResultOutcome,
+  ): Promise<void> {
+    const fields = encodeResultEntry(id, outcome, this.#clone);
+    const done = await this.#redis(() => this.#fleet.commit(entry, fields));
+    if (done === "committed") {
+      if ("value" in outcome) this.#counts.done++;
+      else this.#counts.failed++;
+    } else this.#fenced(entry, id, done);
+  }
+
+  async dead(
+    entry: ClaimedEntry,
+    detail: string,
+    id: string | undefined,
+    outcome: ResultOutcome,
+  ): Promise<void> {
+    const result = id === undefined || entry.reply === ""
+      ? undefined
+      : encodeResultEntry(id, outcome, this.#clone);
+    const done = await this.#redis(() =>
+      this.#fleet.deadLetter(entry, detail, result)
+    );
+    if (done === "committed") {
+      this.#counts.deadLettered++;
+      this.#counts.failed++;
+      this.#log(`entry ${entry.id} went to the dead letter: ${detail}`);
+    } else this.#fenced(entry, id, done);
+  }
+
+  #fenced(entry: ClaimedEntry, id: string | undefined, done: unknown): void {
+    if (done !== "fenced") return; // lost with Redis's data, or given up on abort
+    this.#counts.fenced++;
+    this.#log(
+      `entry ${entry.id}${
+        id === undefined ? "" : ` (task ${id})`
+      } was taken over by another worker: its outcome here is discarded`,
+    );
+  }
+
+  async handBack(entry: ClaimedEntry): Promise<void> {
+    const done = await this.#redis(() => this.#fleet.handBack([entry.id]));
+    if (done !== undefined) this.#counts.handedBack += done.handedBack;
+  }
+
+  /**
+   * Runs a Redis operation until it succeeds, with backoff; gives up (and
+   * returns `undefined`) once aborting, or when the group is gone (Redis lost
+   * its data: so did the entry).
+   */
+  async #redis<T>(op: () => Promise<T>): Promise<T | undefined> {
+    for (let failures = 1;; failures++) {
+      try {
+        return await op();
+      } catch (error) {
+        if (isNoGroup(error)) {
+          this.#fleet.resetGroup();
+          this.#log(
+            `the group is gone (Redis lost its data): ${message(error)}`,
+          );
+          return undefined;
+        }
+        if (this.#aborting() && failures >= ABORT_ATTEMPTS) {
+          this.#log(`Redis failed, giving up: ${message(error)}`);
+          return undefined;
+        }
+        const wait = retryDelay(100, failures);
+        this.#log(
+          `Redis failed: ${message(error)}; trying again in ${wait | 0} ms`,
+        );
+        await new Promise((resolve) => setTimeout(resolve, wait));
+      }
+    }
+  }
+}
+
+export function isNoGroup(error: unknown): boolean {
+  return error instanceof RedisError && error.code === "NOGROUP";
+}

@@ -1,0 +1,681 @@
+// Copyright the @ocycle/core authors. MIT license.
+// runWorker (src/run_worker.ts) against a real redis-server that each test
+// starts on a free loopback port and stops. The producer is FleetProducer
+// with the entry codec, as the emitter's redis mode will use them. Without
+// redis-server the tests are skipped (and say why), except under CI=true.
+
+import {
+  assert,
+  assertEquals,
+  assertMatch,
+  assertStringIncludes,
+  assertThrows,
+} from "@std/assert";
+import { deserialize, serialize } from "node:v8";
+import {
+  type RedisWorker,
+  type RedisWorkerOptions,
+  runWorker,
+} from "../mod.ts";
+import type { ChunkInfo } from "../src/chunk_info.ts";
+import { RedisClient } from "../src/redis/_client.ts";
+import { deadStream, FleetProducer } from "../src/redis/_fleet.ts";
+import { xpending } from "../src/redis/_streams.ts";
+import {
+  decodeResultEntry,
+  encodeTaskEntry,
+  type ResultEntry,
+  type RetryPolicy,
+} from "../src/wire/_entries.ts";
+import type { ChunkLayout } from "../src/wire/_layout.ts";
+import type { WireError } from "../src/wire/_messages.ts";
+import type { ChunkErrorKind } from "../src/chunk_error.ts";
+import { RedisServer, skipWithoutRedis } from "./_redis_server.ts";
+
+const ignore = skipWithoutRedis("redis_worker_test.ts");
+const STREAM = "jobs";
+const HANDLER = new URL("./fixtures/redis/handler.ts", import.meta.url);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const clone = (value: unknown) => new Uint8Array(serialize(value));
+const parse = (bytes: Uint8Array) => deserialize(bytes);
+const text = (bytes: Uint8Array | undefined) => new TextDecoder().decode(bytes);
+
+const info = (index: number, length: number): ChunkInfo => ({
+  index,
+  offset: index * 100,
+  length,
+  t0: 1_764_000_000_000 + index,
+  reason: "size",
+  final: false,
+});
+
+/** A server, a producer, an admin client, and the workers a test starts, all stopped at the end. */
+async function fleet() {
+  const server = await RedisServer.start();
+  const producer = new FleetProducer(server.url, STREAM, "p1");
+  const admin = await RedisClient.connect(server.url);
+  const workers: RedisWorker[] = [];
+  const lines: string[] = [];
+  return {
+    server,
+    url: server.url,
+    producer,
+    admin,
+    lines,
+    /** A worker named `name`, quick to take over (staleAfter 400 ms). */
+    start(name: string, options: Partial<RedisWorkerOptions> = {}) {
+      const worker = runWorker({
+        url: server.url,
+        stream: STREAM,
+        module: HANDLER,
+        mode: "process",
+        pool: 1,
+        concurrency: 1,
+        staleAfter: 400,
+        heartbeat: 100,
+        name,
+        log: (line) => lines.push(`${name}: ${line}`),
+        ...options,
+      });
+      workers.push(worker);
+      return worker;
+    },
+    submit(
+      id: string,
+      layout: ChunkLayout,
+      chunk: unknown,
+      chunkInfo: ChunkInfo,
+      policy?: RetryPolicy,
+    ): Promise<string> {
+      return producer.submit(
+        encodeTaskEntry(id, chunkInfo, layout, chunk, clone, policy),
+      );
+    },
+    /** `n` results, waiting up to `ms` for them, and any more within 200 ms after. */
+    async results(n: number, ms = 20_000): Promise<ResultEntry[]> {
+      const out: ResultEntry[] = [];
+      const deadline = Date.now() + ms;
+      while (out.length < n && Date.now() < deadline) {
+        for (const r of await producer.read(100)) {
+          out.push(decodeResultEntry(r.fields, parse));
+        }
+      }
+      for (const r of await producer.read(200)) {
+        out.push(decodeResultEntry(r.fields, parse));
+      }
+      assertEquals(out.length, n, `results: ${Deno.inspect(out)}`);
+      return out;
+    },
+    async assertDrained(): Promise<void> {
+      assertEquals(await admin.command("XLEN", STREAM), 0);
+      assertEquals((await xpending(admin, STREAM, "ocycle")).count, 0);
+    },
+    async dead(): Promise<Map<string, string>[]> {
+      const rows = await admin.command(
+        "XRANGE",
+        deadStream(STREAM),
+        "-",
+        "+",
+      ) as [Uint8Array, Uint8Array[]][];
+      return rows.map(([, flat]) => {
+        const map = new Map<string, string>();
+        for (let i = 0; i + 1 < flat.length; i += 2) {
+          map.set(text(flat[i]), text(flat[i + 1]));
+        }
+        return map;
+      });
+    },
+    async [Symbol.asyncDispose]() {
+      await Promise.all(workers.map((w) => w.abort().catch(() => {})));
+      await producer.close();
+      await admin.close();
+      await server[Symbol.asyncDispose]();
+    },
+  };
+}
+
+async function until(what: string, test: () => boolean, ms = 15_000) {
+  const deadline = Date.now() + ms;
+  while (!test()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting: ${what}`);
+    await sleep(20);
+  }
+}
+
+/** An error result, or a failure that shows what came instead. */
+function failure(r: ResultEntry | undefined): {
+  id: string;
+  worker: string;
+  error: WireError;
+  kind: ChunkErrorKind;
+  attempts: number;
+} {
+  if (r === undefined || !("error" in r)) {
+    throw new Error(`not an error result: ${Deno.inspect(r)}`);
+  }
+  return r as ReturnType<typeof failure>;
+}
+
+/** A value result's value, or a failure that shows what came instead. */
+function valueOf(r: ResultEntry | undefined): unknown {
+  if (r === undefined || !("value" in r)) {
+    throw new Error(`not a value result: ${Deno.inspect(r)}`);
+  }
+  return r.value;
+}
+
+function byId(results: ResultEntry[]): Map<string, ResultEntry> {
+  return new Map(results.map((r) => [r.id, r]));
+}
+
+Deno.test("runWorker() names a bad option and its value", () => {
+  const base = { url: "redis://127.0.0.1:1", stream: "s", module: HANDLER };
+  const cases: [Partial<RedisWorkerOptions>, ErrorConstructor, string][] = [
+    [
+      { pool: 0 },
+      RangeError,
+      "'pool' must be a positive integer: received number 0",
+    ],
+    [{ mode: "redis" as "serial" }, TypeError, `'mode' must be "serial"`],
+    [{ stream: "" }, TypeError, `'stream' must be a non-empty string`],
+    [{ staleAfter: -1 }, RangeError, "'staleAfter' must be a finite number"],
+    [{ heartbeat: Infinity }, RangeError, "'heartbeat' must be a finite"],
+    [{ name: "a b" }, TypeError, `'name' must be a name of 1 to 200`],
+    [{ url: "http://x" }, TypeError, `'url' is not a Redis URL`],
+    [{ module: 3 as unknown as string }, TypeError, "'module' must be a path"],
+    [{ permissions: { nope: true } as never }, TypeError, "permissions.nope"],
+  ];
+  for (const [bad, ErrorClass, fragment] of cases) {
+    assertThrows(
+      () => runWorker({ ...base, ...bad } as RedisWorkerOptions),
+      ErrorClass,
+      fragment,
+    );
+  }
+  assertThrows(
+    () => runWorker({ url: "redis://h", stream: "s" } as RedisWorkerOptions),
+    TypeError,
+    "'module' must be a path or a URL: received undefined",
+  );
+});
+
+Deno.test({
+  name:
+    "runWorker() runs bytes, samples, items and text chunks in serial, thread and process modes",
+  ignore,
+  async fn(t) {
+    await using f = await fleet();
+    for (const mode of ["serial", "thread", "process"] as const) {
+      await t.step(mode, async () => {
+        const worker = f.start(`w-${mode}`, { mode });
+        const bytes = Uint8Array.from({ length: 256 }, (_, i) => i);
+        await f.submit("b", { kind: "bytes" }, bytes, info(0, 256));
+        await f.submit(
+          "s",
+          { kind: "samples", type: "Float32Array", channels: 2 },
+          Float32Array.of(1.5, 2.5, -1, 4),
+          info(1, 2),
+        );
+        await f.submit(
+          "i",
+          { kind: "items" },
+          [1, "a", { x: [2n] }],
+          info(2, 3),
+        );
+        await f.submit("t", { kind: "text" }, "héllo", info(3, 5));
+        // past the client's read buffer: read into a bulk string of its own
+        const big = Uint8Array.from(
+          { length: (1 << 20) + 3 },
+          (_, i) => i % 251,
+        );
+        await f.submit("big", { kind: "bytes" }, big, info(4, big.length));
+        const got = byId(await f.results(5));
+        assertEquals(
+          valueOf(got.get("big")),
+          {
+            index: 4,
+            type: "Uint8Array",
+            length: big.length,
+            sum: big.reduce((a, b) => a + b, 0),
+          },
+        );
+        assertEquals(got.get("b"), {
+          id: "b",
+          worker: `w-${mode}`,
+          value: { index: 0, type: "Uint8Array", length: 256, sum: 32640 },
+        });
+        assertEquals(got.get("s"), {
+          id: "s",
+          worker: `w-${mode}`,
+          value: { index: 1, type: "Float32Array", length: 4, sum: 7 },
+        });
+        assertEquals(got.get("i"), {
+          id: "i",
+          worker: `w-${mode}`,
+          value: [1, "a", { x: [2n] }],
+        });
+        assertEquals(got.get("t"), {
+          id: "t",
+          worker: `w-${mode}`,
+          value: "HÉLLO",
+        });
+        const stats = await worker.shutdown();
+        assertEquals(stats.claimed, 5);
+        assertEquals(stats.done, 5);
+        assertEquals(stats.failed + stats.fenced + stats.handedBack, 0);
+        await f.assertDrained();
+        // It left the group: nothing is pending for it.
+        const consumers = await f.admin.command(
+          "XINFO",
+          "CONSUMERS",
+          STREAM,
+          "ocycle",
+        ) as unknown[][];
+        assert(
+          !consumers.some((c) =>
+            c.some((v) => text(v as Uint8Array) === `w-${mode}`)
+          ),
+          "the worker left the group",
+        );
+      });
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "runWorker() sends a callback's throw back as kind callback naming the worker",
+  ignore,
+  async fn(t) {
+    await using f = await fleet();
+    for (const mode of ["serial", "process"] as const) {
+      await t.step(mode, async () => {
+        const worker = f.start(`thrower-${mode}`, { mode });
+        await f.submit("x", { kind: "items" }, [{ op: "throw" }], info(7, 1), {
+          retries: 3,
+          retryDelay: 10,
+        });
+        const r = failure((await f.results(1))[0]);
+        assertEquals(r.worker, `thrower-${mode}`);
+        assertEquals(r.kind, "callback");
+        assertEquals(r.attempts, 1); // a throw is not retried
+        assertEquals(r.error.name, "RangeError");
+        assertEquals(r.error.message, "bad chunk 7");
+        const stats = await worker.shutdown();
+        assertEquals([stats.failed, stats.retried, stats.deadLettered], [
+          1,
+          0,
+          0,
+        ]);
+        await f.assertDrained();
+      });
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "runWorker() retries a crash as the entry asks, then dead-letters it with an error of kind crash",
+  ignore,
+  async fn() {
+    await using f = await fleet();
+    const worker = f.start("crasher");
+    await f.submit("c", { kind: "items" }, [{ op: "exit" }], info(4, 1), {
+      retries: 2,
+      retryDelay: 10,
+    });
+    const r = failure((await f.results(1))[0]);
+    assertEquals([r.worker, r.kind, r.attempts], ["crasher", "crash", 3]);
+    const stats = await worker.shutdown();
+    assertEquals([stats.retried, stats.deadLettered, stats.failed], [2, 1, 1]);
+    const dead = (await f.dead())[0] ?? new Map<string, string>();
+    assertEquals(dead.get("id"), "c");
+    assertEquals(dead.get("worker"), "crasher");
+    assertEquals(dead.get("deliveries"), "1");
+    assertStringIncludes(dead.get("error") ?? "", "crash");
+    await f.assertDrained();
+  },
+});
+
+Deno.test({
+  name:
+    "runWorker() dead-letters a poison entry with an error of kind protocol",
+  ignore,
+  async fn() {
+    await using f = await fleet();
+    const worker = f.start("poisoned", { mode: "serial" });
+    await f.producer.submit(["v", "1", "id", "p", "info", "short"]);
+    const r = failure((await f.results(1))[0]);
+    assertEquals([r.id, r.worker, r.kind], ["p", "poisoned", "protocol"]);
+    assertStringIncludes(r.error.message, "'info'");
+    const stats = await worker.shutdown();
+    assertEquals([stats.deadLettered, stats.done], [1, 0]);
+    const [dead] = await f.dead();
+    assertEquals(dead?.get("info"), "short");
+    assertStringIncludes(dead?.get("error") ?? "", "poison entry");
+    await f.assertDrained();
+  },
+});
+
+Deno.test({
+  name:
+    "runWorker() dead-letters without running an entry delivered more than 1 + retries times",
+  ignore,
+  async fn() {
+    await using f = await fleet();
+    await f.admin.command(
+      "XGROUP",
+      "CREATE",
+      STREAM,
+      "ocycle",
+      "0",
+      "MKSTREAM",
+    );
+    const id = await f.submit(
+      "d",
+      { kind: "items" },
+      [{ op: "throw" }],
+      info(5, 1),
+      {
+        retries: 1,
+        retryDelay: 10,
+      },
+    );
+    // Two workers held it and died: delivered twice, idle for long.
+    await f.admin.command(
+      "XREADGROUP",
+      "GROUP",
+      "ocycle",
+      "ghost",
+      "STREAMS",
+      STREAM,
+      ">",
+    );
+    await f.admin.command(
+      "XCLAIM",
+      STREAM,
+      "ocycle",
+      "ghost",
+      0,
+      id,
+      "IDLE",
+      60_000,
+      "RETRYCOUNT",
+      2,
+      "JUSTID",
+    );
+    const worker = f.start("heir", { mode: "serial" });
+    const r = failure((await f.results(1))[0]);
+    assertEquals([r.worker, r.kind, r.attempts], ["heir", "crash", 2]);
+    assertStringIncludes(r.error.message, "delivered 3 times");
+    const stats = await worker.shutdown();
+    assertEquals([stats.reclaimed, stats.deadLettered, stats.done], [1, 1, 0]);
+    assertEquals((await f.dead())[0]?.get("deliveries"), "3");
+    await f.admin.command("XGROUP", "DELCONSUMER", STREAM, "ocycle", "ghost");
+    await f.assertDrained();
+  },
+});
+
+Deno.test({
+  name:
+    "runWorker() keeps a long chunk while it lives; another worker takes it over at once when it aborts",
+  ignore,
+  async fn() {
+    await using f = await fleet();
+    const a = f.start("a");
+    await f.submit(
+      "long",
+      { kind: "items" },
+      [{ op: "sleep", ms: 1500 }],
+      info(1, 1),
+    );
+    await until("a claims", () => a.stats().claimed === 1);
+    const b = f.start("b");
+    const [first] = await f.results(1);
+    // 1500 ms, well past staleAfter (400 ms): the heartbeat kept it a's.
+    assertEquals(first?.worker, "a");
+    assertEquals(b.stats().reclaimed, 0);
+    await f.submit(
+      "again",
+      { kind: "items" },
+      [{ op: "sleep", ms: 1500 }],
+      info(2, 1),
+    );
+    await until(
+      "one claims",
+      () => a.stats().claimed + b.stats().claimed === 2,
+    );
+    const [holder, other] = a.stats().claimed === 2 ? [a, b] : [b, a];
+    await sleep(300);
+    const aborted = Date.now();
+    const stats = await holder.abort();
+    assertEquals(stats.handedBack, 1);
+    await until(
+      "the other takes it over",
+      () => other.stats().reclaimed === 1,
+      3000,
+    );
+    const took = Date.now() - aborted;
+    assert(took < 1500, `taken over after ${took} ms`);
+    const [second] = await f.results(1);
+    assertEquals([second?.id, second?.worker], ["again", other.name]);
+    assertEquals((await other.shutdown()).done, 1);
+    await f.assertDrained();
+  },
+});
+
+Deno.test({
+  name: "runWorker() discards a stalled worker's late result (fenced)",
+  ignore,
+  async fn() {
+    await using f = await fleet();
+    // No heartbeat within staleAfter: a worker that stalls.
+    const a = f.start("stalled", { heartbeat: 60_000 });
+    await f.submit(
+      "f",
+      { kind: "items" },
+      [{ op: "sleep", ms: 1500 }],
+      info(1, 1),
+    );
+    await until("a claims", () => a.stats().claimed === 1);
+    const b = f.start("b");
+    await until("b takes it over", () => b.stats().reclaimed === 1);
+    const [r] = await f.results(1);
+    assertEquals(r?.worker, "b");
+    await until("a's late commit", () => a.stats().fenced === 1);
+    assertEquals(a.stats().done, 0);
+    assertMatch(f.lines.join("\n"), /stalled: .*taken over by another worker/);
+    await Promise.all([a.shutdown(), b.shutdown()]);
+    await f.assertDrained();
+  },
+});
+
+Deno.test({
+  name:
+    "runWorker() shutdown() finishes running chunks and hands back the rest at once",
+  ignore,
+  async fn() {
+    await using f = await fleet();
+    const permissions = { env: ["OCYCLE_CRASH"] };
+    const a = f.start("a", {
+      concurrency: 2,
+      permissions,
+      env: { OCYCLE_CRASH: "1" },
+    });
+    await f.submit(
+      "run",
+      { kind: "items" },
+      [{ op: "sleep", ms: 1000 }],
+      info(1, 1),
+    );
+    // crashes in a's children, then waits seconds for its retry: held, not running
+    await f.submit(
+      "wait",
+      { kind: "items" },
+      [{ op: "crashHere" }],
+      info(2, 1),
+      {
+        retries: 1,
+        retryDelay: 8000,
+      },
+    );
+    await until("a waits to retry", () => a.stats().retried === 1);
+    const stopping = a.shutdown();
+    const b = f.start("b", { permissions });
+    await until("b takes it over", () => b.stats().reclaimed === 1, 3000);
+    const stats = await stopping;
+    assertEquals([stats.done, stats.handedBack], [1, 1]);
+    const got = byId(await f.results(2));
+    assertEquals(got.get("run")?.worker, "a");
+    assertEquals(got.get("wait"), {
+      id: "wait",
+      worker: "b",
+      value: [{ op: "crashHere" }],
+    });
+    assertEquals((await b.shutdown()).done, 1);
+    await f.assertDrained();
+  },
+});
+
+Deno.test({
+  name:
+    "runWorker() recreates its group when Redis restarts without its data, and goes on",
+  ignore,
+  async fn() {
+    await using f = await fleet();
+    const worker = f.start("survivor", { mode: "serial" });
+    await f.submit("before", { kind: "text" }, "a", info(0, 1));
+    assertEquals(valueOf((await f.results(1))[0]), "A");
+    await f.server.stop();
+    await f.server.restart(); // no persistence: stream and group are gone
+    await f.submit("after", { kind: "text" }, "b", info(1, 1));
+    assertEquals(valueOf((await f.results(1))[0]), "B");
+    assertEquals((await worker.shutdown()).done, 2);
+    assertMatch(f.lines.join("\n"), /survivor: Redis failed: /);
+    await f.assertDrained();
+  },
+});
+
+Deno.test({
+  name:
+    "runWorker() stops when its signal is aborted, handing back what it holds",
+  ignore,
+  async fn() {
+    await using f = await fleet();
+    const controller = new AbortController();
+    const worker = f.start("signalled", { signal: controller.signal });
+    await f.submit(
+      "s",
+      { kind: "items" },
+      [{ op: "sleep", ms: 5000 }],
+      info(0, 1),
+    );
+    await until("it claims", () => worker.stats().claimed === 1);
+    controller.abort();
+    const stats = await worker.finished;
+    assertEquals([stats.handedBack, stats.done], [1, 0]);
+    // held for the next worker, not lost
+    const pending = await xpending(f.admin, STREAM, "ocycle");
+    assertEquals(pending.count, 1);
+    assertEquals([...pending.consumers.keys()], ["ocycle:handed-back"]);
+  },
+});
+
+Deno.test({
+  name:
+    "runWorker() whose module cannot be loaded rejects finished and hands the chunk back",
+  ignore,
+  async fn() {
+    await using f = await fleet();
+    const worker = f.start("broken", {
+      mode: "serial",
+      module: new URL("./fixtures/redis/missing.ts", import.meta.url),
+    });
+    await f.submit("m", { kind: "text" }, "x", info(0, 1));
+    const error = await worker.finished.then(
+      () => new Error("finished resolved"),
+      (e: unknown) => e as Error,
+    );
+    assertEquals(error.name, "ChunkError");
+    assertStringIncludes(error.message, "could not be loaded");
+    assertEquals(worker.stats().handedBack, 1);
+    assertEquals((await xpending(f.admin, STREAM, "ocycle")).count, 1);
+    // another worker runs it at once
+    const healthy = f.start("healthy", { mode: "serial" });
+    const [r] = await f.results(1);
+    assertEquals(r?.worker, "healthy");
+    // run, not dead-lettered: the hand-back did not count as a delivery
+    assertEquals(valueOf(r), "X");
+    assertEquals((await healthy.shutdown()).reclaimed, 1);
+    await f.assertDrained();
+  },
+});
+
+Deno.test({
+  name:
+    "runWorker() bounds a run with timeout, retries it, then dead-letters it as kind timeout",
+  ignore,
+  async fn() {
+    await using f = await fleet();
+    const worker = f.start("slow", { timeout: 300 });
+    await f.submit(
+      "z",
+      { kind: "items" },
+      [{ op: "sleep", ms: 5000 }],
+      info(0, 1),
+      {
+        retries: 1,
+        retryDelay: 10,
+      },
+    );
+    const r = failure((await f.results(1))[0]);
+    assertEquals([r.worker, r.kind, r.attempts], ["slow", "timeout", 2]);
+    const stats = await worker.shutdown();
+    assertEquals([stats.retried, stats.deadLettered], [1, 1]);
+    assertEquals((await f.dead())[0]?.get("id"), "z");
+    await f.assertDrained();
+  },
+});
+
+Deno.test({
+  name:
+    "runWorker() runs only the module it was started with, whatever an entry names",
+  ignore,
+  async fn() {
+    await using f = await fleet();
+    const evil = await Deno.makeTempFile({ suffix: ".ts" });
+    const marker = `${evil}.ran`;
+    await Deno.writeTextFile(
+      evil,
+      `Deno.writeTextFileSync(${JSON.stringify(marker)}, "ran");\n` +
+        `export default () => "evil";\nexport const other = () => "evil";\n`,
+    );
+    try {
+      f.start("w1", { mode: "serial" });
+      // An entry that names code to run, in every way a message could: none
+      // of these fields means anything to a worker.
+      const fields = encodeTaskEntry(
+        "t1",
+        info(0, 3),
+        { kind: "bytes" },
+        new Uint8Array([1, 2, 3]),
+        clone,
+      );
+      const url = new URL(`file://${evil}`).href;
+      fields.push("module", url, "url", url, "exportName", "other");
+      await f.producer.submit(fields);
+      const [result] = await f.results(1);
+      assertEquals(valueOf(result), {
+        index: 0,
+        type: "Uint8Array",
+        length: 3,
+        sum: 6,
+      });
+      assertEquals(await Deno.stat(marker).catch(() => null), null);
+      await f.assertDrained();
+    } finally {
+      await Deno.remove(evil);
+      await Deno.remove(marker).catch(() => {});
+    }
+  },
+});
