@@ -5,8 +5,9 @@
 // run in the thread or process pool (`--module`). Outputs go to stdout, in
 // input order with --keep-order; every failure is reported on stderr and
 // makes the exit code non-zero. SIGINT and SIGTERM stop the reading; what was
-// read is still run, written and summed up (a second signal aborts). The parts: _args.ts (the command line),
-// _exec.ts (--exec), _sink.ts (stdout), _units.ts (sizes and durations).
+// read is still run, written and summed up (a second signal aborts). The
+// parts: _args.ts (the command line), _exec.ts (--exec), _sink.ts (stdout),
+// _units.ts (sizes and durations), _worker.ts (`ocycle worker`).
 
 import { BufferEmit } from "../buffer_emit.ts";
 import type { ChunkError } from "../chunk_error.ts";
@@ -14,7 +15,6 @@ import type { ChunkInfo } from "../chunk_info.ts";
 import { closeOnSignals } from "../close_on_signals.ts";
 import { defaultConcurrency, TRANSPORT } from "../core/_options.ts";
 import type { BufferEmitOptions } from "../buffer_emit.ts";
-import { toModuleUrl } from "../run/_module_url.ts";
 import { type CliOptions, HELP, parseCliArgs, UsageError } from "./_args.ts";
 import {
   type Counts,
@@ -25,7 +25,10 @@ import {
   EXIT_SIGNAL,
   EXIT_USAGE,
   Fatal,
+  findModule,
   message,
+  report,
+  say,
   stderrTail,
 } from "./_common.ts";
 import {
@@ -35,6 +38,7 @@ import {
   ExecKind,
 } from "./_exec.ts";
 import { Sink } from "./_sink.ts";
+import { runWorkerCli } from "./_worker.ts";
 import { formatBytes } from "./_units.ts";
 
 const encoder = new TextEncoder();
@@ -65,6 +69,7 @@ function toBytes(result: unknown): Uint8Array | undefined {
  * writes outputs to `Deno.stdout`, progress and errors to `Deno.stderr`.
  */
 export async function runCli(args: readonly string[]): Promise<number> {
+  if (args[0] === "worker") return await runWorkerCli(args.slice(1));
   let options: CliOptions;
   try {
     options = parseCliArgs(args);
@@ -109,37 +114,6 @@ function startError(error: unknown, options: CliOptions): string {
   return message(error);
 }
 
-/** Writes a line to stderr. */
-function say(text: string): void {
-  Deno.stderr.writeSync(encoder.encode(text + "\n"));
-}
-
-/** Writes a line of ocycle's own to stderr. */
-function report(text: string): void {
-  say(`ocycle: ${text}`);
-}
-
-/** The URL of `--module`, or `undefined` after saying why there is none. */
-async function findModule(path: string): Promise<URL | undefined> {
-  const url = toModuleUrl(path);
-  if (url.protocol !== "file:") return url;
-  try {
-    const info = await Deno.stat(url);
-    if (!info.isFile) throw new Error("it is a directory");
-    return url;
-  } catch (error) {
-    const why = error instanceof Deno.errors.NotFound
-      ? "no such file"
-      : message(error);
-    report(
-      `--module ${path}: ${why} (looked for ${
-        decodeURIComponent(url.pathname)
-      })`,
-    );
-    return undefined;
-  }
-}
-
 /** One run of the command line: the emitter, stdout, and what happened. */
 class CliRun {
   readonly #options: CliOptions;
@@ -176,7 +150,8 @@ class CliRun {
     const common: BufferEmitOptions<unknown> = {
       clip: options.clip,
       ...(options.hop === undefined ? {} : { hop: options.hop }),
-      pool: options.pool,
+      // The sink's room paces the input (#feed): the emitter queues what
+      // its runners cannot take yet.
       maxPending: Infinity,
       ...(options.timeout === undefined ? {} : { timeout: options.timeout }),
       ...(options.retries === undefined ? {} : { retries: options.retries }),
@@ -192,12 +167,14 @@ class CliRun {
     this.#emitter = moduleUrl !== undefined
       ? new BufferEmit<unknown>(moduleUrl, options.size, {
         ...common,
+        pool: options.pool,
         mode: options.mode,
         exportName: options.exportName,
         ...(options.mode === "process" ? { permissions: options.allow } : {}),
       })
       : new BufferEmit<unknown>(() => {}, options.size, {
         ...common,
+        pool: options.pool,
         mode: "process",
         concurrency: 1,
         [TRANSPORT]: new ExecKind(
