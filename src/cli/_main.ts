@@ -5,9 +5,11 @@
 // run in the thread or process pool (`--module`). Outputs go to stdout, in
 // input order with --keep-order; every failure is reported on stderr and
 // makes the exit code non-zero. SIGINT and SIGTERM stop the reading; what was
-// read is still run, written and summed up (a second signal aborts). The
-// parts: _args.ts (the command line), _exec.ts (--exec), _sink.ts (stdout),
-// _units.ts (sizes and durations), _worker.ts (`ocycle worker`).
+// read is still run, written and summed up (a second signal aborts). With
+// --redis the chunks go through Redis to a fleet of `ocycle worker`s
+// (_worker.ts), and come back as from a local pool. The parts: _args.ts (the
+// command line), _exec.ts (--exec), _sink.ts (stdout), _units.ts (sizes and
+// durations), _worker.ts (`ocycle worker`).
 
 import { BufferEmit } from "../buffer_emit.ts";
 import type { ChunkError } from "../chunk_error.ts";
@@ -15,6 +17,7 @@ import type { ChunkInfo } from "../chunk_info.ts";
 import { closeOnSignals } from "../close_on_signals.ts";
 import { defaultConcurrency, TRANSPORT } from "../core/_options.ts";
 import type { BufferEmitOptions } from "../buffer_emit.ts";
+import { toModuleUrl } from "../run/_module_url.ts";
 import { type CliOptions, HELP, parseCliArgs, UsageError } from "./_args.ts";
 import {
   type Counts,
@@ -43,6 +46,9 @@ import { formatBytes } from "./_units.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
+
+/** The chunks in flight across a fleet when --in-flight is not given: the emitter's default. */
+const REDIS_IN_FLIGHT = 64;
 
 function plural(n: number, noun: string): string {
   return `${n} ${noun}${n === 1 ? "" : "s"}`;
@@ -83,7 +89,11 @@ export async function runCli(args: readonly string[]): Promise<number> {
     return EXIT_OK;
   }
   let moduleUrl: URL | undefined;
-  if (options.module !== undefined) {
+  if (options.redis !== undefined) {
+    // The workers load the handler, each its own copy, maybe on other
+    // machines: the producer has no need of the file.
+    moduleUrl = toModuleUrl(options.module!);
+  } else if (options.module !== undefined) {
     moduleUrl = await findModule(options.module);
     if (moduleUrl === undefined) return EXIT_USAGE;
   }
@@ -131,7 +141,9 @@ class CliRun {
   constructor(options: CliOptions) {
     this.#options = options;
     // Room for as many finished outputs as there are chunks in flight.
-    const inFlight = options.exec !== undefined
+    const inFlight = options.redis !== undefined
+      ? options.redis.inFlight ?? REDIS_IN_FLIGHT
+      : options.exec !== undefined
       ? options.pool
       : options.mode === "serial"
       ? 1
@@ -140,13 +152,14 @@ class CliRun {
   }
 
   /**
-   * Makes the emitter: a handler module in its mode, or `--exec` commands
-   * as a transport of the same pool.
+   * Makes the emitter: a handler module in its mode, on a fleet through
+   * Redis, or `--exec` commands as a transport of the pool.
    *
    * @throws {TypeError} If the emitter refuses an option.
    */
   start(moduleUrl: URL | undefined): void {
     const options = this.#options;
+    const { redis } = options;
     const common: BufferEmitOptions<unknown> = {
       clip: options.clip,
       ...(options.hop === undefined ? {} : { hop: options.hop }),
@@ -164,6 +177,19 @@ class CliRun {
       },
       onError: (error, info) => this.#onError(error, info),
     };
+    if (redis !== undefined) {
+      this.#emitter = new BufferEmit<unknown>(moduleUrl!, options.size, {
+        ...common,
+        mode: "redis",
+        redis: {
+          url: redis.url,
+          stream: redis.stream,
+          ...(redis.group === undefined ? {} : { group: redis.group }),
+          ...(redis.inFlight === undefined ? {} : { inFlight: redis.inFlight }),
+        },
+      });
+      return;
+    }
     this.#emitter = moduleUrl !== undefined
       ? new BufferEmit<unknown>(moduleUrl, options.size, {
         ...common,
