@@ -12,7 +12,7 @@ import {
 } from "@std/assert";
 import { RedisClient } from "../src/redis/_client.ts";
 import { xpending } from "../src/redis/_streams.ts";
-import { RedisServer, skipWithoutRedis } from "./_redis_server.ts";
+import { freePort, RedisServer, skipWithoutRedis } from "./_redis_server.ts";
 
 const ignore = skipWithoutRedis("cli_redis_test.ts");
 const CLI = new URL("../cli.ts", import.meta.url).pathname;
@@ -332,6 +332,26 @@ Deno.test({
       await admin.close();
     }
   },
+});
+
+Deno.test("ocycle worker whose Redis is unreachable stops at most 5 s after a second SIGTERM", async () => {
+  // Each hand-back would wait for a connection that never comes.
+  await using a = new WorkerProcess(
+    `redis://127.0.0.1:${freePort()}`,
+    "a",
+    ["--module", FLEET],
+  );
+  await a.waitFor(/started: /);
+  a.kill("SIGTERM");
+  await a.waitFor(/SIGTERM: taking no more chunks/);
+  await new Promise((resolve) => setTimeout(resolve, 1200));
+  const second = Date.now();
+  a.kill("SIGTERM");
+  assertEquals(await a.exited(), 143, a.stderr);
+  const took = Date.now() - second;
+  assert(took < 8000, `exited ${took} ms after the second SIGTERM`);
+  assertMatch(a.stderr, /could not hand back within 5 s of the second signal/);
+  assertMatch(a.stderr, /stopped by SIGTERM/);
 });
 
 Deno.test("ocycle worker refuses a bad command line with exit code 2, and explains itself with --help", async (t) => {

@@ -159,8 +159,10 @@ Options:
 
 Ctrl-C or SIGTERM: the worker takes no more chunks, finishes the ones running,
 hands the others back to the group for other workers, then prints a summary;
-a second one hands back everything at once. Exit status: 130 after SIGINT,
-143 after SIGTERM, 1 if the worker stopped on an error, 2 for bad options.
+a second one hands back everything at once (and stops within 5 s even if
+Redis cannot be reached: what it held then goes to the others once stale).
+Exit status: 130 after SIGINT, 143 after SIGTERM, 1 if the worker stopped on
+an error, 2 for bad options.
 
 Example:
   ocycle worker --redis redis://:secret@broker:6379 --stream audio \\

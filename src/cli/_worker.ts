@@ -32,6 +32,9 @@ import {
 
 const COMMAND = "ocycle worker";
 
+/** Milliseconds a worker may take to hand back after a second signal. */
+const ABORT_GRACE = 5000;
+
 /**
  * Runs `ocycle worker` with the arguments after `worker`, and resolves to the
  * exit code once the worker has stopped.
@@ -84,10 +87,21 @@ export async function runWorkerCli(args: readonly string[]): Promise<number> {
   let stoppedBy: Deno.Signal | undefined;
   let stats: RedisWorkerStats;
   let failure: unknown;
+  // After a second signal the worker gets ABORT_GRACE to hand back; past it
+  // (Redis unreachable: each try waits for a connection) the command ends,
+  // and what it held goes to the others once stale, as a killed worker's.
+  let giveUp = () => {};
+  const gaveUp = new Promise<"late">((resolve) =>
+    giveUp = () => resolve("late")
+  );
+  let graceTimer: ReturnType<typeof setTimeout> | undefined;
   {
     using _signals = closeOnSignals({
       close: () => worker.shutdown().then(() => {}),
-      abort: (reason) => worker.abort(reason).then(() => {}),
+      abort: (reason) => {
+        graceTimer = setTimeout(giveUp, ABORT_GRACE);
+        return worker.abort(reason).then(() => {});
+      },
     }, {
       onSignal: (signal, action) => {
         stoppedBy ??= signal;
@@ -99,11 +113,21 @@ export async function runWorkerCli(args: readonly string[]): Promise<number> {
       },
     });
     try {
-      stats = await worker.finished;
+      const outcome = await Promise.race([worker.finished, gaveUp]);
+      if (outcome === "late") {
+        tell(
+          `could not hand back within ${
+            ABORT_GRACE / 1000
+          } s of the second signal; stopping anyway: other workers take over what it held once it is stale`,
+        );
+        stats = worker.stats();
+      } else stats = outcome;
     } catch (error) {
       // runWorker has logged it.
       failure = error;
       stats = worker.stats();
+    } finally {
+      clearTimeout(graceTimer);
     }
   }
   if (!options.quiet || failure !== undefined || stoppedBy !== undefined) {
