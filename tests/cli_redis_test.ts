@@ -334,6 +334,60 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name:
+    "ocycle --redis on SIGTERM reads no more, writes the outputs of what it read, exits 143 and leaves nothing in Redis",
+  ignore,
+  async fn() {
+    await using server = await RedisServer.start();
+    const admin = await RedisClient.connect(server.url);
+    try {
+      await using a = new WorkerProcess(server.url, "a", [
+        ...["--module", FLEET, "--export", "slow", "-j", "1"],
+      ]);
+      await until(async () => await waiting(admin) === 1, 20_000, "a");
+      const argv = denoRun(
+        ...["--redis", server.url, "--stream", STREAM, "--module", FLEET],
+        ...["-s", "1000", "--clip", "-k"],
+      );
+      const producer = new Deno.Command(argv[0]!, {
+        args: argv.slice(1),
+        stdin: "piped",
+        stdout: "piped",
+        stderr: "piped",
+      }).spawn();
+      const output = producer.output();
+      const writer = producer.stdin.getWriter();
+      try {
+        // Three chunks, and stdin left open, as from a microphone.
+        const input = randomBytes(3000);
+        await writer.write(input);
+        await a.waitFor(/running chunk 0/);
+        producer.kill("SIGTERM");
+        const { code, stdout, stderr } = await output;
+        const text = decoder.decode(stderr);
+        assertEquals(code, 143, `${text}\n${a.stderr}`);
+        assertEquals(stdout, input);
+        assertMatch(text, /SIGTERM: reading no more input/);
+        assertMatch(
+          text,
+          /3 chunks: 3 done, 0 failed.*input stopped by SIGTERM/,
+        );
+      } finally {
+        await writer.close().catch(() => {});
+        await output.catch(() => {});
+      }
+      a.kill("SIGTERM");
+      assertEquals(await a.exited(), 143, a.stderr);
+      assertEquals((await xpending(admin, STREAM, "ocycle")).count, 0);
+      // The producer's result stream went with it.
+      assertEquals(await admin.command("KEYS", `${STREAM}:results:*`), []);
+    } finally {
+      await admin.close();
+    }
+  },
+});
+
 Deno.test("ocycle worker whose Redis is unreachable stops at most 5 s after a second SIGTERM", async () => {
   // Each hand-back would wait for a connection that never comes.
   await using a = new WorkerProcess(
