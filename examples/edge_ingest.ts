@@ -1,0 +1,680 @@
+// Copyright the @ocycle/core authors. MIT license.
+// ocycle-example: needs a redis-server and a worker (run by tests/edge_ingest_test.ts)
+/**
+ * Edge ingest: an HTTP endpoint that takes streamed 16 kHz mono 16-bit PCM
+ * (s16le, raw or as a WAV file) from many microphones and pipes each upload
+ * through {@linkcode fanout} into two consumers:
+ *
+ * - a level meter every 0.5 s, inline (`mode: "serial"`, no permission);
+ * - a model every 2 s, run by a fleet of workers on other machines
+ *   (`mode: "redis"`): the chunks go to the Redis stream `--stream`, workers
+ *   started with `examples/edge_model.ts` run them, and the results come
+ *   back to this server exactly once.
+ *
+ * An upload is a streamed POST body (`POST /ingest/NAME`, answered with a
+ * summary in JSON once the body ends) or a WebSocket (`/ingest/NAME`, binary
+ * messages of PCM, a text message `end` to finish; the server acknowledges
+ * each message with `{"ack": bytes}` once it is taken and answers `end` with
+ * the summary). The body is read only as fast as the model's fleet keeps up:
+ * when `inFlight` chunks are in the stream and `maxPending` more wait, the
+ * server stops reading until `ready` (a WebSocket client should keep a window
+ * of unacknowledged bytes; past 8 MiB it is closed with code 1008).
+ *
+ * ```sh
+ * redis-server --port 6379 --save ''                                 # the broker
+ * ocycle worker --redis redis://127.0.0.1:6379 --stream edge \
+ *   --module examples/edge_model.ts -j 2                             # workers, anywhere
+ * deno run --allow-net examples/edge_ingest.ts --port 8000           # this server
+ * curl -T speech.wav http://127.0.0.1:8000/ingest/mic1               # an upload
+ * ```
+ *
+ * A program can embed a worker instead of `ocycle worker`: this file's
+ * `worker` command does, with {@linkcode runWorker}
+ * (`deno run --allow-net --allow-read=examples/edge_model.ts
+ * examples/edge_ingest.ts worker`), and its `send` command is a WebSocket
+ * client (`send speech.wav --url ws://127.0.0.1:8000/ingest/mic2`).
+ *
+ * Options: `--redis URL` (or `REDIS_URL`, default `redis://127.0.0.1:6379`),
+ * `--stream NAME` (or `OCYCLE_STREAM`, default `edge`), `--port N` (or
+ * `PORT`, default 8000), `--hostname` (default 127.0.0.1), `--timeout MS` (a
+ * model chunk's round trip, default 30000). The environment is read only
+ * where `--allow-env` grants it. Ctrl-C (or SIGTERM) stops reading every
+ * upload, flushes and answers each one, and ends the server; a second one
+ * aborts.
+ *
+ * @module
+ */
+
+import {
+  type ChunkError,
+  type ChunkInfo,
+  closeOnSignals,
+  type Fanout,
+  fanout,
+  runWorker,
+  SampleEmit,
+} from "@ocycle/core";
+import { parseArgs } from "@std/cli";
+import type { ModelResult } from "./edge_model.ts";
+
+const RATE = 16000;
+/** Samples as the consumers take them. */
+type Pcm = Int16Array<ArrayBuffer>;
+/** The module the workers run; the producer only names it. */
+export const MODEL: URL = new URL("./edge_model.ts", import.meta.url);
+/** Unacknowledged WebSocket bytes the server holds before it closes the socket. */
+const WS_BACKLOG = 8 * 1024 * 1024;
+
+/** Options of {@linkcode createIngest}. */
+export interface IngestOptions {
+  /** The Redis URL. */
+  redis: string;
+  /** The chunk stream's key, as the workers'. */
+  stream: string;
+  /** The consumer group, as the workers'. @default {"ocycle"} */
+  group?: string;
+  /** Model chunks in flight per upload. @default {4} */
+  inFlight?: number;
+  /** Milliseconds a model chunk's round trip may take. @default {30000} */
+  timeout?: number;
+  /** Where events go. @default {console.log} */
+  log?: (line: string) => void;
+}
+
+/** The meter's reading of 0.5 s. */
+export interface Level {
+  /** Where it starts in the upload, in seconds. */
+  at: number;
+  /** Root mean square, dB relative to full scale. */
+  rmsDbfs: number;
+  /** Peak, dB relative to full scale. */
+  peakDbfs: number;
+}
+
+/** What an upload is answered with. */
+export interface Summary {
+  /** The name in the URL (`/ingest/NAME`). */
+  name: string;
+  transport: "http" | "websocket";
+  format: "wav" | "raw";
+  /** Audio received, in seconds, and its bytes. */
+  seconds: number;
+  bytes: number;
+  /** Chunks each consumer ran. */
+  chunks: { meter: number; model: number };
+  levels: Level[];
+  /** The model's results, in order. */
+  model: ModelResult[];
+  /** Model chunks that failed. */
+  errors: { index: number; kind: string; message: string }[];
+  /** Times reading the upload waited for the consumers, and for how long. */
+  backpressure: { waits: number; ms: number };
+  /** Set when a signal stopped the upload before its end. */
+  stopped?: string;
+}
+
+/** The server's handler and its shutdown; returned by {@linkcode createIngest}. */
+export interface Ingest {
+  /** Serves `POST /ingest/NAME` and WebSocket `/ingest/NAME`. */
+  handler(request: Request): Promise<Response>;
+  /** Stops reading every upload; each flushes and is answered. Later requests get 503. */
+  close(): Promise<void>;
+  /** Stops every upload now. */
+  abort(reason?: unknown): Promise<void>;
+}
+
+const dbfs = (x: number) =>
+  x > 0 ? Math.round(200 * Math.log10(x / 32768)) / 10 : -Infinity;
+
+/** The level meter's callback: inline, cheap, no permission. */
+function measure(samples: Pcm, _t0: number, info: ChunkInfo): Level {
+  let sum = 0, peak = 0;
+  for (const s of samples) {
+    sum += s * s;
+    peak = Math.max(peak, Math.abs(s));
+  }
+  return {
+    at: info.offset / RATE,
+    rmsDbfs: dbfs(Math.sqrt(sum / samples.length)),
+    peakDbfs: dbfs(peak),
+  };
+}
+
+/**
+ * Turns the pieces of a body into whole 16-bit samples: skips a WAV header
+ * (checking it is 16 kHz mono 16-bit PCM), carries an odd byte over.
+ */
+class PcmReader {
+  format: "wav" | "raw" | undefined;
+  bytes = 0;
+  #head = new Uint8Array(0);
+  #odd: number | undefined;
+
+  /** The samples in `piece`; throws a TypeError for a WAV in another format. */
+  push(piece: Uint8Array): Pcm {
+    if (this.format === undefined) {
+      const head = new Uint8Array(this.#head.length + piece.length);
+      head.set(this.#head);
+      head.set(piece, this.#head.length);
+      const start = this.#start(head);
+      if (start === undefined) {
+        if (head.length > 65536) {
+          throw new TypeError(
+            "Cannot read WAV as no data chunk came in 64 KiB",
+          );
+        }
+        this.#head = head;
+        return new Int16Array(0);
+      }
+      this.#head = new Uint8Array(0);
+      piece = head.subarray(start);
+    }
+    return this.#samples(piece);
+  }
+
+  /** What the body held before its end, when its start was still undecided. */
+  end(): Pcm {
+    if (this.format !== undefined) return new Int16Array(0);
+    // Under 4 bytes it is raw; a WAV cut before its data holds no samples.
+    const riff = String.fromCharCode(...this.#head.subarray(0, 4)) === "RIFF";
+    this.format = riff ? "wav" : "raw";
+    return riff ? new Int16Array(0) : this.#samples(this.#head);
+  }
+
+  /** Where the PCM starts in `head`, or undefined if that is not known yet. */
+  #start(head: Uint8Array): number | undefined {
+    if (head.length < 4) return undefined;
+    const tag = (at: number) =>
+      String.fromCharCode(...head.subarray(at, at + 4));
+    if (tag(0) !== "RIFF") {
+      this.format = "raw";
+      return 0;
+    }
+    const view = new DataView(head.buffer, head.byteOffset, head.byteLength);
+    let at = 12;
+    while (at + 8 <= head.length) {
+      const id = tag(at), size = view.getUint32(at + 4, true);
+      if (id === "data") {
+        this.format = "wav";
+        return at + 8;
+      }
+      if (id === "fmt ") {
+        if (at + 24 > head.length) return undefined;
+        const code = view.getUint16(at + 8, true);
+        const channels = view.getUint16(at + 10, true);
+        const rate = view.getUint32(at + 12, true);
+        const bits = view.getUint16(at + 22, true);
+        if (
+          (code !== 1 && code !== 0xfffe) || channels !== 1 || rate !== RATE ||
+          bits !== 16
+        ) {
+          throw new TypeError(
+            `Cannot ingest WAV as it must be 16 kHz mono 16-bit PCM: received format ${code}, ${channels} channel(s), ${rate} Hz, ${bits} bits`,
+          );
+        }
+      }
+      at += 8 + size + (size % 2);
+    }
+    return undefined;
+  }
+
+  #samples(piece: Uint8Array): Pcm {
+    this.bytes += piece.length;
+    if (this.#odd !== undefined) {
+      const joined = new Uint8Array(piece.length + 1);
+      joined[0] = this.#odd;
+      joined.set(piece, 1);
+      piece = joined;
+      this.#odd = undefined;
+    }
+    const n = piece.length >> 1;
+    if (piece.length % 2) this.#odd = piece[piece.length - 1];
+    if (piece.byteOffset % 2 === 0) {
+      return new Int16Array(piece.buffer as ArrayBuffer, piece.byteOffset, n); // no copy
+    }
+    const samples = new Int16Array(n);
+    new Uint8Array(samples.buffer).set(piece.subarray(0, 2 * n));
+    return samples;
+  }
+}
+
+/** One upload: its meter and model, fed through a fanout. */
+class Upload {
+  readonly name: string;
+  readonly transport: Summary["transport"];
+  readonly pcm = new PcmReader();
+  readonly #out: Fanout<Pcm>;
+  readonly #meter: SampleEmit<Pcm, Level>;
+  readonly #model: SampleEmit<Pcm, ModelResult>;
+  readonly #levels: Level[] = [];
+  readonly #results: ModelResult[] = [];
+  readonly #errors: Summary["errors"] = [];
+  readonly #log: (line: string) => void;
+  #waits = 0;
+  #waited = 0;
+  #finished: Promise<Summary> | undefined;
+  /** Why it was stopped before its end. */
+  stopped: string | undefined;
+  /** Called when it is stopped: ends the reading. */
+  onStop: (() => void) | undefined;
+
+  constructor(
+    name: string,
+    transport: Summary["transport"],
+    options: IngestOptions,
+  ) {
+    this.name = name;
+    this.transport = transport;
+    const log = options.log ?? console.log;
+    this.#log = (line) => log(`[${name}] ${line}`);
+    this.#meter = new SampleEmit(measure, RATE / 2, {
+      type: Int16Array,
+      clip: true,
+      onDone: (level) => this.#levels.push(level),
+    });
+    this.#model = new SampleEmit<Pcm, ModelResult>(MODEL, 2 * RATE, {
+      type: Int16Array,
+      clip: true,
+      mode: "redis",
+      redis: {
+        url: options.redis,
+        stream: options.stream,
+        group: options.group ?? "ocycle",
+        inFlight: options.inFlight ?? 4,
+      },
+      maxPending: 4,
+      timeout: options.timeout ?? 30_000,
+      onDone: (result) => {
+        this.#results.push(result);
+        this.#log(
+          `model ${result.index} at ${result.at} s: ${result.rmsDbfs} dBFS, ${result.zeroCrossings} crossings/s, ${
+            result.voice ? "voice" : "no voice"
+          }`,
+        );
+      },
+      onError: (error: ChunkError, info) => {
+        this.#errors.push({
+          index: info.index,
+          kind: error.kind,
+          message: error.message,
+        });
+        this.#log(`model ${info.index} failed: ${error.message}`);
+      },
+    });
+    this.#out = fanout(this.#meter, this.#model);
+    this.#log(`${transport} upload started`);
+  }
+
+  /** Writes a piece of the body; resolves once the consumers can take more. */
+  async write(piece: Uint8Array): Promise<void> {
+    if (this.#finished !== undefined) return; // stopped: the rest is ignored
+    const samples = this.pcm.push(piece);
+    if (samples.length === 0 || this.#out.write(samples)) return;
+    // The model's fleet is behind: stop reading until it has room.
+    this.#waits++;
+    const start = performance.now();
+    await this.#out.ready;
+    this.#waited += performance.now() - start;
+  }
+
+  stop(reason: string): void {
+    if (this.#finished !== undefined || this.stopped !== undefined) return;
+    this.stopped = reason;
+    this.onStop?.();
+  }
+
+  /** Flushes both consumers, waits for every result, and sums up. */
+  finish(): Promise<Summary> {
+    return this.#finished ??= this.#finish();
+  }
+
+  async #finish(): Promise<Summary> {
+    const tail = this.pcm.end();
+    if (tail.length > 0) this.#out.write(tail);
+    await this.#out.close();
+    const summary: Summary = {
+      name: this.name,
+      transport: this.transport,
+      format: this.pcm.format ?? "raw",
+      seconds: Math.floor(this.pcm.bytes / 2) / RATE,
+      bytes: this.pcm.bytes,
+      chunks: {
+        meter: this.#meter.stats.emitted,
+        model: this.#model.stats.emitted,
+      },
+      levels: this.#levels.sort((a, b) => a.at - b.at),
+      model: this.#results.sort((a, b) => a.index - b.index),
+      errors: this.#errors.sort((a, b) => a.index - b.index),
+      backpressure: { waits: this.#waits, ms: Math.round(this.#waited) },
+      ...(this.stopped === undefined ? {} : { stopped: this.stopped }),
+    };
+    const voiced = summary.model.filter((r) => r.voice).length;
+    this.#log(
+      `done: ${summary.seconds} s, ${summary.chunks.meter} levels, ${summary.model.length} of ${summary.chunks.model} model results (voice in ${voiced}), ${summary.errors.length} errors, read paused ${summary.backpressure.waits} times for ${summary.backpressure.ms} ms${
+        this.stopped === undefined ? "" : `, stopped by ${this.stopped}`
+      }`,
+    );
+    return summary;
+  }
+
+  abort(reason?: unknown): Promise<void> {
+    this.stopped ??= "abort";
+    this.onStop?.();
+    return this.#out.abort(reason);
+  }
+}
+
+const json = (body: unknown, status = 200) =>
+  new Response(JSON.stringify(body, null, 2) + "\n", {
+    status,
+    headers: { "content-type": "application/json" },
+  });
+
+/**
+ * Builds the ingest server's handler: `POST /ingest/NAME` with a streamed
+ * body, or a WebSocket on `/ingest/NAME`.
+ */
+export function createIngest(options: IngestOptions): Ingest {
+  const uploads = new Set<Upload>();
+  const running = new Set<Promise<unknown>>();
+  let closing: Promise<void> | undefined;
+
+  function track<T>(upload: Upload, done: Promise<T>): Promise<T> {
+    uploads.add(upload);
+    const settled = done.finally(() => {
+      uploads.delete(upload);
+      running.delete(settled);
+    });
+    running.add(settled);
+    return settled;
+  }
+
+  async function post(name: string, body: ReadableStream<Uint8Array>) {
+    const upload = new Upload(name, "http", options);
+    const reader = body.getReader();
+    upload.onStop = () => void reader.cancel().catch(() => {});
+    const done = (async () => {
+      try {
+        while (upload.stopped === undefined) {
+          const { done, value } = await reader.read();
+          if (done) break;
+          await upload.write(value); // waits while the consumers are full
+        }
+      } catch (error) {
+        (options.log ?? console.log)(`[${name}] failed: ${error}`);
+        await upload.abort(error);
+        throw error;
+      }
+      return upload.finish();
+    })();
+    try {
+      return json(await track(upload, done));
+    } catch (error) {
+      const status = error instanceof TypeError ? 415 : 500;
+      return json({ name, error: String(error) }, status);
+    }
+  }
+
+  function socket(name: string, request: Request): Response {
+    const { socket, response } = Deno.upgradeWebSocket(request);
+    socket.binaryType = "arraybuffer";
+    const upload = new Upload(name, "websocket", options);
+    let chain = Promise.resolve();
+    let backlog = 0;
+    let ended = false;
+    let resolve!: () => void;
+    const finished = new Promise<void>((r) => resolve = r);
+    const end = (code: number, reason: string) => {
+      if (ended) return;
+      ended = true;
+      chain = chain.then(() => upload.finish()).then(
+        (summary) => {
+          if (socket.readyState === WebSocket.OPEN) {
+            socket.send(JSON.stringify(summary));
+            socket.close(code, reason);
+          }
+        },
+        (error) => {
+          if (socket.readyState === WebSocket.OPEN) {
+            socket.send(JSON.stringify({ name, error: String(error) }));
+            socket.close(1011, "failed");
+          }
+        },
+      ).finally(resolve);
+    };
+    upload.onStop = () => end(1001, "server stopping");
+    socket.onmessage = (event) => {
+      if (ended) return;
+      if (typeof event.data === "string") {
+        if (event.data === "end") end(1000, "done");
+        return;
+      }
+      const piece = new Uint8Array(event.data as ArrayBuffer);
+      backlog += piece.length;
+      if (backlog > WS_BACKLOG) {
+        upload.stop("a client that did not wait for acks");
+        socket.close(1008, "too far ahead: wait for acks");
+        return;
+      }
+      chain = chain.then(() => upload.write(piece)).then(() => {
+        backlog -= piece.length;
+        if (socket.readyState === WebSocket.OPEN) {
+          socket.send(JSON.stringify({ ack: upload.pcm.bytes }));
+        }
+      }).catch((error) => {
+        upload.stop(String(error));
+        if (socket.readyState === WebSocket.OPEN) {
+          socket.close(1003, String(error).slice(0, 120));
+        }
+      });
+    };
+    socket.onclose = () => end(1000, "done");
+    socket.onerror = () => end(1011, "error");
+    void track(upload, finished);
+    return response;
+  }
+
+  return {
+    handler(request: Request): Promise<Response> {
+      const { pathname } = new URL(request.url);
+      const m = /^\/ingest\/([\w.-]{1,64})$/.exec(pathname);
+      if (m === null) {
+        return Promise.resolve(
+          new Response(
+            "POST 16 kHz mono s16le PCM (raw or WAV) to /ingest/NAME, or open a WebSocket there\n",
+            { status: pathname === "/" ? 200 : 404 },
+          ),
+        );
+      }
+      if (closing !== undefined) {
+        return Promise.resolve(new Response("stopping\n", { status: 503 }));
+      }
+      const name = m[1]!;
+      if (request.headers.get("upgrade")?.toLowerCase() === "websocket") {
+        return Promise.resolve(socket(name, request));
+      }
+      // `curl -T` sends PUT, `curl --data-binary` POST: both stream the body.
+      if (
+        (request.method !== "POST" && request.method !== "PUT") ||
+        request.body === null
+      ) {
+        return Promise.resolve(
+          new Response("POST (or PUT) a body of PCM, or open a WebSocket\n", {
+            status: 405,
+          }),
+        );
+      }
+      return post(name, request.body);
+    },
+    close(): Promise<void> {
+      return closing ??= (async () => {
+        for (const upload of uploads) upload.stop("signal");
+        while (running.size > 0) await Promise.allSettled([...running]);
+      })();
+    },
+    async abort(reason?: unknown): Promise<void> {
+      await Promise.allSettled([...uploads].map((u) => u.abort(reason)));
+    },
+  };
+}
+
+/** The URL without its password, for logs. */
+function redact(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password !== "") u.password = "***";
+    return u.href;
+  } catch {
+    return url;
+  }
+}
+
+/** Reads a variable where `--allow-env` grants it, without a prompt. */
+function env(name: string): string | undefined {
+  const { state } = Deno.permissions.querySync({ name: "env", variable: name });
+  return state === "granted" ? Deno.env.get(name) : undefined;
+}
+
+/**
+ * The WebSocket client: sends a file (WAV or raw PCM) in 100 ms messages,
+ * at most 64 KiB ahead of the server's acks (in real time with `realtime`),
+ * then `end`, and resolves with the summary.
+ */
+export async function send(
+  url: string,
+  file: string,
+  realtime = false,
+): Promise<unknown> {
+  const bytes = await Deno.readFile(file);
+  const ws = new WebSocket(url);
+  ws.binaryType = "arraybuffer";
+  let acked = 0;
+  let wake: (() => void) | undefined;
+  let summary: unknown;
+  const closed = new Promise<void>((resolve, reject) => {
+    ws.onmessage = (event) => {
+      const message = JSON.parse(event.data as string);
+      if (typeof message.ack === "number") acked = message.ack;
+      else summary = message;
+      wake?.();
+    };
+    ws.onerror = () => reject(new Error(`WebSocket to ${url} failed`));
+    ws.onclose = (event) => {
+      wake?.();
+      if (summary !== undefined) resolve();
+      else {reject(
+          new Error(`closed by the server: ${event.code} ${event.reason}`),
+        );}
+    };
+  });
+  await new Promise((resolve, reject) => {
+    ws.onopen = resolve;
+    closed.catch(reject);
+  });
+  const STEP = RATE / 10 * 2, WINDOW = 64 * 1024;
+  const start = performance.now();
+  for (let at = 0; at < bytes.length; at += STEP) {
+    if (ws.readyState !== WebSocket.OPEN) break;
+    while (at - acked > WINDOW && ws.readyState === WebSocket.OPEN) {
+      await new Promise<void>((resolve) => wake = resolve);
+    }
+    ws.send(bytes.subarray(at, at + STEP));
+    if (realtime) {
+      const due = start + (at / STEP) * 100 - performance.now();
+      if (due > 0) await new Promise((resolve) => setTimeout(resolve, due));
+    }
+  }
+  if (ws.readyState === WebSocket.OPEN) ws.send("end");
+  await closed;
+  return summary;
+}
+
+async function main(args: string[]): Promise<void> {
+  const flags = parseArgs(args, {
+    string: ["redis", "stream", "group", "port", "hostname", "timeout"]
+      .concat(["module", "mode", "pool", "url"]),
+    boolean: ["help", "realtime"],
+  }) as unknown as Record<string, string | undefined> & {
+    _: string[];
+    help: boolean;
+    realtime: boolean;
+  };
+  if (flags.help) {
+    console.log(
+      "deno run --allow-net examples/edge_ingest.ts [--port 8000] [--hostname 127.0.0.1] [--redis URL] [--stream edge] [--timeout 30000]\n" +
+        "deno run --allow-net --allow-read=examples/edge_model.ts examples/edge_ingest.ts worker [--redis URL] [--stream edge] [--mode serial] [--pool N]\n" +
+        "deno run --allow-net --allow-read=FILE examples/edge_ingest.ts send FILE [--url ws://127.0.0.1:8000/ingest/NAME] [--realtime]",
+    );
+    return;
+  }
+  const redis = flags.redis ?? env("REDIS_URL") ?? "redis://127.0.0.1:6379";
+  const stream = flags.stream ?? env("OCYCLE_STREAM") ?? "edge";
+  const group = flags.group ?? "ocycle";
+
+  if (flags._[0] === "send") {
+    const file = flags._[1];
+    if (file === undefined) throw new TypeError("send: name a file to send");
+    const url = flags.url ?? "ws://127.0.0.1:8000/ingest/ws";
+    console.log(JSON.stringify(await send(url, file, flags.realtime), null, 2));
+    return;
+  }
+  if (flags._[0] === "worker") {
+    // What `ocycle worker --module examples/edge_model.ts` does, embedded.
+    const worker = runWorker({
+      url: redis,
+      stream,
+      group,
+      module: flags.module ?? MODEL,
+      mode: (flags.mode ?? "serial") as "serial" | "thread" | "process",
+      ...(flags.pool === undefined ? {} : { pool: Number(flags.pool) }),
+    });
+    using _ = closeOnSignals({
+      close: async () => void await worker.shutdown(),
+      abort: async () => void await worker.abort(),
+    });
+    console.log(`worker ${worker.name} on ${stream} at ${redact(redis)}`);
+    console.log("stopped:", await worker.finished);
+    return;
+  }
+
+  const ingest = createIngest({
+    redis,
+    stream,
+    group,
+    ...(flags.timeout === undefined ? {} : { timeout: Number(flags.timeout) }),
+  });
+  using shutdown = closeOnSignals(ingest, {
+    onSignal: (signal, action) =>
+      console.log(
+        action === "close"
+          ? `${signal}: answering every upload with what it sent so far (again to abort)`
+          : `${signal}: aborting`,
+      ),
+  });
+  const server = Deno.serve({
+    port: Number(flags.port ?? env("PORT") ?? 8000),
+    hostname: flags.hostname ?? "127.0.0.1",
+    onListen: ({ hostname, port }) =>
+      console.log(
+        `listening on http://${hostname}:${port}: POST /ingest/NAME (or a WebSocket there); model chunks to stream "${stream}" at ${
+          redact(redis)
+        }`,
+      ),
+  }, ingest.handler);
+  // Answer every upload first (WebSockets included), then stop serving.
+  await new Promise((resolve) =>
+    shutdown.signal.addEventListener("abort", resolve, { once: true })
+  );
+  await ingest.close();
+  // A client still sending after its answer (a live stream) holds its
+  // connection, and the graceful shutdown, open for as long as it sends:
+  // give the answers a moment to leave, then go.
+  await Promise.race([
+    server.shutdown(),
+    new Promise((resolve) => setTimeout(resolve, 1000)),
+  ]);
+  console.log("stopped");
+  Deno.exit(0);
+}
+
+if (import.meta.main) await main(Deno.args);
