@@ -521,6 +521,51 @@ Deno.test("ocycle --module runs a handler in the process or thread pool", async 
   });
 });
 
+Deno.test("ocycle --module --retries runs a chunk again after its subprocess died", async (t) => {
+  const dir = await Deno.makeTempDir({ prefix: "ocycle-cli-retries-" });
+  try {
+    const input = new TextEncoder().encode(
+      `aaaa\ncrash-once:${dir}/marker\nbbbb\n`,
+    );
+    const args = [
+      "-s",
+      "1MiB",
+      "-j",
+      "1",
+      "--allow",
+      "read",
+      "--allow",
+      "write",
+      "--module",
+      `${FIXTURES}crash_once.ts`,
+    ];
+    await t.step(
+      "without --retries the chunk fails with its crash",
+      async () => {
+        const run = await ocycle(args, input);
+        assertEquals(run.code, 1, run.stderr);
+        assertMatch(run.stderr, /Chunk 0 .*exited unexpectedly.*exit code 3/);
+        assertEquals(run.stdout.length, 0);
+      },
+    );
+    await Deno.remove(`${dir}/marker`);
+    await t.step(
+      "with --retries 1 its second run gives the output",
+      async () => {
+        const run = await ocycle(
+          [...args, "--retries", "1", "--retry-delay", "10ms"],
+          input,
+        );
+        assertEquals(run.code, 0, run.stderr);
+        assertEquals(run.stdout, input);
+        assertStringIncludes(run.stderr, "1 chunk: 1 done, 0 failed");
+      },
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("ocycle rejects bad flags and missing files with exit code 2", async (t) => {
   const cases: [string[], string][] = [
     [

@@ -1,14 +1,16 @@
 // Copyright the @ocycle/core authors. MIT license.
-// The `ocycle` command line's arguments: the --help text, the options they
-// come to, and the checks that refuse a bad command line with a message that
-// names the flag and the value.
+// The `ocycle` command line's arguments, for its two commands (`ocycle`, which
+// cuts stdin into chunks, and `ocycle worker`, which runs a fleet's chunks
+// from Redis): the --help texts, the options they come to, and the checks
+// that refuse a bad command line with a message that names the flag and the
+// value.
 
 // 1.0.28 or later (deno.json): before it parseArgs read an empty value,
 // `--size=`, as an unknown option named "size=".
 import { parseArgs } from "@std/cli";
 import { PERMISSIONS } from "../run/_process_args.ts";
-import type { Mode } from "../chunk_info.ts";
 import type { ChildPermissions } from "../emitter.ts";
+import { parseRedisUrl, redactUrl } from "../redis/_url.ts";
 import { message } from "./_common.ts";
 import {
   type AudioFormat,
@@ -23,11 +25,15 @@ export const HELP = `ocycle: cut standard input into chunks and hand each one on
 Usage:
   ocycle [options] --exec "<command> [args]"   < input
   ocycle [options] --module ./handler.ts       < input
+  ocycle [options] --redis <url> --stream <name> --module ./handler.ts < input
+  ocycle worker --redis <url> --stream <name> --module ./handler.ts [options]
 
 Each chunk of standard input is either piped to its own run of <command>
 (--exec; the chunk is the command's stdin, its stdout is the output), or
 passed to the default export of a handler module (--module), which runs in a
-pool of Deno subprocesses (--mode process) or Web Workers (--mode thread).
+pool of Deno subprocesses (--mode process) or Web Workers (--mode thread), or,
+with --redis, on a fleet of "ocycle worker" processes on any machines that
+reach the Redis server ("ocycle worker --help" tells how to run them).
 Outputs never interleave: one chunk's output streams to stdout while the others
 wait, in memory up to 1 MiB each, then in a file of $TMPDIR, and go next as
 they finish, or in input order with --keep-order.
@@ -70,7 +76,25 @@ Running:
                          (default: the number of CPUs, ${navigator.hardwareConcurrency}).
       --timeout <time>   Fail a chunk whose command or handler takes longer
                          (500ms, 30s, 2min); its command is killed, with
-                         whatever it started.
+                         whatever it started. With --redis: from the chunk's
+                         submission to its result.
+      --retries <n>      For --module and --redis: run a chunk again, up to
+                         <n> times, when its subprocess or Worker crashed or
+                         it timed out (never when the handler threw).
+      --retry-delay <t>  Before the first retry (default 100ms); doubled for
+                         each next one, up to 10s.
+
+Several machines (Redis Streams):
+      --redis <url>      Send the chunks through this Redis server to the
+                         "ocycle worker" processes reading --stream, and write
+                         their results as with a local --module:
+                         redis://[user:password@]host[:port][/db], rediss://
+                         for TLS. Needs --stream and --module (the workers
+                         run their own copy of it; the producer runs nothing).
+      --stream <name>    The Redis key of the chunk stream.
+      --group <name>     The consumer group of the workers (default ocycle).
+      --in-flight <n>    Chunks in flight across the fleet at most (default
+                         64): more wait, and stdin is read no further.
 
 Output:
   -k, --keep-order       Write outputs in input order (default: as they come).
@@ -93,7 +117,68 @@ Examples:
   # 2 s of 16 kHz mono 16-bit audio per chunk, half-overlapping, to a handler
   arecord -f S16_LE -r 16000 -c 1 | ocycle --size 2s --hop 1s --clip \\
     --rate 16000 --format s16le --module ./analyze.ts --mode thread
+  # the same chunks, in order, through Redis to workers on other machines
+  ocycle worker --redis redis://broker:6379 --stream audio --module ./analyze.ts
+  arecord ... | ocycle -s 2s --rate 16000 -k --redis redis://broker:6379 \\
+    --stream audio --module ./analyze.ts
 `;
+
+/** The usage text of `ocycle worker --help`. */
+export const WORKER_HELP =
+  `ocycle worker: run the chunks of a Redis stream, for "ocycle --redis" producers
+
+Usage:
+  ocycle worker --redis <url> --stream <name> --module ./handler.ts [options]
+
+Takes chunks from the Redis stream <name>, as one consumer of its group, runs
+each in a local pool with the default export of the handler module (as
+"ocycle --module" would), and sends each result back to the producer that
+sent the chunk. Start as many workers as you like, on any machines that reach
+the Redis server: each takes only what its pool has room for, and the chunks
+of a worker that dies or stalls are taken over by the others within seconds.
+A worker runs only the module it was started with: a chunk never names code.
+
+Options:
+      --redis <url>      The Redis server: redis://[user:password@]host[:port][/db],
+                         rediss:// for TLS.
+      --stream <name>    The Redis key of the chunk stream (the producer's --stream).
+      --module <path>    The handler module: handler(chunk: Uint8Array, t0, info).
+      --export <name>    The handler's export name (default "default").
+      --group <name>     The consumer group (default ocycle; the producer's --group).
+      --name <name>      This worker's consumer name (default host-pid-random).
+      --mode <mode>      The local pool: process (default), thread or serial.
+  -j, --pool <n>         Subprocesses or Workers in the local pool (default: the
+                         number of CPUs, ${navigator.hardwareConcurrency}).
+      --allow <perm>     For --mode process: a permission the handler's
+                         subprocess gets, as read, write=/tmp/out, net=host,
+                         env=HOME... (repeatable).
+      --timeout <time>   Fail a chunk whose handler runs longer (500ms, 30s);
+                         the producer's --retries decide whether it runs again.
+  -q, --quiet            No start line or summary on stderr (errors still show).
+  -h, --help             This text.
+
+Ctrl-C or SIGTERM: the worker takes no more chunks, finishes the ones running,
+hands the others back to the group for other workers, then prints a summary;
+a second one hands back everything at once (and stops within 5 s even if
+Redis cannot be reached: what it held then goes to the others once stale).
+Exit status: 130 after SIGINT, 143 after SIGTERM, 1 if the worker stopped on
+an error, 2 for bad options.
+
+Example:
+  ocycle worker --redis redis://:secret@broker:6379 --stream audio \\
+    --module ./analyze.ts -j 4 --allow read=./models --timeout 30s
+`;
+
+/** Where a local pool runs the handler: `--mode`. */
+export type LocalMode = "process" | "thread" | "serial";
+
+/** `--redis` and its companions: the fleet a producer sends its chunks to. */
+export interface CliRedis {
+  url: string;
+  stream: string;
+  group: string | undefined;
+  inFlight: number | undefined;
+}
 
 /** Everything the command line said. */
 export interface CliOptions {
@@ -105,10 +190,31 @@ export interface CliOptions {
   execText: string | undefined;
   module: string | undefined;
   exportName: string;
-  mode: Mode;
+  mode: LocalMode;
   allow: ChildPermissions;
   timeout: number | undefined;
+  retries: number | undefined;
+  retryDelay: number | undefined;
+  /** With `--redis`: the chunks go to a fleet of workers, nothing runs here. */
+  redis: CliRedis | undefined;
   keepOrder: boolean;
+  quiet: boolean;
+  help: boolean;
+}
+
+/** Everything `ocycle worker` was told. */
+export interface WorkerCliOptions {
+  url: string;
+  stream: string;
+  group: string | undefined;
+  module: string;
+  exportName: string;
+  name: string | undefined;
+  mode: LocalMode;
+  /** `undefined`: runWorker's default, the CPUs. */
+  pool: number | undefined;
+  allow: ChildPermissions;
+  timeout: number | undefined;
   quiet: boolean;
   help: boolean;
 }
@@ -133,26 +239,59 @@ const VALUE_NAMES = [
   "allow",
   "pool",
   "timeout",
+  "retries",
+  "retry-delay",
+  "redis",
+  "stream",
+  "group",
+  "in-flight",
+  "name",
 ] as const;
 /** The flags that take no value. */
 const BOOLEAN_NAMES = ["clip", "keep-order", "quiet", "help"] as const;
 type ValueName = typeof VALUE_NAMES[number];
 type BooleanName = typeof BOOLEAN_NAMES[number];
 
-/** Every name a flag that takes a value answers to, and its long form. */
-const VALUE_FLAGS = new Map<string, `--${ValueName}`>([
-  ...VALUE_NAMES.map((name) => [`--${name}`, `--${name}`] as const),
-  ["-s", "--size"],
-  ["-j", "--pool"],
-  ["--jobs", "--pool"],
-]);
-/** Every name a flag that takes no value answers to, and its long form. */
-const BOOLEAN_FLAGS = new Map<string, `--${BooleanName}`>([
-  ...BOOLEAN_NAMES.map((name) => [`--${name}`, `--${name}`] as const),
-  ["-k", "--keep-order"],
-  ["-q", "--quiet"],
-  ["-h", "--help"],
-]);
+/** The flags of one command: `ocycle` or `ocycle worker`. */
+interface Command {
+  /** How its messages name it. */
+  name: string;
+  values: readonly ValueName[];
+  booleans: readonly BooleanName[];
+}
+
+const OCYCLE: Command = {
+  name: "ocycle",
+  values: VALUE_NAMES.filter((name) => name !== "name"),
+  booleans: BOOLEAN_NAMES,
+};
+
+const WORKER: Command = {
+  name: "ocycle worker",
+  values: [
+    "redis",
+    "stream",
+    "group",
+    "name",
+    "module",
+    "export",
+    "mode",
+    "pool",
+    "allow",
+    "timeout",
+  ],
+  booleans: ["quiet", "help"],
+};
+
+/** The short and other names of flags, and the long name each stands for. */
+const ALIASES: readonly (readonly [string, ValueName | BooleanName])[] = [
+  ["-s", "size"],
+  ["-j", "pool"],
+  ["--jobs", "pool"],
+  ["-k", "keep-order"],
+  ["-q", "quiet"],
+  ["-h", "help"],
+];
 
 /**
  * `parseArgs` as parseCliArgs calls it, typed here since the offline copy of
@@ -167,53 +306,143 @@ type ParseArgs = (
     boolean: readonly BooleanName[];
     unknown: (arg: string) => unknown;
   },
-) => { [Name in ValueName]: string[] } & { [Name in BooleanName]: boolean };
+) => { [Name in ValueName]?: string[] } & { [Name in BooleanName]?: boolean };
 const parse: ParseArgs = parseArgs;
 
+/** A command line read by its command's flags. */
+interface Flags {
+  /** A value flag's value, if given; given twice is an error (but --allow). */
+  one(flag: `--${ValueName}`): string | undefined;
+  /** Every value of a flag given many times. */
+  all(flag: `--${ValueName}`): string[];
+  /** Whether a flag that takes no value was given. */
+  has(flag: BooleanName): boolean;
+}
+
 /**
- * Parses the command line.
+ * Reads a command line by the flags of `command`: any other flag is unknown
+ * to it.
  *
  * @throws {UsageError} Naming the flag and the value.
  */
-export function parseCliArgs(args: readonly string[]): CliOptions {
-  const { spelled, error } = spell(args);
+function readFlags(args: readonly string[], command: Command): Flags {
+  const { spelled, error } = spell(args, command);
   // Each flag parseArgs is given is one it knows, with its value after "=":
   // what is left for it to judge is an unknown option or a bare argument,
   // refused here in the order they come.
   const parsed = parse(spelled, {
-    string: VALUE_NAMES,
-    collect: VALUE_NAMES,
-    boolean: BOOLEAN_NAMES,
+    string: command.values,
+    collect: command.values,
+    boolean: command.booleans,
     unknown: (arg) => {
-      throw notAnOption(arg);
+      throw notAnOption(arg, command);
     },
   });
   // What spell() refused comes after all that parseArgs has just accepted.
   if (error !== undefined) throw error;
-  const one: One = (flag) => {
-    const list = parsed[flag.slice(2) as ValueName];
-    if (list.length > 1 && flag !== "--allow") {
+  const all = (flag: `--${ValueName}`) =>
+    parsed[flag.slice(2) as ValueName] ?? [];
+  return {
+    all,
+    one: (flag) => {
+      const list = all(flag);
+      if (list.length > 1 && flag !== "--allow") {
+        throw new UsageError(
+          `${flag} was given ${list.length} times (${
+            list.map((v) => `"${v}"`).join(", ")
+          }): give it once`,
+        );
+      }
+      return list[0];
+    },
+    has: (flag) => parsed[flag] ?? false,
+  };
+}
+
+/**
+ * Parses the command line of `ocycle` (not `ocycle worker`: see
+ * parseWorkerArgs).
+ *
+ * @throws {UsageError} Naming the flag and the value.
+ */
+export function parseCliArgs(args: readonly string[]): CliOptions {
+  const flags = readFlags(args, OCYCLE);
+  const help = flags.has("help");
+  const running = readRunning(flags, help);
+  return {
+    ...readChunking(flags.one, flags.has("clip")),
+    ...running,
+    ...readRetries(flags.one, running),
+    exportName: flags.one("--export") ?? "default",
+    keepOrder: flags.has("keep-order"),
+    quiet: flags.has("quiet"),
+    help,
+  };
+}
+
+/**
+ * Parses the command line of `ocycle worker`, the arguments after `worker`.
+ *
+ * @throws {UsageError} Naming the flag and the value.
+ */
+export function parseWorkerArgs(args: readonly string[]): WorkerCliOptions {
+  const flags = readFlags(args, WORKER);
+  const { one } = flags;
+  const help = flags.has("help");
+  const required = (flag: `--${ValueName}`, what: string) => {
+    const value = one(flag);
+    if (value === undefined && !help) {
       throw new UsageError(
-        `${flag} was given ${list.length} times (${
-          list.map((v) => `"${v}"`).join(", ")
-        }): give it once`,
+        `ocycle worker needs ${flag} ${what} (see ocycle worker --help)`,
       );
     }
-    return list[0];
+    return value ?? "";
   };
-  const help = parsed.help;
+  const url = required(
+    "--redis",
+    "<url>: the Redis server to take chunks from",
+  );
+  if (!help) checkRedisUrl(url);
+  const stream = required(
+    "--stream",
+    "<name>: the Redis key of the chunk stream, the producer's --stream",
+  );
+  const module = required(
+    "--module",
+    "./handler.ts: the handler that runs each chunk",
+  );
+  const group = one("--group");
+  const name = one("--name");
+  for (
+    const [flag, value] of [["--stream", stream], ["--group", group], [
+      "--name",
+      name,
+    ]] as const
+  ) {
+    if (value === "" && !help) {
+      throw new UsageError(`${flag} must not be empty: received ""`);
+    }
+  }
+  const mode = readMode(one("--mode"));
+  const poolText = one("--pool");
   return {
-    ...readChunking(one, parsed.clip),
-    ...readRunning(one, parsed.allow, help),
+    url,
+    stream,
+    group,
+    module,
     exportName: one("--export") ?? "default",
-    keepOrder: parsed["keep-order"],
-    quiet: parsed.quiet,
+    name,
+    mode,
+    pool: poolText === undefined ? undefined : readPool(poolText),
+    allow: readAllow(flags.all("--allow"), mode, module),
+    timeout: readDuration("--timeout", one("--timeout")),
+    quiet: flags.has("quiet"),
     help,
   };
 }
 
 /** Reads one value flag: its value, if given once. */
-type One = (flag: `--${ValueName}`) => string | undefined;
+type One = Flags["one"];
 
 /**
  * How stdin is cut: --size, --hop, --clip, and the audio format that turns
@@ -262,32 +491,63 @@ function readChunking(
   return { size, hop, clip };
 }
 
-/** What runs each chunk, how many at once, and with which permissions. */
+/**
+ * What runs each chunk (a command, a handler module in a local pool, or a
+ * fleet through Redis), how many at once, and with which permissions.
+ */
 function readRunning(
-  one: One,
-  allowTexts: readonly string[],
+  flags: Flags,
   help: boolean,
 ): Pick<
   CliOptions,
-  "pool" | "timeout" | "exec" | "execText" | "module" | "mode" | "allow"
+  | "pool"
+  | "timeout"
+  | "exec"
+  | "execText"
+  | "module"
+  | "mode"
+  | "allow"
+  | "redis"
 > {
+  const { one } = flags;
   const poolText = one("--pool");
   const pool = poolText === undefined
     ? navigator.hardwareConcurrency ?? 1
-    : Number(poolText);
-  if (!Number.isSafeInteger(pool) || pool < 1) {
-    throw new UsageError(
-      `--pool must be a positive integer: received "${poolText}"`,
-    );
-  }
-  const timeoutText = one("--timeout");
-  const timeout = timeoutText === undefined
-    ? undefined
-    : wrap(() => parseDuration("--timeout", timeoutText));
+    : readPool(poolText);
+  const timeout = readDuration("--timeout", one("--timeout"));
 
   const execText = one("--exec");
   const module = one("--module");
   const modeText = one("--mode");
+  const redis = readRedis(one, help);
+  if (redis !== undefined) {
+    // The producer runs nothing: how the chunks run is each worker's to say.
+    if (execText !== undefined) {
+      throw new UsageError(
+        `--exec "${execText}" cannot go through --redis: the workers run a handler module, --module ./handler.ts`,
+      );
+    }
+    if (module === undefined && !help) {
+      throw new UsageError(
+        `--redis ${
+          redactUrl(redis.url)
+        } needs --module ./handler.ts: the handler the workers run (each loads its own copy: ocycle worker --module)`,
+      );
+    }
+    const workers: [string, string | undefined, string][] = [
+      ["--mode", modeText, "--mode"],
+      ["-j/--pool", poolText, "-j"],
+      ["--export", one("--export"), "--export"],
+      ["--allow", flags.all("--allow")[0], "--allow"],
+    ];
+    for (const [flag, value, theirs] of workers) {
+      if (value !== undefined) {
+        throw new UsageError(
+          `${flag} ${value} is for a local --module: with --redis the chunks run on the workers, so give it to them (ocycle worker ${theirs})`,
+        );
+      }
+    }
+  }
   if (!help && execText === undefined && module === undefined) {
     throw new UsageError(
       `say what to do with each chunk: --exec "command args" or --module ./handler.ts (see --help)`,
@@ -307,27 +567,141 @@ function readRunning(
       );
     }
   }
-  const mode = modeText ?? "process";
-  if (mode !== "process" && mode !== "thread" && mode !== "serial") {
-    throw new UsageError(
-      `--mode must be process, thread or serial: received "${modeText}"`,
-    );
-  }
-  const allow = readAllow(allowTexts);
-  if (
-    Object.keys(allow).length > 0 &&
-    (module === undefined || mode !== "process")
-  ) {
-    throw new UsageError(
-      `--allow is for --module with --mode process: Workers and --exec commands run with the permissions of ocycle itself`,
-    );
-  }
-
-  return { pool, timeout, exec, execText, module, mode, allow };
+  const mode = readMode(modeText);
+  const allow = readAllow(flags.all("--allow"), mode, module);
+  return { pool, timeout, exec, execText, module, mode, allow, redis };
 }
 
-/** The permissions of `--allow read`, `--allow write=/tmp/a,/tmp/b` ... */
-function readAllow(allowTexts: readonly string[]): ChildPermissions {
+/** `--redis`, `--stream`, `--group` and `--in-flight`, which go together. */
+function readRedis(one: One, help: boolean): CliRedis | undefined {
+  const url = one("--redis");
+  const stream = one("--stream");
+  const group = one("--group");
+  const inFlightText = one("--in-flight");
+  if (url === undefined) {
+    for (
+      const [flag, value] of [
+        ["--stream", stream],
+        ["--group", group],
+        ["--in-flight", inFlightText],
+      ] as const
+    ) {
+      if (value !== undefined) {
+        throw new UsageError(
+          `${flag} ${value} is for --redis: give the Redis server too, --redis redis://host:6379`,
+        );
+      }
+    }
+    return undefined;
+  }
+  checkRedisUrl(url);
+  if (stream === undefined && !help) {
+    throw new UsageError(
+      `--redis ${
+        redactUrl(url)
+      } needs --stream <name>: the Redis key of the chunk stream the workers read`,
+    );
+  }
+  for (const [flag, value] of [["--stream", stream], ["--group", group]]) {
+    if (value === "") {
+      throw new UsageError(`${flag} must not be empty: received ""`);
+    }
+  }
+  let inFlight: number | undefined;
+  if (inFlightText !== undefined) {
+    inFlight = Number(inFlightText);
+    if (!Number.isSafeInteger(inFlight) || inFlight < 1) {
+      throw new UsageError(
+        `--in-flight must be a positive integer: received "${inFlightText}"`,
+      );
+    }
+  }
+  return { url, stream: stream ?? "", group, inFlight };
+}
+
+/** A `--redis` URL Redis can be reached at; only its redacted form is shown. */
+function checkRedisUrl(url: string): void {
+  try {
+    parseRedisUrl(url);
+  } catch (error) {
+    throw new UsageError(
+      `--redis must be redis://[user:password@]host[:port][/db] or rediss://... for TLS: ${
+        message(error).replace(/^Cannot connect to Redis as /, "")
+      }`,
+    );
+  }
+}
+
+/** `--retries` and `--retry-delay`, for a handler module, local or on a fleet. */
+function readRetries(
+  one: One,
+  running: Pick<CliOptions, "exec">,
+): Pick<CliOptions, "retries" | "retryDelay"> {
+  const retriesText = one("--retries");
+  const delayText = one("--retry-delay");
+  let retries: number | undefined;
+  if (retriesText !== undefined) {
+    retries = Number(retriesText);
+    if (
+      retriesText.trim() === "" || !Number.isSafeInteger(retries) || retries < 0
+    ) {
+      throw new UsageError(
+        `--retries must be an integer >= 0: received "${retriesText}"`,
+      );
+    }
+    if (running.exec !== undefined) {
+      // A command may have done half its work before it was killed.
+      throw new UsageError(
+        `--retries ${retriesText} is for --module and --redis: a command of --exec is never run twice`,
+      );
+    }
+  }
+  if (delayText !== undefined && retriesText === undefined) {
+    throw new UsageError(
+      `--retry-delay ${delayText} needs --retries <n>: it is the wait before a retry`,
+    );
+  }
+  // 0 is a valid delay: retry at once.
+  const retryDelay =
+    delayText === undefined || /^0+(\.0*)?(ms|s|min)?$/.test(delayText)
+      ? (delayText === undefined ? undefined : 0)
+      : readDuration("--retry-delay", delayText);
+  return { retries, retryDelay };
+}
+
+function readPool(text: string): number {
+  const pool = Number(text);
+  if (text.trim() === "" || !Number.isSafeInteger(pool) || pool < 1) {
+    throw new UsageError(
+      `--pool must be a positive integer: received "${text}"`,
+    );
+  }
+  return pool;
+}
+
+function readDuration(flag: string, text: string | undefined) {
+  return text === undefined ? undefined : wrap(() => parseDuration(flag, text));
+}
+
+function readMode(text: string | undefined): LocalMode {
+  const mode = text ?? "process";
+  if (mode !== "process" && mode !== "thread" && mode !== "serial") {
+    throw new UsageError(
+      `--mode must be process, thread or serial: received "${text}"`,
+    );
+  }
+  return mode;
+}
+
+/**
+ * The permissions of `--allow read`, `--allow write=/tmp/a,/tmp/b` ..., for
+ * a handler module in process mode.
+ */
+function readAllow(
+  allowTexts: readonly string[],
+  mode: LocalMode,
+  module: string | undefined,
+): ChildPermissions {
   const allow: ChildPermissions = {};
   for (const text of allowTexts) {
     const eq = text.indexOf("=");
@@ -347,6 +721,14 @@ function readAllow(allowTexts: readonly string[]): ChildPermissions {
       const previous = allow[name];
       if (previous !== true) allow[name] = [...(previous || []), ...list];
     }
+  }
+  if (
+    Object.keys(allow).length > 0 &&
+    (module === undefined || mode !== "process")
+  ) {
+    throw new UsageError(
+      `--allow is for --module with --mode process: Workers and --exec commands run with the permissions of ocycle itself`,
+    );
   }
   return allow;
 }
@@ -368,17 +750,19 @@ function readAllow(allowTexts: readonly string[]): ChildPermissions {
  */
 function spell(
   args: readonly string[],
+  command: Command,
 ): { spelled: string[]; error: UsageError | undefined } {
+  const { valueFlags, booleanFlags } = flagNames(command);
   const spelled: string[] = [];
   for (let i = 0; i < args.length; i++) {
     let arg = args[i]!;
     // -j2 and -s1MiB, as parallel and other tools take them, mean -j=2, -s=1MiB.
     if (
-      /^-[a-z][^=]/i.test(arg) && VALUE_FLAGS.has(arg.slice(0, 2))
+      /^-[a-z][^=]/i.test(arg) && valueFlags.has(arg.slice(0, 2))
     ) arg = `${arg.slice(0, 2)}=${arg.slice(2)}`;
     const eq = arg.startsWith("-") ? arg.indexOf("=") : -1;
     const flag = eq > 0 ? arg.slice(0, eq) : arg;
-    const valueFlag = VALUE_FLAGS.get(flag);
+    const valueFlag = valueFlags.get(flag);
     if (valueFlag !== undefined) {
       if (eq < 0 && i + 1 === args.length) {
         return { spelled, error: new UsageError(`${flag} needs a value`) };
@@ -386,7 +770,7 @@ function spell(
       spelled.push(`${valueFlag}=${eq > 0 ? arg.slice(eq + 1) : args[++i]}`);
       continue;
     }
-    const booleanFlag = BOOLEAN_FLAGS.get(flag);
+    const booleanFlag = booleanFlags.get(flag);
     if (booleanFlag !== undefined) {
       if (eq > 0) {
         const error = new UsageError(
@@ -398,15 +782,52 @@ function spell(
       continue;
     }
     if (arg === "--" || /^--no-.*=/s.test(arg)) {
-      return { spelled, error: notAnOption(arg) };
+      return { spelled, error: notAnOption(arg, command) };
     }
     spelled.push(arg);
   }
   return { spelled, error: undefined };
 }
 
-/** The error for an argument that is no flag ocycle knows. */
-function notAnOption(arg: string): UsageError {
+/**
+ * Every name each flag of `command` answers to, with the `--long` form
+ * parseArgs is given: the flags that take a value, and those that do not.
+ */
+function flagNames(command: Command): {
+  valueFlags: Map<string, `--${ValueName}`>;
+  booleanFlags: Map<string, `--${BooleanName}`>;
+} {
+  const valueFlags = new Map<string, `--${ValueName}`>();
+  const booleanFlags = new Map<string, `--${BooleanName}`>();
+  for (const name of command.values) valueFlags.set(`--${name}`, `--${name}`);
+  for (const name of command.booleans) {
+    booleanFlags.set(`--${name}`, `--${name}`);
+  }
+  for (const [alias, name] of ALIASES) {
+    if ((command.values as readonly string[]).includes(name)) {
+      valueFlags.set(alias, `--${name as ValueName}`);
+    } else if ((command.booleans as readonly string[]).includes(name)) {
+      booleanFlags.set(alias, `--${name as BooleanName}`);
+    }
+  }
+  return { valueFlags, booleanFlags };
+}
+
+/** The error for an argument that is no flag of `command`. */
+function notAnOption(arg: string, command: Command): UsageError {
+  if (command === WORKER) {
+    return new UsageError(
+      arg.startsWith("-")
+        ? `unknown option "${arg}" for ocycle worker${
+          OCYCLE.values.includes(arg.replace(/^--|=.*$/gs, "") as ValueName) ||
+            OCYCLE.booleans.includes(arg.slice(2) as BooleanName) ||
+            arg === "-s" || arg === "-k"
+            ? ": it is the producer's (ocycle --redis ...), which cuts the chunks"
+            : ""
+        }`
+        : `unexpected argument "${arg}"`,
+    );
+  }
   return new UsageError(
     arg.startsWith("-")
       ? `unknown option "${arg}"`

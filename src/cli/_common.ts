@@ -1,7 +1,11 @@
 // Copyright the @ocycle/core authors. MIT license.
 // What the parts of the `ocycle` command line share: exit codes, the fatal
-// error that carries one, the chunk counts, and how an error and a command's
-// stderr are shown.
+// error that carries one, the chunk counts, how an error and a command's
+// stderr are shown, and how --module is found.
+
+import { toModuleUrl } from "../run/_module_url.ts";
+
+const encoder = new TextEncoder();
 
 /** Exit codes, as shells and GNU parallel use them. */
 export const EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2;
@@ -48,4 +52,39 @@ export function stderrTail(stderr: string): string {
 
 function lastLines(text: string, n: number): string {
   return text.trimEnd().split("\n").slice(-n).join("\n");
+}
+
+/** Writes a line to stderr. */
+export function say(text: string): void {
+  Deno.stderr.writeSync(encoder.encode(text + "\n"));
+}
+
+/** Writes a line of ocycle's own (or of `command`'s) to stderr. */
+export function report(text: string, command = "ocycle"): void {
+  say(`${command}: ${text}`);
+}
+
+/** The URL of `--module`, or `undefined` after saying why there is none. */
+export async function findModule(
+  path: string,
+  command = "ocycle",
+): Promise<URL | undefined> {
+  const url = toModuleUrl(path);
+  if (url.protocol !== "file:") return url;
+  try {
+    const info = await Deno.stat(url);
+    if (!info.isFile) throw new Error("it is a directory");
+    return url;
+  } catch (error) {
+    const why = error instanceof Deno.errors.NotFound
+      ? "no such file"
+      : message(error);
+    report(
+      `--module ${path}: ${why} (looked for ${
+        decodeURIComponent(url.pathname)
+      })`,
+      command,
+    );
+    return undefined;
+  }
 }

@@ -5,8 +5,11 @@
 // run in the thread or process pool (`--module`). Outputs go to stdout, in
 // input order with --keep-order; every failure is reported on stderr and
 // makes the exit code non-zero. SIGINT and SIGTERM stop the reading; what was
-// read is still run, written and summed up (a second signal aborts). The parts: _args.ts (the command line),
-// _exec.ts (--exec), _sink.ts (stdout), _units.ts (sizes and durations).
+// read is still run, written and summed up (a second signal aborts). With
+// --redis the chunks go through Redis to a fleet of `ocycle worker`s
+// (_worker.ts), and come back as from a local pool. The parts: _args.ts (the
+// command line), _exec.ts (--exec), _sink.ts (stdout), _units.ts (sizes and
+// durations), _worker.ts (`ocycle worker`).
 
 import { BufferEmit } from "../buffer_emit.ts";
 import type { ChunkError } from "../chunk_error.ts";
@@ -25,7 +28,10 @@ import {
   EXIT_SIGNAL,
   EXIT_USAGE,
   Fatal,
+  findModule,
   message,
+  report,
+  say,
   stderrTail,
 } from "./_common.ts";
 import {
@@ -35,10 +41,14 @@ import {
   ExecKind,
 } from "./_exec.ts";
 import { Sink } from "./_sink.ts";
+import { runWorkerCli } from "./_worker.ts";
 import { formatBytes } from "./_units.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
+
+/** The chunks in flight across a fleet when --in-flight is not given: the emitter's default. */
+const REDIS_IN_FLIGHT = 64;
 
 function plural(n: number, noun: string): string {
   return `${n} ${noun}${n === 1 ? "" : "s"}`;
@@ -65,6 +75,7 @@ function toBytes(result: unknown): Uint8Array | undefined {
  * writes outputs to `Deno.stdout`, progress and errors to `Deno.stderr`.
  */
 export async function runCli(args: readonly string[]): Promise<number> {
+  if (args[0] === "worker") return await runWorkerCli(args.slice(1));
   let options: CliOptions;
   try {
     options = parseCliArgs(args);
@@ -78,7 +89,11 @@ export async function runCli(args: readonly string[]): Promise<number> {
     return EXIT_OK;
   }
   let moduleUrl: URL | undefined;
-  if (options.module !== undefined) {
+  if (options.redis !== undefined) {
+    // The workers load the handler, each its own copy, maybe on other
+    // machines: the producer has no need of the file.
+    moduleUrl = toModuleUrl(options.module!);
+  } else if (options.module !== undefined) {
     moduleUrl = await findModule(options.module);
     if (moduleUrl === undefined) return EXIT_USAGE;
   }
@@ -109,37 +124,6 @@ function startError(error: unknown, options: CliOptions): string {
   return message(error);
 }
 
-/** Writes a line to stderr. */
-function say(text: string): void {
-  Deno.stderr.writeSync(encoder.encode(text + "\n"));
-}
-
-/** Writes a line of ocycle's own to stderr. */
-function report(text: string): void {
-  say(`ocycle: ${text}`);
-}
-
-/** The URL of `--module`, or `undefined` after saying why there is none. */
-async function findModule(path: string): Promise<URL | undefined> {
-  const url = toModuleUrl(path);
-  if (url.protocol !== "file:") return url;
-  try {
-    const info = await Deno.stat(url);
-    if (!info.isFile) throw new Error("it is a directory");
-    return url;
-  } catch (error) {
-    const why = error instanceof Deno.errors.NotFound
-      ? "no such file"
-      : message(error);
-    report(
-      `--module ${path}: ${why} (looked for ${
-        decodeURIComponent(url.pathname)
-      })`,
-    );
-    return undefined;
-  }
-}
-
 /** One run of the command line: the emitter, stdout, and what happened. */
 class CliRun {
   readonly #options: CliOptions;
@@ -157,7 +141,9 @@ class CliRun {
   constructor(options: CliOptions) {
     this.#options = options;
     // Room for as many finished outputs as there are chunks in flight.
-    const inFlight = options.exec !== undefined
+    const inFlight = options.redis !== undefined
+      ? options.redis.inFlight ?? REDIS_IN_FLIGHT
+      : options.exec !== undefined
       ? options.pool
       : options.mode === "serial"
       ? 1
@@ -166,34 +152,55 @@ class CliRun {
   }
 
   /**
-   * Makes the emitter: a handler module in its mode, or `--exec` commands
-   * as a transport of the same pool.
+   * Makes the emitter: a handler module in its mode, on a fleet through
+   * Redis, or `--exec` commands as a transport of the pool.
    *
    * @throws {TypeError} If the emitter refuses an option.
    */
   start(moduleUrl: URL | undefined): void {
     const options = this.#options;
+    const { redis } = options;
     const common: BufferEmitOptions<unknown> = {
       clip: options.clip,
       ...(options.hop === undefined ? {} : { hop: options.hop }),
-      pool: options.pool,
+      // The sink's room paces the input (#feed): the emitter queues what
+      // its runners cannot take yet.
       maxPending: Infinity,
       ...(options.timeout === undefined ? {} : { timeout: options.timeout }),
+      ...(options.retries === undefined ? {} : { retries: options.retries }),
+      ...(options.retryDelay === undefined
+        ? {}
+        : { retryDelay: options.retryDelay }),
       onDone: (result, info) => {
         this.#counts.done++;
         this.#sink.deliver(info.index, toBytes(result));
       },
       onError: (error, info) => this.#onError(error, info),
     };
+    if (redis !== undefined) {
+      this.#emitter = new BufferEmit<unknown>(moduleUrl!, options.size, {
+        ...common,
+        mode: "redis",
+        redis: {
+          url: redis.url,
+          stream: redis.stream,
+          ...(redis.group === undefined ? {} : { group: redis.group }),
+          ...(redis.inFlight === undefined ? {} : { inFlight: redis.inFlight }),
+        },
+      });
+      return;
+    }
     this.#emitter = moduleUrl !== undefined
       ? new BufferEmit<unknown>(moduleUrl, options.size, {
         ...common,
+        pool: options.pool,
         mode: options.mode,
         exportName: options.exportName,
         ...(options.mode === "process" ? { permissions: options.allow } : {}),
       })
       : new BufferEmit<unknown>(() => {}, options.size, {
         ...common,
+        pool: options.pool,
         mode: "process",
         concurrency: 1,
         [TRANSPORT]: new ExecKind(
