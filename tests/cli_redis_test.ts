@@ -388,7 +388,7 @@ Deno.test({
   },
 });
 
-Deno.test("ocycle worker whose Redis is unreachable stops at most 5 s after a second SIGTERM", async () => {
+Deno.test("ocycle worker whose Redis is unreachable stops within seconds of a second SIGTERM", async () => {
   // Each hand-back would wait for a connection that never comes.
   await using a = new WorkerProcess(
     `redis://127.0.0.1:${freePort()}`,
@@ -404,7 +404,9 @@ Deno.test("ocycle worker whose Redis is unreachable stops at most 5 s after a se
   assertEquals(await a.exited(), 143, a.stderr);
   const took = Date.now() - second;
   assert(took < 8000, `exited ${took} ms after the second SIGTERM`);
-  assertMatch(a.stderr, /could not hand back within 5 s of the second signal/);
+  // runWorker's abort gives Redis 3 s in all (the CLI's own 5 s bound is
+  // the belt behind it).
+  assertMatch(a.stderr, /gave up|giving up/);
   assertMatch(a.stderr, /stopped by SIGTERM/);
 });
 

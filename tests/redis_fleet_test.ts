@@ -122,6 +122,26 @@ Deno.test({
 
 Deno.test({
   name:
+    "fleet: a worker whose own heartbeat lagged does not take its own entry a second time",
+  ignore,
+  async fn() {
+    await using f = await fleet([{ heartbeat: 0 }]);
+    const [a] = f.workers as [FleetWorker];
+    await f.producer.submit(["id", "t1"]);
+    const entry = one(await a.claim());
+    await sleep(350); // stale: no heartbeat ran
+    assertEquals(await a.reclaim(), []);
+    assertEquals(
+      await a.commit(entry, ["id", "t1", "value", "a"]),
+      "committed",
+    );
+    assertEquals((await results(f.producer)).length, 1);
+    await assertDrained(f.admin);
+  },
+});
+
+Deno.test({
+  name:
     "fleet: a dead worker's entry is reclaimed after staleAfter and committed once",
   ignore,
   async fn() {

@@ -679,3 +679,33 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "runWorker() abort() ends within seconds while Redis is unreachable; the entry stays for others",
+  ignore,
+  async fn() {
+    await using f = await fleet();
+    const w = f.start("w1", { mode: "serial" });
+    await f.submit(
+      "long",
+      { kind: "items" },
+      [{ op: "sleep", ms: 1000 }],
+      info(1, 1),
+    );
+    await until("w1 claims", () => w.stats().claimed === 1);
+    await f.server.stop();
+    const started = performance.now();
+    const stats = await w.abort();
+    const took = performance.now() - started;
+    assert(took < 5000, `abort() took ${took | 0} ms`);
+    assertEquals(stats.handedBack, 0);
+    assert(
+      f.lines.some((line) =>
+        line.includes("gave up") || line.includes("giving up")
+      ),
+      f.lines.join("\n"),
+    );
+    await f.server.restart(); // for the fixture's clean-up
+  },
+});

@@ -160,7 +160,12 @@ export class FleetWorker {
     entries: StreamEntry[],
     counted: boolean,
   ): Promise<ClaimedEntry[]> {
-    const live = entries.filter((e) => e.fields !== null);
+    // An entry it holds already went stale because its own heartbeat lagged
+    // (a busy event loop): XAUTOCLAIM gave it back to it, fresh; it runs
+    // once here, not twice.
+    const live = entries.filter((e) =>
+      e.fields !== null && !(counted && this.#held.has(e.id))
+    );
     const deliveries = counted
       ? await this.#client.pipeline(
         live.map((
@@ -204,12 +209,18 @@ export class FleetWorker {
   /** Refreshes held entries every `every` ms (restarting the timer). */
   startHeartbeat(every: number): void {
     this.stopHeartbeat();
+    let beat = false;
     this.#timer = setInterval(() => {
-      this.#beating = this.#beating.then(() =>
-        this.heartbeatNow().catch((error) => {
+      // One at a time: while Redis is away a beat waits for the connection,
+      // and the ticks meanwhile are skipped rather than queued behind it.
+      if (beat) return;
+      beat = true;
+      this.#beating = this.heartbeatNow().then(
+        () => {},
+        (error) => {
           this.heartbeatError = error;
-        })
-      );
+        },
+      ).finally(() => beat = false);
     }, every);
   }
 
@@ -302,8 +313,9 @@ export class FleetWorker {
   /** Stops the heartbeat and closes both clients; what it holds stays pending for others to reclaim. */
   async close(): Promise<void> {
     this.stopHeartbeat();
-    await this.#beating;
+    // Closing first fails a beat that waits for a connection at once.
     await Promise.all([this.#client.close(), this.#reader.close()]);
+    await this.#beating;
     await this.#groupReady?.catch(() => {});
   }
 }

@@ -27,6 +27,8 @@ import { type Codec, loadCodec } from "../wire/_codec.ts";
 import { type ClaimedEntry, FleetWorker } from "./_fleet.ts";
 import {
   ABORT_ATTEMPTS,
+  ABORT_WITHIN,
+  before,
   isNoGroup,
   Outcomes,
   type WorkerCounts,
@@ -70,6 +72,8 @@ export class WorkerEngine {
   readonly #handling = new Set<Promise<void>>();
   #state: "running" | "stopping" | "aborting" = "running";
   #fatal: { error: unknown } | undefined;
+  /** Once aborting: the `performance.now()` time Redis has until. */
+  #abortBy = Infinity;
   #codec: Codec | undefined;
   /** Made once the codec is loaded. */
   #out!: Outcomes;
@@ -103,6 +107,7 @@ export class WorkerEngine {
   abort(reason: unknown): void {
     if (this.#state === "aborting") return;
     this.#state = "aborting";
+    this.#abortBy = performance.now() + ABORT_WITHIN;
     this.#stop();
     this.#wake();
     for (const runner of this.#runners.values()) {
@@ -126,7 +131,7 @@ export class WorkerEngine {
         this.counts,
         this.#s.log,
         this.#codec.clone,
-        () => this.#is("aborting"),
+        () => this.#abortBy,
       );
       await this.#loop();
     } catch (error) {
@@ -300,7 +305,12 @@ export class WorkerEngine {
     while (this.#handling.size > 0) await Promise.all(this.#handling);
     for (let attempt = 1; attempt <= ABORT_ATTEMPTS; attempt++) {
       try {
-        const { handedBack, left } = await this.#fleet.handBack();
+        const out = await before(() => this.#fleet.handBack(), this.#abortBy);
+        if (out === undefined) {
+          this.#s.log("handing back gave up: Redis did not answer in time");
+          break;
+        }
+        const { handedBack, left } = out;
         this.counts.handedBack += handedBack;
         if (!left) {
           this.#s.log(
@@ -311,6 +321,7 @@ export class WorkerEngine {
       } catch (error) {
         if (isNoGroup(error)) break;
         this.#s.log(`handing back failed: ${message(error)}`);
+        if (performance.now() >= this.#abortBy) break;
         if (attempt < ABORT_ATTEMPTS) {
           await new Promise((r) => setTimeout(r, retryDelay(100, attempt)));
         }

@@ -15,6 +15,40 @@ import type { ClaimedEntry, FleetWorker } from "./_fleet.ts";
 /** Attempts of a Redis operation once the worker is aborting, so that stopping always ends. */
 export const ABORT_ATTEMPTS = 5;
 
+/**
+ * Milliseconds an aborting worker gives Redis, all operations together, so
+ * that `abort()` ends soon even while Redis is unreachable (each attempt
+ * would otherwise wait for a connection); what it could not hand back goes
+ * to other workers once stale.
+ */
+export const ABORT_WITHIN = 3000;
+
+/**
+ * `op()`, or `undefined` once `deadline` (a `performance.now()` time) has
+ * passed; `op`'s late outcome is ignored.
+ */
+export async function before<T>(
+  op: () => Promise<T>,
+  deadline: number,
+): Promise<T | undefined> {
+  if (deadline === Infinity) return await op();
+  const left = deadline - performance.now();
+  if (left <= 0) return undefined;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const running = op();
+  running.catch(() => {});
+  try {
+    return await Promise.race([
+      running,
+      new Promise<undefined>((resolve) =>
+        timer = setTimeout(() => resolve(undefined), left)
+      ),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** The counts of a fleet worker, from its start. */
 export interface WorkerCounts {
   claimed: number;
@@ -33,20 +67,21 @@ export class Outcomes {
   readonly #counts: WorkerCounts;
   readonly #log: (line: string) => void;
   readonly #clone: CloneEncoder;
-  readonly #aborting: () => boolean;
+  /** Infinity, or once aborting, the `performance.now()` time Redis has until. */
+  readonly #deadline: () => number;
 
   constructor(
     fleet: FleetWorker,
     counts: WorkerCounts,
     log: (line: string) => void,
     clone: CloneEncoder,
-    aborting: () => boolean,
+    deadline: () => number,
   ) {
     this.#fleet = fleet;
     this.#counts = counts;
     this.#log = log;
     this.#clone = clone;
-    this.#aborting = aborting;
+    this.#deadline = deadline;
   }
 
   async commit(
@@ -104,7 +139,11 @@ export class Outcomes {
   async #redis<T>(op: () => Promise<T>): Promise<T | undefined> {
     for (let failures = 1;; failures++) {
       try {
-        return await op();
+        const value = await before(op, this.#deadline());
+        if (value === undefined) {
+          this.#log("Redis did not answer in time while aborting; giving up");
+        }
+        return value;
       } catch (error) {
         if (isNoGroup(error)) {
           this.#fleet.resetGroup();
@@ -113,7 +152,10 @@ export class Outcomes {
           );
           return undefined;
         }
-        if (this.#aborting() && failures >= ABORT_ATTEMPTS) {
+        if (
+          this.#deadline() !== Infinity &&
+          (failures >= ABORT_ATTEMPTS || performance.now() >= this.#deadline())
+        ) {
           this.#log(`Redis failed, giving up: ${message(error)}`);
           return undefined;
         }
