@@ -4,8 +4,9 @@
  * `BufferEmit` in mode "redis" written chunk-sized frames as fast as its
  * backpressure allows, through a redis-server to N worker processes (`deno
  * run` of _fleet_worker.ts: runWorker with a trivial callback, the chunk's
- * length, in a local pool of mode `--mode`, serial by default), and the
- * results back to `onDone`; from the first write to the last `onDone`. Beside
+ * length, in a local pool of mode `--mode`: thread by default, the fastest
+ * of the three here, with the pool's default size), and the results back to
+ * `onDone`; from the first write to the last `onDone`. Beside
  * each figure, the limit of redis_limit.ts (its `limitLoop`, the pipelined
  * raw XADD, XREADGROUP, XACK loop of our client) for the same chunk size,
  * measured in the same run, in rounds interleaved with the fleet's, and the
@@ -18,8 +19,8 @@
  *
  * ```sh
  * deno run -A --import-map=.ci/import_map.json tests/bench/redis_fleet.ts \
- *   [--rounds 3] [--seconds 3] [--workers 1,2,4] [--mode serial] \
- *   [--in-flight 64] [--pool 1]
+ *   [--rounds 3] [--seconds 3] [--workers 1,2,4] [--mode thread|serial|process] \
+ *   [--in-flight 64] [--pool N] [--chunks 65536,320000]
  * ```
  *
  * @module
@@ -38,6 +39,7 @@ interface Args {
   mode: string;
   pool: string;
   "in-flight": string;
+  chunks: string;
 }
 // the offline copy of @std/cli has no types
 const parse = parseArgs as (
@@ -45,12 +47,22 @@ const parse = parseArgs as (
   options: object,
 ) => Partial<Args>;
 const args = parse(Deno.args, {
-  string: ["rounds", "seconds", "workers", "mode", "pool", "in-flight"],
+  string: [
+    "rounds",
+    "seconds",
+    "workers",
+    "mode",
+    "pool",
+    "in-flight",
+    "chunks",
+  ],
 });
 const rounds = Number(args.rounds ?? 3);
 const seconds = Number(args.seconds ?? 3);
 const workerCounts = (args.workers ?? "1,2,4").split(",").map(Number);
-const mode = args.mode ?? "serial";
+// thread mode measured fastest here (a serial worker claims one entry at a
+// time: two round trips per chunk; process mode adds a pipe and a child)
+const mode = args.mode ?? "thread";
 const inFlight = args["in-flight"] === undefined
   ? undefined
   : Number(args["in-flight"]);
@@ -183,7 +195,9 @@ function median(values: number[]): number {
 const payloads = [
   { name: "64 KiB", size: 65536 },
   { name: "320 KB", size: 320_000 },
-];
+].filter(({ size }) =>
+  args.chunks === undefined || args.chunks.split(",").map(Number).includes(size)
+);
 
 interface Row {
   workers: number;
