@@ -636,3 +636,33 @@ Deno.test({
     await f.assertDrained();
   },
 });
+
+Deno.test({
+  name:
+    "runWorker() reads no chunk ahead of slow callbacks: a serial worker holds one entry at a time",
+  ignore,
+  async fn() {
+    await using f = await fleet();
+    const a = f.start("a", { mode: "serial" });
+    const n = 4;
+    await Promise.all(
+      Array.from({ length: n }, (_, i) =>
+        f.submit(
+          `slow${i}`,
+          { kind: "items" },
+          [{ op: "sleep", ms: 150 }],
+          info(i, 1),
+        )),
+    );
+    let most = 0;
+    while (a.stats().done < n) {
+      const pending = await xpending(f.admin, STREAM, "ocycle");
+      most = Math.max(most, pending.consumers.get("a") ?? 0);
+      await sleep(20);
+    }
+    assertEquals(most, 1, "entries held by the worker at once");
+    assertEquals((await f.results(n)).length, n);
+    assertEquals((await a.shutdown()).claimed, n);
+    await f.assertDrained();
+  },
+});
