@@ -5,7 +5,7 @@
 // the worker fails.
 //
 //   deno run -A --import-map=.ci/import_map.json tests/bench/_fleet_worker.ts \
-//     --url redis://127.0.0.1:6379 --stream S [--mode thread] [--pool N]
+//     --url redis://127.0.0.1:6379 --stream S [--mode serial] [--pool N]
 
 import { parseArgs } from "@std/cli";
 import { runWorker } from "../../mod.ts";
@@ -28,7 +28,7 @@ const args = parse(Deno.args, {
 if (args.url === undefined || args.stream === undefined) {
   throw new TypeError("--url and --stream are required");
 }
-const mode = (args.mode ?? "thread") as "serial" | "thread" | "process";
+const mode = (args.mode ?? "serial") as "serial" | "thread" | "process";
 
 const worker = runWorker({
   url: args.url,

@@ -4,8 +4,8 @@
  * `BufferEmit` in mode "redis" written chunk-sized frames as fast as its
  * backpressure allows, through a redis-server to N worker processes (`deno
  * run` of _fleet_worker.ts: runWorker with a trivial callback, the chunk's
- * length, in a local pool of mode `--mode`: thread by default, the fastest
- * of the three here, with the pool's default size), and the results back to
+ * length, in a local pool of mode `--mode`: serial by default, the
+ * fastest of the three here with thread mode), and the results back to
  * `onDone`; from the first write to the last `onDone`. Beside
  * each figure, the limit of redis_limit.ts (its `limitLoop`, the pipelined
  * raw XADD, XREADGROUP, XACK loop of our client) for the same chunk size,
@@ -19,7 +19,7 @@
  *
  * ```sh
  * deno run -A --import-map=.ci/import_map.json tests/bench/redis_fleet.ts \
- *   [--rounds 3] [--seconds 3] [--workers 1,2,4] [--mode thread|serial|process] \
+ *   [--rounds 3] [--seconds 3] [--workers 1,2,4] [--mode serial|thread|process] \
  *   [--in-flight 64] [--pool N] [--chunks 65536,320000]
  * ```
  *
@@ -60,9 +60,10 @@ const args = parse(Deno.args, {
 const rounds = Number(args.rounds ?? 3);
 const seconds = Number(args.seconds ?? 3);
 const workerCounts = (args.workers ?? "1,2,4").split(",").map(Number);
-// thread mode measured fastest here (a serial worker claims one entry at a
-// time: two round trips per chunk; process mode adds a pipe and a child)
-const mode = args.mode ?? "thread";
+// serial: with its read-ahead, level with thread mode at 1 and 2 workers
+// and ahead at 4 on two cores (fewer threads); process mode adds a pipe
+// and a child per worker
+const mode = args.mode ?? "serial";
 const inFlight = args["in-flight"] === undefined
   ? undefined
   : Number(args["in-flight"]);
