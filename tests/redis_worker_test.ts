@@ -666,3 +666,42 @@ Deno.test({
     await f.assertDrained();
   },
 });
+
+Deno.test({
+  name:
+    "runWorker() reads fast chunks ahead, and shutdown() hands back those it has not run",
+  ignore,
+  async fn() {
+    await using f = await fleet();
+    const a = f.start("a", { mode: "serial" });
+    const submitAll = (ids: string[], chunk: (id: string) => unknown) =>
+      Promise.all(
+        ids.map((id, i) =>
+          f.submit(id, { kind: "items" }, chunk(id), info(i, 1))
+        ),
+      );
+    // fast runs: the worker learns it may read ahead
+    const warm = Array.from({ length: 40 }, (_, i) => `warm${i}`);
+    await submitAll(warm, () => [{ n: 1 }]);
+    await f.results(warm.length);
+    // a slow chunk, and fast ones claimed while it runs
+    const later = ["l0", "l1", "l2", "l3"];
+    await submitAll(["slow"], () => [{ op: "sleep", ms: 1500 }]);
+    await until("a runs the slow chunk", () => a.stats().claimed === 41);
+    await submitAll(later, () => [{ n: 2 }]);
+    await until("a reads ahead", () => a.stats().claimed > 41);
+    const stats = await a.shutdown();
+    assertEquals(stats.claimed, 41 + stats.handedBack);
+    assert(stats.handedBack >= 1, `handed back: ${stats.handedBack}`);
+    assertEquals(stats.done, 41);
+    // what a handed back, another worker runs at once
+    const b = f.start("b", { mode: "serial" });
+    const got = byId(await f.results(1 + later.length));
+    assertEquals(got.get("slow")?.worker, "a");
+    for (const id of later) assertEquals(got.get(id)?.worker, "b");
+    const bStats = await b.shutdown();
+    assertEquals(bStats.reclaimed, stats.handedBack);
+    assertEquals(bStats.claimed + bStats.reclaimed, later.length);
+    await f.assertDrained();
+  },
+});
