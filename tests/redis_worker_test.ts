@@ -682,6 +682,36 @@ Deno.test({
 
 Deno.test({
   name:
+    "runWorker() reads no chunk ahead of slow callbacks: a serial worker holds one entry at a time",
+  ignore,
+  async fn() {
+    await using f = await fleet();
+    const a = f.start("a", { mode: "serial" });
+    const n = 4;
+    await Promise.all(
+      Array.from({ length: n }, (_, i) =>
+        f.submit(
+          `slow${i}`,
+          { kind: "items" },
+          [{ op: "sleep", ms: 150 }],
+          info(i, 1),
+        )),
+    );
+    let most = 0;
+    while (a.stats().done < n) {
+      const pending = await xpending(f.admin, STREAM, "ocycle");
+      most = Math.max(most, pending.consumers.get("a") ?? 0);
+      await sleep(20);
+    }
+    assertEquals(most, 1, "entries held by the worker at once");
+    assertEquals((await f.results(n)).length, n);
+    assertEquals((await a.shutdown()).claimed, n);
+    await f.assertDrained();
+  },
+});
+
+Deno.test({
+  name:
     "runWorker() abort() ends within seconds while Redis is unreachable; the entry stays for others",
   ignore,
   async fn() {
@@ -707,5 +737,44 @@ Deno.test({
       f.lines.join("\n"),
     );
     await f.server.restart(); // for the fixture's clean-up
+  },
+});
+
+Deno.test({
+  name:
+    "runWorker() reads fast chunks ahead, and shutdown() hands back those it has not run",
+  ignore,
+  async fn() {
+    await using f = await fleet();
+    const a = f.start("a", { mode: "serial" });
+    const submitAll = (ids: string[], chunk: (id: string) => unknown) =>
+      Promise.all(
+        ids.map((id, i) =>
+          f.submit(id, { kind: "items" }, chunk(id), info(i, 1))
+        ),
+      );
+    // fast runs: the worker learns it may read ahead
+    const warm = Array.from({ length: 40 }, (_, i) => `warm${i}`);
+    await submitAll(warm, () => [{ n: 1 }]);
+    await f.results(warm.length);
+    // a slow chunk, and fast ones claimed while it runs
+    const later = ["l0", "l1", "l2", "l3"];
+    await submitAll(["slow"], () => [{ op: "sleep", ms: 1500 }]);
+    await until("a runs the slow chunk", () => a.stats().claimed === 41);
+    await submitAll(later, () => [{ n: 2 }]);
+    await until("a reads ahead", () => a.stats().claimed > 41);
+    const stats = await a.shutdown();
+    assertEquals(stats.claimed, 41 + stats.handedBack);
+    assert(stats.handedBack >= 1, `handed back: ${stats.handedBack}`);
+    assertEquals(stats.done, 41);
+    // what a handed back, another worker runs at once
+    const b = f.start("b", { mode: "serial" });
+    const got = byId(await f.results(1 + later.length));
+    assertEquals(got.get("slow")?.worker, "a");
+    for (const id of later) assertEquals(got.get(id)?.worker, "b");
+    const bStats = await b.shutdown();
+    assertEquals(bStats.reclaimed, stats.handedBack);
+    assertEquals(bStats.claimed + bStats.reclaimed, later.length);
+    await f.assertDrained();
   },
 });

@@ -1,6 +1,7 @@
 // Copyright the @ocycle/core authors. MIT license.
 // The engine of a fleet worker (run_worker.ts): it claims task entries from
-// the chunk stream up to its free local capacity, takes over stale ones
+// the chunk stream up to its free local capacity (plus a read-ahead of
+// fast chunks, see READ_AHEAD_MS), takes over stale ones
 // every staleAfter/2, runs each in a local runner of the mode it was started
 // with (one per layout, made lazily), and hands the outcome back with the
 // fenced scripts of redis/_fleet.ts (through redis/_worker_outcomes.ts): a
@@ -54,6 +55,20 @@ export interface EngineSettings {
 /** How long a claim waits for new entries, in ms: also how soon the loop sees a stop. */
 const BLOCK = 500;
 
+/**
+ * Read-ahead: besides what its local pool runs, a worker claims as many
+ * entries as the pool runs in about this many ms (from the average run so
+ * far), so that fast chunks come in batches, not one round trip each; an
+ * entry then waits at most about this long here while another worker might
+ * be idle. Slow callbacks read nothing ahead.
+ */
+const READ_AHEAD_MS = 10;
+/**
+ * The most entries read ahead: what a worker may have claimed in vain when
+ * fast chunks give way to slow ones (16 measured no faster than 4).
+ */
+const READ_AHEAD_MAX = 4;
+
 /** A fleet worker's loop; `run()` settles once it has stopped and let go of everything. */
 export class WorkerEngine {
   readonly counts: WorkerCounts = {
@@ -70,6 +85,11 @@ export class WorkerEngine {
   readonly #fleet: FleetWorker;
   readonly #runners = new Map<string, Runner<unknown, unknown>>();
   readonly #handling = new Set<Promise<void>>();
+  /** Slots of the local pool free now; entries read ahead wait for one. */
+  #slots: number;
+  readonly #slotWaiters: (() => void)[] = [];
+  /** The average time of one run, in ms (a moving average); undefined before the first. */
+  #runMs: number | undefined;
   #state: "running" | "stopping" | "aborting" = "running";
   #fatal: { error: unknown } | undefined;
   /** Once aborting: the `performance.now()` time Redis has until. */
@@ -84,6 +104,7 @@ export class WorkerEngine {
 
   constructor(settings: EngineSettings) {
     this.#s = settings;
+    this.#slots = settings.capacity;
     this.#fleet = new FleetWorker(settings.url, {
       stream: settings.stream,
       group: settings.group,
@@ -153,7 +174,7 @@ export class WorkerEngine {
         this.#fleet.heartbeatError = undefined;
         log(`a heartbeat failed: ${message(beat)}`);
       }
-      const free = capacity - this.#handling.size;
+      const free = capacity + this.#readAhead() - this.#handling.size;
       if (free <= 0) {
         await this.#woken;
         continue;
@@ -184,18 +205,56 @@ export class WorkerEngine {
   }
 
   #start(entry: ClaimedEntry, reclaimed: boolean): void {
-    const handling: Promise<void> = this.#handle(entry, reclaimed)
+    let slot = false;
+    const slots = {
+      take: () => slot = true,
+      // the slot is free once the callback is done, before the outcome is sent
+      give: () => {
+        if (!slot) return;
+        slot = false;
+        this.#slots++;
+        this.#slotWaiters.shift()?.();
+      },
+    };
+    const handling: Promise<void> = this.#handle(entry, reclaimed, slots)
       .catch((error) =>
         this.#s.log(`entry ${entry.id} was left pending: ${describe(error)}`)
       )
       .finally(() => {
+        slots.give();
         this.#handling.delete(handling);
         this.#wake();
       });
     this.#handling.add(handling);
   }
 
-  async #handle(entry: ClaimedEntry, reclaimed: boolean): Promise<void> {
+  /** Entries to claim beyond the pool's capacity: see READ_AHEAD_MS. */
+  #readAhead(): number {
+    if (this.#runMs === undefined) return 0;
+    const n = READ_AHEAD_MS * this.#s.capacity / Math.max(this.#runMs, 0.01);
+    return Math.min(READ_AHEAD_MAX, Math.floor(n));
+  }
+
+  /** Waits for a slot of the local pool; false if the worker stops first. */
+  async #takeSlot(slots: { take(): void }): Promise<boolean> {
+    while (this.#slots === 0) {
+      if (!this.#is("running")) return false;
+      await Promise.race([
+        new Promise<void>((resolve) => this.#slotWaiters.push(resolve)),
+        this.#stopped,
+      ]);
+    }
+    if (!this.#is("running")) return false;
+    this.#slots--;
+    slots.take();
+    return true;
+  }
+
+  async #handle(
+    entry: ClaimedEntry,
+    reclaimed: boolean,
+    slots: { take(): void; give(): void },
+  ): Promise<void> {
     if (!this.#is("running")) return await this.#out.handBack(entry);
     let task: TaskEntry;
     try {
@@ -219,12 +278,16 @@ export class WorkerEngine {
         attempts: entry.deliveries - 1,
       });
     }
+    if (!(await this.#takeSlot(slots))) return await this.#out.handBack(entry);
     const runner = this.#runner(task.layout);
     for (let attempt = 1;; attempt++) {
       let value: unknown;
+      const start = performance.now();
       try {
         value = await runner.run(this.#task(task));
+        this.#ran(performance.now() - start);
       } catch (error) {
+        this.#ran(performance.now() - start);
         const kind: ChunkErrorKind = error instanceof ChunkError
           ? error.kind
           : "callback";
@@ -250,6 +313,7 @@ export class WorkerEngine {
           if (!this.#is("running")) return await this.#out.handBack(entry);
           continue;
         }
+        slots.give();
         const outcome: ResultOutcome = {
           worker: this.#s.name,
           error: toWireError(callbackError(error)),
@@ -268,11 +332,17 @@ export class WorkerEngine {
         }
         return await this.#out.commit(entry, task.id, outcome);
       }
+      slots.give();
       return await this.#out.commit(entry, task.id, {
         worker: this.#s.name,
         value,
       });
     }
+  }
+
+  /** Counts one run of `ms` into the average. */
+  #ran(ms: number): void {
+    this.#runMs = this.#runMs === undefined ? ms : 0.8 * this.#runMs + 0.2 * ms;
   }
 
   #task(entry: TaskEntry): Task<unknown> {
