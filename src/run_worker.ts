@@ -11,6 +11,7 @@ import type { ChildPermissions } from "./emitter_options.ts";
 import { defaultConcurrency } from "./core/_options.ts";
 import { describeValue } from "./core/_kinds.ts";
 import { HANDED_BACK } from "./redis/_fleet_scripts.ts";
+import { hostName } from "./redis/_host.ts";
 import { parseRedisUrl } from "./redis/_url.ts";
 import { WorkerEngine } from "./redis/_worker_engine.ts";
 import { toModuleUrl } from "./run/_module_url.ts";
@@ -359,12 +360,7 @@ class FleetWorkerHandle implements RedisWorker {
 
 /** `${hostname}-${pid}-<4 hex digits>`; "worker" when the host name may not be read. */
 function defaultName(): string {
-  let host = "worker";
-  try {
-    host = Deno.hostname();
-  } catch {
-    // --allow-sys=hostname not granted
-  }
+  const host = hostName() ?? "worker";
   const hex = crypto.getRandomValues(new Uint16Array(1))[0]!
     .toString(16).padStart(4, "0");
   return `${host}-${Deno.pid}-${hex}`;

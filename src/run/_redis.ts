@@ -18,6 +18,7 @@
 import { ChunkError, type ChunkErrorKind } from "../chunk_error.ts";
 import type { Mode } from "../chunk_info.ts";
 import { FleetProducer, type FleetResult } from "../redis/_fleet_producer.ts";
+import { hostName } from "../redis/_host.ts";
 import { type Codec, loadCodec } from "../wire/_codec.ts";
 import { decodeResultEntry, encodeTaskEntry } from "../wire/_entries.ts";
 import type { ChunkLayout } from "../wire/_layout.ts";
@@ -496,17 +497,8 @@ function producerName(): string {
   const random = crypto.getRandomValues(new Uint8Array(4));
   const hex = Array.from(random, (b) => b.toString(16).padStart(2, "0"))
     .join("");
-  let host = "";
-  try {
-    // Asked, never prompted for: without it the pid and the random part do.
-    const sys = { name: "sys", kind: "hostname" } as const;
-    if (Deno.permissions.querySync(sys).state === "granted") {
-      host = Deno.hostname() + "-";
-    }
-  } catch {
-    // A runtime without permissions or hostname.
-  }
-  return `${host}${Deno.pid}-${hex}`;
+  const host = hostName();
+  return `${host === undefined ? "" : host + "-"}${Deno.pid}-${hex}`;
 }
 
 function sleep(ms: number): Promise<void> {
