@@ -325,3 +325,44 @@ Deno.test({
     await assertDrained(f.admin);
   },
 });
+
+Deno.test({
+  name:
+    "fleet: prune() removes the consumers of killed workers that hold nothing, never one that holds an entry",
+  ignore,
+  async fn() {
+    await using f = await fleet([
+      { consumer: "pruner", pruneAfter: 200 },
+      { consumer: "dead-idle" },
+      { consumer: "dead-holding" },
+    ]);
+    const [pruner, idle, holding] = f.workers as [
+      FleetWorker,
+      FleetWorker,
+      FleetWorker,
+    ];
+    await f.producer.submit(["id", "t1"]);
+    await f.producer.submit(["id", "t2"]);
+    one(await holding.claim(1));
+    holding.stopHeartbeat(); // killed with the entry
+    const done = one(await idle.claim(1));
+    assertEquals(
+      await idle.commit(done, ["id", "t2", "value", "v"]),
+      "committed",
+    );
+    idle.stopHeartbeat(); // killed, holding nothing
+    const names = async () =>
+      ((await f.admin.command(
+        "XINFO",
+        "CONSUMERS",
+        STREAM,
+        "ocycle",
+      )) as Uint8Array[][]).map((c) => text(c[1])).sort();
+    assertEquals(await names(), ["dead-holding", "dead-idle"]);
+    assertEquals(await pruner.prune(), 0); // not idle long enough yet
+    await sleep(300);
+    assertEquals(await pruner.prune(), 1);
+    assertEquals(await names(), ["dead-holding"]);
+    assertEquals((await xpending(f.admin, STREAM, "ocycle")).count, 1);
+  },
+});

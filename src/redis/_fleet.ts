@@ -25,6 +25,7 @@ import {
   HANDED_BACK,
   HANDED_BACK_IDLE,
   HEARTBEAT_SCRIPT,
+  PRUNE_SCRIPT,
   REPLY_FIELD,
 } from "./_fleet_scripts.ts";
 
@@ -64,6 +65,12 @@ export interface FleetWorkerOptions {
   heartbeat?: number;
   /** Idle this long (ms), an entry is taken over by `reclaim()`. @default {5000} */
   staleAfter?: number;
+  /**
+   * A consumer that holds nothing and was last seen this long ago (ms) is
+   * removed from the group by `prune()`: a killed worker's name.
+   * @default {3600000}
+   */
+  pruneAfter?: number;
   /** Options of the worker's two clients. */
   client?: RedisClientOptions;
 }
@@ -76,6 +83,7 @@ export class FleetWorker {
   readonly #count: number;
   readonly #block: number;
   readonly #staleAfter: number;
+  readonly #pruneAfter: number;
   /** Commands (never blocks). */
   readonly #client: RedisClient;
   /** XREADGROUP BLOCK only. */
@@ -95,6 +103,7 @@ export class FleetWorker {
     this.#count = options.count ?? 16;
     this.#block = options.block ?? 1000;
     this.#staleAfter = options.staleAfter ?? 5000;
+    this.#pruneAfter = options.pruneAfter ?? 3_600_000;
     this.#client = new RedisClient(url, options.client);
     this.#reader = new RedisClient(url, options.client);
     const heartbeat = options.heartbeat ?? 1000;
@@ -188,6 +197,15 @@ export class FleetWorker {
         deliveries: n,
       };
     });
+  }
+
+  /** Removes the consumers of killed workers (idle past `pruneAfter`, holding nothing); returns how many. */
+  async prune(): Promise<number> {
+    await this.ensureGroup();
+    return await PRUNE_SCRIPT.run(this.#client, [this.stream], [
+      this.group,
+      this.#pruneAfter,
+    ]) as number;
   }
 
   /** Refreshes the held entries now; returns the ids lost to another worker (and forgets them). */

@@ -149,3 +149,25 @@ end
 return {n, deleted}
 `,
 );
+
+/**
+ * Removes the group's consumers that hold nothing and were last seen more
+ * than ARGV[2] ms ago: the names of workers that were killed (a worker that
+ * stops leaves by itself). KEYS[1] the chunk stream; ARGV[1] the group.
+ * Atomic, so a consumer cannot be given an entry between the look and the
+ * removal (XGROUP DELCONSUMER would drop it from the group). A live worker
+ * reads every second or so; one removed by mistake comes back with its next
+ * read. Returns how many it removed.
+ */
+export const PRUNE_SCRIPT = new Script(`
+local n = 0
+for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
+  local info = {}
+  for i = 1, #c, 2 do info[c[i]] = c[i + 1] end
+  if info['pending'] == 0 and info['idle'] > tonumber(ARGV[2]) then
+    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], info['name'])
+    n = n + 1
+  end
+end
+return n
+`);

@@ -52,6 +52,9 @@ export interface EngineSettings {
   readonly log: (line: string) => void;
 }
 
+/** How often a worker removes the group's consumers of killed workers, in ms. */
+const PRUNE_EVERY = 60_000;
+
 /** How long a claim waits for new entries, in ms: also how soon the loop sees a stop. */
 const BLOCK = 500;
 
@@ -167,6 +170,7 @@ export class WorkerEngine {
   async #loop(): Promise<void> {
     const { capacity, staleAfter, log } = this.#s;
     let nextReclaim = 0;
+    let nextPrune = Date.now() + PRUNE_EVERY;
     let failures = 0;
     while (this.#is("running")) {
       const beat = this.#fleet.heartbeatError;
@@ -180,6 +184,15 @@ export class WorkerEngine {
         continue;
       }
       try {
+        if (Date.now() >= nextPrune) {
+          nextPrune = Date.now() + PRUNE_EVERY;
+          const removed = await this.#fleet.prune();
+          if (removed > 0) {
+            log(
+              `removed ${removed} consumer(s) of killed workers from the group`,
+            );
+          }
+        }
         if (Date.now() >= nextReclaim) {
           nextReclaim = Date.now() + staleAfter / 2;
           const entries = await this.#fleet.reclaim(free);
