@@ -476,9 +476,11 @@ export class RedisRunner implements Runner<unknown, unknown> {
   async #finish(): Promise<void> {
     this.#state = "closed";
     clearInterval(this.#checker);
-    await this.#checking;
     await withDeadline(this.#producer.dispose(), 1000);
+    // Closing first fails a check that waits for a connection (Redis down),
+    // which could otherwise hold up the end for its connect timeout.
     await this.#producer.close();
+    await this.#checking;
     await this.#reading;
   }
 
