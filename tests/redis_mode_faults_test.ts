@@ -3,9 +3,12 @@
 // faults found by red-teaming, each against a real redis-server.
 
 import { assert, assertEquals, assertRejects } from "@std/assert";
+import { deserialize, serialize } from "node:v8";
 import { ChunkError } from "../mod.ts";
 import { RedisClient } from "../src/redis/_client.ts";
+import { FleetWorker } from "../src/redis/_fleet.ts";
 import { RedisRunner, type RedisSettings } from "../src/run/_redis.ts";
+import { decodeTaskEntry, encodeResultEntry } from "../src/wire/_entries.ts";
 import { RedisServer, skipWithoutRedis } from "./_redis_server.ts";
 
 const ignore = skipWithoutRedis("redis_mode_faults_test.ts");
@@ -68,5 +71,57 @@ Deno.test({
     const error = await assertRejects(() => result, ChunkError);
     assertEquals(error.kind, "aborted");
     assert(took < 3500, `abort() took ${Math.round(took)} ms`);
+  },
+});
+
+Deno.test({
+  name:
+    "redis mode faults: a result read back reaches onDone though deleting it from the result stream fails",
+  ignore,
+  async fn() {
+    await using server = await RedisServer.start();
+    const admin = await RedisClient.connect(server.url);
+    // A producer that may not XDEL: its deletes of read results fail, as
+    // they do when its connection drops with the XDEL in flight.
+    await admin.command(
+      "ACL",
+      "SETUSER",
+      "producer",
+      "on",
+      ">secret",
+      "~*",
+      "&*",
+      "+@all",
+      "-xdel",
+    );
+    const url = `redis://producer:secret@127.0.0.1:${server.port}`;
+    const worker = new FleetWorker(server.url, {
+      stream: STREAM,
+      consumer: "w0",
+      block: 50,
+      heartbeat: 0,
+    });
+    const runner = new RedisRunner(settings(url));
+    const result = runner.run(task(5));
+    let answered = false;
+    while (!answered) {
+      for (const entry of await worker.claim()) {
+        const t = decodeTaskEntry(entry.fields, (b) => deserialize(b));
+        const fields = encodeResultEntry(
+          t.id,
+          { worker: "w0", value: t.chunk },
+          (v) => new Uint8Array(serialize(v)),
+        );
+        await worker.commit(entry, fields);
+        answered = true;
+      }
+    }
+    try {
+      assertEquals(await result, new Uint8Array([5]));
+    } finally {
+      await runner.close();
+      await worker.close();
+      await admin.close();
+    }
   },
 });

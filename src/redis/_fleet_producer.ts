@@ -88,7 +88,11 @@ export class FleetProducer {
     });
     if (out.length > 0) {
       this.#last = out[out.length - 1]!.id;
-      await xdel(this.#client, this.results, out.map((r) => r.id));
+      // Past #last, they are never read again: a failed delete (the
+      // connection dropped) must not lose them; dispose() deletes the rest.
+      await xdel(this.#client, this.results, out.map((r) => r.id)).catch(
+        () => {},
+      );
     }
     return out;
   }
