@@ -170,6 +170,8 @@ export class RedisRunner implements Runner<unknown, unknown> {
     let entry: string;
     try {
       this.#codec ??= await loadCodec();
+      // Settled meanwhile (aborted, timed out): no entry for it.
+      if (this.#flights.get(flight.key) !== flight) return;
       const { task } = flight;
       const { layout, retries, retryDelay } = this.#settings;
       const fields = encodeTaskEntry(
