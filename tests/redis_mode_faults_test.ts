@@ -150,3 +150,25 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "redis mode faults: with no timeout, a chunk in flight fails naming the URL once Redis stays unreachable, and close() ends",
+  ignore,
+  async fn() {
+    await using server = await RedisServer.start();
+    const admin = await RedisClient.connect(server.url);
+    const runner = new RedisRunner(
+      settings(server.url, { unreachableAfter: 1000 }),
+    );
+    const result = runner.run(task(4));
+    result.catch(() => {});
+    while (await admin.command("XLEN", STREAM) !== 1) await sleep(20);
+    await admin.close();
+    await server.stop("SIGKILL");
+    const error = await assertRejects(() => result, ChunkError);
+    assertEquals(error.kind, "crash");
+    assert(error.message.includes(server.url), error.message);
+    await runner.close();
+  },
+});

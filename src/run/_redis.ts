@@ -65,12 +65,16 @@ export interface RedisSettings {
   readonly log?: (line: string) => void;
   /** Milliseconds without a result, chunks waiting, before the group is looked at. @default {10000} */
   readonly quietAfter?: number;
+  /** Milliseconds Redis may stay unreachable before chunks in flight are added again under `retries` or failed. @default {30000} */
+  readonly unreachableAfter?: number;
 }
 
 /** How often chunks in flight are checked for entries that vanished, in ms. */
 export const LOST_CHECK_EVERY = 2000;
 /** Milliseconds without a result, chunks waiting, before the producer asks whether any worker reads. */
 export const QUIET_AFTER = 10_000;
+/** Milliseconds Redis may stay unreachable before the chunks in flight are given up on (or added again under `retries`). */
+export const UNREACHABLE_AFTER = 30_000;
 /** A consumer idle longer than this (ms) is not counted as a live worker. */
 const LIVE_WITHIN = 30_000;
 /** How long one read of the result stream blocks, in ms. */
@@ -108,6 +112,8 @@ export class RedisRunner implements Runner<unknown, unknown> {
   #checking: Promise<void> = Promise.resolve();
   #connections = 1;
   #outage: unknown = undefined;
+  /** When the result reader last began failing, for as long as it fails. */
+  #outageSince: number | undefined;
   #retried = 0;
   /** Results of chunks already settled (late, repeated): dropped. */
   #late = 0;
@@ -275,6 +281,7 @@ export class RedisRunner implements Runner<unknown, unknown> {
         if (this.#closed()) return;
         if (this.#outage === undefined) {
           this.#outage = error;
+          this.#outageSince = performance.now();
           this.#log(
             `cannot read results from ${this.#producer.url}: ${
               message(error)
@@ -288,6 +295,7 @@ export class RedisRunner implements Runner<unknown, unknown> {
       failures = 0;
       if (this.#outage !== undefined) {
         this.#outage = undefined;
+        this.#outageSince = undefined;
         this.#log(`reading results from ${this.#producer.url} again`);
       }
       if (this.#producer.connections !== this.#connections) {
@@ -373,8 +381,26 @@ export class RedisRunner implements Runner<unknown, unknown> {
       let gone: Set<string>;
       try {
         gone = await this.#producer.missing(added.map((f) => f.entry!));
-      } catch {
-        return; // The reader says so; the next check tries again.
+      } catch (error) {
+        // The reader says so; the next check tries again, unless Redis has
+        // been unreachable too long: with no `timeout`, nothing else would
+        // ever end these chunks, nor close().
+        const since = this.#outageSince;
+        const limit = this.#settings.unreachableAfter ?? UNREACHABLE_AFTER;
+        if (since === undefined || performance.now() - since < limit) return;
+        const seconds = Math.round((performance.now() - since) / 1000);
+        for (const flight of added) {
+          if (this.#flights.get(flight.key) !== flight) continue;
+          this.#again(
+            flight,
+            "crash",
+            `Redis at ${this.#producer.url} was unreachable for ${seconds} s with its entry ${flight.entry} in the stream '${this.#settings.stream}': ${
+              describe(error)
+            }`,
+            error,
+          );
+        }
+        return;
       }
       for (const flight of added) {
         if (this.#flights.get(flight.key) !== flight) continue;
