@@ -172,3 +172,58 @@ Deno.test({
     await runner.close();
   },
 });
+
+Deno.test({
+  name:
+    "redis mode faults: a chunk added again after a timeout has its new entry deleted once the first attempt's result settles it",
+  ignore,
+  async fn() {
+    await using server = await RedisServer.start();
+    const admin = await RedisClient.connect(server.url);
+    const worker = new FleetWorker(server.url, {
+      stream: STREAM,
+      consumer: "w0",
+      block: 50,
+      heartbeat: 0,
+      count: 1,
+    });
+    const runner = new RedisRunner(
+      settings(server.url, { timeout: 300, retries: 1, retryDelay: 50 }),
+    );
+    try {
+      const result = runner.run(task(8));
+      let [entry] = await worker.claim();
+      while (entry === undefined) [entry] = await worker.claim();
+      // The first attempt runs past the timeout; the chunk is added again.
+      const readded = async () => {
+        const ids = await admin.command("XRANGE", STREAM, "-", "+") as [
+          Uint8Array,
+          unknown,
+        ][];
+        return ids.length === 1 &&
+          new TextDecoder().decode(ids[0]![0]) !== entry!.id;
+      };
+      while (!(await readded())) await sleep(20);
+      const t = decodeTaskEntry(entry.fields, (b) => deserialize(b));
+      await worker.commit(
+        entry,
+        encodeResultEntry(
+          t.id,
+          { worker: "w0", value: t.chunk },
+          (v) => new Uint8Array(serialize(v)),
+        ),
+      );
+      assertEquals(await result, new Uint8Array([8]));
+      await sleep(200);
+      assertEquals(
+        await admin.command("XLEN", STREAM),
+        0,
+        "the second entry would run a chunk already done",
+      );
+    } finally {
+      await runner.close();
+      await worker.close();
+      await admin.close();
+    }
+  },
+});

@@ -342,6 +342,11 @@ export class RedisRunner implements Runner<unknown, unknown> {
       this.#late++;
       return;
     }
+    if (flight.attempts > 1 && flight.entry !== undefined) {
+      // An earlier attempt answered (after a timeout): the entry added
+      // since would run a chunk already done.
+      void this.#producer.remove([flight.entry]).catch(() => {});
+    }
     if ("value" in decoded) {
       this.#settle(flight, decoded.value, false);
       return;
