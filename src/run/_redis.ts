@@ -91,8 +91,11 @@ interface Flight {
   entry: string | undefined;
   /** Times it was added (or tried). */
   attempts: number;
-  /** Whether the last check found its entry gone: gone twice, it is lost. */
-  suspect: boolean;
+  /**
+   * The reader's round when a check first found its entry gone, else
+   * `undefined`: gone again after a whole read of results since, it is lost.
+   */
+  suspect: number | undefined;
   timer: ReturnType<typeof setTimeout> | undefined;
 }
 
@@ -112,6 +115,8 @@ export class RedisRunner implements Runner<unknown, unknown> {
   #checking: Promise<void> = Promise.resolve();
   #connections = 1;
   #outage: unknown = undefined;
+  /** Reads of the result stream that succeeded. */
+  #rounds = 0;
   /** When the result reader last began failing, for as long as it fails. */
   #outageSince: number | undefined;
   #retried = 0;
@@ -148,7 +153,7 @@ export class RedisRunner implements Runner<unknown, unknown> {
         reject,
         entry: undefined,
         attempts: 0,
-        suspect: false,
+        suspect: undefined,
         timer: undefined,
       };
       if (this.#flights.size === 0) this.#heard = performance.now();
@@ -172,7 +177,7 @@ export class RedisRunner implements Runner<unknown, unknown> {
   async #add(flight: Flight): Promise<void> {
     flight.attempts++;
     flight.entry = undefined;
-    flight.suspect = false;
+    flight.suspect = undefined;
     let entry: string;
     try {
       this.#codec ??= await loadCodec();
@@ -293,6 +298,7 @@ export class RedisRunner implements Runner<unknown, unknown> {
         continue;
       }
       failures = 0;
+      this.#rounds++;
       if (this.#outage !== undefined) {
         this.#outage = undefined;
         this.#outageSince = undefined;
@@ -373,8 +379,9 @@ export class RedisRunner implements Runner<unknown, unknown> {
 
   /**
    * Looks for entries that vanished without a result. An entry found gone
-   * twice in a row is lost: its result would have been read in between,
-   * since a worker publishes it in the same step that deletes the entry.
+   * twice, with a whole read of the result stream in between, is lost: its
+   * result would have been read, since a worker publishes it in the same
+   * step that deletes the entry.
    */
   #check(): void {
     this.#checking = this.#checking.then(async () => {
@@ -410,10 +417,12 @@ export class RedisRunner implements Runner<unknown, unknown> {
       for (const flight of added) {
         if (this.#flights.get(flight.key) !== flight) continue;
         if (!gone.has(flight.entry!)) {
-          flight.suspect = false;
-        } else if (!flight.suspect) {
-          flight.suspect = true;
-        } else {
+          flight.suspect = undefined;
+        } else if (flight.suspect === undefined) {
+          flight.suspect = this.#rounds;
+        } else if (this.#rounds >= flight.suspect + 2) {
+          // A read begun after the first look would have brought its result
+          // (checks queued while Redis was unreachable run back to back).
           this.#again(
             flight,
             "crash",
