@@ -184,7 +184,7 @@ export interface EmitterOptions<R> {
    * chunks sent to it before this one, so waiting in a queue is not charged.
    * A chunk that takes longer fails with a `ChunkError` of kind `"timeout"`;
    * its Worker or child is ended and replaced. In redis mode it bounds the
-   * round trip, from when the chunk is added to the stream to its result
+   * round trip, from when the chunk is sent (its XADD) to its result
    * (a worker's own `timeout` bounds the callback); the entry is then
    * deleted, and a result that comes later is dropped.
    *

@@ -113,6 +113,8 @@ export class RedisRunner implements Runner<unknown, unknown> {
   #reading: Promise<void> | undefined;
   #checker: ReturnType<typeof setInterval> | undefined;
   #checking: Promise<void> = Promise.resolve();
+  /** Whether a check waits to run behind the one running. */
+  #checkQueued = false;
   #connections = 1;
   #outage: unknown = undefined;
   /** Reads of the result stream that succeeded. */
@@ -258,7 +260,7 @@ export class RedisRunner implements Runner<unknown, unknown> {
     this.#again(
       flight,
       "timeout",
-      `no result came from the fleet within ${this.#settings.timeout} ms of the chunk being added to the stream '${this.#settings.stream}' at ${this.#producer.url}`,
+      `no result came from the fleet within ${this.#settings.timeout} ms (its 'timeout') of the chunk being sent to the stream '${this.#settings.stream}' at ${this.#producer.url}`,
     );
   }
 
@@ -384,7 +386,12 @@ export class RedisRunner implements Runner<unknown, unknown> {
    * step that deletes the entry.
    */
   #check(): void {
+    // One at a time, and none queued behind it: while Redis is away a check
+    // waits for a connection, and the ticks meanwhile have nothing to add.
+    if (this.#checkQueued) return;
+    this.#checkQueued = true;
     this.#checking = this.#checking.then(async () => {
+      this.#checkQueued = false;
       await this.#checkWorkers();
       const added = [...this.#flights.values()].filter((f) =>
         f.entry !== undefined
