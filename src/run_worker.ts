@@ -14,6 +14,7 @@ import { HANDED_BACK } from "./redis/_fleet_scripts.ts";
 import { hostName } from "./redis/_host.ts";
 import { parseRedisUrl } from "./redis/_url.ts";
 import { WorkerEngine } from "./redis/_worker_engine.ts";
+import type { RedisWorkerStats } from "./redis/_worker_outcomes.ts";
 import { toModuleUrl } from "./run/_module_url.ts";
 import { processOptions } from "./run/_process_args.ts";
 import { START_TIMEOUT } from "./run/_pool_worker.ts";
@@ -69,25 +70,7 @@ export interface RedisWorkerOptions {
   log?: (line: string) => void;
 }
 
-/** What a worker has done, from its start. */
-export interface RedisWorkerStats {
-  /** Entries read as new. */
-  claimed: number;
-  /** Entries taken over from a worker that died or stalled. */
-  reclaimed: number;
-  /** Results sent back. */
-  done: number;
-  /** Errors sent back or dead-lettered. */
-  failed: number;
-  /** Outcomes discarded as another worker had taken the entry over. */
-  fenced: number;
-  /** Entries moved to the dead-letter stream `STREAM:dead`. */
-  deadLettered: number;
-  /** Entries handed back unfinished, for another worker to take at once. */
-  handedBack: number;
-  /** Runs started again after a crash or a timeout. */
-  retried: number;
-}
+export type { RedisWorkerStats } from "./redis/_worker_outcomes.ts";
 
 /** A running fleet worker; `await using` shuts it down. */
 export interface RedisWorker extends AsyncDisposable {

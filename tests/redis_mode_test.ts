@@ -561,3 +561,45 @@ Deno.test({
     await runner.close();
   },
 });
+
+Deno.test({
+  name:
+    "redis mode: a repeated result is dropped, counted and said, never settled twice",
+  ignore,
+  async fn() {
+    await using f = await fleet({ twice: true });
+    const lines: string[] = [];
+    const runner = new RedisRunner({
+      owner: "BufferEmit",
+      url: f.url,
+      stream: STREAM,
+      group: "ocycle",
+      inFlight: 4,
+      layout: { kind: "bytes" },
+      timeout: Infinity,
+      retries: 0,
+      retryDelay: 100,
+      log: (line) => lines.push(line),
+    });
+    const task = {
+      chunk: new Uint8Array([9]),
+      info: {
+        index: 0,
+        offset: 0,
+        length: 1,
+        t0: 0,
+        reason: "size" as const,
+        final: false,
+      },
+      buffer: undefined,
+      lost: false,
+      owned: true,
+    };
+    assertEquals(await runner.run(task), new Uint8Array([9]));
+    while (lines.length === 0) await sleep(20);
+    assertEquals(lines, [
+      "dropped a result of task 1 from worker w0, as its chunk had settled already (timed out, aborted or answered); 1 dropped so far",
+    ]);
+    await runner.close();
+  },
+});

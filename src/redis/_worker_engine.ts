@@ -15,6 +15,7 @@
 
 import { ChunkError, type ChunkErrorKind } from "../chunk_error.ts";
 import { createRunner, type RunnerSettings } from "../run/_factory.ts";
+import { before } from "../run/_deadline.ts";
 import { retryDelay } from "../run/_retry.ts";
 import { describe, message, type Runner, type Task } from "../run/_runner.ts";
 import {
@@ -29,13 +30,10 @@ import { type ClaimedEntry, FleetWorker } from "./_fleet.ts";
 import {
   ABORT_ATTEMPTS,
   ABORT_WITHIN,
-  before,
   isNoGroup,
   Outcomes,
-  type WorkerCounts,
+  type RedisWorkerStats,
 } from "./_worker_outcomes.ts";
-
-export type { WorkerCounts } from "./_worker_outcomes.ts";
 
 /** Everything the engine is made from, checked by run_worker.ts. */
 export interface EngineSettings {
@@ -74,7 +72,7 @@ const READ_AHEAD_MAX = 4;
 
 /** A fleet worker's loop; `run()` settles once it has stopped and let go of everything. */
 export class WorkerEngine {
-  readonly counts: WorkerCounts = {
+  readonly counts: RedisWorkerStats = {
     claimed: 0,
     reclaimed: 0,
     done: 0,

@@ -5,6 +5,7 @@
 // logged when notable. A fenced outcome (another worker took the entry over)
 // is counted and discarded.
 
+import { before } from "../run/_deadline.ts";
 import { retryDelay } from "../run/_retry.ts";
 import { message } from "../run/_runner.ts";
 import { encodeResultEntry, type ResultOutcome } from "../wire/_entries.ts";
@@ -23,48 +24,30 @@ export const ABORT_ATTEMPTS = 5;
  */
 export const ABORT_WITHIN = 3000;
 
-/**
- * `op()`, or `undefined` once `deadline` (a `performance.now()` time) has
- * passed; `op`'s late outcome is ignored.
- */
-export async function before<T>(
-  op: () => Promise<T>,
-  deadline: number,
-): Promise<T | undefined> {
-  if (deadline === Infinity) return await op();
-  const left = deadline - performance.now();
-  if (left <= 0) return undefined;
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const running = op();
-  running.catch(() => {});
-  try {
-    return await Promise.race([
-      running,
-      new Promise<undefined>((resolve) =>
-        timer = setTimeout(() => resolve(undefined), left)
-      ),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/** The counts of a fleet worker, from its start. */
-export interface WorkerCounts {
+/** What a worker has done, from its start. */
+export interface RedisWorkerStats {
+  /** Entries read as new. */
   claimed: number;
+  /** Entries taken over from a worker that died or stalled. */
   reclaimed: number;
+  /** Results sent back. */
   done: number;
+  /** Errors sent back or dead-lettered. */
   failed: number;
+  /** Outcomes discarded as another worker had taken the entry over. */
   fenced: number;
+  /** Entries moved to the dead-letter stream `STREAM:dead`. */
   deadLettered: number;
+  /** Entries handed back unfinished, for another worker to take at once. */
   handedBack: number;
+  /** Runs started again after a crash or a timeout. */
   retried: number;
 }
 
 /** Sends outcomes back through a worker's FleetWorker. */
 export class Outcomes {
   readonly #fleet: FleetWorker;
-  readonly #counts: WorkerCounts;
+  readonly #counts: RedisWorkerStats;
   readonly #log: (line: string) => void;
   readonly #clone: CloneEncoder;
   /** Infinity, or once aborting, the `performance.now()` time Redis has until. */
@@ -72,7 +55,7 @@ export class Outcomes {
 
   constructor(
     fleet: FleetWorker,
-    counts: WorkerCounts,
+    counts: RedisWorkerStats,
     log: (line: string) => void,
     clone: CloneEncoder,
     deadline: () => number,

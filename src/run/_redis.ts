@@ -23,6 +23,7 @@ import { type Codec, loadCodec } from "../wire/_codec.ts";
 import { decodeResultEntry, encodeTaskEntry } from "../wire/_entries.ts";
 import type { ChunkLayout } from "../wire/_layout.ts";
 import { fromWireError } from "../wire/_messages.ts";
+import { within } from "./_deadline.ts";
 import { retryDelay } from "./_retry.ts";
 import {
   describe,
@@ -347,7 +348,11 @@ export class RedisRunner implements Runner<unknown, unknown> {
     }
     const flight = this.#flights.get(decoded.id);
     if (flight === undefined) {
+      // Dropped by choice, and said, with the count so far.
       this.#late++;
+      this.#log(
+        `dropped a result of task ${decoded.id} from worker ${decoded.worker}, as its chunk had settled already (timed out, aborted or answered); ${this.#late} dropped so far`,
+      );
       return;
     }
     if (flight.attempts > 1 && flight.entry !== undefined) {
@@ -518,14 +523,14 @@ export class RedisRunner implements Runner<unknown, unknown> {
     }
     this.#state = "closing";
     // Best effort: chunks no one will wait for should not be run.
-    await withDeadline(this.#producer.remove(entries), 1000);
+    await within(this.#producer.remove(entries).catch(() => {}), 1000);
     await this.#finish();
   }
 
   async #finish(): Promise<void> {
     this.#state = "closed";
     clearInterval(this.#checker);
-    await withDeadline(this.#producer.dispose(), 1000);
+    await within(this.#producer.dispose().catch(() => {}), 1000);
     // Closing first fails a check that waits for a connection (Redis down),
     // which could otherwise hold up the end for its connect timeout.
     await this.#producer.close();
@@ -535,11 +540,6 @@ export class RedisRunner implements Runner<unknown, unknown> {
 
   counts(): RunnerCounts {
     return { workers: 0, replaced: 0, retried: this.#retried };
-  }
-
-  /** Results that came for chunks already settled. */
-  get late(): number {
-    return this.#late;
   }
 }
 
@@ -554,14 +554,4 @@ function producerName(): string {
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-/** Waits for `promise` at most `ms`; never rejects. */
-async function withDeadline(promise: Promise<unknown>, ms: number) {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  await Promise.race([
-    promise.catch(() => {}),
-    new Promise((resolve) => timer = setTimeout(resolve, ms)),
-  ]);
-  clearTimeout(timer);
 }

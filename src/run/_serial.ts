@@ -1,22 +1,16 @@
 // Copyright the @ocycle/core authors. MIT license.
 // Serial mode: the callback runs inline, one chunk at a time, in order.
 
-import { deadline } from "@std/async";
 import { ChunkError } from "../chunk_error.ts";
 import type { Callback, ChunkInfo } from "../chunk_info.ts";
 import { isThenable, loadCallback } from "../remote/_load.ts";
+import { race } from "./_deadline.ts";
 import {
   message,
   type Runner,
   type RunnerCounts,
   type Task,
 } from "./_runner.ts";
-
-/**
- * `deadline` of @std/async as used here; assigning it checks this against
- * @std/async's own types wherever those are present (the offline copy has none).
- */
-const race: <T>(promise: Promise<T>, ms: number) => Promise<T> = deadline;
 
 interface Running {
   readonly info: ChunkInfo;
