@@ -117,7 +117,6 @@ export class RedisRunner implements Runner<unknown, unknown> {
   /** Whether a check waits to run behind the one running. */
   #checkQueued = false;
   #connections = 1;
-  #outage: unknown = undefined;
   /** Reads of the result stream that succeeded. */
   #rounds = 0;
   /** When the result reader last began failing, for as long as it fails. */
@@ -287,8 +286,7 @@ export class RedisRunner implements Runner<unknown, unknown> {
         results = await this.#producer.read(READ_BLOCK);
       } catch (error) {
         if (this.#closed()) return;
-        if (this.#outage === undefined) {
-          this.#outage = error;
+        if (this.#outageSince === undefined) {
           this.#outageSince = performance.now();
           this.#log(
             `cannot read results from ${this.#producer.url}: ${
@@ -302,8 +300,7 @@ export class RedisRunner implements Runner<unknown, unknown> {
       }
       failures = 0;
       this.#rounds++;
-      if (this.#outage !== undefined) {
-        this.#outage = undefined;
+      if (this.#outageSince !== undefined) {
         this.#outageSince = undefined;
         this.#log(`reading results from ${this.#producer.url} again`);
       }
