@@ -30,7 +30,11 @@ import {
 import type { ChunkLayout } from "../src/wire/_layout.ts";
 import type { WireError } from "../src/wire/_messages.ts";
 import type { ChunkErrorKind } from "../src/chunk_error.ts";
-import { RedisServer, skipWithoutRedis } from "./_redis_server.ts";
+import {
+  commandExists,
+  RedisServer,
+  skipWithoutRedis,
+} from "./_redis_server.ts";
 
 const ignore = skipWithoutRedis("redis_worker_test.ts");
 const STREAM = "jobs";
@@ -776,5 +780,36 @@ Deno.test({
     assertEquals(bStats.reclaimed, stats.handedBack);
     assertEquals(bStats.claimed + bStats.reclaimed, later.length);
     await f.assertDrained();
+  },
+});
+
+Deno.test({
+  name:
+    "fleet names read the host name only where granted: in a terminal without --allow-sys, no prompt",
+  ignore: Deno.build.os !== "linux" || !(await commandExists("script", "-V")),
+  async fn() {
+    const fixture = new URL("./fixtures/redis/host_name.ts", import.meta.url)
+      .pathname;
+    const map = new URL("../.ci/import_map.json", import.meta.url).pathname;
+    const run = async (flags: string) => {
+      // `script` gives the child a terminal, where Deno would prompt.
+      const { stdout } = await new Deno.Command("script", {
+        args: [
+          "-qec",
+          `${Deno.execPath()} run ${flags} --import-map=${map} ${fixture}`,
+          "/dev/null",
+        ],
+        stdin: "null",
+        stdout: "piped",
+        stderr: "null",
+        signal: AbortSignal.timeout(20_000),
+      }).output();
+      return new TextDecoder().decode(stdout).replaceAll("\r", "");
+    };
+    const denied = await run("--allow-read");
+    assert(!denied.includes("requests sys access"), denied);
+    assertStringIncludes(denied, "host=undefined");
+    const granted = await run("--allow-read --allow-sys=hostname");
+    assertStringIncludes(granted, `host=${Deno.hostname()}`);
   },
 });
