@@ -67,9 +67,3 @@ export type {
   SignalCloser,
 } from "./src/close_on_signals.ts";
 export type { RechunkedChunk, RechunkOptions } from "./src/rechunk.ts";
-export { runWorker } from "./src/run_worker.ts";
-export type {
-  RedisWorker,
-  RedisWorkerOptions,
-  RedisWorkerStats,
-} from "./src/run_worker.ts";

@@ -51,9 +51,9 @@ import {
   closeOnSignals,
   type Fanout,
   fanout,
-  runWorker,
   SampleEmit,
 } from "@ocycle/core";
+import { runWorker } from "@ocycle/core/redis";
 import { parseArgs } from "@std/cli";
 import type { ModelResult } from "./edge_model.ts";
 

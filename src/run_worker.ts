@@ -106,7 +106,8 @@ const OWNER = "RedisWorker";
  *
  * @example A worker embedded in a program (needs a redis-server)
  * ```ts ignore
- * import { closeOnSignals, runWorker } from "@ocycle/core";
+ * import { closeOnSignals } from "@ocycle/core";
+ * import { runWorker } from "@ocycle/core/redis";
  *
  * const worker = runWorker({
  *   url: "redis://127.0.0.1:6379",
@@ -123,7 +124,7 @@ const OWNER = "RedisWorker";
  *
  * @example Options are checked at once
  * ```ts
- * import { runWorker } from "@ocycle/core";
+ * import { runWorker } from "@ocycle/core/redis";
  * import { assertThrows } from "@std/assert";
  *
  * assertThrows(

@@ -120,3 +120,74 @@ Deno.test("the write path loads no standard library and no mode", async () => {
   );
   assertEquals(stray, []);
 });
+
+/** The files a program evaluates, read from V8's coverage of its run. */
+async function evaluated(program: string): Promise<string[]> {
+  const dir = await Deno.makeTempDir({ prefix: "ocycle_coverage_" });
+  try {
+    const { code, stderr } = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        `--coverage=${dir}`,
+        `--import-map=${IMPORT_MAP}`,
+        new URL(program, ROOT).pathname,
+      ],
+      stdout: "null",
+      stderr: "piped",
+    }).output();
+    assertEquals(code, 0, new TextDecoder().decode(stderr));
+    const urls: string[] = [];
+    for await (const entry of Deno.readDir(dir)) {
+      const text = await Deno.readTextFile(`${dir}/${entry.name}`);
+      urls.push((JSON.parse(text) as { url: string }).url);
+    }
+    return urls.sort();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test("a serial program evaluates the serial path and no other mode", async () => {
+  const urls = await evaluated("tests/fixtures/serial_program.ts");
+  const src = urls.map(local).filter((m) =>
+    m === "mod.ts" || m.startsWith("src/")
+  );
+  assertEquals(src, [
+    "mod.ts",
+    "src/buffer_emit.ts",
+    "src/chunk_error.ts",
+    "src/close_on_signals.ts",
+    "src/core/_buffer_pool.ts",
+    "src/core/_kinds.ts",
+    "src/core/_options.ts",
+    "src/core/_queue.ts",
+    "src/core/_write_path.ts",
+    "src/emitter.ts",
+    "src/fanout.ts",
+    "src/item_emit.ts",
+    "src/rechunk.ts",
+    // Leaves that check options when the emitter is made, in every mode.
+    "src/redis/_url.ts",
+    "src/remote/_load.ts",
+    "src/run/_deadline.ts",
+    "src/run/_factory.ts",
+    "src/run/_module_url.ts",
+    "src/run/_pool_worker.ts",
+    "src/run/_process_options.ts",
+    "src/run/_runner.ts",
+    "src/run/_serial.ts",
+    "src/sample_emit.ts",
+    "src/text_emit.ts",
+    "src/wire/_layout.ts",
+  ]);
+  // The standard library by the subpath used: @std/async's deadline, and
+  // @std/path's platform functions, never a module that picks the platform
+  // by asking `globalThis.process` (which starts Node compatibility).
+  const std = urls.filter((u) => !u.startsWith(ROOT.href))
+    .map((u) => u.match(/deno-std\/[^/]+\/(.*)$/)?.[1] ?? u);
+  const stray = std.filter((m) =>
+    !/^async\/(deadline|abortable)\.js$/.test(m) &&
+    !/^path\/(posix|windows|_common)\//.test(m)
+  );
+  assertEquals(stray, []);
+});

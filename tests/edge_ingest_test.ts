@@ -5,7 +5,7 @@
 // only, stopped by SIGINT.
 
 import { assert, assertEquals, assertStringIncludes } from "@std/assert";
-import { runWorker } from "../mod.ts";
+import { runWorker } from "../redis.ts";
 import { encodeWav } from "../examples/audio/wav.ts";
 import {
   createIngest,

@@ -8,13 +8,8 @@
 
 import { assert, assertEquals, assertRejects, assertThrows } from "@std/assert";
 import { deserialize, serialize } from "node:v8";
-import {
-  BufferEmit,
-  ChunkError,
-  ItemEmit,
-  runWorker,
-  SampleEmit,
-} from "../mod.ts";
+import { BufferEmit, ChunkError, ItemEmit, SampleEmit } from "../mod.ts";
+import { runWorker } from "../redis.ts";
 import type { ChunkInfo } from "../mod.ts";
 import { RedisClient } from "../src/redis/_client.ts";
 import { RedisRunner } from "../src/run/_redis.ts";

@@ -16,7 +16,7 @@ import {
   type RedisWorker,
   type RedisWorkerOptions,
   runWorker,
-} from "../mod.ts";
+} from "../redis.ts";
 import type { ChunkInfo } from "../src/chunk_info.ts";
 import { RedisClient } from "../src/redis/_client.ts";
 import { deadStream, FleetProducer } from "../src/redis/_fleet.ts";

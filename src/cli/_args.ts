@@ -7,7 +7,7 @@
 
 // 1.0.28 or later (deno.json): before it parseArgs read an empty value,
 // `--size=`, as an unknown option named "size=".
-import { parseArgs } from "@std/cli";
+import { parseArgs } from "@std/cli/parse-args";
 import { PERMISSIONS } from "../run/_process_args.ts";
 import type { ChildPermissions } from "../emitter.ts";
 import { parseRedisUrl, redactUrl } from "../redis/_url.ts";

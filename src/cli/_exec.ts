@@ -7,7 +7,7 @@
 // terminal's Ctrl-C does not reach it, and once it exits, is timed out or
 // killed, its whole tree goes (`sh -c 'sleep 40'` leaves no `sleep` behind).
 
-import { concat } from "@std/bytes";
+import { concat } from "@std/bytes/concat";
 import type { Task } from "../run/_runner.ts";
 import type {
   Exit,

@@ -14,7 +14,7 @@ import type { RunnerSettings } from "../run/_factory.ts";
 import type { RedisSettingsOption } from "../run/_redis.ts";
 import { toModuleUrl } from "../run/_module_url.ts";
 import { START_TIMEOUT } from "../run/_pool_worker.ts";
-import { processOptions } from "../run/_process_args.ts";
+import { moduleReadFlag, processOptions } from "../run/_process_options.ts";
 import { parseRedisUrl } from "../redis/_url.ts";
 import type { RedisOptions } from "../emitter_options.ts";
 import type { TransportKind } from "../run/_transport.ts";
@@ -214,6 +214,10 @@ export function checkOptions<C, R>(
     );
   }
   const serial = mode === "serial" && transport === undefined;
+  if (mode === "process" && transport === undefined) {
+    // Here, not when process mode loads with the first chunk.
+    moduleReadFlag(source as URL, process.permissionFlags, owner);
+  }
   return {
     kind,
     cut: {

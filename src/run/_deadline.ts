@@ -3,7 +3,7 @@
 // mode's `timeout`, and the bounded waits of Redis mode's producer and workers
 // on a server that may be gone.
 
-import { deadline } from "@std/async";
+import { deadline } from "@std/async/deadline";
 
 /**
  * `deadline` of @std/async: `promise`, or a rejection with a `TimeoutError`

@@ -9,8 +9,8 @@
 // does not reach it, and killing it kills whatever it started too.
 
 import type * as V8 from "node:v8";
-import { concat } from "@std/bytes";
-import { TextLineStream } from "@std/streams";
+import { concat } from "@std/bytes/concat";
+import { TextLineStream } from "@std/streams/text-line-stream";
 import { ChunkError } from "../chunk_error.ts";
 import {
   CHILD_FRAME_TYPES,

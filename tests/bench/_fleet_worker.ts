@@ -8,7 +8,7 @@
 //     --url redis://127.0.0.1:6379 --stream S [--mode serial] [--pool N]
 
 import { parseArgs } from "@std/cli";
-import { runWorker } from "../../mod.ts";
+import { runWorker } from "../../redis.ts";
 
 interface Args {
   url: string;
