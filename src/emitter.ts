@@ -59,16 +59,17 @@ const RESOLVED: Promise<void> = Promise.resolve();
  * @typeParam R The callback's result.
  */
 export class Emitter<I, C, R = unknown> implements AsyncDisposable {
-  readonly #owner: string;
-  readonly #mode: Mode;
-  readonly #unit: number;
+  // What every write reads first, in the object's first cache line.
+  #state = OPEN;
   // deno-lint-ignore no-explicit-any
   readonly #path: WritePath<any, any, C>;
   readonly #queue: ChunkQueue<C, R>;
+  readonly #owner: string;
+  readonly #mode: Mode;
+  readonly #unit: number;
   readonly #runner: Runner<C, R>;
   readonly #pool: BufferPool<unknown> | undefined;
   readonly #signal: AbortSignal | undefined;
-  #state = OPEN;
   #abortReason: unknown;
   #aborting: Promise<void> | undefined;
   #closing: Promise<void> | undefined;
@@ -134,6 +135,12 @@ export class Emitter<I, C, R = unknown> implements AsyncDisposable {
     }
   }
 
+  /** Whether the writer may go on: the queue has room and no write waits for it. */
+  #room(): boolean {
+    const path = this.#path;
+    return path.open = this.#queue.mayWrite() && !path.waiting;
+  }
+
   #onAbort = () => {
     this.abort(this.#signal?.reason);
   };
@@ -161,8 +168,7 @@ export class Emitter<I, C, R = unknown> implements AsyncDisposable {
    */
   write(data: I, t0?: number): boolean {
     if (this.#state !== OPEN) throw this.#closedError();
-    this.#path.write(data, t0, false);
-    return this.#queue.mayWrite() && !this.#path.waiting;
+    return this.#path.write(data, t0, false) || this.#room();
   }
 
   /**
@@ -173,8 +179,7 @@ export class Emitter<I, C, R = unknown> implements AsyncDisposable {
    */
   [WALL_T0](data: I, t0: number): boolean {
     if (this.#state !== OPEN) throw this.#closedError();
-    this.#path.write(data, t0, true);
-    return this.#queue.mayWrite() && !this.#path.waiting;
+    return this.#path.write(data, t0, true) || this.#room();
   }
 
   /**

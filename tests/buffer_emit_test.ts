@@ -629,6 +629,74 @@ Deno.test("BufferEmit.ready waits until fewer than maxPending chunks wait, also 
   assertEquals(buff.stats.done, 10);
 });
 
+Deno.test("BufferEmit.write() says false while maxPending chunks wait, also for a frame that cuts nothing after chunks cut by a flush", async () => {
+  let release!: () => void;
+  const gate = new Promise<void>((r) => release = r);
+  let inside = true;
+  const buff: BufferEmit<void> = new BufferEmit(
+    async (_chunk, _t0, info) => {
+      // Chunk 0's callback writes ten bytes: applied once the flush that
+      // cut it is done, they cut chunks 1 and 2 (both wait) and leave two.
+      if (info.index === 0 && inside) {
+        inside = false;
+        buff.write(range(10));
+      }
+      await gate;
+    },
+    4,
+    { clip: true, maxPending: 1 },
+  );
+  assert(buff.write(range(2)));
+  buff.flush();
+  assertEquals([buff.stats.inFlight, buff.stats.queued], [1, 2]);
+  // One byte more: it lands in the partial chunk and cuts nothing, but the
+  // queue is over maxPending.
+  assertFalse(buff.write(range(1)));
+  release();
+  await buff.close();
+  assertEquals(buff.stats.done, 4);
+});
+
+Deno.test("BufferEmit holds one buffer while a callback is done with each borrowed chunk when it returns, and a second only while one holds its chunk", async (t) => {
+  await t.step("a synchronous callback: one buffer, refilled", async () => {
+    const buff = new BufferEmit((chunk) => void chunk[0], 4, { borrow: true });
+    for (let i = 0; i < 10; i++) buff.write(range(4, i));
+    assertEquals(buff.stats.emitted, 10);
+    assertEquals(buff.stats.buffers.created, 1);
+    await buff.close();
+    assertEquals(buff.stats.buffers.created, 1);
+  });
+  await t.step(
+    "an asynchronous callback: a second buffer while it runs",
+    async () => {
+      let release!: () => void;
+      const gate = new Promise<void>((r) => release = r);
+      const buff = new BufferEmit(() => gate, 4, { borrow: true });
+      buff.write(range(4));
+      buff.write(range(2));
+      assertEquals(buff.stats.buffers.created, 2);
+      release();
+      await until(() => buff.stats.done === 1, "chunk 0 done");
+      await buff.close();
+      assertEquals(buff.stats.buffers.created, 2);
+    },
+  );
+  await t.step(
+    "a window overlap is carried: the next buffer is taken first",
+    async () => {
+      const buff = new BufferEmit((chunk) => void chunk[0], 4, {
+        borrow: true,
+        clip: true,
+        hop: 2,
+      });
+      buff.write(range(10));
+      assertEquals(buff.stats.emitted, 4);
+      assertEquals(buff.stats.buffers.created, 2);
+      await buff.close();
+    },
+  );
+});
+
 Deno.test("BufferEmit overflow drop-oldest drops the oldest waiting chunks and keeps the newest", async () => {
   const ran: [number, number][] = [];
   let release!: () => void;

@@ -366,12 +366,16 @@ export interface SampleKindOptions {
 // deno-lint-ignore no-explicit-any
 type AnyKind = Kind<any, any, any>;
 
+const BYTES: AnyKind = new TypedKind(Uint8Array, 1);
+
 /** Makes each kind, checking the options it reads. */
 const KINDS: Record<
   EmitterKind,
   (options: SampleKindOptions, owner: string) => AnyKind
 > = {
-  bytes: () => new TypedKind(Uint8Array, 1),
+  // One for every emitter: a kind holds no state, and thousands of emitters
+  // then share one object that stays in the cache.
+  bytes: () => BYTES,
   samples: ({ type = Float32Array, channels = 1 }, owner) => {
     if (
       typeof type !== "function" ||

@@ -38,6 +38,12 @@ export class ChunkQueue<C, R> {
   readonly #runner: Runner<C, R>;
   readonly #pool: BufferPool<unknown> | undefined;
   #queue: Task<C>[] = [];
+  /**
+   * What `mayWrite()` says, kept as the queue changes: every write asks, and
+   * with thousands of emitters one field read is one cache line, not three.
+   */
+  #mayWrite = true;
+  readonly #maxPending: number;
   #inFlight = 0;
   #pumping = false;
   /** Errors for the next `ready` and `close()`: chunks' without `onError`, and others. */
@@ -62,6 +68,7 @@ export class ChunkQueue<C, R> {
     pool: BufferPool<unknown> | undefined,
   ) {
     this.#settings = settings;
+    this.#maxPending = settings.maxPending;
     this.#runner = runner;
     this.#pool = pool;
   }
@@ -78,8 +85,13 @@ export class ChunkQueue<C, R> {
 
   /** Whether a writer may go on: fewer than `maxPending` chunks wait (none, when it is 0). */
   mayWrite(): boolean {
+    return this.#mayWrite;
+  }
+
+  /** Sets what `mayWrite()` says, after the queue changed. */
+  #changed(): void {
     const queued = this.#queue.length;
-    return queued === 0 || queued < this.#settings.maxPending;
+    this.#mayWrite = queued === 0 || queued < this.#maxPending;
   }
 
   /**
@@ -118,6 +130,7 @@ export class ChunkQueue<C, R> {
       if (overflow === "drop-oldest") this.#drop(this.#queue.shift()!);
     }
     this.#queue.push(task);
+    this.#changed();
   }
 
   /** Resolves when the caller may write again; rejects with errors kept for it. */
@@ -143,6 +156,7 @@ export class ChunkQueue<C, R> {
     this.#abortReason = { reason };
     const queued = this.#queue;
     this.#queue = [];
+    this.#changed();
     for (const task of queued) {
       this.droppedChunks++;
       this.#recycle(task);
@@ -292,6 +306,7 @@ export class ChunkQueue<C, R> {
       }
     } finally {
       this.#pumping = false;
+      this.#changed();
     }
     if (
       this.onRoom !== undefined &&

@@ -104,10 +104,34 @@ function firstBuffer<B>(
 
 /** Frames in, chunks out. */
 export class WritePath<F, B, C> {
+  // The fields every write reads come first, so that they share the first
+  // cache lines of the object: with thousands of emitters written in turn,
+  // each line is a miss.
+  /** Set while a chunk is handed on: writes and flushes then wait in `#later`. */
+  #emitting = false;
   readonly #kind: Kind<F, B, C>;
-  readonly #owner: string;
-  readonly #unit: number;
+  #buffer: B | undefined;
+  #fill = 0;
+  /** Absolute offset of everything written so far. */
+  #offset = 0;
+  /** Absolute offset of the next window start that has no timestamp yet. */
+  #nextStart = 0;
   readonly #size: number;
+  /** Whether the next unemitted element must start the `maxWait` clock. */
+  #unarmed: boolean;
+  /** Elements written, dropped ones included. */
+  written = 0;
+  /**
+   * Set by the emitter when the queue had room after a write, cleared by
+   * every cut (only a cut adds to the queue): while set, a write that cuts
+   * nothing need not ask the queue again.
+   */
+  open = false;
+  readonly #owner: string;
+  /** What a write could not cut for want of room, cut as the queue drains. */
+  #rest: Rest | undefined;
+
+  readonly #unit: number;
   readonly #hop: number;
   readonly #clip: boolean;
   readonly #sampler: (() => number) | undefined;
@@ -116,19 +140,10 @@ export class WritePath<F, B, C> {
   readonly #emit: Emit<C>;
   readonly #fail: Fail;
   readonly #room: Room;
-  /** What a write could not cut for want of room, cut as the queue drains. */
-  #rest: Rest | undefined;
-
-  #buffer: B | undefined;
-  #fill = 0;
   /** Absolute offset of the buffer's first element. */
   #winStart = 0;
-  /** Absolute offset of everything written so far. */
-  #offset = 0;
   /** Absolute offset up to which everything has been emitted. */
   #emittedTo = 0;
-  /** Absolute offset of the next window start that has no timestamp yet. */
-  #nextStart = 0;
   /** Timestamps of window starts already written, oldest first. */
   #t0s: number[] = [];
   /** The monotonic time (performance.now()) before which the sampler drops writes. */
@@ -136,18 +151,20 @@ export class WritePath<F, B, C> {
   /** The same in the caller's clock, when the write that paused had a `t0`. */
   #resumeAtT0: number | undefined;
   #index = 0;
+  /**
+   * The `maxWait` timer, which runs on from one chunk to the next: a cut does
+   * not clear it, and when it fires early for the partial chunk now being
+   * filled it waits again for the rest. So a steady stream sets one timer
+   * per `maxWait`, not one per chunk.
+   */
   #timer: ReturnType<typeof setTimeout> | undefined;
-  /** Whether the next unemitted element must start the `maxWait` timer. */
-  #unarmed: boolean;
-  /** Set while a chunk is handed on: writes and flushes then wait in `#later`. */
-  #emitting = false;
+  /** When (performance.now()) the first unemitted element was written. */
+  #firstAt = 0;
   #draining = false;
   /** Set by `halt()`: the current write stops and what waits is dropped. */
   #halted = false;
   readonly #later: Later[] = [];
 
-  /** Elements written, dropped ones included. */
-  written = 0;
   /** Elements dropped by the sampler or with the tail. */
   dropped = 0;
   /** Elements skipped between windows when `hop > size`. */
@@ -184,33 +201,40 @@ export class WritePath<F, B, C> {
    *
    * @param wall Whether `t0` was read from the wall clock (by `fanout`)
    * rather than given as the data's own clock, which the sampler then uses.
+   * @returns `open` when the frame only went into the partial chunk, else
+   * `false`: the caller then asks the queue whether there is room.
    * @throws {TypeError} If `data` is not of the kind.
    * @throws {RangeError} If `t0` is not finite, or the sampler returns a bad
    * value; nothing of the frame was written then.
    */
-  write(data: unknown, t0: number | undefined, wall: boolean): void {
-    if (this.#emitting) return this.#defer(data, t0, wall);
+  write(data: unknown, t0: number | undefined, wall: boolean): boolean {
+    if (this.#emitting) {
+      this.#defer(data, t0, wall);
+      return false;
+    }
     const kind = this.#kind;
     const frame = kind.frame(data, this.#owner);
     if (t0 !== undefined && !Number.isFinite(t0)) throw badT0(this.#owner, t0);
     const n = kind.length(frame);
-    if (n === 0) return kind.empty(frame, this.#owner);
+    if (n === 0) {
+      kind.empty(frame, this.#owner);
+      return false;
+    }
     const start = this.#offset;
     // The common case, kept short: the whole frame lands in the partial chunk
     // and neither completes it nor starts a window that needs a timestamp. A
-    // partial chunk is never filled during a sampler pause.
+    // partial chunk is never filled during a sampler pause. Every buffer
+    // holds at least `size`, so the frame fits.
     const fill0 = this.#fill;
-    const buffer0 = this.#buffer!;
     if (
-      fill0 > 0 && fill0 + n < this.#size && this.#nextStart >= start + n &&
-      fill0 + n <= kind.capacity(buffer0)
+      fill0 > 0 && fill0 + n < this.#size && this.#nextStart >= start + n
     ) {
       this.#offset = start + n;
       this.written += n;
       if (this.#unarmed) this.#arm();
-      kind.put(buffer0, fill0, frame, 0, n);
+      kind.put(this.#buffer!, fill0, frame, 0, n);
       this.#fill = fill0 + n;
-      return;
+      return this.open;
     }
     // A write that may complete a chunk while the queue is full is refused
     // whole: memory stays bounded even for a writer that ignores `false`.
@@ -223,7 +247,7 @@ export class WritePath<F, B, C> {
       this.#offset = start + n;
       this.written += n;
       this.dropped += n;
-      return;
+      return false;
     }
     // The sampler is asked before anything changes, so that a sampler that
     // throws fails the write with nothing of it emitted.
@@ -241,6 +265,7 @@ export class WritePath<F, B, C> {
     if (this.#unarmed) this.#arm();
     this.#cutFrom(frame, n, start, t0, own, pause, pausedAt);
     if (this.#later.length !== 0 && this.#rest === undefined) this.#drain();
+    return false;
   }
 
   /**
@@ -388,13 +413,14 @@ export class WritePath<F, B, C> {
   /** Drops the part of the partial chunk not yet emitted, counting it. */
   dropTail(): void {
     this.#disarm();
+    this.#clearTimer();
     this.dropped += this.#winStart + this.#fill - this.#unemittedFrom();
     this.#fill = 0;
   }
 
   /** Stops for good: no timer, and the buffer back to the pool. */
   stop(): void {
-    this.#disarm();
+    this.#clearTimer();
     this.#unarmed = false;
     if (this.#pool !== undefined && this.#buffer !== undefined) {
       this.#pool.release(this.#buffer);
@@ -514,10 +540,16 @@ export class WritePath<F, B, C> {
       final,
     };
     this.#emittedTo = winStart + length;
-    const next = this.#pool ? this.#pool.take() : kind.alloc(this.#size);
+    // The next buffer is taken before the chunk leaves only when the overlap
+    // of the next window must be carried out of it; otherwise after, so that
+    // a callback that is done with a borrowed chunk when it returns hands its
+    // buffer back in time to be filled again: one buffer per emitter, and a
+    // second only while a callback really holds the first.
+    let next: B | undefined;
     if (reason === "size" && this.#clip) {
       const hop = this.#hop, size = this.#size;
       if (hop < size) {
+        next = this.#take();
         kind.carry(buffer, hop, size, next);
         this.#fill = size - hop;
       } else this.#fill = 0;
@@ -530,27 +562,50 @@ export class WritePath<F, B, C> {
     // The carry was emitted already: `maxWait` counts from the next element.
     this.#disarm();
     this.#buffer = next;
+    this.open = false;
     this.#emitting = true;
     try {
       this.#emit(kind.chunk(buffer, length), info, buffer);
     } finally {
       this.#emitting = false;
+      this.#buffer ??= this.#take();
     }
   }
 
-  #arm(): void {
-    this.#unarmed = false;
-    this.#timer = setTimeout(() => {
-      this.#timer = undefined;
-      this.flush("maxWait");
-    }, this.#maxWait);
+  #take(): B {
+    return this.#pool ? this.#pool.take() : this.#kind.alloc(this.#size);
   }
 
+  /** The first unemitted element came: `maxWait` counts from now. */
+  #arm(): void {
+    this.#unarmed = false;
+    this.#firstAt = performance.now();
+    this.#timer ??= setTimeout(() => this.#expire(), this.#maxWait);
+  }
+
+  /**
+   * The timer fired: the partial chunk is emitted if its first element
+   * waited `maxWait`; one begun after the timer was set waits out the rest.
+   */
+  #expire(): void {
+    this.#timer = undefined;
+    if (this.#unarmed || this.#buffer === undefined) return;
+    const left = this.#firstAt + this.#maxWait - performance.now();
+    if (left > 0) {
+      this.#timer = setTimeout(() => this.#expire(), Math.ceil(left));
+    } else this.flush("maxWait");
+  }
+
+  /** Nothing unemitted waits now: the next element starts the clock again. */
   #disarm(): void {
+    this.#unarmed = this.#maxWait !== Infinity && this.#buffer !== undefined;
+  }
+
+  /** Clears the timer, for good. */
+  #clearTimer(): void {
     if (this.#timer !== undefined) {
       clearTimeout(this.#timer);
       this.#timer = undefined;
     }
-    this.#unarmed = this.#maxWait !== Infinity && this.#buffer !== undefined;
   }
 }
