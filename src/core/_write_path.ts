@@ -236,6 +236,22 @@ export class WritePath<F, B, C> {
       this.#fill = fill0 + n;
       return this.open;
     }
+    this.#cutWrite(frame, n, start, t0, wall);
+    return false;
+  }
+
+  /**
+   * The rest of `write()`, apart so that its common case stays small enough
+   * to inline: a frame that completes a chunk, starts a window or meets a
+   * sampler pause.
+   */
+  #cutWrite(
+    frame: F,
+    n: number,
+    start: number,
+    t0: number | undefined,
+    wall: boolean,
+  ): void {
     // A write that may complete a chunk while the queue is full is refused
     // whole: memory stays bounded even for a writer that ignores `false`.
     const full = this.#rest === undefined ? this.#room() : this.#full();
@@ -247,7 +263,7 @@ export class WritePath<F, B, C> {
       this.#offset = start + n;
       this.written += n;
       this.dropped += n;
-      return false;
+      return;
     }
     // The sampler is asked before anything changes, so that a sampler that
     // throws fails the write with nothing of it emitted.
@@ -265,7 +281,6 @@ export class WritePath<F, B, C> {
     if (this.#unarmed) this.#arm();
     this.#cutFrom(frame, n, start, t0, own, pause, pausedAt);
     if (this.#later.length !== 0 && this.#rest === undefined) this.#drain();
-    return false;
   }
 
   /**
