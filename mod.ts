@@ -43,7 +43,6 @@ export type {
   CallbackSource,
   ChildPermissions,
   CloseOptions,
-  EmitterKind,
   EmitterOptions,
   EmitterStats,
   Overflow,
@@ -55,7 +54,7 @@ export type {
 } from "./src/emitter.ts";
 export type { Callback, ChunkInfo, Mode } from "./src/chunk_info.ts";
 export { ChunkError } from "./src/chunk_error.ts";
-export type { ChunkErrorKind, ChunkErrorOptions } from "./src/chunk_error.ts";
+export type { ChunkErrorKind } from "./src/chunk_error.ts";
 export { fanout } from "./src/fanout.ts";
 export type { Fanout, FrameWriter } from "./src/fanout.ts";
 export { rechunk } from "./src/rechunk.ts";

@@ -5,14 +5,14 @@
  * @module
  */
 
-import type { BytesInput } from "./core/_kinds.ts";
+import type { BytesInput } from "./emitter_options.ts";
 import {
   type CallbackSource,
   Emitter,
   type EmitterOptions,
 } from "./emitter.ts";
 
-export type { BytesInput } from "./core/_kinds.ts";
+export type { BytesInput } from "./emitter_options.ts";
 
 /** Options of {@linkcode BufferEmit}. */
 export type BufferEmitOptions<R = unknown> = EmitterOptions<R>;

@@ -81,8 +81,9 @@ export class ChunkError extends Error {
   readonly worker: string | undefined;
 
   /**
-   * Constructs a new instance.
+   * Constructs a new instance. The package makes them; users catch them.
    *
+   * @ignore
    * @param kind What went wrong.
    * @param info The chunk that failed.
    * @param mode The mode the chunk ran in.

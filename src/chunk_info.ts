@@ -48,3 +48,29 @@ export type Callback<C, R> = (
   t0: number,
   info: ChunkInfo,
 ) => R | Promise<R>;
+
+/** Any typed array. */
+export type TypedArray =
+  | Int8Array
+  | Uint8Array
+  | Uint8ClampedArray
+  | Int16Array
+  | Uint16Array
+  | Int32Array
+  | Uint32Array
+  | Float32Array
+  | Float64Array
+  | BigInt64Array
+  | BigUint64Array;
+
+/** The constructor of a typed array type `T`. */
+export interface TypedArrayConstructor<T extends TypedArray> {
+  /** Makes a zeroed array of `length` elements. */
+  new (length: number): T;
+  /** Makes a view of a buffer. */
+  new (buffer: ArrayBufferLike, byteOffset?: number, length?: number): T;
+  /** Bytes per element. */
+  readonly BYTES_PER_ELEMENT: number;
+  /** The type's name, such as `"Int16Array"`. */
+  readonly name: string;
+}

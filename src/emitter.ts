@@ -15,32 +15,33 @@ import { type AllOptions, checkOptions } from "./core/_options.ts";
 import { WritePath } from "./core/_write_path.ts";
 import { createRunner } from "./run/_factory.ts";
 import { message, type Runner } from "./run/_runner.ts";
-import type { Mode } from "./chunk_info.ts";
+import type { Mode, TypedArray } from "./chunk_info.ts";
 import { WALL_T0 } from "./fanout.ts";
 import type {
   CallbackSource,
   CloseOptions,
-  EmitterKind,
   EmitterOptions,
   EmitterStats,
   SampleFormatOptions,
 } from "./emitter_options.ts";
-import type { TypedArray } from "./wire/_layout.ts";
+import type { EmitterKind } from "./core/_kinds.ts";
 
-export type { Callback } from "./chunk_info.ts";
+export type {
+  Callback,
+  TypedArray,
+  TypedArrayConstructor,
+} from "./chunk_info.ts";
 export type { BufferCounts } from "./core/_buffer_pool.ts";
-export type { SampleInput } from "./core/_kinds.ts";
-export type { TypedArray, TypedArrayConstructor } from "./wire/_layout.ts";
 export type {
   CallbackSource,
   ChildPermissions,
   CloseOptions,
-  EmitterKind,
   EmitterOptions,
   EmitterStats,
   Overflow,
   RedisOptions,
   SampleFormatOptions,
+  SampleInput,
 } from "./emitter_options.ts";
 
 const OPEN = 0, CLOSING = 1, CLOSED = 2, ABORTED = 3;
@@ -76,9 +77,10 @@ export class Emitter<I, C, R = unknown> implements AsyncDisposable {
   #writable: WritableStream<I> | undefined;
 
   /**
-   * Constructs an emitter of the given kind. Subclasses pass their kind;
-   * users construct a subclass.
+   * Constructs an emitter of the given kind. The package's subclasses pass
+   * their kind; users construct a subclass.
    *
+   * @ignore
    * @param kind The kind of data.
    * @param owner The class name, used in error messages.
    * @param callback The callback, or the URL of its module.

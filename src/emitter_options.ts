@@ -1,16 +1,40 @@
 // Copyright the @ocycle/core authors. MIT license.
 /**
- * The options and counts shared by every emitter.
+ * The options, counts and input types shared by every emitter.
  *
  * @module
  */
 
-import type { BufferCounts } from "./core/_buffer_pool.ts";
-import type { TypedArray, TypedArrayConstructor } from "./wire/_layout.ts";
-import type { Callback, ChunkInfo, Mode } from "./chunk_info.ts";
+import type {
+  Callback,
+  ChunkInfo,
+  Mode,
+  TypedArray,
+  TypedArrayConstructor,
+} from "./chunk_info.ts";
 import type { ChunkError } from "./chunk_error.ts";
+import type { BufferCounts } from "./core/_buffer_pool.ts";
 
-export type { EmitterKind } from "./core/_kinds.ts";
+/** The data `BufferEmit.write()` accepts. */
+export type BytesInput = ArrayBufferView | ArrayBufferLike | string;
+
+/**
+ * The typed array type `T` over any kind of buffer, so that a frame viewing a
+ * `SharedArrayBuffer` or an `ArrayBufferLike` can be written to an emitter
+ * whose chunks are `T`.
+ */
+export type SampleInput<T extends TypedArray> = T extends Int8Array ? Int8Array
+  : T extends Uint8ClampedArray ? Uint8ClampedArray
+  : T extends Uint8Array ? Uint8Array
+  : T extends Int16Array ? Int16Array
+  : T extends Uint16Array ? Uint16Array
+  : T extends Int32Array ? Int32Array
+  : T extends Uint32Array ? Uint32Array
+  : T extends Float32Array ? Float32Array
+  : T extends Float64Array ? Float64Array
+  : T extends BigInt64Array ? BigInt64Array
+  : T extends BigUint64Array ? BigUint64Array
+  : T;
 
 /**
  * The callback of an emitter: a function (serial mode only), or the URL of a

@@ -13,29 +13,8 @@ import {
 
 export type { TypedArray, TypedArrayConstructor } from "../wire/_layout.ts";
 
-/**
- * The typed array type `T` over any kind of buffer, so that a frame viewing a
- * `SharedArrayBuffer` or an `ArrayBufferLike` can be written to an emitter
- * whose chunks are `T`.
- */
-export type SampleInput<T extends TypedArray> = T extends Int8Array ? Int8Array
-  : T extends Uint8ClampedArray ? Uint8ClampedArray
-  : T extends Uint8Array ? Uint8Array
-  : T extends Int16Array ? Int16Array
-  : T extends Uint16Array ? Uint16Array
-  : T extends Int32Array ? Int32Array
-  : T extends Uint32Array ? Uint32Array
-  : T extends Float32Array ? Float32Array
-  : T extends Float64Array ? Float64Array
-  : T extends BigInt64Array ? BigInt64Array
-  : T extends BigUint64Array ? BigUint64Array
-  : T;
-
 /** The typed arrays whose elements are numbers, for `set` and `subarray` casts. */
 type NumericArray = Exclude<TypedArray, BigInt64Array | BigUint64Array>;
-
-/** The data `BufferEmit.write()` accepts. */
-export type BytesInput = ArrayBufferView | ArrayBufferLike | string;
 
 /**
  * One kind of data. `F` is a checked frame, `B` a buffer being filled, `C` a

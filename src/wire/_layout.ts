@@ -3,31 +3,9 @@
 // a chunk: its layout. Kept apart from the write path's kinds (core/_kinds.ts)
 // so that the Worker and child entries load only this.
 
-/** Any typed array. */
-export type TypedArray =
-  | Int8Array
-  | Uint8Array
-  | Uint8ClampedArray
-  | Int16Array
-  | Uint16Array
-  | Int32Array
-  | Uint32Array
-  | Float32Array
-  | Float64Array
-  | BigInt64Array
-  | BigUint64Array;
+import type { TypedArray, TypedArrayConstructor } from "../chunk_info.ts";
 
-/** The constructor of a typed array type `T`. */
-export interface TypedArrayConstructor<T extends TypedArray> {
-  /** Makes a zeroed array of `length` elements. */
-  new (length: number): T;
-  /** Makes a view of a buffer. */
-  new (buffer: ArrayBufferLike, byteOffset?: number, length?: number): T;
-  /** Bytes per element. */
-  readonly BYTES_PER_ELEMENT: number;
-  /** The type's name, such as `"Int16Array"`. */
-  readonly name: string;
-}
+export type { TypedArray, TypedArrayConstructor } from "../chunk_info.ts";
 
 /**
  * How a chunk is rebuilt on the other side: raw bytes, interleaved samples of
