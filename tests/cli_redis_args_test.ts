@@ -118,7 +118,7 @@ Deno.test("parseWorkerArgs() rejects a bad worker command line, naming the flag 
     [[...WORKER, "-j", "two"], `received "two"`],
     [
       [...WORKER, "--timeout", "soon"],
-      `--timeout must be a duration such as 500, 500ms, 2s or 1min: received "soon"`,
+      `--timeout must be a duration such as 30 (seconds), 500ms, 2s or 1min: received "soon"`,
     ],
     [
       [...WORKER, "--mode", "thread", "--allow", "read"],
@@ -283,7 +283,7 @@ Deno.test("parseCliArgs() rejects bad --retries and --retry-delay", async (t) =>
     ],
     [
       ["--module", "h.ts", "--retries", "1", "--retry-delay", "later"],
-      `--retry-delay must be a duration such as 500, 500ms, 2s or 1min: received "later"`,
+      `--retry-delay must be a duration such as 30 (seconds), 500ms, 2s or 1min: received "later"`,
     ],
   ];
   for (const [args, fragment] of bad) {

@@ -34,9 +34,11 @@ passed to the default export of a handler module (--module), which runs in a
 pool of Deno subprocesses (--mode process) or Web Workers (--mode thread), or,
 with --redis, on a fleet of "ocycle worker" processes on any machines that
 reach the Redis server ("ocycle worker --help" tells how to run them).
-Outputs never interleave: one chunk's output streams to stdout while the others
-wait, in memory up to 1 MiB each, then in a file of $TMPDIR, and go next as
-they finish, or in input order with --keep-order.
+Outputs never interleave: each goes to stdout whole once its chunk has
+succeeded (held until then in memory up to 1 MiB, then in a file of $TMPDIR),
+as the chunks finish, or in input order with --keep-order. A failed chunk
+writes nothing to stdout: its line on stderr says so, and the summary counts
+the bytes its command wrote (--keep-failed writes them all the same).
 
 Chunking:
   -s, --size <size>      Chunk size (default 1MiB). Bytes: 65536, 64K, 64KiB,
@@ -75,14 +77,16 @@ Running:
   -j, --pool <n>         Commands, Workers or subprocesses running at once
                          (default: the number of CPUs, ${navigator.hardwareConcurrency}).
       --timeout <time>   Fail a chunk whose command or handler takes longer
-                         (500ms, 30s, 2min); its command is killed, with
-                         whatever it started. With --redis: from the chunk's
-                         submission to its result.
+                         than <time>: 30 (seconds), 500ms, 2s, 1.5min; its
+                         command is killed, with whatever it started. With
+                         --redis: from the chunk's submission to its result.
       --retries <n>      For --module and --redis: run a chunk again, up to
                          <n> times, when its subprocess or Worker crashed or
                          it timed out (never when the handler threw).
       --retry-delay <t>  Before the first retry (default 100ms); doubled for
                          each next one, up to 10s.
+  A duration without a unit is seconds, as in GNU parallel and timeout(1):
+  --timeout 5 is 5 s. Units: ms, s (or sec), min.
 
 Several machines (Redis Streams):
       --redis <url>      Send the chunks through this Redis server to the
@@ -98,8 +102,15 @@ Several machines (Redis Streams):
 
 Output:
   -k, --keep-order       Write outputs in input order (default: as they come).
+      --keep-failed      For --exec: write a failed command's output too, in
+                         its place, and stream each output to stdout as it
+                         comes rather than once its command has exited 0.
   -q, --quiet            No progress or summary on stderr (errors still show).
   -h, --help             This text.
+
+A failed chunk is one line on stderr (then the last lines of its stderr):
+  ocycle: chunk 3 (bytes 3145728..4194304, t0 12:30:05.250) failed: <why>
+where t0 is the local time its first byte was read.
 
 Ctrl-C or SIGTERM stops the reading: the chunks read so far still run and are
 written, then the summary; a second one aborts them. Commands and handlers do
@@ -152,8 +163,9 @@ Options:
       --allow <perm>     For --mode process: a permission the handler's
                          subprocess gets, as read, write=/tmp/out, net=host,
                          env=HOME... (repeatable).
-      --timeout <time>   Fail a chunk whose handler runs longer (500ms, 30s);
-                         the producer's --retries decide whether it runs again.
+      --timeout <time>   Fail a chunk whose handler runs longer: 30 (seconds),
+                         500ms, 2s, 1.5min; the producer's --retries decide
+                         whether it runs again.
   -q, --quiet            No start line or summary on stderr (errors still show).
   -h, --help             This text.
 
@@ -198,6 +210,8 @@ export interface CliOptions {
   /** With `--redis`: the chunks go to a fleet of workers, nothing runs here. */
   redis: CliRedis | undefined;
   keepOrder: boolean;
+  /** `--keep-failed`: a failed command's output is written all the same. */
+  keepFailed: boolean;
   quiet: boolean;
   help: boolean;
 }
@@ -248,7 +262,13 @@ const VALUE_NAMES = [
   "name",
 ] as const;
 /** The flags that take no value. */
-const BOOLEAN_NAMES = ["clip", "keep-order", "quiet", "help"] as const;
+const BOOLEAN_NAMES = [
+  "clip",
+  "keep-order",
+  "keep-failed",
+  "quiet",
+  "help",
+] as const;
 type ValueName = typeof VALUE_NAMES[number];
 type BooleanName = typeof BOOLEAN_NAMES[number];
 
@@ -292,6 +312,22 @@ const ALIASES: readonly (readonly [string, ValueName | BooleanName])[] = [
   ["-q", "quiet"],
   ["-h", "help"],
 ];
+
+/** Every name a flag of either command answers to, with or without "=value". */
+const ANY_FLAG = new Set(
+  [OCYCLE, WORKER].flatMap((command) => {
+    const { valueFlags, booleanFlags } = flagNames(command);
+    return [...valueFlags.keys(), ...booleanFlags.keys()];
+  }),
+);
+/** The short flags that take a value, which may come attached: -j4. */
+const SHORT_VALUE_FLAG = new Set(
+  [OCYCLE, WORKER].flatMap((command) =>
+    [...flagNames(command).valueFlags.keys()].filter((name) =>
+      /^-[a-z]$/i.test(name)
+    )
+  ),
+);
 
 /**
  * `parseArgs` as parseCliArgs calls it, typed here since the offline copy of
@@ -369,12 +405,19 @@ export function parseCliArgs(args: readonly string[]): CliOptions {
   const flags = readFlags(args, OCYCLE);
   const help = flags.has("help");
   const running = readRunning(flags, help);
+  const keepFailed = flags.has("keep-failed");
+  if (keepFailed && running.exec === undefined && !help) {
+    throw new UsageError(
+      `--keep-failed is for --exec: a failed handler has no output to keep`,
+    );
+  }
   return {
     ...readChunking(flags.one, flags.has("clip")),
     ...running,
     ...readRetries(flags.one, running),
     exportName: flags.one("--export") ?? "default",
     keepOrder: flags.has("keep-order"),
+    keepFailed,
     quiet: flags.has("quiet"),
     help,
   };
@@ -767,6 +810,16 @@ function spell(
       if (eq < 0 && i + 1 === args.length) {
         return { spelled, error: new UsageError(`${flag} needs a value`) };
       }
+      // `--size --exec cat`: the value was forgotten, and the flag after it
+      // is not the value. A value that only looks like a flag (-3) is judged
+      // as a value; one that is a flag's name can be given as --size=--exec.
+      const next = args[i + 1]!;
+      if (eq < 0 && isFlag(next)) {
+        const error = new UsageError(
+          `${flag} needs a value: the next argument, "${next}", is an option`,
+        );
+        return { spelled, error };
+      }
       spelled.push(`${valueFlag}=${eq > 0 ? arg.slice(eq + 1) : args[++i]}`);
       continue;
     }
@@ -811,6 +864,15 @@ function flagNames(command: Command): {
     }
   }
   return { valueFlags, booleanFlags };
+}
+
+/** Whether `arg` is a flag of either command (`--exec`, `-j4`, `--pool=2`). */
+function isFlag(arg: string): boolean {
+  if (!arg.startsWith("-")) return false;
+  const eq = arg.indexOf("=");
+  if (ANY_FLAG.has(eq > 0 ? arg.slice(0, eq) : arg)) return true;
+  // -j4, -s1MiB: a short value flag with its value attached.
+  return /^-[a-z]./i.test(arg) && SHORT_VALUE_FLAG.has(arg.slice(0, 2));
 }
 
 /** The error for an argument that is no flag of `command`. */

@@ -8,7 +8,6 @@
 // killed, its whole tree goes (`sh -c 'sleep 40'` leaves no `sleep` behind).
 
 import { concat } from "@std/bytes";
-import type { Task } from "../run/_runner.ts";
 import type {
   Exit,
   Groups,
@@ -260,11 +259,4 @@ function writeAllSync(
   for (let at = 0; at < bytes.length;) {
     at += file.writeSync(bytes.subarray(at));
   }
-}
-
-/** The chunk as `--exec` reports it: its index and byte range. */
-export function describeChunk(info: Task<unknown>["info"]): string {
-  return `chunk ${info.index} (bytes ${info.offset}..${
-    info.offset + info.length
-  })`;
 }

@@ -21,6 +21,7 @@ import { toModuleUrl } from "../run/_module_url.ts";
 import { type CliOptions, HELP, parseCliArgs, UsageError } from "./_args.ts";
 import {
   type Counts,
+  describeChunk,
   EXIT_FAILED,
   EXIT_NOT_EXECUTABLE,
   EXIT_NOT_FOUND,
@@ -34,12 +35,7 @@ import {
   say,
   stderrTail,
 } from "./_common.ts";
-import {
-  CommandFailed,
-  CommandNotStarted,
-  describeChunk,
-  ExecKind,
-} from "./_exec.ts";
+import { CommandFailed, CommandNotStarted, ExecKind } from "./_exec.ts";
 import { Sink } from "./_sink.ts";
 import { runWorkerCli } from "./_worker.ts";
 import { formatBytes } from "./_units.ts";
@@ -148,7 +144,12 @@ class CliRun {
       : options.mode === "serial"
       ? 1
       : options.pool * defaultConcurrency(options.mode);
-    this.#sink = new Sink(options.keepOrder, inFlight * 2, this.#stdout);
+    this.#sink = new Sink(
+      options.keepOrder,
+      inFlight * 2,
+      this.#stdout,
+      options.keepFailed,
+    );
   }
 
   /**
@@ -307,20 +308,33 @@ class CliRun {
     this.#counts.chunks += n;
   }
 
+  /**
+   * Says that a chunk failed, in the one form of every failed-chunk line
+   * (describeChunk), and ends its output: dropped, unless --keep-failed.
+   */
   #onError(error: ChunkError, info: ChunkInfo): void {
     this.#counts.failed++;
+    const wrote = this.#sink.fail(info.index);
     if (this.#options.exec === undefined) {
-      // The ChunkError message already names the chunk, its offset and mode.
-      report(`${error.message}${stderrTail(error.stderr)}`);
-      return this.#sink.deliver(info.index, undefined);
+      const worker = error.worker === undefined
+        ? ""
+        : ` (worker ${error.worker})`;
+      report(
+        `${describeChunk(info)} failed: ${error.detail}${worker}${
+          stderrTail(error.stderr)
+        }`,
+      );
+      return;
     }
-    report(`${describeChunk(info)} failed: ${this.#execFailure(error)}`);
-    // Whatever the command wrote is still its output: it was kept.
-    this.#sink.deliver(info.index, undefined);
+    const [why, stderr] = this.#execFailure(error);
+    const dropped = wrote > 0 && !this.#options.keepFailed
+      ? `; its ${plural(wrote, "byte")} of output are not written`
+      : "";
+    report(`${describeChunk(info)} failed: ${why}${dropped}${stderr}`);
   }
 
-  /** How a failed `--exec` chunk reads. */
-  #execFailure(error: ChunkError): string {
+  /** How a failed `--exec` chunk reads: why, and the tail of its stderr. */
+  #execFailure(error: ChunkError): [string, string] {
     const options = this.#options;
     const cause = error.cause;
     if (cause instanceof CommandNotStarted) {
@@ -334,20 +348,26 @@ class CliRun {
         }`,
         notFound ? EXIT_NOT_FOUND : EXIT_NOT_EXECUTABLE,
       );
-      return "its command could not be started";
+      return ["its command could not be started", ""];
     }
     if (cause instanceof CommandFailed) {
-      return `${cause.message}${stderrTail(decoder.decode(cause.stderr))}`;
+      return [cause.message, stderrTail(decoder.decode(cause.stderr))];
     }
     if (error.kind === "timeout") {
-      return `"${options.execText}" took longer than --timeout ${options.timeout} ms and was killed`;
+      return [
+        `"${options.execText}" took longer than --timeout ${options.timeout} ms and was killed`,
+        "",
+      ];
     }
     if (error.kind === "aborted" && this.#fatal !== undefined) {
-      return this.#stoppedBy === undefined
-        ? "not run after an earlier fatal error"
-        : `aborted by a second ${this.#stoppedBy}`;
+      return [
+        this.#stoppedBy === undefined
+          ? "not run after an earlier fatal error"
+          : `aborted by a second ${this.#stoppedBy}`,
+        "",
+      ];
     }
-    return `ocycle could not run it: ${error.message}`;
+    return [`ocycle could not run it: ${error.detail}`, ""];
   }
 
   /** Shows progress on stderr until the returned function is called. */
@@ -393,8 +413,15 @@ class CliRun {
       );
     }
     if (counts.failed > 0) {
+      const discarded = this.#sink.discarded;
       report(
-        `${counts.failed} of ${counts.chunks} chunks failed (see the messages above)`,
+        `${counts.failed} of ${counts.chunks} chunks failed (see the messages above)${
+          discarded === 0
+            ? ""
+            : `; ${plural(discarded, "byte")} of their output were not written${
+              this.#options.keepFailed ? "" : " (--keep-failed writes them)"
+            }`
+        }`,
       );
     }
     if (fatal !== undefined) return fatal.code;
