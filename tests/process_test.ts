@@ -31,6 +31,7 @@ import type {
   TransportEvents,
   TransportKind,
 } from "../src/run/_transport.ts";
+import { keepStderr } from "./_stderr.ts";
 
 const faults = new URL("./fixtures/process/faults.ts", import.meta.url);
 
@@ -260,12 +261,16 @@ Deno.test("process mode reports a child SIGKILLed mid-task and serves the queued
 
 Deno.test("process mode survives a child that runs out of memory", async () => {
   // Item 8: the parent lives and the next chunks run in a new child.
-  const run = await runChunks<number>("oom", 3, {
-    v8Flags: ["--max-old-space-size=16"],
-  });
+  const { value: run, stderr } = await keepStderr(() =>
+    runChunks<number>("oom", 3, {
+      v8Flags: ["--max-old-space-size=16"],
+    })
+  );
   const error = assertOnlyChunk1Failed(run, 3, "crash");
   assert(error.exitCode !== 0, error.message);
   assertMatch(error.stderr, /heap|memory/i);
+  // V8's report went to the parent's stderr, marked with the child.
+  assertMatch(stderr, /^\[ocycle child \d+\] .*(heap|memory)/im);
 });
 
 Deno.test("process mode gives up on a child that dies before it is ready", async (t) => {
@@ -282,7 +287,8 @@ Deno.test("process mode gives up on a child that dies before it is ready", async
       },
     );
     for (let i = 0; i < 3; i++) emitter.write(new Uint8Array(2));
-    await emitter.close();
+    const { stderr } = await keepStderr(() => emitter.close());
+    assertStringIncludes(stderr, "] dies_on_load: exiting with status 3\n");
     assertEquals(errors.length, 3);
     for (const error of errors) {
       assertEquals(error.kind, "startup");
@@ -367,10 +373,13 @@ Deno.test("process mode refuses malformed frames from a child", async (t) => {
 Deno.test("process mode sends the child's console to stderr, keeping results intact", async (t) => {
   // Item 13, the better half: console output never reaches the protocol.
   await t.step("results and the stderr tail", async () => {
-    const run = await runChunks<{ index: number; first: number }>(
-      "consolePrint",
-      4,
+    const { value: run, stderr } = await keepStderr(() =>
+      runChunks<{ index: number; first: number }>("consolePrint", 4)
     );
+    // Every chunk's lines reached the parent's stderr, marked with the child.
+    for (const i of [0, 1, 2, 3]) {
+      assertStringIncludes(stderr, `[ocycle child 0] log ${i}\n`);
+    }
     const error = only(run.errors);
     assertEquals(error.kind, "callback");
     assertEquals(error.info.index, 2);
@@ -870,10 +879,11 @@ Deno.test("process mode's pool kills a child that does not exit within closeGrac
 Deno.test("process mode keeps the last stderrLines lines of a child for its errors", async () => {
   const dispatcher = processPool("noisyExit", { stderrLines: 4 });
   try {
-    const error = await assertRejects(
-      () => dispatcher.run(task(0)),
-      ChunkError,
+    const { value: error, stderr } = await keepStderr<ChunkError>(() =>
+      assertRejects(() => dispatcher.run(task(0)), ChunkError)
     );
+    // All of it is forwarded; only the last 4 lines are kept for the error.
+    assertStringIncludes(stderr, "[ocycle child 0] line 1\n");
     assertEquals(error.kind, "crash");
     assertEquals(error.exitCode, 4);
     assertEquals(error.stderr, "line 2\nline 3\nline 4\nline 5");
@@ -892,11 +902,11 @@ Deno.test("process mode gives up on the pipes of a child that exits while a gran
   ]);
   let pid = 0;
   try {
-    const error = await assertRejects(
-      () => dispatcher.run(task(0)),
-      ChunkError,
+    const { value: error, stderr } = await keepStderr<ChunkError>(() =>
+      assertRejects(() => dispatcher.run(task(0)), ChunkError)
     );
     pid = Number(/orphan (\d+)/.exec(error.stderr)?.[1] ?? 0);
+    assertStringIncludes(stderr, `[ocycle child 0] orphan ${pid}\n`);
     assertEquals(error.kind, "crash");
     assertEquals(error.exitCode, 0);
     assertStringIncludes(
@@ -1242,21 +1252,27 @@ Deno.test({
   // parent must read before it reports the error.
   fn: async () => {
     const dispatcher = processPool("lastWords");
-    try {
-      assertEquals(await dispatcher.run(task(0)), 0);
-      const missed: number[] = [];
-      for (let i = 1; i <= 200; i++) {
-        const error = await assertRejects(
-          () => dispatcher.run(task(i)),
-          ChunkError,
-          `chunk ${i} gives up`,
-        );
-        if (!error.stderr.includes(`last words of chunk ${i}`)) missed.push(i);
+    // The 2 200 lines the children write are kept, not printed.
+    const { stderr } = await keepStderr(async () => {
+      try {
+        assertEquals(await dispatcher.run(task(0)), 0);
+        const missed: number[] = [];
+        for (let i = 1; i <= 200; i++) {
+          const error = await assertRejects(
+            () => dispatcher.run(task(i)),
+            ChunkError,
+            `chunk ${i} gives up`,
+          );
+          if (!error.stderr.includes(`last words of chunk ${i}`)) {
+            missed.push(i);
+          }
+        }
+        assertEquals(missed, [], "errors without the callback's last line");
+      } finally {
+        await dispatcher.close();
       }
-      assertEquals(missed, [], "errors without the callback's last line");
-    } finally {
-      await dispatcher.close();
-    }
+    });
+    assertStringIncludes(stderr, "] last words of chunk 200\n");
   },
 });
 
