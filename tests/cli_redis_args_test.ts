@@ -451,7 +451,7 @@ Deno.test("parseWorkerArgs() and parseCliArgs() refuse a bad source of the Redis
         // ...and a value that is no URL (a bare password?) not at all.
         rest,
         env({ REDIS_URL: SECRET }),
-        "REDIS_URL must be redis://[user:password@]host[:port][/db] or rediss://... for TLS: the URL is not valid: received a value that is not a URL (not shown: it may be a password)",
+        `REDIS_URL must be redis://[user:password@]host[:port][/db] or rediss://... for TLS: the URL is not valid: received "(not a URL: not shown, as it may be a password)`,
       ],
       [
         ["--redis", SECRET_URL, "--redis", SECRET_URL, ...rest],

@@ -4,7 +4,8 @@
 // URL holds a password more often than not, and a command line is seen by
 // every user of the machine (ps, /proc) and kept in shell history, so the
 // other three exist; exactly one is used, and no message ever shows a
-// password (only the URL redacted, and a value that is no URL not at all).
+// password (only the URL redacted by redactUrl, which shows a value that is
+// no URL not at all).
 
 import { parseRedisUrl, redactUrl } from "../redis/_url.ts";
 import { message } from "./_common.ts";
@@ -150,12 +151,10 @@ function checkUrl(url: string, name: string): void {
   } catch (error) {
     const why = message(error).replace(/^Cannot connect to Redis as /, "")
       .replace(/: received ".*"$/s, "");
-    // A value that is no URL may be the bare password: never shown.
-    const shown = /^[a-z][a-z\d+.-]*:\/\//i.test(url)
-      ? `"${redactUrl(url)}"`
-      : "a value that is not a URL (not shown: it may be a password)";
     throw new RedisSourceError(
-      `${name} must be redis://[user:password@]host[:port][/db] or rediss://... for TLS: ${why}: received ${shown}`,
+      `${name} must be redis://[user:password@]host[:port][/db] or rediss://... for TLS: ${why}: received "${
+        redactUrl(url)
+      }"`,
     );
   }
 }
