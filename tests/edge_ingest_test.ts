@@ -4,7 +4,12 @@
 // a WAV in the wrong format, and the example as a program with --allow-net
 // only, stopped by SIGINT.
 
-import { assert, assertEquals, assertStringIncludes } from "@std/assert";
+import {
+  assert,
+  assertEquals,
+  assertRejects,
+  assertStringIncludes,
+} from "@std/assert";
 import { runWorker } from "../mod.ts";
 import { encodeWav } from "../examples/audio/wav.ts";
 import {
@@ -13,6 +18,7 @@ import {
   send,
   type Summary,
 } from "../examples/edge_ingest.ts";
+import { RedisClient } from "../src/redis/_client.ts";
 import { freePort, RedisServer, skipWithoutRedis } from "./_redis_server.ts";
 
 const ignore = skipWithoutRedis("edge_ingest_test.ts");
@@ -345,4 +351,325 @@ Deno.test({
     await ingest.close();
     await worker?.shutdown();
   }
+});
+
+/** The example as a program: `deno run --allow-net [extra] examples/edge_ingest.ts args`. */
+class Example {
+  readonly port = freePort();
+  readonly child: Deno.ChildProcess;
+  text = "";
+  readonly #reading: Promise<void>;
+
+  constructor(
+    args: string[],
+    { ulimit, permissions = [] }: { ulimit?: number; permissions?: string[] } =
+      {},
+  ) {
+    const argv = [
+      Deno.execPath(),
+      "run",
+      "--no-prompt",
+      "--allow-net",
+      ...permissions,
+      `--import-map=${IMPORT_MAP}`,
+      "examples/edge_ingest.ts",
+      ...args,
+      ...(args[0] === "worker" ? [] : ["--port", String(this.port)]),
+    ];
+    // With a file descriptor limit, through a shell that sets it and execs
+    // deno: the pid stays deno's.
+    const [command, ...rest] = ulimit === undefined
+      ? argv
+      : ["sh", "-c", `ulimit -n ${ulimit} && exec "$@"`, "sh", ...argv];
+    this.child = new Deno.Command(command!, {
+      args: rest,
+      cwd: ROOT,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const decoder = new TextDecoder();
+    const sink = () =>
+      new WritableStream<Uint8Array>({
+        write: (bytes) => void (this.text += decoder.decode(bytes)),
+      });
+    this.#reading = Promise.all([
+      this.child.stdout.pipeTo(sink()),
+      this.child.stderr.pipeTo(sink()),
+    ]).then(() => {});
+  }
+
+  /** Waits until its output holds `line`, for at most 20 s. */
+  async until(line: string | RegExp, count = 1): Promise<void> {
+    const seen = () =>
+      typeof line === "string"
+        ? this.text.split(line).length - 1
+        : (this.text.match(new RegExp(line, "g"))?.length ?? 0);
+    for (let i = 0; i < 800 && seen() < count; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 25));
+    }
+    assert(seen() >= count, `never printed ${line} (${count}):\n${this.text}`);
+  }
+
+  /** Its resident memory, in MiB. */
+  async rss(): Promise<number> {
+    const status = await Deno.readTextFile(`/proc/${this.child.pid}/status`);
+    return Number(/VmRSS:\s+(\d+) kB/.exec(status)![1]) / 1024;
+  }
+
+  /** Its open file descriptors. */
+  async fds(): Promise<number> {
+    let n = 0;
+    for await (const _ of Deno.readDir(`/proc/${this.child.pid}/fd`)) n++;
+    return n;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    try {
+      this.child.kill("SIGKILL");
+    } catch {
+      // it has exited
+    }
+    await this.child.status;
+    await this.#reading.catch(() => {});
+  }
+}
+
+/** A WebSocket to the example, with its close event and messages kept. */
+class Socket {
+  readonly ws: WebSocket;
+  readonly opened: Promise<void>;
+  readonly closed: Promise<CloseEvent>;
+  readonly messages: string[] = [];
+
+  constructor(url: string) {
+    const ws = this.ws = new WebSocket(url);
+    ws.binaryType = "arraybuffer";
+    ws.onmessage = (event) => void this.messages.push(String(event.data));
+    this.opened = new Promise((resolve, reject) => {
+      ws.onopen = () => resolve();
+      ws.onerror = () => reject(new Error(`WebSocket to ${url} failed`));
+    });
+    this.closed = new Promise((resolve) => ws.onclose = resolve);
+    this.opened.catch(() => {});
+  }
+
+  /** Closes it (if open) and waits for the close. */
+  async close(): Promise<CloseEvent> {
+    if (this.ws.readyState <= WebSocket.OPEN) this.ws.close();
+    return await this.closed;
+  }
+}
+
+/** Settles with `promise`, or rejects once `ms` have passed. */
+async function within<T>(promise: Promise<T>, ms: number, what: string) {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new Error(`${what}: not within ${ms} ms`)),
+          ms,
+        );
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** The clients connected to the server, as CLIENT LIST counts them. */
+async function clients(admin: RedisClient): Promise<number> {
+  const reply = await admin.command("CLIENT", "LIST");
+  const text = typeof reply === "string"
+    ? reply
+    : new TextDecoder().decode(reply as Uint8Array);
+  return text.split("\n").filter((line) => line.startsWith("id=")).length;
+}
+
+Deno.test({
+  name:
+    "edge ingest (the program) keeps its Redis connections and file descriptors fixed however many uploads are open",
+  ignore,
+}, async () => {
+  await using redis = await RedisServer.start();
+  const admin = await RedisClient.connect(redis.url);
+  const worker = runWorker({
+    url: redis.url,
+    stream: "edge",
+    module: MODEL,
+    mode: "serial",
+    log: () => {},
+  });
+  const idle: Socket[] = [];
+  const hanging: AbortController[] = [];
+  // 60 idle uploads under a limit of 128 descriptors: two Redis
+  // connections per upload would need 120 more than the uploads' own.
+  const N = 60;
+  await using example = new Example(["--redis", redis.url], { ulimit: 128 });
+  try {
+    await example.until("listening on");
+    const base = `http://127.0.0.1:${example.port}/ingest`;
+    const wav = encodeWav(audio(), RATE) as Uint8Array<ArrayBuffer>;
+    // A first upload: the producer is connected from now on.
+    const first = await fetch(`${base}/first`, { method: "POST", body: wav });
+    checkSummary(await first.json(), "first");
+    const before = await clients(admin);
+    const fdsBefore = await example.fds();
+
+    for (let i = 0; i < N / 2; i++) {
+      const socket = new Socket(`ws://127.0.0.1:${example.port}/ingest/ws${i}`);
+      idle.push(socket);
+      await socket.opened;
+      socket.ws.send(wav.slice(0, 44 + RATE)); // header and 0.5 s, then nothing
+      const controller = new AbortController();
+      hanging.push(controller);
+      fetch(`${base}/post${i}`, {
+        method: "POST",
+        signal: controller.signal,
+        body: new ReadableStream({
+          start(c) {
+            c.enqueue(wav.slice(0, 44 + RATE)); // and never the end
+          },
+        }),
+      }).then((r) => r.body?.cancel(), () => {});
+    }
+    await example.until(/\] (websocket|http) upload started/, N + 1);
+    const during = await clients(admin);
+    const fdsDuring = await example.fds();
+    // Each upload holds its own socket, and nothing more.
+    assertEquals(during, before, "Redis connections grew with the uploads");
+    assert(
+      fdsDuring - fdsBefore <= N + 4,
+      `${fdsDuring - fdsBefore} descriptors for ${N} uploads`,
+    );
+    // With all of them open, an upload still runs its model chunks.
+    const last = await fetch(`${base}/last`, { method: "POST", body: wav });
+    checkSummary(await last.json(), "last");
+    assertEquals(await clients(admin), before);
+  } finally {
+    await Promise.all(idle.map((socket) => socket.close()));
+    for (const controller of hanging) controller.abort();
+    await example[Symbol.asyncDispose]();
+    await worker.shutdown();
+    await admin.close();
+  }
+});
+
+Deno.test({
+  name:
+    "edge ingest (the program) closes abusive WebSockets with 1008, 1009 or 1003, its memory bounded, and answers uploads past its cap with 503 and Retry-After",
+  ignore,
+}, async (t) => {
+  // No worker: the model's fleet is behind, and the server stops taking.
+  await using redis = await RedisServer.start();
+  await using example = new Example([
+    "--redis",
+    redis.url,
+    "--max-uploads",
+    "3",
+  ]);
+  const ws = (name: string) =>
+    new Socket(`ws://127.0.0.1:${example.port}/ingest/${name}`);
+  const wav = encodeWav(audio(), RATE) as Uint8Array<ArrayBuffer>;
+  await example.until("listening on");
+
+  /** A socket that sent 12 s of audio: more than the fleet-less model takes
+   * (one chunk out, four waiting), so the server has stopped taking. */
+  const stalled = async (name: string) => {
+    const socket = ws(name);
+    await socket.opened;
+    const piece = new Uint8Array(3200).map((_, i) => i * 7);
+    for (let i = 0; i < 120; i++) socket.ws.send(piece);
+    await example.until(`[${name}] websocket upload started`);
+    // Until no ack comes any more.
+    let acks = -1;
+    while (acks !== socket.messages.length) {
+      acks = socket.messages.length;
+      await new Promise((resolve) => setTimeout(resolve, 300));
+    }
+    assert(acks < 120, `${acks} acks: the server never stopped taking`);
+    return { socket, unacked: 120 - acks };
+  };
+
+  await t.step("one message past 256 unacknowledged: 1008", async () => {
+    const { socket, unacked } = await stalled("count");
+    // Tiny messages up to one past the bound, then nothing: a clean close.
+    for (let i = unacked; i <= 256; i++) socket.ws.send(new Uint8Array(1));
+    const closed = await within(socket.closed, 20_000, "the close");
+    assertEquals([closed.code, closed.wasClean], [1008, true], example.text);
+    assertStringIncludes(closed.reason, "wait for acks");
+  });
+
+  await t.step("a flood of tiny messages: closed, memory bounded", async () => {
+    const { socket } = await stalled("flood");
+    const before = await example.rss();
+    // 200 000 one-byte messages would go nowhere but the server's memory.
+    // (A client that goes on sending after the server's close frame sees
+    // the connection drop rather than the code: the server's log says it.)
+    const one = new Uint8Array(1);
+    for (
+      let i = 0;
+      i < 200_000 && socket.ws.readyState === WebSocket.OPEN;
+      i++
+    ) {
+      socket.ws.send(one);
+      if (i % 1000 === 0) {
+        await new Promise((resolve) => setTimeout(resolve, 1));
+      }
+    }
+    await within(socket.closed, 20_000, "the flood's close");
+    await example.until("[flood] closed with 1008: too far ahead");
+    const after = await example.rss();
+    assert(after - before < 64, `grew ${(after - before).toFixed(0)} MiB`);
+  });
+
+  await t.step("a message over 1 MiB: 1009", async () => {
+    const socket = ws("big");
+    await socket.opened;
+    socket.ws.send(new Uint8Array(2 * 1024 * 1024));
+    const closed = await within(socket.closed, 20_000, "the big close");
+    assertEquals(closed.code, 1009, closed.reason);
+  });
+
+  await t.step("a text message other than end: 1003", async () => {
+    const socket = ws("text");
+    await socket.opened;
+    socket.ws.send("hello");
+    const closed = await within(socket.closed, 20_000, "the text close");
+    assertEquals(closed.code, 1003, closed.reason);
+  });
+
+  await t.step("past --max-uploads: 503 with Retry-After", async () => {
+    // The refused sockets' slots are free again.
+    await example.until("[text] closed with 1003");
+    const held = [ws("a"), ws("b"), ws("c")];
+    try {
+      await Promise.all(held.map((socket) => socket.opened));
+      await example.until(/\[[abc]\] websocket upload started/, 3);
+      const busy = await fetch(
+        `http://127.0.0.1:${example.port}/ingest/more`,
+        { method: "POST", body: new Uint8Array(0) },
+      );
+      assertEquals(busy.status, 503);
+      assertEquals(busy.headers.get("retry-after"), "5");
+      assertStringIncludes(await busy.text(), "3 uploads at once at most");
+      // A WebSocket is refused before its upgrade.
+      const refused = ws("more");
+      await assertRejects(() => refused.opened);
+      await refused.closed;
+      // One ends: room for one more.
+      await held.pop()!.close();
+      await example.until("[c] done:");
+      const room = await fetch(
+        `http://127.0.0.1:${example.port}/ingest/more`,
+        { method: "POST", body: new Uint8Array(0) },
+      );
+      assertEquals(room.status, 200);
+      assertEquals((await room.json()).seconds, 0);
+    } finally {
+      await Promise.all(held.map((socket) => socket.close()));
+    }
+  });
 });
