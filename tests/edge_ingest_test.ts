@@ -15,6 +15,7 @@ import { encodeWav } from "../examples/audio/wav.ts";
 import {
   createIngest,
   MODEL,
+  redact,
   send,
   type Summary,
 } from "../examples/edge_ingest.ts";
@@ -672,4 +673,161 @@ Deno.test({
       await Promise.all(held.map((socket) => socket.close()));
     }
   });
+});
+
+Deno.test("redact() hides the password of a Redis URL in every form", () => {
+  const cases: [string, string][] = [
+    ["redis://s3cret@h:6379", "redis://***@h:6379"],
+    ["redis://:s3cret@h:6379/2", "redis://:***@h:6379/2"],
+    ["redis://alice:s3cret@h", "redis://alice:***@h"],
+    ["rediss://alice:s3cret@h", "rediss://alice:***@h"],
+    // What a URL parser would read as a port, a path or a fragment
+    ["redis://alice:12#s3cret@h", "redis://alice:***@h"],
+    ["redis://:s3/cret@h", "redis://:***@h"],
+    ["redis://:s3@cret@h", "redis://:***@h"],
+    ["redis://h:6379", "redis://h:6379"],
+    // No URL at all: perhaps the password itself
+    ["s3cret", "(not a URL: not shown)"],
+  ];
+  for (const [url, shown] of cases) assertEquals(redact(url), shown);
+});
+
+Deno.test({
+  name:
+    "edge ingest (the program) never prints the Redis password at start-up, whatever the URL's form",
+  ignore,
+}, async () => {
+  const password = `pw${crypto.randomUUID().replaceAll("-", "")}`;
+  await using redis = await RedisServer.start(["--requirepass", password]);
+  const host = `127.0.0.1:${redis.port}`;
+  const forms = [
+    `redis://${password}@${host}`,
+    `redis://:${password}@${host}`,
+    `redis://default:${password}@${host}`,
+  ];
+  const examples = forms.map((url) => new Example(["--redis", url]));
+  // The embedded worker prints the URL too.
+  examples.push(
+    new Example(["worker", "--redis", forms[0]!], {
+      permissions: ["--allow-read=examples/edge_model.ts"],
+    }),
+  );
+  try {
+    for (const example of examples.slice(0, 3)) {
+      await example.until("listening on");
+    }
+    await examples[3]!.until("worker ");
+    for (const [i, example] of examples.entries()) {
+      assert(
+        !example.text.includes(password),
+        `form ${i} printed the password:\n${example.text}`,
+      );
+      assertStringIncludes(example.text, `***@${host}`);
+    }
+  } finally {
+    for (const example of examples) await example[Symbol.asyncDispose]();
+  }
+});
+
+Deno.test({
+  name:
+    "createIngest() ends an upload that sends nothing for idleTimeout ms: a POST with 408 and what it sent, a WebSocket with 1008 after its summary",
+  ignore,
+}, async (t) => {
+  await using redis = await RedisServer.start();
+  let worker: ReturnType<typeof runWorker> | undefined;
+  const ingest = createIngest({
+    redis: redis.url,
+    stream: "edge",
+    idleTimeout: 300,
+    log: () => {},
+  });
+  const wav = encodeWav(audio(), RATE) as Uint8Array<ArrayBuffer>;
+  const server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+    ingest.handler,
+  );
+  try {
+    await t.step("waiting for the fleet is not idle", async () => {
+      // 20 s of audio, there at once: with no worker the model stops
+      // taking after about 10 s, and for a second nothing is read.
+      const long = new Uint8Array(20 * RATE * 2).map((_, i) => i * 7);
+      const posted = ingest.handler(
+        new Request("http://edge/ingest/posted", {
+          method: "POST",
+          body: pieces(long, 3200),
+        }),
+      );
+      const socket = new Socket(
+        `ws://127.0.0.1:${server.addr.port}/ingest/socket`,
+      );
+      await socket.opened;
+      for (let at = 0; at < long.length; at += 3200) {
+        socket.ws.send(long.subarray(at, at + 3200));
+      }
+      // The socket waits for its acks (and sends nothing) for a second.
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      worker = runWorker({
+        url: redis.url,
+        stream: "edge",
+        module: MODEL,
+        mode: "serial",
+        log: () => {},
+      });
+      for (let i = 0; i < 800 && socket.messages.length < 200; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 25));
+      }
+      assertEquals(socket.messages.length, 200, "every message acknowledged");
+      socket.ws.send("end");
+      const response = await within(posted, 20_000, "the POST's answer");
+      assertEquals(response.status, 200);
+      const summary: Summary = await response.json();
+      assertEquals([summary.seconds, summary.model.length], [20, 10]);
+      assertEquals(summary.stopped, undefined);
+      const closed = await within(socket.closed, 20_000, "the socket's end");
+      assertEquals(closed.code, 1000, closed.reason);
+      const last = JSON.parse(socket.messages.at(-1)!) as Summary;
+      assertEquals([last.seconds, last.model.length], [20, 10]);
+    });
+    await t.step("a POST body that stops", async () => {
+      let cancelled = false;
+      const response = await within(
+        ingest.handler(
+          new Request("http://edge/ingest/stalled", {
+            method: "POST",
+            body: new ReadableStream({
+              start(controller) {
+                controller.enqueue(wav.slice(0, 44 + 3 * RATE * 2)); // 3 s
+              },
+              cancel() {
+                cancelled = true;
+              },
+            }),
+          }),
+        ),
+        10_000,
+        "the answer",
+      );
+      assertEquals(response.status, 408);
+      const summary: Summary = await response.json();
+      assertEquals(summary.seconds, 3);
+      assertEquals(summary.stopped, "no data for 300 ms");
+      assertEquals(summary.model.length, 2);
+      assert(cancelled);
+    });
+    await t.step("a WebSocket that sends nothing", async () => {
+      const socket = new Socket(
+        `ws://127.0.0.1:${server.addr.port}/ingest/quiet`,
+      );
+      await socket.opened;
+      const closed = await within(socket.closed, 10_000, "the idle close");
+      assertEquals(closed.code, 1008);
+      assertEquals(closed.reason, "no data for 300 ms");
+      assertEquals(JSON.parse(socket.messages.at(-1)!).seconds, 0);
+    });
+  } finally {
+    await server.shutdown();
+    await ingest.close();
+    await worker?.shutdown();
+  }
 });
