@@ -332,6 +332,8 @@ Deno.test("the --help texts tell of the Redis flags and the worker", () => {
   }
 });
 
+// RELIABILITY item 50: where the Redis URL comes from, and what is shown of it.
+
 /** An environment of the test's own: `vars`, every one of them readable unless in `denied`. */
 function env(vars: Record<string, string>, denied: string[] = []): Environment {
   return {

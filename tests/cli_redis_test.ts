@@ -500,6 +500,8 @@ async function commandLines(): Promise<string> {
   return decoder.decode(output.stdout);
 }
 
+// RELIABILITY item 50 (issue 15, item 6): credentials from the environment
+// or a file; no password on a command line, in a log line or in an error.
 Deno.test({
   name:
     "ocycle worker and ocycle take a password-protected Redis URL from REDIS_URL, --redis-env or --redis-file, and never show the password (ps, logs, errors, summaries)",

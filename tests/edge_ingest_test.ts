@@ -354,6 +354,11 @@ Deno.test({
   }
 });
 
+// RELIABILITY item 51 (issue 15, item 7): per-connection bounds in messages
+// and bytes, abusive sockets closed, a fixed number of Redis connections per
+// process, a cap on concurrent uploads (503 + Retry-After), the password
+// redacted in every form. The tests below run the example as a program.
+
 /** The example as a program: `deno run --allow-net [extra] examples/edge_ingest.ts args`. */
 class Example {
   readonly port = freePort();
