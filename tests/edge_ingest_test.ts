@@ -578,7 +578,6 @@ Deno.test({
   ]);
   const ws = (name: string) =>
     new Socket(`ws://127.0.0.1:${example.port}/ingest/${name}`);
-  const wav = encodeWav(audio(), RATE) as Uint8Array<ArrayBuffer>;
   await example.until("listening on");
 
   /** A socket that sent 12 s of audio: more than the fleet-less model takes
