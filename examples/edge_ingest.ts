@@ -14,8 +14,9 @@
  * An upload is a streamed POST body (`POST /ingest/NAME`, answered with a
  * summary in JSON once the body ends) or a WebSocket (`/ingest/NAME`, binary
  * messages of PCM, a text message `end` to finish; the server acknowledges
- * each message with `{"ack": bytes}` once it is taken and answers `end` with
- * the summary). The body is read only as fast as the model's fleet keeps up:
+ * what it has taken with `{"ack": bytes}`, the bytes of the messages taken
+ * so far (one per message, but never one more while one waits to leave), and
+ * answers `end` with the summary). The body is read only as fast as the model's fleet keeps up:
  * each upload has one model chunk on the fleet and at most 4 waiting, then the
  * server stops reading it until there is room.
  *
@@ -477,6 +478,46 @@ class Upload {
   }
 }
 
+/**
+ * A WebSocket's acks, `{"ack": bytes}`. An ack is cumulative, so one waiting
+ * to leave is not joined by another (the next says the count of when it
+ * leaves): a client that does not read them cannot make the server queue one
+ * per message it sends.
+ */
+export class Acks {
+  readonly #socket: Pick<WebSocket, "send" | "bufferedAmount" | "readyState">;
+  #count = 0;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #stopped = false;
+
+  constructor(
+    socket: Pick<WebSocket, "send" | "bufferedAmount" | "readyState">,
+  ) {
+    this.#socket = socket;
+  }
+
+  /** Says `count` bytes were taken: now, or once what the socket holds has left. */
+  ack(count: number): void {
+    this.#count = count;
+    if (this.#stopped || this.#timer !== undefined) return;
+    if (this.#socket.readyState !== WebSocket.OPEN) return;
+    if (this.#socket.bufferedAmount === 0) {
+      this.#socket.send(JSON.stringify({ ack: this.#count }));
+      return;
+    }
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      this.ack(this.#count);
+    }, 20);
+  }
+
+  /** Sends no more. */
+  stop(): void {
+    this.#stopped = true;
+    clearTimeout(this.#timer);
+  }
+}
+
 const json = (body: unknown, status = 200) =>
   new Response(JSON.stringify(body, null, 2) + "\n", {
     status,
@@ -553,13 +594,17 @@ export function createIngest(options: IngestOptions): Ingest {
       // bytes and in messages.
       let bytes = 0;
       let messages = 0;
+      /** The bytes of the messages taken, as the acks say. */
+      let taken = 0;
       let ended = false;
       let idleTimer: ReturnType<typeof setTimeout> | undefined;
+      const acks = new Acks(socket);
       /** Ends the upload: flushes it, sends the summary, closes with `code`. */
       const end = (code: number, reason: string) => {
         if (ended) return;
         ended = true;
         clearTimeout(idleTimer);
+        acks.stop();
         chain = chain.then(() => upload.finish()).then(
           (summary) => {
             if (socket.readyState === WebSocket.OPEN) {
@@ -580,6 +625,7 @@ export function createIngest(options: IngestOptions): Ingest {
         if (ended) return;
         ended = true;
         clearTimeout(idleTimer);
+        acks.stop();
         log(`[${name}] closed with ${code}: ${reason}`);
         if (socket.readyState === WebSocket.OPEN) socket.close(code, reason);
         void upload.abort(new Error(reason)).finally(resolve);
@@ -616,9 +662,8 @@ export function createIngest(options: IngestOptions): Ingest {
         chain = chain.then(() => upload.write(piece)).then(() => {
           bytes -= piece.length;
           messages--;
-          if (socket.readyState === WebSocket.OPEN && !ended) {
-            socket.send(JSON.stringify({ ack: upload.pcm.bytes }));
-          }
+          taken += piece.length;
+          acks.ack(taken);
         }).catch((error) => {
           refuse(1003, String(error).slice(0, 120));
         });
