@@ -401,12 +401,25 @@ Deno.test("parseWorkerArgs() and parseCliArgs() refuse a bad source of the Redis
       [
         ["--redis", SECRET_URL, "--redis-env", "MY_URL", ...rest],
         env({ MY_URL: SECRET_URL }),
-        "give the Redis URL once: --redis and --redis-env were all given",
+        "give the Redis URL once: --redis and --redis-env were both given",
+      ],
+      [
+        [
+          "--redis",
+          URL_,
+          "--redis-env",
+          "MY_URL",
+          "--redis-file",
+          empty,
+          ...rest,
+        ],
+        env({ MY_URL: SECRET_URL }),
+        "give the Redis URL once: --redis and --redis-env and --redis-file were all given",
       ],
       [
         ["--redis-env", "MY_URL", "--redis-file", empty, ...rest],
         env({ MY_URL: SECRET_URL }),
-        "give the Redis URL once: --redis-env and --redis-file were all given",
+        "give the Redis URL once: --redis-env and --redis-file were both given",
       ],
       [
         ["--redis-env", "MY_URL", ...rest],

@@ -68,7 +68,9 @@ export function readRedisSource(
   if (flags.length > 1) {
     // Their values are not shown: one may hold the password.
     throw new RedisSourceError(
-      `give the Redis URL once: ${flags.join(" and ")} were all given`,
+      `give the Redis URL once: ${flags.join(" and ")} were ${
+        flags.length === 2 ? "both" : "all"
+      } given`,
     );
   }
   let source: RedisSource | undefined;
