@@ -16,9 +16,9 @@
  * messages of PCM, a text message `end` to finish; the server acknowledges
  * what it has taken with `{"ack": bytes}`, the bytes of the messages taken
  * so far (one per message, but never one more while one waits to leave), and
- * answers `end` with the summary). The body is read only as fast as the model's fleet keeps up:
- * each upload has one model chunk on the fleet and at most 4 waiting, then the
- * server stops reading it until there is room.
+ * answers `end` with the summary). The body is read only as fast as the
+ * model's fleet keeps up: each upload has one model chunk on the fleet and at
+ * most 4 waiting, then the server stops reading it until there is room.
  *
  * It is meant to face the internet, so every upload is bounded:
  *
@@ -54,9 +54,8 @@
  * (default 127.0.0.1), `--timeout MS` (a model chunk's round trip, default
  * 30000), `--max-uploads N`, `--idle-timeout MS`. The environment is read
  * only where `--allow-env` grants it; only the URL's redacted form is ever
- * printed. Ctrl-C (or SIGTERM) stops reading every
- * upload, flushes and answers each one, and ends the server; a second one
- * aborts.
+ * printed. Ctrl-C (or SIGTERM) stops reading every upload, flushes and
+ * answers each one, and ends the server; a second one aborts.
  *
  * @module
  */
@@ -537,7 +536,7 @@ export function createIngest(options: IngestOptions): Ingest {
   const running = new Set<Promise<unknown>>();
   let closing: Promise<void> | undefined;
 
-  /** A new upload, counted against the cap until `done` settles. */
+  /** A new upload, counted against the cap until `run` settles. */
   function start<T>(
     name: string,
     transport: Summary["transport"],
