@@ -634,7 +634,7 @@ async function runDemo(args: DemoArgs): Promise<number> {
             (r.speech ? "speech" : "no speech").padEnd(9)
           } p ${r.mean.toFixed(2)} ${
             (r.speechShare * 100).toFixed(0).padStart(3)
-          }% of windows${
+          }% of ${r.windows} windows${
             runs.length === 0 ? "" : `  heard ${seconds(runs)}`
           }  ${ms(r.ms)} [${consumers[1]!.mode}]`,
         );
