@@ -49,6 +49,8 @@ import {
 } from "@ocycle/core";
 import { analyzeVoice, levelDbfs, peakDbfs } from "./audio/dsp.ts";
 import type { VadResult } from "./audio/vad.ts";
+import type * as VadFiles from "./audio/vad_files.ts";
+import type * as FlacModule from "./audio/flac.ts";
 import type { RecorderResult } from "./audio/recorder.ts";
 import { FLAC_ENV, OUT_ENV } from "./audio/recorder_env.ts";
 import {
@@ -222,6 +224,21 @@ function parseArgs(args: string[]): DemoArgs {
   return parsed;
 }
 
+// ---- the npm packages, loaded when needed ----
+
+/**
+ * Imports a module of this example by a computed specifier: Deno fetches
+ * what a literal `import("...")` needs before the program starts, and on a
+ * first run the download would then come before the demo says what it is.
+ */
+function importLate<T>(path: string): Promise<T> {
+  return import(new URL(path, import.meta.url).href);
+}
+
+function importFlac(): Promise<typeof FlacModule> {
+  return importLate<typeof FlacModule>("./audio/flac.ts");
+}
+
 // ---- decrypting a segment ----
 
 async function readKey(dir: string): Promise<{ key: string; from: string }> {
@@ -255,7 +272,7 @@ async function decryptCommand(
     throw new TypeError(`Cannot decrypt ${file}: no such file`);
   }
   const plain = await open(await importKey(decodeKey(key)), sealed);
-  const { decodeFlac } = await import("./audio/flac.ts");
+  const { decodeFlac } = await importFlac();
   const flac = await decodeFlac(plain);
   if (flac.channels !== 1) {
     throw new TypeError(
@@ -510,8 +527,8 @@ async function runDemo(args: DemoArgs): Promise<number> {
   );
   const loading = performance.now();
   const [vadFiles, { decodeFlac }] = await Promise.all([
-    import("./audio/vad_files.ts"),
-    import("./audio/flac.ts"),
+    importLate<typeof VadFiles>("./audio/vad_files.ts"),
+    importFlac(),
   ]);
   print(
     `loaded ${vadFiles.PACKAGES} and libflacjs@5.6.0 in ${
