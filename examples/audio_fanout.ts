@@ -18,7 +18,7 @@
  *
  * The model and FLAC come from npm (onnxruntime-web, @ricky0123/vad-web,
  * libflacjs; pinned): dependencies of this example only, downloaded by Deno
- * on the first run (about 42 MiB), which the demo says on screen.
+ * on the first run (about 41 MiB), which the demo says on screen.
  *
  * ```sh
  * deno task demo                       # speech, tones and silence, real time
@@ -78,7 +78,7 @@ const HELP =
   recorder     every 10 s    process   FLAC segments encrypted with AES-256-GCM
 
 The model and FLAC encoder come from npm; the first run downloads them
-(about 42 MiB) and says so.
+(about 41 MiB) and says so.
 
 Input (one of):
   (default)            recorded speech (espeak-ng), beeps and silence, looped
@@ -523,7 +523,7 @@ async function runDemo(args: DemoArgs): Promise<number> {
   // lists each download) rather than leaving the Workers silent; the Workers
   // and the recorder's children then load them from Deno's cache.
   print(
-    "loading the model and FLAC encoder from npm: the first run downloads them (about 42 MiB)",
+    "loading the model and FLAC encoder from npm: the first run downloads them (about 41 MiB)",
   );
   const loading = performance.now();
   const [vadFiles, { decodeFlac }] = await Promise.all([

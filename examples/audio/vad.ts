@@ -112,8 +112,8 @@ const load = {
  * WebAssembly up: cold, a 2 s batch takes 5 to 10 times longer than warm,
  * and the optimizing compiler runs in the background, so on a busy machine
  * it takes longer in wall time. At least WARMUP_BATCHES batches, then until
- * the last three bring no new best (none under 90% of the best before
- * them), or for at most WARMUP_MS.
+ * the best is under a quarter of the first and the last three bring no new
+ * best (none under 90% of the best before them), or for at most WARMUP_MS.
  */
 async function warmUp(): Promise<{ runs: number; batchesMs: number[] }> {
   const noise = Float32Array.from(
@@ -125,7 +125,9 @@ async function warmUp(): Promise<{ runs: number; batchesMs: number[] }> {
   const settled = () => {
     if (batchesMs.length < WARMUP_BATCHES) return false;
     const before = Math.min(...batchesMs.slice(0, -3));
-    return Math.min(...batchesMs.slice(-3)) >= 0.9 * before;
+    const best = Math.min(before, ...batchesMs.slice(-3));
+    return Math.min(...batchesMs.slice(-3)) >= 0.9 * before &&
+      best <= batchesMs[0]! / 4;
   };
   while (!settled() && performance.now() - begun < WARMUP_MS) {
     const t = performance.now();

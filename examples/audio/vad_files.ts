@@ -5,9 +5,9 @@
 // voice-activity network, MIT licence, as shipped in @ricky0123/vad-web) and
 // ONNX Runtime's WebAssembly build (onnxruntime-web). They are imported as
 // bytes (`"unstable": ["raw-imports"]` in deno.json), so that loading them
-// needs no permission, and so that the first run downloads them (about
-// 40 MiB) before anything runs: the demo imports this module first, to say so
-// on screen, and its Workers then find them in Deno's cache. These npm
+// needs no permission. The demo imports this module itself, once it has said
+// that a first run downloads them (about 41 MiB of npm tarballs with their
+// dependencies), and its Workers then find them in Deno's cache. These npm
 // dependencies belong to the example only: the published module has none.
 
 // First: it hides a Worker's `location`, which the bundle trips over.
