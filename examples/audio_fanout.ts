@@ -66,6 +66,10 @@ import { encodeWav, parseWav, toMonoInt16 } from "./audio/wav.ts";
 const RATE = 16000;
 const FRAME = 320; // 20 ms
 const KEY_FILE = "demo.key";
+/** The directory of the consumers' modules, which a child may read. */
+const AUDIO_DIR = decodeURIComponent(
+  new URL("./audio/", import.meta.url).pathname,
+);
 /** Real speech for the default input: see audio/synth.ts. */
 const SPEECH = new URL("./audio/speech.flac", import.meta.url);
 
@@ -620,6 +624,11 @@ async function runDemo(args: DemoArgs): Promise<number> {
       // Each Worker creates the session and warms it up before it says it
       // is ready (a few seconds; longer on a busy machine).
       startTimeout: 120_000,
+      // As a child: its modules to read, nothing else (the network and
+      // ONNX Runtime's .wasm are imported as bytes from Deno's cache).
+      ...(args.modelMode === "process"
+        ? { permissions: { read: [AUDIO_DIR] } }
+        : {}),
       onDone: (r, info) => {
         consumers[1]!.ms.push(r.ms);
         if (!loads.some((l) => l.sessionMs === r.load.sessionMs)) {
@@ -696,7 +705,7 @@ async function runDemo(args: DemoArgs): Promise<number> {
         ? {
           env: recorderEnv,
           permissions: {
-            read: [decodeURIComponent(new URL(".", recorderUrl).pathname)],
+            read: [AUDIO_DIR],
             write: [outDir],
             env: [KEY_ENV, OUT_ENV, ...FLAC_ENV],
           },
