@@ -5,8 +5,7 @@
  * mono 16-bit stream feeding three consumers through {@linkcode fanout}, each
  * with its own chunk size and execution mode.
  *
- * - a level meter every 0.5 s, inline (`mode: "serial"`): RMS level in dBFS,
- *   from an FFT-free sum of squares;
+ * - a level meter every 0.5 s, inline (`mode: "serial"`): RMS level in dBFS;
  * - a trained model every 2 s in a Web Worker pool (`mode: "thread"`) with a
  *   50% duty cycle (`sampler: 2000`): Silero VAD v5, a voice-activity
  *   network, run by ONNX Runtime's WebAssembly build; per chunk, the mean

@@ -318,6 +318,43 @@ Deno.test("audio demo runs all three consumers in their real modes, and a segmen
   }
 });
 
+Deno.test("audio demo refuses --flac-out or --wav-out without --decrypt, and a decrypt onto the sealed file itself", async () => {
+  for (const flag of ["--flac-out", "--wav-out"]) {
+    const run = await deno([DEMO, flag, "x"]);
+    assertEquals(run.code, 2, run.stderr);
+    assertStringIncludes(run.stderr, `${flag} goes with --decrypt <file>`);
+  }
+  const dir = await Deno.makeTempDir({ prefix: "ocycle-demo-test-" });
+  try {
+    // A sealed file named .flac: its plain FLAC would take its name.
+    const sealed = `${dir}/segment.flac`;
+    const key = generateKey();
+    await Deno.writeFile(
+      sealed,
+      await seal(
+        await importKey(decodeKey(key)),
+        await encodeFlac(new Int16Array(100), 16000),
+      ),
+    );
+    const run = await deno([DEMO, "--decrypt", sealed], {
+      env: { OCYCLE_DEMO_KEY: key },
+    });
+    assertEquals(run.code, 2, run.stderr);
+    assertStringIncludes(run.stderr, "give --flac-out <file>");
+    const ok = await deno(
+      [DEMO, "--decrypt", sealed, "--flac-out", `${dir}/plain.flac`],
+      { env: { OCYCLE_DEMO_KEY: key } },
+    );
+    assertEquals(ok.code, 0, ok.stderr);
+    assertEquals(
+      (await decodeFlac(await Deno.readFile(`${dir}/plain.flac`))).samples,
+      new Int16Array(100),
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("audio demo stops on Ctrl-C, flushing what each consumer holds", async () => {
   const out = await Deno.makeTempDir({ prefix: "ocycle-demo-test-" });
   try {
