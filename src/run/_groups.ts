@@ -100,6 +100,9 @@ export class ProcessGroups implements Groups {
       say(`could not be started (${describe(error)})`);
       return false;
     }
+    // It outlives the children it watches, and must not keep this program
+    // running once they are gone (a pool whose idle children ended).
+    this.#watchdog.unref();
     this.#writer = this.#watchdog.stdin.getWriter();
     this.#watchdog.status.then((status) => {
       if (this.#closing === undefined) {
