@@ -309,6 +309,41 @@ Deno.test("process mode gives up on a child that dies before it is ready", async
     assertStringIncludes(errors[0]!.message, "cannot load this module");
     assertEquals(emitter.stats.replaced, 0);
   });
+  await t.step(
+    "a module that fails to load says so, plainly (RELIABILITY 54)",
+    async () => {
+      // A bare import its project's config does not map: Deno's error comes
+      // with a hint and terminal colours, and the pool kills the child.
+      const dir = await Deno.makeTempDir({ prefix: "ocycle-bare-" });
+      try {
+        await Deno.writeTextFile(`${dir}/deno.json`, "{}\n");
+        await Deno.writeTextFile(
+          `${dir}/callback.ts`,
+          'import { x } from "unmapped-pkg";\nexport default () => x;\n',
+        );
+        const url = new URL(`file://${dir}/callback.ts`);
+        const errors: ChunkError[] = [];
+        const emitter = new BufferEmit(url, 2, {
+          mode: "process",
+          pool: 1,
+          onError: (error) => errors.push(error),
+        });
+        emitter.write(new Uint8Array(2));
+        await emitter.close();
+        const error = only(errors);
+        assertEquals(error.kind, "startup");
+        assertStringIncludes(
+          error.message,
+          `the callback module ${url.href} failed to load: Import "unmapped-pkg" not a dependency (at ${url.href}:1:19)`,
+        );
+        assertEquals(error.message.includes("\x1b"), false, error.message);
+        assertEquals(/SIGKILL|hint/.test(error.message), false, error.message);
+        assertEquals(error.signal, undefined);
+      } finally {
+        await Deno.remove(dir, { recursive: true });
+      }
+    },
+  );
   await t.step("an export that is not a function", async () => {
     const emitter = new BufferEmit(faults, 2, {
       mode: "process",

@@ -58,6 +58,8 @@ export class ProcessGroups implements Groups {
   close(): Promise<void> {
     return this.#closing ??= (async () => {
       if (this.#watchdog === undefined) return;
+      // Waited for now: its exit must keep this program running.
+      this.#watchdog.ref();
       await this.#writer!.close().catch(() => {});
       await this.#watchdog.status;
     })();

@@ -564,7 +564,10 @@ export class Pool<P> implements Runner<unknown, unknown> {
     const failure = wasStarting ? how : undefined;
     if (failure !== "load") this.#owed++;
     const fault: Fault = { kind, detail, cause };
-    worker.transport.gone.then((exit) => {
+    worker.transport.gone.then((gone) => {
+      // One whose module failed to load was killed by the pool: how it
+      // ended says nothing more.
+      const exit = failure === "load" ? { text: "" } : gone;
       const stderr = worker.transport.stderr();
       const options = exitOptions(exit, stderr, cause);
       const text = `${detail}${exit.text}`;

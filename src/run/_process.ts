@@ -33,6 +33,7 @@ import {
   encodeTaskMeta,
 } from "../wire/_values.ts";
 import { childArgs, childEnv, type ProcessSettings } from "./_process_args.ts";
+import { loadFailure } from "./_faults.ts";
 import { describe, type Task } from "./_runner.ts";
 import type {
   Exit,
@@ -198,6 +199,7 @@ export class ProcessKind implements TransportKind<Encoded> {
     );
     return new ProcessTransport(
       index,
+      this.#settings.url.href,
       process,
       groups,
       this.#init,
@@ -210,6 +212,8 @@ export class ProcessKind implements TransportKind<Encoded> {
 class ProcessTransport implements Transport<Encoded> {
   readonly gone: Promise<Exit>;
   readonly #index: number;
+  /** The callback module's URL, for messages. */
+  readonly #url: string;
   readonly #process: Deno.ChildProcess;
   readonly #groups: Groups;
   readonly #writer: WritableStreamDefaultWriter<Uint8Array>;
@@ -237,6 +241,7 @@ class ProcessTransport implements Transport<Encoded> {
 
   constructor(
     index: number,
+    url: string,
     process: Deno.ChildProcess,
     groups: Groups,
     init: Uint8Array,
@@ -244,6 +249,7 @@ class ProcessTransport implements Transport<Encoded> {
     events: TransportEvents,
   ) {
     this.#index = index;
+    this.#url = url;
     this.#process = process;
     this.#groups = groups;
     this.#tuning = tuning;
@@ -447,7 +453,7 @@ class ProcessTransport implements Transport<Encoded> {
         this.#over = true;
         return events.fault(
           "load",
-          `the callback module could not be loaded: ${error.message}`,
+          loadFailure(this.#url, error.message),
           error,
         );
       }

@@ -20,6 +20,7 @@ import {
   type WorkerMessage,
 } from "../wire/_messages.ts";
 import { layoutType } from "../wire/_layout.ts";
+import { loadFailure } from "./_faults.ts";
 import type { Task } from "./_runner.ts";
 import type {
   Exit,
@@ -112,6 +113,8 @@ class ThreadTransport implements Transport<undefined> {
   readonly #type: TypedArrayConstructor<TypedArray> | undefined;
   readonly #copies: boolean;
   readonly #events: TransportEvents;
+  /** The callback module's URL, for messages. */
+  readonly #url: string;
   #resolveGone!: (exit: Exit) => void;
   #ended = false;
 
@@ -126,6 +129,7 @@ class ThreadTransport implements Transport<undefined> {
     this.#type = type;
     this.#copies = copies;
     this.#events = events;
+    this.#url = init.url;
     this.gone = new Promise((resolve) => this.#resolveGone = resolve);
     worker.onmessage = (event: MessageEvent<WorkerMessage>) =>
       this.#onMessage(event.data);
@@ -241,7 +245,11 @@ class ThreadTransport implements Transport<undefined> {
         return events.ready();
       case "startup-error": {
         const error = fromWireError(reply.error);
-        return events.fault("load", error.message, error);
+        return events.fault(
+          "load",
+          loadFailure(this.#url, error.message),
+          error,
+        );
       }
       case "closing":
         return events.fault(
