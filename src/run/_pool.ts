@@ -128,6 +128,10 @@ export class Pool<P> implements Runner<unknown, unknown> {
       let worker = this.#pick();
       if (worker === undefined) {
         this.#fill();
+        // None could be started at all: no use waiting for one.
+        if (this.#broken !== undefined) {
+          return reject(this.#startupError(task.info));
+        }
         worker = this.#pick();
       }
       if (worker === undefined) this.#wait(job);
