@@ -1243,6 +1243,59 @@ Deno.test({
   assert(started.includes("NO_PROXY=example.invalid"), started.join(" "));
 });
 
+Deno.test({
+  name:
+    "process mode children of a program that may not read its environment inherit it, and the callback sees only env (RELIABILITY 53)",
+  // It reads what the child was started with from /proc.
+  ignore: Deno.build.os !== "linux",
+}, async (t) => {
+  // No --allow-env, as the README's permissions: DENO_DIR cannot be read to
+  // be passed on, so the child inherits everything and hides it.
+  const fixture = new URL("./fixtures/process/environment.ts", import.meta.url);
+  for (const how of ["all", "list"]) {
+    await t.step(
+      `permissions.env: ${how === "all" ? "true" : "a list"}`,
+      async () => {
+        const output = await new Deno.Command(Deno.execPath(), {
+          args: [
+            "run",
+            "--allow-read",
+            `--allow-run=${Deno.execPath()},/bin/cat`,
+            `--import-map=${
+              new URL("../.ci/import_map.json", import.meta.url).pathname
+            }`,
+            fixture.pathname,
+            how,
+          ],
+          clearEnv: true,
+          env: {
+            DENO_DIR: Deno.env.get("DENO_DIR") ??
+              `${Deno.env.get("HOME")}/.cache/deno`,
+            SECRET: "s3cret",
+            HOME: Deno.env.get("HOME") ?? "/",
+          },
+          stdout: "piped",
+          stderr: "piped",
+        }).output();
+        const decoder = new TextDecoder();
+        const stderr = decoder.decode(output.stderr);
+        assertEquals(output.code, 0, stderr);
+        const { seen, started } = JSON.parse(decoder.decode(output.stdout)) as {
+          seen: Record<string, string>;
+          started: string[];
+        };
+        assert(started.includes("SECRET=s3cret"), started.join(" "));
+        assert(
+          started.some((v) => v.startsWith("DENO_DIR=")),
+          started.join(" "),
+        );
+        if (how === "all") assertEquals(withoutDenoShim(seen), { GIVEN: "1" });
+        else assertEquals(seen, { GIVEN: "1" }); // SECRET: undefined
+      },
+    );
+  }
+});
+
 Deno.test("process mode bounds its queue for a writer that ignores write()'s false (RELIABILITY 28)", async () => {
   const emitter = new BufferEmit(faults, 4, {
     mode: "process",

@@ -32,7 +32,12 @@ import {
   encodeTaskHead,
   encodeTaskMeta,
 } from "../wire/_values.ts";
-import { childArgs, childEnv, type ProcessSettings } from "./_process_args.ts";
+import {
+  childArgs,
+  type ChildEnv,
+  childEnv,
+  type ProcessSettings,
+} from "./_process_args.ts";
 import { loadFailure } from "./_faults.ts";
 import { describe, type Task } from "./_runner.ts";
 import type {
@@ -107,7 +112,7 @@ export class ProcessKind implements TransportKind<Encoded> {
   readonly #settings: ProcessSettings;
   readonly #tuning: ProcessTuning;
   readonly #args: string[];
-  readonly #env: { env: Record<string, string>; hide: string[] };
+  readonly #env: ChildEnv;
   readonly #raw: boolean;
   #init: Uint8Array | undefined;
 
@@ -118,7 +123,7 @@ export class ProcessKind implements TransportKind<Encoded> {
     this.#settings = settings;
     this.#tuning = { ...DEFAULT_TUNING, ...tuning };
     this.#args = childArgs(settings, this.#tuning.writePiece);
-    this.#env = childEnv(settings.env);
+    this.#env = childEnv(settings.env, settings.permissionFlags);
     const kind = settings.layout.kind;
     this.#raw = kind === "bytes" || kind === "samples";
     loadCodec();
@@ -178,7 +183,7 @@ export class ProcessKind implements TransportKind<Encoded> {
       stdin: "piped",
       stdout: "piped",
       stderr: "piped",
-      clearEnv: true,
+      clearEnv: !this.#env.inherit,
       env: this.#env.env,
       detached: groups.detached,
     }).spawn();
@@ -194,6 +199,7 @@ export class ProcessKind implements TransportKind<Encoded> {
           layout: this.#settings.layout,
           borrow: false,
           hideEnv: this.#env.hide,
+          ...(this.#env.keep === undefined ? {} : { keepEnv: this.#env.keep }),
         } satisfies InitMessage,
       ),
     );
