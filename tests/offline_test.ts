@@ -170,3 +170,105 @@ Deno.test("process mode as installed runs offline with only the README's permiss
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+/** Where the official std sources and the local JSR registry are, if given. */
+const STD_GIT = Deno.env.get("OCYCLE_STD_GIT");
+const JSR_REGISTRY = Deno.env.get("OCYCLE_JSR_REGISTRY");
+
+Deno.test({
+  name:
+    "process mode installed from a JSR registry runs offline after deno cache with the README's permissions (RELIABILITY 53; needs OCYCLE_STD_GIT and OCYCLE_JSR_REGISTRY)",
+  // The registry serves std from its official sources, which CI cannot
+  // fetch: the test above, which needs neither, is the one CI runs.
+  ignore: STD_GIT === undefined || JSR_REGISTRY === undefined,
+}, async () => {
+  const dir = await Deno.makeTempDir({ prefix: "ocycle-jsr-" });
+  const files: string[] = [
+    "mod.ts",
+    "cli.ts",
+    "README.md",
+    "LICENSE",
+    "deno.json",
+  ];
+  const walk = async (sub: string) => {
+    for await (const entry of Deno.readDir(new URL(sub, ROOT))) {
+      const path = `${sub}${entry.name}`;
+      if (entry.isDirectory) await walk(`${path}/`);
+      else if (path.endsWith(".ts")) files.push(path);
+    }
+  };
+  await walk("src/");
+  await Deno.writeTextFile(`${dir}/files.txt`, files.join("\n") + "\n");
+  const registry = new Deno.Command("python3", {
+    args: [
+      JSR_REGISTRY!,
+      "--std",
+      STD_GIT!,
+      ROOT.pathname,
+      `${dir}/files.txt`,
+      `${dir}/port`,
+    ],
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  try {
+    let port = "";
+    for (let i = 0; i < 100 && port === ""; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      port = await Deno.readTextFile(`${dir}/port`).catch(() => "");
+    }
+    const user = `${dir}/user`;
+    await Deno.mkdir(user);
+    await Deno.writeTextFile(
+      `${user}/analyze.ts`,
+      "export default (chunk: Uint8Array) => chunk.length;\n",
+    );
+    await Deno.writeTextFile(
+      `${user}/main.ts`,
+      `import { BufferEmit } from "@ocycle/core";
+const results: unknown[] = [];
+const emitter = new BufferEmit(new URL("./analyze.ts", import.meta.url), 4, {
+  mode: "process",
+  pool: 1,
+  onDone: (n) => results.push(n),
+  onError: (error) => results.push(error.message),
+});
+emitter.write(new Uint8Array(4));
+await emitter.close();
+console.log(JSON.stringify(results));
+`,
+    );
+    const env = {
+      DENO_DIR: `${dir}/cache`,
+      DENO_NO_UPDATE_CHECK: "1",
+      JSR_URL: `http://127.0.0.1:${port.trim()}/`,
+    };
+    const added = await deno(["add", "jsr:@ocycle/core"], env, user);
+    assertEquals(added.code, 0, added.stderr);
+    const cached = await deno(["cache", "main.ts"], env, user);
+    assertEquals(cached.code, 0, cached.stderr);
+    registry.kill();
+    await registry.status;
+    const run = await deno(
+      [
+        "run",
+        "--allow-read=./analyze.ts",
+        `--allow-run=${Deno.execPath()}`,
+        "main.ts",
+      ],
+      env,
+      user,
+    );
+    assertEquals(run.code, 0, run.stderr);
+    assertEquals(run.stdout, "[4]\n");
+    assertEquals(run.stderr, "");
+  } finally {
+    try {
+      registry.kill();
+    } catch {
+      // Stopped already.
+    }
+    await registry.status;
+    await Deno.remove(dir, { recursive: true });
+  }
+});
