@@ -3,7 +3,13 @@
 // pool is idle, and an error nobody observed fails it loudly. Each case runs
 // a real program (tests/fixtures/idle/forgot_close.ts) in a Deno of its own.
 
-import { assert, assertEquals, assertStringIncludes } from "@std/assert";
+import {
+  assert,
+  assertEquals,
+  assertStringIncludes,
+  assertThrows,
+} from "@std/assert";
+import { BufferEmit } from "../mod.ts";
 
 const FIXTURE = new URL("./fixtures/idle/forgot_close.ts", import.meta.url);
 const MAP = new URL("../.ci/import_map.json", import.meta.url);
@@ -102,5 +108,53 @@ Deno.test("An error nobody observed fails the program that forgot close() (RELIA
     assertEquals(ran.code, 0, ran.stdout + ran.stderr);
     assertStringIncludes(ran.stdout, "caught AggregateError");
     assertEquals(ran.stderr, "");
+  });
+});
+
+Deno.test("BufferEmit ends idle Workers and children after idleTimeout and starts them again for the next chunk", async (t) => {
+  const callback = new URL("./fixtures/idle/callback.ts", import.meta.url);
+  for (const mode of ["thread", "process"] as const) {
+    await t.step(`${mode} mode`, async () => {
+      const results: number[] = [];
+      let resolve = () => {};
+      const emitter = new BufferEmit(callback, 4, {
+        mode,
+        pool: 2,
+        exportName: "length",
+        idleTimeout: 100,
+        onDone: (n) => {
+          results.push(n as number);
+          resolve();
+        },
+      });
+      const result = () => new Promise<void>((r) => resolve = r);
+      const gone = async () => {
+        while (emitter.stats.workers > 0) {
+          await new Promise((r) => setTimeout(r, 20));
+        }
+      };
+      let next = result();
+      emitter.write(new Uint8Array(4));
+      await next;
+      assertEquals(emitter.stats.workers, 2);
+      await gone();
+      next = result();
+      emitter.write(new Uint8Array(4));
+      // Started on demand again: the chunk runs.
+      assert(emitter.stats.workers > 0);
+      await next;
+      await gone();
+      emitter.write(new Uint8Array(4));
+      await emitter.close();
+      assertEquals(results, [4, 4, 4]);
+      assertEquals(emitter.stats.replaced, 0);
+    });
+  }
+  await t.step("idleTimeout is checked", () => {
+    assertThrows(
+      () => new BufferEmit(callback, 4, { mode: "thread", idleTimeout: 0 }),
+      RangeError,
+      "Cannot create BufferEmit as 'idleTimeout' must be a number of milliseconds > 0: received number 0",
+    );
   });
 });

@@ -18,6 +18,10 @@
 // bounded number of times in a row; then every chunk fails with the start-up
 // error.
 //
+// A worker that has held nothing, with nothing waiting, for `idleTimeout` is
+// ended, and the next chunk starts workers again: an idle pool holds nothing
+// that keeps the program running.
+//
 // Processes (children, commands) each run in a process group of their own,
 // watched by the pool's watchdog (run/_groups.ts), which starts with the first
 // of them and ends once close() has seen the last one go.
@@ -438,6 +442,20 @@ export class Pool<P> implements Runner<unknown, unknown> {
     this.#rest(worker);
   }
 
+  #onFault(
+    worker: Worker<P>,
+    kind: FaultKind,
+    detail: string,
+    cause: unknown,
+  ): void {
+    if (worker.state === "ending") {
+      // It was told to end: a load error or a crash now costs nothing.
+      return;
+    }
+    if (kind === "load") this.#fault(worker, "startup", detail, cause, "load");
+    else this.#fault(worker, kind, detail, cause);
+  }
+
   // ---- idle workers ----
 
   /**
@@ -462,20 +480,6 @@ export class Pool<P> implements Runner<unknown, unknown> {
       worker.rested = true;
       worker.transport.end();
     }, this.#idleTimeout);
-  }
-
-  #onFault(
-    worker: Worker<P>,
-    kind: FaultKind,
-    detail: string,
-    cause: unknown,
-  ): void {
-    if (worker.state === "ending") {
-      // It was told to end: a load error or a crash now costs nothing.
-      return;
-    }
-    if (kind === "load") this.#fault(worker, "startup", detail, cause, "load");
-    else this.#fault(worker, kind, detail, cause);
   }
 
   // ---- the clock ----
