@@ -334,7 +334,7 @@ Deno.test("process mode gives up on a child that dies before it is ready", async
         assertEquals(error.kind, "startup");
         assertStringIncludes(
           error.message,
-          `the callback module ${url.href} failed to load: Import "unmapped-pkg" not a dependency (at ${url.href}:1:19)`,
+          `the callback module ${url.href} could not be loaded: Import "unmapped-pkg" not a dependency (at ${url.href}:1:19)`,
         );
         assertEquals(error.message.includes("\x1b"), false, error.message);
         assertEquals(/SIGKILL|hint/.test(error.message), false, error.message);

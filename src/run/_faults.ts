@@ -91,7 +91,7 @@ export function loadFailure(url: string, message: string): string {
   const lines = message.replace(ANSI, "").split("\n").map((l) => l.trim());
   const first = lines.find((line) => line !== "") ?? "no reason given";
   const at = lines.find((line) => line.startsWith("at "));
-  return `the callback module ${url} failed to load: ${first}${
+  return `the callback module ${url} could not be loaded: ${first}${
     at === undefined ? "" : ` (${at})`
   }`;
 }
