@@ -74,7 +74,7 @@ export interface SampleEmitStats extends EmitterStats {
  * const chunks: number[][] = [];
  * const emitter = new SampleEmit((chunk) => {
  *   chunks.push([...chunk]);
- * }, 2, { type: Int16Array });
+ * }, 2, { type: Int16Array, clip: true });
  * const bytes = new Uint8Array(Int16Array.from([1, -2, 300]).buffer);
  * emitter.write(bytes.subarray(0, 3)); // one sample and a half
  * emitter.write(bytes.subarray(3));
