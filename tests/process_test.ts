@@ -1064,6 +1064,38 @@ Deno.test("Pool gives each chunk to the ready worker holding the fewest, up to c
   assert(a.ended && b.ended);
 });
 
+Deno.test("Pool ends a worker idle for idleTimeout, and a chunk that comes while it ends waits for its replacement (RELIABILITY 52)", async () => {
+  const kind = new FakeKind(true, false);
+  const pool = new Pool(kind, {
+    pool: 1,
+    concurrency: 1,
+    timeout: Infinity,
+    idleTimeout: 30,
+  });
+  const first = pool.run(task(0));
+  const a = kind.workers[0]!;
+  a.events.ready();
+  a.reply(0);
+  assertEquals(await first, 0);
+  while (!a.ended) await new Promise((r) => setTimeout(r, 10));
+  // It has not exited yet: the pool is full, so the chunk waits for it.
+  const second = pool.run(task(1));
+  assertEquals(kind.workers.length, 1);
+  a.exit();
+  await settle();
+  assertEquals(kind.workers.length, 2);
+  const b = kind.workers[1]!;
+  b.events.ready();
+  assertEquals(b.got, [1]);
+  b.reply(1);
+  assertEquals(await second, 1);
+  // Ended for being idle, not for a fault: nothing was replaced.
+  assertEquals(pool.counts().replaced, 0);
+  const closing = pool.close();
+  b.exit();
+  await closing;
+});
+
 Deno.test("Pool sends the chunks a crashed worker had not started to the next one first, in order", async () => {
   const kind = new FakeKind();
   const pool = new Pool(kind, { pool: 1, concurrency: 3, timeout: Infinity });
