@@ -315,6 +315,41 @@ Deno.test("process mode gives up on a child that dies before it is ready", async
     assertStringIncludes(errors[0]!.message, "cannot load this module");
     assertEquals(emitter.stats.replaced, 0);
   });
+  await t.step(
+    "a module that fails to load says so, plainly (RELIABILITY 54)",
+    async () => {
+      // A bare import its project's config does not map: Deno's error comes
+      // with a hint and terminal colours, and the pool kills the child.
+      const dir = await Deno.makeTempDir({ prefix: "ocycle-bare-" });
+      try {
+        await Deno.writeTextFile(`${dir}/deno.json`, "{}\n");
+        await Deno.writeTextFile(
+          `${dir}/callback.ts`,
+          'import { x } from "unmapped-pkg";\nexport default () => x;\n',
+        );
+        const url = new URL(`file://${dir}/callback.ts`);
+        const errors: ChunkError[] = [];
+        const emitter = new BufferEmit(url, 2, {
+          mode: "process",
+          pool: 1,
+          onError: (error) => errors.push(error),
+        });
+        emitter.write(new Uint8Array(2));
+        await emitter.close();
+        const error = only(errors);
+        assertEquals(error.kind, "startup");
+        assertStringIncludes(
+          error.message,
+          `the callback module ${url.href} could not be loaded: Import "unmapped-pkg" not a dependency (at ${url.href}:1:19)`,
+        );
+        assertEquals(error.message.includes("\x1b"), false, error.message);
+        assertEquals(/SIGKILL|hint/.test(error.message), false, error.message);
+        assertEquals(error.signal, undefined);
+      } finally {
+        await Deno.remove(dir, { recursive: true });
+      }
+    },
+  );
   await t.step("an export that is not a function", async () => {
     const emitter = new BufferEmit(faults, 2, {
       mode: "process",
@@ -1039,6 +1074,38 @@ Deno.test("Pool gives each chunk to the ready worker holding the fewest, up to c
   assert(a.ended && b.ended);
 });
 
+Deno.test("Pool ends a worker idle for idleTimeout, and a chunk that comes while it ends waits for its replacement (RELIABILITY 52)", async () => {
+  const kind = new FakeKind(true, false);
+  const pool = new Pool(kind, {
+    pool: 1,
+    concurrency: 1,
+    timeout: Infinity,
+    idleTimeout: 30,
+  });
+  const first = pool.run(task(0));
+  const a = kind.workers[0]!;
+  a.events.ready();
+  a.reply(0);
+  assertEquals(await first, 0);
+  while (!a.ended) await new Promise((r) => setTimeout(r, 10));
+  // It has not exited yet: the pool is full, so the chunk waits for it.
+  const second = pool.run(task(1));
+  assertEquals(kind.workers.length, 1);
+  a.exit();
+  await settle();
+  assertEquals(kind.workers.length, 2);
+  const b = kind.workers[1]!;
+  b.events.ready();
+  assertEquals(b.got, [1]);
+  b.reply(1);
+  assertEquals(await second, 1);
+  // Ended for being idle, not for a fault: nothing was replaced.
+  assertEquals(pool.counts().replaced, 0);
+  const closing = pool.close();
+  b.exit();
+  await closing;
+});
+
 Deno.test("Pool sends the chunks a crashed worker had not started to the next one first, in order", async () => {
   const kind = new FakeKind();
   const pool = new Pool(kind, { pool: 1, concurrency: 3, timeout: Infinity });
@@ -1216,6 +1283,59 @@ Deno.test({
   assertEquals(seen.NO_PROXY, undefined);
   assert(started.includes(`DENO_DIR=${denoDir}`), started.join(" "));
   assert(started.includes("NO_PROXY=example.invalid"), started.join(" "));
+});
+
+Deno.test({
+  name:
+    "process mode children of a program that may not read its environment inherit it, and the callback sees only env (RELIABILITY 53)",
+  // It reads what the child was started with from /proc.
+  ignore: Deno.build.os !== "linux",
+}, async (t) => {
+  // No --allow-env, as the README's permissions: DENO_DIR cannot be read to
+  // be passed on, so the child inherits everything and hides it.
+  const fixture = new URL("./fixtures/process/environment.ts", import.meta.url);
+  for (const how of ["all", "list"]) {
+    await t.step(
+      `permissions.env: ${how === "all" ? "true" : "a list"}`,
+      async () => {
+        const output = await new Deno.Command(Deno.execPath(), {
+          args: [
+            "run",
+            "--allow-read",
+            `--allow-run=${Deno.execPath()},/bin/cat`,
+            `--import-map=${
+              new URL("../.ci/import_map.json", import.meta.url).pathname
+            }`,
+            fixture.pathname,
+            how,
+          ],
+          clearEnv: true,
+          env: {
+            DENO_DIR: Deno.env.get("DENO_DIR") ??
+              `${Deno.env.get("HOME")}/.cache/deno`,
+            SECRET: "s3cret",
+            HOME: Deno.env.get("HOME") ?? "/",
+          },
+          stdout: "piped",
+          stderr: "piped",
+        }).output();
+        const decoder = new TextDecoder();
+        const stderr = decoder.decode(output.stderr);
+        assertEquals(output.code, 0, stderr);
+        const { seen, started } = JSON.parse(decoder.decode(output.stdout)) as {
+          seen: Record<string, string>;
+          started: string[];
+        };
+        assert(started.includes("SECRET=s3cret"), started.join(" "));
+        assert(
+          started.some((v) => v.startsWith("DENO_DIR=")),
+          started.join(" "),
+        );
+        if (how === "all") assertEquals(withoutDenoShim(seen), { GIVEN: "1" });
+        else assertEquals(seen, { GIVEN: "1" }); // SECRET: undefined
+      },
+    );
+  }
 });
 
 Deno.test("process mode bounds its queue for a writer that ignores write()'s false (RELIABILITY 28)", async () => {

@@ -26,6 +26,8 @@ export interface RunnerSettings<C, R>
   readonly timeout: number;
   /** Milliseconds a Worker or child may take to start, and a chunk may wait for one. */
   readonly startTimeout: number;
+  /** Milliseconds an idle Worker or child is kept; Infinity until close(). */
+  readonly idleTimeout: number;
   /** Attempts after the first for a chunk that crashed or timed out. */
   readonly retries: number;
   /** Milliseconds before the first retry, doubled for each next one. */
@@ -55,6 +57,7 @@ function modeRunner<C, R>(settings: RunnerSettings<C, R>): Runner<C, R> {
     timeout,
     startTimeout,
     startDeadline: startTimeout,
+    idleTimeout: settings.idleTimeout,
   };
   if (settings.transport !== undefined) {
     return new Pool(settings.transport, options) as Runner<C, R>;

@@ -58,6 +58,8 @@ export class ProcessGroups implements Groups {
   close(): Promise<void> {
     return this.#closing ??= (async () => {
       if (this.#watchdog === undefined) return;
+      // Waited for now: its exit must keep this program running.
+      this.#watchdog.ref();
       await this.#writer!.close().catch(() => {});
       await this.#watchdog.status;
     })();
@@ -100,6 +102,9 @@ export class ProcessGroups implements Groups {
       say(`could not be started (${describe(error)})`);
       return false;
     }
+    // It outlives the children it watches, and must not keep this program
+    // running once they are gone (a pool whose idle children ended).
+    this.#watchdog.unref();
     this.#writer = this.#watchdog.stdin.getWriter();
     this.#watchdog.status.then((status) => {
       if (this.#closing === undefined) {

@@ -32,7 +32,13 @@ import {
   encodeTaskHead,
   encodeTaskMeta,
 } from "../wire/_values.ts";
-import { childArgs, childEnv, type ProcessSettings } from "./_process_args.ts";
+import {
+  childArgs,
+  type ChildEnv,
+  childEnv,
+  type ProcessSettings,
+} from "./_process_args.ts";
+import { loadFailure } from "./_faults.ts";
 import { describe, type Task } from "./_runner.ts";
 import type {
   Exit,
@@ -106,7 +112,7 @@ export class ProcessKind implements TransportKind<Encoded> {
   readonly #settings: ProcessSettings;
   readonly #tuning: ProcessTuning;
   readonly #args: string[];
-  readonly #env: { env: Record<string, string>; hide: string[] };
+  readonly #env: ChildEnv;
   readonly #raw: boolean;
   #init: Uint8Array | undefined;
 
@@ -117,7 +123,7 @@ export class ProcessKind implements TransportKind<Encoded> {
     this.#settings = settings;
     this.#tuning = { ...DEFAULT_TUNING, ...tuning };
     this.#args = childArgs(settings, this.#tuning.writePiece);
-    this.#env = childEnv(settings.env);
+    this.#env = childEnv(settings.env, settings.permissionFlags);
     const kind = settings.layout.kind;
     this.#raw = kind === "bytes" || kind === "samples";
     loadCodec();
@@ -177,7 +183,7 @@ export class ProcessKind implements TransportKind<Encoded> {
       stdin: "piped",
       stdout: "piped",
       stderr: "piped",
-      clearEnv: true,
+      clearEnv: !this.#env.inherit,
       env: this.#env.env,
       detached: groups.detached,
     }).spawn();
@@ -193,11 +199,13 @@ export class ProcessKind implements TransportKind<Encoded> {
           layout: this.#settings.layout,
           borrow: false,
           hideEnv: this.#env.hide,
+          ...(this.#env.keep === undefined ? {} : { keepEnv: this.#env.keep }),
         } satisfies InitMessage,
       ),
     );
     return new ProcessTransport(
       index,
+      this.#settings.url.href,
       process,
       groups,
       this.#init,
@@ -210,6 +218,8 @@ export class ProcessKind implements TransportKind<Encoded> {
 class ProcessTransport implements Transport<Encoded> {
   readonly gone: Promise<Exit>;
   readonly #index: number;
+  /** The callback module's URL, for messages. */
+  readonly #url: string;
   readonly #process: Deno.ChildProcess;
   readonly #groups: Groups;
   readonly #writer: WritableStreamDefaultWriter<Uint8Array>;
@@ -237,6 +247,7 @@ class ProcessTransport implements Transport<Encoded> {
 
   constructor(
     index: number,
+    url: string,
     process: Deno.ChildProcess,
     groups: Groups,
     init: Uint8Array,
@@ -244,6 +255,7 @@ class ProcessTransport implements Transport<Encoded> {
     events: TransportEvents,
   ) {
     this.#index = index;
+    this.#url = url;
     this.#process = process;
     this.#groups = groups;
     this.#tuning = tuning;
@@ -447,7 +459,7 @@ class ProcessTransport implements Transport<Encoded> {
         this.#over = true;
         return events.fault(
           "load",
-          `the callback module could not be loaded: ${error.message}`,
+          loadFailure(this.#url, error.message),
           error,
         );
       }
