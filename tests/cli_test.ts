@@ -315,7 +315,7 @@ Deno.test("parseCliArgs() applies defaults and rejects bad combinations", async 
     [["--exec", "cat", "-kq"], `unknown option "-kq"`],
     [["--exec", "cat", "--k"], `unknown option "--k"`],
     [["--frobnicate", "--size"], `unknown option "--frobnicate"`],
-    [["--exec", "cat", "--hop", "1K"], "--hop 1K needs --clip"],
+    [["--exec", "cat", "--hop", "1K"], `--hop requires --clip: received "1K"`],
     [
       ["--exec", "cat", "-j", "0"],
       `--pool must be a positive integer: received "0"`,
@@ -744,6 +744,11 @@ Deno.test("ocycle rejects bad flags and missing files with exit code 2", async (
       "--size 2s is a duration, so it needs --rate",
     ],
     [["--frobnicate", "--exec", "cat"], `unknown option "--frobnicate"`],
+    // The library's check, told by flag and the text typed.
+    [
+      ["-j", "0", "--exec", "cat"],
+      `ocycle: --pool must be a positive integer: received "0"`,
+    ],
     [
       ["--size", "--exec", "cat"],
       `ocycle: --size needs a value: the next argument, "--exec", is an option`,
