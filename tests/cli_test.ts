@@ -161,6 +161,13 @@ Deno.test("parseDuration() reads milliseconds, seconds and minutes", () => {
     RangeError,
     `--timeout must be a duration`,
   );
+  // Zero is a duration; whether it will do is the library's to say.
+  assertEquals(parseDuration("--retry-delay", "0ms"), 0);
+  assertThrows(
+    () => parseDuration("--timeout", "1" + "0".repeat(400)),
+    RangeError,
+    `--timeout is too long: received "1000`,
+  );
 });
 
 Deno.test("splitCommand() splits like a shell and refuses shell operators", () => {
@@ -336,8 +343,21 @@ Deno.test("parseCliArgs() applies defaults and rejects bad combinations", async 
       ["--exec", "cat", "-j2", "--jobs=3"],
       `--pool was given 2 times ("2", "3")`,
     ],
+    [
+      ["--exec", "cat", "--timeout", "0"],
+      `--timeout must be a number of milliseconds > 0: received "0"`,
+    ],
+    [
+      ["--module", "h.ts", "--export="],
+      `--export must not be empty: received ""`,
+    ],
     [["--exec", "cat", "--allow", "read"], "--allow is for --module"],
     [["--module", "h.ts", "--allow", "everything"], `received "everything"`],
+    [
+      // Any name reaches the library, which judges it.
+      ["--module", "h.ts", "--allow", "__proto__"],
+      `--allow is not a Deno permission: use read, write, net, env, run, sys, ffi or import: received "__proto__"`,
+    ],
     [
       ["--exec", "cat", "--rate", "16000", "--size", "3"],
       "--size must be whole frames of 2 bytes",
