@@ -183,8 +183,10 @@ export function readFlags(args: readonly string[], command: Command): Flags {
  * `-j=2`, `-j 2`, `--jobs 2` and `--pool 2` all become `--pool=2`, and a flag
  * that takes no value becomes `--name=true`. Left to itself parseArgs would
  * read `--size -3` as an empty --size and an option -3, `--clip true` as
- * --clip given "true", and `-s1MiB` as -s and four more short flags; and with
- * `alias` for the short names it would also take `--s`, `--k` and `-kq`.
+ * --clip given "true", `-q=yes` as quiet "yes", and `-s1MiB` as -s and four
+ * more short flags; and with `alias` for the short names it would also take
+ * `--s`, `--k` and `-kq`, and file `--jobs 2 -j 3` under two names, one a
+ * list and the other a number (std 1.4.0, tried), so the aliases are here.
  * Other arguments pass through for parseArgs to refuse, except two that it
  * would misread: "--" (it parses nothing after it) and `--no-x=y` (read as
  * `--x=y`).
