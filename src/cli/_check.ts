@@ -106,7 +106,11 @@ export function checkEmitter(cli: CliOptions): void {
   }
 }
 
-/** The flag that gives each option the library checks, for messages. */
+/**
+ * The flag that gives each option the library checks, for messages. Not the
+ * Redis URL: it is checked where it is read (_redis_source.ts), and named by
+ * where it came from, a flag, a file or REDIS_URL.
+ */
 const FLAGS: Readonly<Record<string, string>> = {
   size: "--size",
   clip: "--clip",
@@ -120,12 +124,9 @@ const FLAGS: Readonly<Record<string, string>> = {
   callback: "--module",
   module: "--module",
   permissions: "--allow",
-  redis: "--redis",
-  "redis.url": "--redis",
   "redis.stream": "--stream",
   "redis.group": "--group",
   "redis.inFlight": "--in-flight",
-  url: "--redis",
   stream: "--stream",
   group: "--group",
   name: "--name",
@@ -151,7 +152,7 @@ export function usageError(error: unknown, options: object): UsageError {
   if (match === null || flag === undefined) {
     return new UsageError(error.message, { cause: error });
   }
-  // Every string is non-empty but "": say it as a command line would.
+  // A flag's value is always a string: what can be wrong is that it is "".
   let rest = match[2]!.replace(
     /^ must be a non-empty string/,
     " must not be empty",
