@@ -6,16 +6,13 @@
 import {
   assert,
   assertEquals,
+  AssertionError,
   assertStringIncludes,
   assertThrows,
 } from "@std/assert";
-import {
-  HELP,
-  parseCliArgs,
-  parseWorkerArgs,
-  UsageError,
-  WORKER_HELP,
-} from "../src/cli/_args.ts";
+import { parseCliArgs, parseWorkerArgs, UsageError } from "../src/cli/_args.ts";
+import { HELP, WORKER_HELP } from "../src/cli/_help.ts";
+import { startWorker } from "../src/cli/_worker.ts";
 import type { Environment } from "../src/cli/_redis_source.ts";
 
 const URL_ = "redis://127.0.0.1:6379";
@@ -85,7 +82,23 @@ Deno.test("parseWorkerArgs() reads a worker's flags and applies defaults", async
   });
 });
 
-Deno.test("parseWorkerArgs() rejects a bad worker command line, naming the flag and the value", async (t) => {
+/**
+ * The UsageError a worker command line gets: from parseWorkerArgs, or from
+ * runWorker's own checks as startWorker starts it (before anything runs).
+ */
+async function refuseWorker(args: string[]): Promise<UsageError> {
+  let worker;
+  try {
+    worker = startWorker(parseWorkerArgs(args), "./h.ts", () => {});
+  } catch (error) {
+    if (error instanceof UsageError) return error;
+    throw error;
+  }
+  await worker.abort();
+  throw new AssertionError(`a worker started with ${JSON.stringify(args)}`);
+}
+
+Deno.test("parseWorkerArgs() and startWorker() reject a bad worker command line, naming the flag and the value", async (t) => {
   const bad: [string[], string][] = [
     [
       ["--stream", "jobs", "--module", "./h.ts"],
@@ -115,7 +128,16 @@ Deno.test("parseWorkerArgs() rejects a bad worker command line, naming the flag 
       `--stream must not be empty: received ""`,
     ],
     [[...WORKER, "--group="], `--group must not be empty: received ""`],
-    [[...WORKER, "--name", ""], `--name must not be empty: received ""`],
+    [
+      // runWorker's rule, which the command line's own copy did not have.
+      [...WORKER, "--name", ""],
+      `--name must be a name of 1 to 200 characters without spaces, not "ocycle:handed-back": received ""`,
+    ],
+    [[...WORKER, "--name", "gpu 1"], `--name must be a name`],
+    [
+      [...WORKER, "--timeout", "0"],
+      `--timeout must be a number of milliseconds > 0: received "0"`,
+    ],
     [
       [...WORKER, "--mode", "redis"],
       `--mode must be process, thread or serial: received "redis"`,
@@ -148,8 +170,8 @@ Deno.test("parseWorkerArgs() rejects a bad worker command line, naming the flag 
     [[...WORKER, "-q=yes"], `-q takes no value: received "-q=yes"`],
   ];
   for (const [args, fragment] of bad) {
-    await t.step(`rejects ${JSON.stringify(args)}`, () => {
-      assertThrows(() => parseWorkerArgs(args), UsageError, fragment);
+    await t.step(`rejects ${JSON.stringify(args)}`, async () => {
+      assertStringIncludes((await refuseWorker(args)).message, fragment);
     });
   }
 });

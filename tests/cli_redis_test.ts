@@ -467,6 +467,49 @@ Deno.test("ocycle worker refuses a bad command line with exit code 2, and explai
       ],
       "ocycle: --mode thread is for a local --module",
     ],
+    // Checked by runWorker (as it starts, before it connects) and by the
+    // emitter's checker, told by the flag and the text typed.
+    [
+      [
+        "worker",
+        "--redis",
+        "redis://h",
+        "--stream",
+        "s",
+        "--module",
+        FLEET,
+        "-j",
+        "0",
+      ],
+      `ocycle worker: --pool must be a positive integer: received "0"\nRun "ocycle worker --help"`,
+    ],
+    [
+      [
+        "worker",
+        "--redis",
+        "redis://h",
+        "--stream",
+        "s",
+        "--module",
+        FLEET,
+        "--name",
+        "gpu 1",
+      ],
+      "ocycle worker: --name must be a name of 1 to 200 characters without spaces",
+    ],
+    [
+      [
+        "--redis",
+        "redis://h",
+        "--stream",
+        "s",
+        "--module",
+        FLEET,
+        "--in-flight",
+        "0",
+      ],
+      `ocycle: --in-flight must be a positive integer: received "0"`,
+    ],
   ];
   for (const [args, fragment] of cases) {
     await t.step(args.join(" "), async () => {

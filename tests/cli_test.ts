@@ -161,6 +161,13 @@ Deno.test("parseDuration() reads milliseconds, seconds and minutes", () => {
     RangeError,
     `--timeout must be a duration`,
   );
+  // Zero is a duration; whether it will do is the library's to say.
+  assertEquals(parseDuration("--retry-delay", "0ms"), 0);
+  assertThrows(
+    () => parseDuration("--timeout", "1" + "0".repeat(400)),
+    RangeError,
+    `--timeout is too long: received "1000`,
+  );
 });
 
 Deno.test("splitCommand() splits like a shell and refuses shell operators", () => {
@@ -315,7 +322,7 @@ Deno.test("parseCliArgs() applies defaults and rejects bad combinations", async 
     [["--exec", "cat", "-kq"], `unknown option "-kq"`],
     [["--exec", "cat", "--k"], `unknown option "--k"`],
     [["--frobnicate", "--size"], `unknown option "--frobnicate"`],
-    [["--exec", "cat", "--hop", "1K"], "--hop 1K needs --clip"],
+    [["--exec", "cat", "--hop", "1K"], `--hop requires --clip: received "1K"`],
     [
       ["--exec", "cat", "-j", "0"],
       `--pool must be a positive integer: received "0"`,
@@ -336,8 +343,21 @@ Deno.test("parseCliArgs() applies defaults and rejects bad combinations", async 
       ["--exec", "cat", "-j2", "--jobs=3"],
       `--pool was given 2 times ("2", "3")`,
     ],
+    [
+      ["--exec", "cat", "--timeout", "0"],
+      `--timeout must be a number of milliseconds > 0: received "0"`,
+    ],
+    [
+      ["--module", "h.ts", "--export="],
+      `--export must not be empty: received ""`,
+    ],
     [["--exec", "cat", "--allow", "read"], "--allow is for --module"],
     [["--module", "h.ts", "--allow", "everything"], `received "everything"`],
+    [
+      // Any name reaches the library, which judges it.
+      ["--module", "h.ts", "--allow", "__proto__"],
+      `--allow is not a Deno permission: use read, write, net, env, run, sys, ffi or import: received "__proto__"`,
+    ],
     [
       ["--exec", "cat", "--rate", "16000", "--size", "3"],
       "--size must be whole frames of 2 bytes",
@@ -744,6 +764,11 @@ Deno.test("ocycle rejects bad flags and missing files with exit code 2", async (
       "--size 2s is a duration, so it needs --rate",
     ],
     [["--frobnicate", "--exec", "cat"], `unknown option "--frobnicate"`],
+    // The library's check, told by flag and the text typed.
+    [
+      ["-j", "0", "--exec", "cat"],
+      `ocycle: --pool must be a positive integer: received "0"`,
+    ],
     [
       ["--size", "--exec", "cat"],
       `ocycle: --size needs a value: the next argument, "--exec", is an option`,

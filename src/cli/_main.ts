@@ -8,17 +8,20 @@
 // read is still run, written and summed up (a second signal aborts). With
 // --redis the chunks go through Redis to a fleet of `ocycle worker`s
 // (_worker.ts), and come back as from a local pool. The parts: _args.ts (the
-// command line), _exec.ts (--exec), _sink.ts (stdout), _units.ts (sizes and
-// durations), _worker.ts (`ocycle worker`).
+// command line; its syntax in _flags.ts, its texts in _help.ts), _check.ts
+// (the library's checks of the options, told by flag), _exec.ts (--exec),
+// _sink.ts (stdout), _units.ts (sizes and durations), _worker.ts (`ocycle
+// worker`).
 
 import { BufferEmit } from "../buffer_emit.ts";
 import type { ChunkError } from "../chunk_error.ts";
 import type { ChunkInfo } from "../chunk_info.ts";
 import { closeOnSignals } from "../close_on_signals.ts";
-import { defaultConcurrency, TRANSPORT } from "../core/_options.ts";
-import type { BufferEmitOptions } from "../buffer_emit.ts";
+import { defaultConcurrency } from "../core/_options.ts";
 import { toModuleUrl } from "../run/_module_url.ts";
-import { type CliOptions, HELP, parseCliArgs, UsageError } from "./_args.ts";
+import { type CliOptions, parseCliArgs, UsageError } from "./_args.ts";
+import { emitterPlan } from "./_check.ts";
+import { HELP } from "./_help.ts";
 import {
   type Counts,
   describeChunk,
@@ -104,9 +107,9 @@ export async function runCli(args: readonly string[]): Promise<number> {
 }
 
 /**
- * Why the emitter could not be made, in the command line's terms: every
- * option was checked already, so a RangeError about 'size' means that a
- * buffer of --size bytes cannot be allocated.
+ * Why the emitter could not be made, in the command line's terms: the
+ * library checked every option in parseCliArgs, so a RangeError about 'size'
+ * here means that a buffer of --size bytes cannot be allocated.
  */
 function startError(error: unknown, options: CliOptions): string {
   if (error instanceof RangeError && error.message.includes("'size'")) {
@@ -160,56 +163,21 @@ class CliRun {
    */
   start(moduleUrl: URL | undefined): void {
     const options = this.#options;
-    const { redis } = options;
-    const common: BufferEmitOptions<unknown> = {
-      clip: options.clip,
-      ...(options.hop === undefined ? {} : { hop: options.hop }),
-      // The sink's room paces the input (#feed): the emitter queues what
-      // its runners cannot take yet.
-      maxPending: Infinity,
-      ...(options.timeout === undefined ? {} : { timeout: options.timeout }),
-      ...(options.retries === undefined ? {} : { retries: options.retries }),
-      ...(options.retryDelay === undefined
-        ? {}
-        : { retryDelay: options.retryDelay }),
+    const commands = options.exec === undefined ? undefined : new ExecKind(
+      options.exec,
+      options.execText!,
+      (index) => this.#sink.output(index),
+    );
+    // The plan parseCliArgs had the library check.
+    const plan = emitterPlan(options, moduleUrl, commands);
+    this.#emitter = new BufferEmit<unknown>(plan.callback, plan.size, {
+      ...plan.options,
       onDone: (result, info) => {
         this.#counts.done++;
         this.#sink.deliver(info.index, toBytes(result));
       },
       onError: (error, info) => this.#onError(error, info),
-    };
-    if (redis !== undefined) {
-      this.#emitter = new BufferEmit<unknown>(moduleUrl!, options.size, {
-        ...common,
-        mode: "redis",
-        redis: {
-          url: redis.url,
-          stream: redis.stream,
-          ...(redis.group === undefined ? {} : { group: redis.group }),
-          ...(redis.inFlight === undefined ? {} : { inFlight: redis.inFlight }),
-        },
-      });
-      return;
-    }
-    this.#emitter = moduleUrl !== undefined
-      ? new BufferEmit<unknown>(moduleUrl, options.size, {
-        ...common,
-        pool: options.pool,
-        mode: options.mode,
-        exportName: options.exportName,
-        ...(options.mode === "process" ? { permissions: options.allow } : {}),
-      })
-      : new BufferEmit<unknown>(() => {}, options.size, {
-        ...common,
-        pool: options.pool,
-        mode: "process",
-        concurrency: 1,
-        [TRANSPORT]: new ExecKind(
-          options.exec!,
-          options.execText!,
-          (index) => this.#sink.output(index),
-        ),
-      } as BufferEmitOptions<unknown>);
+    });
   }
 
   /**

@@ -7,7 +7,7 @@
 // password (only the URL redacted by redactUrl, which shows a value that is
 // no URL not at all).
 
-import { parseRedisUrl, redactUrl } from "../redis/_url.ts";
+import { checkRedisUrl, redactUrl } from "../redis/_url.ts";
 import { message } from "./_common.ts";
 
 /** The environment variable read when no flag names the URL. */
@@ -86,7 +86,11 @@ export function readRedisSource(
     source = fromEnv(REDIS_URL_VARIABLE, env, false);
   }
   if (source !== undefined) {
-    checkUrl(source.url, flag === "--redis" ? flag : source.label);
+    try {
+      checkRedisUrl(source.url, flag === "--redis" ? flag : source.label);
+    } catch (error) {
+      throw new RedisSourceError(message(error), { cause: error });
+    }
   }
   return source;
 }
@@ -144,19 +148,4 @@ function fromFile(path: string): RedisSource {
     throw new RedisSourceError(`${label} holds no URL on its first line`);
   }
   return { url, label };
-}
-
-/** Refuses a value that is no Redis URL, showing it only redacted, if at all. */
-function checkUrl(url: string, name: string): void {
-  try {
-    parseRedisUrl(url);
-  } catch (error) {
-    const why = message(error).replace(/^Cannot connect to Redis as /, "")
-      .replace(/: received ".*"$/s, "");
-    throw new RedisSourceError(
-      `${name} must be redis://[user:password@]host[:port][/db] or rediss://... for TLS: ${why}: received "${
-        redactUrl(url)
-      }"`,
-    );
-  }
 }

@@ -134,7 +134,7 @@ export function bytesPerFrame(audio: AudioFormat): number {
 /**
  * Parses a duration into milliseconds. A bare number is seconds, as in GNU
  * parallel's --timeout and timeout(1): `5` is 5 s. A unit says otherwise:
- * `500ms`, `2s`, `1.5min`.
+ * `500ms`, `2s`, `1.5min`. Zero is a duration too.
  *
  * @throws {RangeError} Naming the flag and the value.
  */
@@ -151,8 +151,9 @@ export function parseDuration(flag: string, text: string): number {
   const ms = unit === "ms"
     ? value
     : Math.round(value * TIME_UNITS[unit === "" ? "s" : unit]! * 1e6) / 1e3;
-  if (!(ms > 0) || !Number.isFinite(ms)) {
-    throw new RangeError(`${flag} must be more than 0: received "${text}"`);
+  // Whether 0 will do (a --retry-delay) or not (a --timeout) is the library's to say.
+  if (!Number.isFinite(ms)) {
+    throw new RangeError(`${flag} is too long: received "${text}"`);
   }
   return ms;
 }

@@ -24,9 +24,39 @@ export const DEFAULT_PORT = 6379;
  * @throws {TypeError} If the URL is not one, naming it with its password redacted.
  */
 export function parseRedisUrl(url: string): RedisTarget {
+  return readRedisUrl(
+    url,
+    (why, redacted) =>
+      new TypeError(
+        `Cannot connect to Redis as ${why}: received "${redacted}"`,
+      ),
+  );
+}
+
+/** What a Redis URL looks like, for messages. */
+export const REDIS_URL_FORM =
+  "redis://[user:password@]host[:port][/db] or rediss://... for TLS";
+
+/**
+ * Reads a Redis URL as {@linkcode parseRedisUrl} does, for a caller that
+ * names where it came from: `subject` is the option or the flag (`--redis`,
+ * `--redis-env NAME`, `REDIS_URL`).
+ *
+ * @throws {TypeError} `<subject> must be redis://...: <why>: received "<the URL redacted>"`.
+ */
+export function checkRedisUrl(url: string, subject: string): RedisTarget {
+  return readRedisUrl(url, (why, redacted) =>
+    new TypeError(
+      `${subject} must be ${REDIS_URL_FORM}: ${why}: received "${redacted}"`,
+    ));
+}
+
+function readRedisUrl(
+  url: string,
+  error: (why: string, redacted: string) => TypeError,
+): RedisTarget {
   const redacted = redactUrl(url);
-  const bad = (why: string) =>
-    new TypeError(`Cannot connect to Redis as ${why}: received "${redacted}"`);
+  const bad = (why: string) => error(why, redacted);
   let parsed: URL;
   try {
     parsed = new URL(url);
