@@ -83,7 +83,7 @@ function recorder(): Groups & { calls: string[] } {
 
 /** Starts `sh -c script` with `groups`; the pid of the background sleep it starts, and the process. */
 async function shellWithSleep(script: string, groups: Groups) {
-  const child = spawn("sh", { args: ["-c", script], groups });
+  const child = spawn("sh", { args: ["-c", script], groups, perChunk: true });
   child.stdin.close().catch(() => {});
   const reader = child.stdout.getReader();
   let text = "";
@@ -100,20 +100,72 @@ Deno.test({
   name:
     "spawn() starts a process as the leader of a session and process group of its own",
   ignore: !LINUX,
+  async fn(t) {
+    for (const perChunk of [false, true]) {
+      await t.step(perChunk ? "once per chunk" : "to live long", async () => {
+        const child = spawn("sleep", {
+          args: [sleepFor()],
+          stdin: "null",
+          perChunk,
+        });
+        try {
+          // Through setsid(1) it gets there a moment after the start.
+          assert(
+            await until(() => stat(child.pid)[2] === String(child.pid), 2000),
+            `group ${stat(child.pid)[2]} of ${child.pid}`,
+          );
+          assertEquals(stat(child.pid)[3], String(child.pid), "its session");
+        } finally {
+          child.kill();
+          await child.status;
+          await child.stdout.cancel();
+          await child.stderr.cancel();
+        }
+      });
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "spawn() puts a long-lived process out of reach of a Ctrl-C from its first instant",
+  ignore: !LINUX,
   async fn() {
-    const child = spawn("sleep", { args: [sleepFor()], stdin: "null" });
+    // A program that spawns sleeps, each followed at once by a Ctrl-C to its
+    // own group, as a terminal sends it; it says how each sleep ended.
+    const module = new URL("../src/run/_spawn.ts", import.meta.url).href;
+    const script = `
+      import { spawn } from ${JSON.stringify(module)};
+      Deno.addSignalListener("SIGINT", () => {});
+      const children = [];
+      for (let i = 0; i < 20; i++) {
+        children.push(spawn("sleep", { args: ["30"], stdin: "null", stdout: "null", stderr: "inherit" }));
+        Deno.kill(-Deno.pid, "SIGINT");
+      }
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      const ends = [];
+      for (const child of children) {
+        child.kill();
+        ends.push((await child.status).signal);
+      }
+      console.log([...new Set(ends)].join(" "));
+      Deno.exit(0);`;
+    const file = await Deno.makeTempFile({ suffix: ".ts" });
     try {
-      // setsid(1) gets there a moment after the start.
-      assert(
-        await until(() => stat(child.pid)[2] === String(child.pid), 2000),
-        `group ${stat(child.pid)[2]} of ${child.pid}`,
-      );
-      assertEquals(stat(child.pid)[3], String(child.pid), "its session");
+      await Deno.writeTextFile(file, script);
+      // In a group of its own, as a terminal's foreground job.
+      const program = spawn(Deno.execPath(), {
+        args: ["run", "-A", "--no-config", "--no-lock", file],
+        stdin: "null",
+      });
+      const [stdout, stderr] = await Promise.all([
+        new Response(program.stdout).text(),
+        new Response(program.stderr).text(),
+        program.status,
+      ]);
+      assertEquals(stdout.trim(), "SIGKILL", stderr);
     } finally {
-      child.kill();
-      await child.status;
-      await child.stdout.cancel();
-      await child.stderr.cancel();
+      await Deno.remove(file);
     }
   },
 });
@@ -130,6 +182,7 @@ Deno.test({
     memory.fill(1);
     const before = Number(stat("self")[7]);
     const child = spawn("true", {
+      perChunk: true,
       stdin: "null",
       stdout: "null",
       stderr: "inherit",
@@ -194,7 +247,7 @@ Deno.test("spawn() of a program that is not there throws NotFound", () => {
   // The CLI turns it into "command not found" and exit code 127: setsid(1)
   // would start and fail instead.
   assertThrows(
-    () => spawn("ocycle-no-such-program-0", { stdin: "null" }),
+    () => spawn("ocycle-no-such-program-0", { stdin: "null", perChunk: true }),
     Deno.errors.NotFound,
   );
 });
@@ -215,7 +268,7 @@ Deno.test({
     const script = `
       import { spawn } from ${JSON.stringify(module)};
       try {
-        const child = spawn("/bin/echo", { args: ["ran"], stdin: "null", stdout: "inherit" });
+        const child = spawn("/bin/echo", { args: ["ran"], stdin: "null", stdout: "inherit", perChunk: true });
         await child.status;
         console.log("started");
       } catch (error) {

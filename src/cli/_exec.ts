@@ -169,6 +169,7 @@ class ExecTransport implements Transport<undefined> {
       child = this.#child = spawn(this.#program, {
         args: this.#args,
         groups: this.#groups,
+        perChunk: true,
       });
     } catch (error) {
       events.settled(

@@ -11,11 +11,16 @@
 //
 // How the group is made is what costs. Deno's `detached` calls setsid() in a
 // fork() of this whole process: the parent copies its page tables, and the
-// child throws them away at exec, on the parent's one JavaScript thread; per
-// `--exec` command it cost more than the command (issue 16). So on Linux,
-// where setsid(1) is at hand and allowed, the process starts through it:
-// spawned without a fork (vfork and exec), it calls setsid() and execs the
-// program under the same pid. Elsewhere, or when it cannot be run, `detached`.
+// child throws them away at exec, the copy on the parent's one JavaScript
+// thread; per `--exec` command it cost more than the command (issue 16). So
+// a process started once per chunk (`perChunk`) starts, on Linux where
+// setsid(1) is at hand and allowed, through it: spawned without a fork (vfork
+// and exec), it calls setsid() and execs the program under the same pid. The
+// price: until setsid(1) gets to setsid(), a fraction of a millisecond, it is
+// still in the parent's group, where a terminal's Ctrl-C would reach it. So
+// processes that live long (children, the watchdog) start `detached`, once,
+// in a session of their own before they run anything; so does a command
+// elsewhere, or when setsid(1) cannot be run.
 
 import type { Groups } from "./_transport.ts";
 
@@ -39,6 +44,13 @@ export interface SpawnOptions {
    * leftovers.
    */
   readonly groups?: Groups;
+  /**
+   * Started once per chunk, so that its start must be cheap: through
+   * setsid(1) where it may be (see above).
+   *
+   * @default {false}
+   */
+  readonly perChunk?: boolean;
 }
 
 /** A started process. */
@@ -90,7 +102,7 @@ export function spawn(command: string, options: SpawnOptions = {}): Spawned {
     ...(options.env === undefined ? {} : { env: options.env }),
   } as const;
   let child: Deno.ChildProcess | undefined;
-  const wrapper = POSIX ? findSetsid() : null;
+  const wrapper = POSIX && options.perChunk === true ? findSetsid() : null;
   const program = wrapper === null ? null : resolve(command);
   if (wrapper !== null && program !== null) {
     try {
