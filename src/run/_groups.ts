@@ -41,6 +41,8 @@ export class ProcessGroups implements Groups {
   #closing: Promise<void> | undefined;
   /** Lines not yet written to the watchdog. */
   #lines = "";
+  /** Set once the watchdog was asked to kill a group ("!"): it has work to do. */
+  #asked = false;
 
   watch(pid: number): void {
     if (POSIX) this.#tell(`+${pid}`, true);
@@ -57,14 +59,23 @@ export class ProcessGroups implements Groups {
         // The group is gone already.
       }
       this.#tell(`-${pid}`, false);
-    } else this.#tell(`!${pid}`, false);
+    } else {
+      this.#asked = true;
+      this.#tell(`!${pid}`, false);
+    }
   }
 
-  /** Ends the watchdog, once every group it was told of has ended; resolves once it is gone. */
+  /**
+   * Ends the watchdog, once every group it was told of has ended; resolves
+   * once it is gone. When this process killed them all itself, the watchdog
+   * has nothing left to do and is killed, not waited for: it may still be
+   * starting (a Deno process), which a short run would otherwise wait for.
+   */
   close(): Promise<void> {
     return this.#closing ??= (async () => {
       if (this.#watchdog === undefined) return;
       this.#flush();
+      if (!this.#asked) this.#watchdog.kill();
       await this.#writer!.close().catch(() => {});
       await this.#watchdog.status;
     })();

@@ -10,16 +10,18 @@
 #     command costs, the output must be as long as the input.
 # Prints MB/s and milliseconds per command (best of RUNS) and the ratios.
 #
-# With BASE=<another checkout of this repository> (a worktree of an older
-# commit, outside this one), it also runs that tree's `ocycle --exec` on both
-# workloads, alternating with this tree's round by round (which goes first
-# alternates too), and prints both and the ratio this / BASE: the mark is
-# at least 1.0x. Needs Debian's `parallel` (apt-get install parallel).
+# With BASE=<other checkouts of this repository> (worktrees of older commits,
+# outside this one; several separated by spaces), it also runs their `ocycle
+# --exec` on both workloads, alternating with this tree's round by round
+# (the order rotating each round), and prints each and the ratio this /
+# BASE: the mark is at least 1.0x. Needs Debian's `parallel` (apt-get install
+# parallel).
 #
 #   tests/bench/cli_bench.sh            # 256 MiB and 16 MiB, 3 runs each
 #   MIB=64 RUNS=1 tests/bench/cli_bench.sh
 #   git worktree add /tmp/exec_base f3d7ac7
 #   BASE=/tmp/exec_base MIB=128 RUNS=5 tests/bench/cli_bench.sh
+#   BASE="/tmp/exec_base /tmp/exec_main" tests/bench/cli_bench.sh   # two older trees
 #   ONLY=exec BASE=/tmp/exec_base tests/bench/cli_bench.sh   # --exec only, no parallel
 set -euo pipefail
 
@@ -33,11 +35,13 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 if [ "$ONLY" != exec ]; then
   command -v parallel >/dev/null || { echo "cli_bench: GNU parallel is not installed (apt-get install parallel)" >&2; exit 1; }
 fi
-if [ -n "$BASE" ]; then
-  BASE=$(cd "$BASE" && pwd)
-  [ -f "$BASE/cli.ts" ] || { echo "cli_bench: BASE=$BASE has no cli.ts" >&2; exit 1; }
-  [ "$BASE" != "$root" ] || { echo "cli_bench: BASE is this tree" >&2; exit 1; }
-fi
+bases=()
+for tree in $BASE; do
+  tree=$(cd "$tree" && pwd)
+  [ -f "$tree/cli.ts" ] || { echo "cli_bench: BASE tree $tree has no cli.ts" >&2; exit 1; }
+  [ "$tree" != "$root" ] || { echo "cli_bench: BASE is this tree" >&2; exit 1; }
+  bases+=("$tree")
+done
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -59,7 +63,7 @@ ocycle() {
 label() { git -C "$1" log -1 --format=%h 2>/dev/null || echo "$1"; }
 # Warm Deno's cache.
 ocycle "$root" -q -s 1MiB --exec "wc -c" <"$small" >/dev/null
-[ -z "$BASE" ] || ocycle "$BASE" -q -s 1MiB --exec "wc -c" <"$small" >/dev/null
+for tree in "${bases[@]}"; do ocycle "$tree" -q -s 1MiB --exec "wc -c" <"$small" >/dev/null; done
 
 # Checks: the byte counts `wc -c` wrote add up to the input's size; `cat`
 # wrote as many bytes as it read.
@@ -96,31 +100,33 @@ measure() {
   echo "$best"
 }
 
-# versus NAME CHECK BYTES INPUT CHUNKS ARGS...: this tree's and BASE's
-# `ocycle ARGS`, alternating round by round; prints both and the ratio.
+# versus NAME CHECK BYTES INPUT CHUNKS ARGS...: this tree's and each BASE
+# tree's `ocycle ARGS`, round by round, the order rotating each round;
+# prints each and the ratio this / BASE.
 versus() {
   local name=$1 check=$2 bytes=$3 input=$4 chunks=$5
   shift 5
-  local mine=1000000 theirs=1000000 round
+  local trees=("$root" "${bases[@]}") best=() round i k n=$((${#bases[@]} + 1))
+  for i in $(seq 0 $((n - 1))); do best[i]=1000000; done
   for round in $(seq "$RUNS"); do
-    if [ $((round % 2)) = 1 ]; then
-      theirs=$(min "$theirs" "$(once "$check" "$bytes" "$input" ocycle "$BASE" "$@")")
-      mine=$(min "$mine" "$(once "$check" "$bytes" "$input" ocycle "$root" "$@")")
-    else
-      mine=$(min "$mine" "$(once "$check" "$bytes" "$input" ocycle "$root" "$@")")
-      theirs=$(min "$theirs" "$(once "$check" "$bytes" "$input" ocycle "$BASE" "$@")")
-    fi
+    for k in $(seq 0 $((n - 1))); do
+      i=$(((k + round) % n))
+      best[i]=$(min "${best[i]}" "$(once "$check" "$bytes" "$input" ocycle "${trees[i]}" "$@")")
+    done
   done
-  local r
-  r=$(ratio "$theirs" "$mine")
   printf '%s, best of %s, alternating:\n' "$name" "$RUNS"
-  printf '  BASE %-10s %8s MB/s  %7s ms/command\n' "$(label "$BASE")" "$(mbs "$bytes" "$theirs")" "$(ms "$chunks" "$theirs")"
-  printf '  this %-10s %8s MB/s  %7s ms/command\n' "$(label "$root")" "$(mbs "$bytes" "$mine")" "$(ms "$chunks" "$mine")"
-  printf '  ratio this / BASE: %sx (%s)\n' "$r" "$(echo "$r >= 1" | bc -l | sed 's/1/mark met: at least as fast/;s/0/mark MISSED: slower than BASE/')"
+  for i in $(seq 1 $((n - 1))) 0; do
+    printf '  %s %-10s %8s MB/s  %7s ms/command\n' "$([ "$i" = 0 ] && echo this || echo BASE)" "$(label "${trees[i]}")" "$(mbs "$bytes" "${best[i]}")" "$(ms "$chunks" "${best[i]}")"
+  done
+  for i in $(seq 1 $((n - 1))); do
+    local r
+    r=$(ratio "${best[i]}" "${best[0]}")
+    printf '  ratio this / %s: %sx (%s)\n' "$(label "${trees[i]}")" "$r" "$(echo "$r >= 1" | bc -l | sed 's/1/mark met: at least as fast/;s/0/mark MISSED: slower/')"
+  done
 }
 
 echo "inputs: $MIB MiB (1 MiB blocks, wc -c) and $CAT_MIB MiB (8 KiB blocks, cat) of random bytes, $JOBS at a time"
-if [ -n "$BASE" ]; then
+if [ ${#bases[@]} -gt 0 ]; then
   versus "1 MiB blocks, wc -c: ocycle -s 1MiB -j $JOBS --exec 'wc -c'" \
     sums_to "$big_bytes" "$big" "$big_chunks" -q -s 1MiB -j "$JOBS" --exec "wc -c"
   versus "8 KiB blocks, cat: ocycle -s 8KiB --clip -j $JOBS --exec cat" \
