@@ -4,7 +4,6 @@
 // in run/_groups.ts, with real processes and real process groups.
 
 import { assert, assertEquals, assertLess, assertThrows } from "@std/assert";
-import { ProcessGroups } from "../src/run/_groups.ts";
 import { spawn } from "../src/run/_spawn.ts";
 import type { Groups } from "../src/run/_transport.ts";
 
