@@ -63,7 +63,7 @@ ocycle() {
 label() { git -C "$1" log -1 --format=%h 2>/dev/null || echo "$1"; }
 # Warm Deno's cache.
 ocycle "$root" -q -s 1MiB --exec "wc -c" <"$small" >/dev/null
-for tree in "${bases[@]}"; do ocycle "$tree" -q -s 1MiB --exec "wc -c" <"$small" >/dev/null; done
+for tree in ${bases[@]+"${bases[@]}"}; do ocycle "$tree" -q -s 1MiB --exec "wc -c" <"$small" >/dev/null; done
 
 # Checks: the byte counts `wc -c` wrote add up to the input's size; `cat`
 # wrote as many bytes as it read.
@@ -106,7 +106,7 @@ measure() {
 versus() {
   local name=$1 check=$2 bytes=$3 input=$4 chunks=$5
   shift 5
-  local trees=("$root" "${bases[@]}") best=() round i k n=$((${#bases[@]} + 1))
+  local trees=("$root" ${bases[@]+"${bases[@]}"}) best=() round i k n=$((${#bases[@]} + 1))
   for i in $(seq 0 $((n - 1))); do best[i]=1000000; done
   for round in $(seq "$RUNS"); do
     for k in $(seq 0 $((n - 1))); do
