@@ -5,7 +5,7 @@
 // oldest chunk it holds goes with it. Everything a child can do wrong on its
 // pipes (bytes that are not frames, a frame that stalls, an exit with its
 // pipes held open, a broken pipe) becomes one fault for the pool. A child
-// runs in a process group of its own (run/_groups.ts): a terminal's Ctrl-C
+// runs in a process group of its own (run/_spawn.ts): a terminal's Ctrl-C
 // does not reach it, and killing it kills whatever it started too.
 
 import type * as V8 from "node:v8";
@@ -40,6 +40,7 @@ import {
 } from "./_process_args.ts";
 import { loadFailure } from "./_faults.ts";
 import { describe, type Task } from "./_runner.ts";
+import { spawn, type Spawned } from "./_spawn.ts";
 import type {
   Exit,
   Groups,
@@ -178,16 +179,12 @@ export class ProcessKind implements TransportKind<Encoded> {
     events: TransportEvents,
     groups: Groups,
   ): Transport<Encoded> {
-    const process = new Deno.Command(Deno.execPath(), {
+    const process = spawn(Deno.execPath(), {
       args: this.#args,
-      stdin: "piped",
-      stdout: "piped",
-      stderr: "piped",
       clearEnv: !this.#env.inherit,
       env: this.#env.env,
-      detached: groups.detached,
-    }).spawn();
-    groups.watch(process.pid);
+      groups,
+    });
     this.#init ??= encodeFrame(
       FrameType.init,
       0,
@@ -207,7 +204,6 @@ export class ProcessKind implements TransportKind<Encoded> {
       index,
       this.#settings.url.href,
       process,
-      groups,
       this.#init,
       this.#tuning,
       events,
@@ -220,8 +216,7 @@ class ProcessTransport implements Transport<Encoded> {
   readonly #index: number;
   /** The callback module's URL, for messages. */
   readonly #url: string;
-  readonly #process: Deno.ChildProcess;
-  readonly #groups: Groups;
+  readonly #process: Spawned;
   readonly #writer: WritableStreamDefaultWriter<Uint8Array>;
   readonly #decoder: FrameDecoder;
   readonly #tuning: ProcessTuning;
@@ -248,8 +243,7 @@ class ProcessTransport implements Transport<Encoded> {
   constructor(
     index: number,
     url: string,
-    process: Deno.ChildProcess,
-    groups: Groups,
+    process: Spawned,
     init: Uint8Array,
     tuning: ProcessTuning,
     events: TransportEvents,
@@ -257,7 +251,6 @@ class ProcessTransport implements Transport<Encoded> {
     this.#index = index;
     this.#url = url;
     this.#process = process;
-    this.#groups = groups;
     this.#tuning = tuning;
     this.#events = events;
     this.#writer = process.stdin.getWriter();
@@ -292,7 +285,7 @@ class ProcessTransport implements Transport<Encoded> {
 
   kill(): void {
     this.#over = true;
-    if (this.#status === undefined) this.#killGroup();
+    if (this.#status === undefined) this.#process.kill();
     this.#writer.abort().catch(() => {});
   }
 
@@ -312,9 +305,9 @@ class ProcessTransport implements Transport<Encoded> {
       this.#readStdout(stdout),
       this.#readStderr(stderr),
     ]);
+    // Once it exits, whatever it started dies with it (run/_spawn.ts), and
+    // lets go of its pipes.
     const status = this.#status = await this.#process.status;
-    // Whatever it started dies with it, and lets go of its pipes.
-    this.#groups.kill(this.#process.pid);
     // A grandchild may still hold a pipe after the child exits: give the
     // pipes a moment, then stop waiting for them.
     let timer: ReturnType<typeof setTimeout> | undefined;
@@ -517,19 +510,8 @@ class ProcessTransport implements Transport<Encoded> {
       this.#note ??= error instanceof Deno.errors.BrokenPipe
         ? "its stdin is closed (broken pipe): the child is gone"
         : `writing to its stdin failed: ${describe(error)}`;
-      this.#killGroup();
+      this.#process.kill();
     });
-  }
-
-  /** Kills the child and whatever it started. */
-  #killGroup(): void {
-    this.#groups.kill(this.#process.pid);
-    try {
-      // In case the group could not be killed: the child at least.
-      this.#process.kill("SIGKILL");
-    } catch {
-      // Already gone.
-    }
   }
 }
 
