@@ -32,7 +32,7 @@
 export { BufferEmit } from "./src/buffer_emit.ts";
 export type { BufferEmitOptions, BytesInput } from "./src/buffer_emit.ts";
 export { SampleEmit } from "./src/sample_emit.ts";
-export type { SampleEmitOptions } from "./src/sample_emit.ts";
+export type { SampleEmitOptions, SampleEmitStats } from "./src/sample_emit.ts";
 export { ItemEmit } from "./src/item_emit.ts";
 export type { ItemEmitOptions } from "./src/item_emit.ts";
 export { TextEmit } from "./src/text_emit.ts";

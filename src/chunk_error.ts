@@ -79,6 +79,11 @@ export class ChunkError extends Error {
   readonly stderr: string;
   /** The fleet worker that ran the chunk, in redis mode; otherwise `undefined`. */
   readonly worker: string | undefined;
+  /**
+   * What happened, as the message says it after naming the chunk and its
+   * mode: for a program that names the chunk its own way.
+   */
+  readonly detail: string;
 
   /**
    * Constructs a new instance. The package makes them; users catch them.
@@ -110,5 +115,6 @@ export class ChunkError extends Error {
     this.signal = options.signal;
     this.stderr = options.stderr ?? "";
     this.worker = options.worker;
+    this.detail = detail;
   }
 }

@@ -77,7 +77,9 @@ export interface ChildPermissions {
 export interface RedisOptions {
   /**
    * The server: `redis://[user[:password]@]host[:port][/db]`, or `rediss://`
-   * for TLS.
+   * for TLS. Messages and errors show it only with its password redacted;
+   * keep the password out of source code and command lines, e.g.
+   * `url: Deno.env.get("REDIS_URL")!`.
    */
   url: string;
   /** The key of the chunk stream the workers read. */
@@ -225,6 +227,18 @@ export interface EmitterOptions<R> {
    * @default {10000}
    */
   startTimeout?: number;
+  /**
+   * Thread and process modes: milliseconds a Worker or child may sit idle,
+   * holding no chunk with none waiting, before it is ended; the next chunk
+   * starts it again (paying its start-up once more). So an idle pool holds
+   * nothing open, and a program that never calls `close()` still exits: but
+   * it then loses what `close()` does, the partial tail (never flushed) and
+   * the errors of chunks without an `onError` (reported on exit, which then
+   * fails). `Infinity` keeps them until `close()`.
+   *
+   * @default {1000}
+   */
+  idleTimeout?: number;
   /**
    * Times a chunk is run again after it failed with a `ChunkError` of kind
    * `"crash"` (its Worker or child died) or `"timeout"` (it ran past

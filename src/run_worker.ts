@@ -289,6 +289,8 @@ class FleetWorkerHandle implements RedisWorker {
         concurrency: serial ? 1 : concurrency,
         timeout,
         startTimeout,
+        // A worker waits for entries on purpose: its pool stays warm.
+        idleTimeout: Infinity,
         retries: 0,
         retryDelay: 0,
         borrow: false,

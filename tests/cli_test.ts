@@ -6,7 +6,13 @@ import {
   assertStringIncludes,
   assertThrows,
 } from "@std/assert";
-import { parseCliArgs, splitCommand, UsageError } from "../src/cli/_args.ts";
+import {
+  parseCliArgs,
+  parseWorkerArgs,
+  splitCommand,
+  UsageError,
+} from "../src/cli/_args.ts";
+import { describeChunk, timeOfDay } from "../src/cli/_common.ts";
 import { parseDuration, parseSize } from "../src/cli/_units.ts";
 import { Sink } from "../src/cli/_sink.ts";
 
@@ -22,16 +28,21 @@ interface Run {
   stderr: string;
 }
 
+/** A failed-chunk line's chunk, with its t0 as a time of day. */
+const T0 = String.raw`t0 \d\d:\d\d:\d\d\.\d{3}`;
+
 /**
  * Runs `deno run -A cli.ts ...args` with `input` on its stdin. With
  * `stdoutTo`, a shell sends its stdout to that file instead of a pipe; with
- * `signal`, ocycle is killed when it aborts.
+ * `signal`, ocycle is killed when it aborts; `env` is added to its
+ * environment.
  */
 async function ocycle(
   args: string[],
   input: Uint8Array,
   stdoutTo?: string,
   signal?: AbortSignal,
+  env?: Record<string, string>,
 ): Promise<Run> {
   const argv = [
     Deno.execPath(),
@@ -50,6 +61,7 @@ async function ocycle(
     stdout: "piped",
     stderr: "piped",
     ...(signal === undefined ? {} : { signal }),
+    ...(env === undefined ? {} : { env }),
   }).spawn();
   const writer = child.stdin.getWriter();
   const feeding = writer.write(input).then(() => writer.close()).catch(
@@ -135,14 +147,26 @@ Deno.test("parseSize() names the flag and the value it rejects", async (t) => {
 });
 
 Deno.test("parseDuration() reads milliseconds, seconds and minutes", () => {
-  assertEquals(parseDuration("--timeout", "500"), 500);
+  // A bare number is seconds, as GNU parallel --timeout and timeout(1) read it.
+  assertEquals(parseDuration("--timeout", "500"), 500_000);
+  assertEquals(parseDuration("--timeout", "5"), 5000);
+  assertEquals(parseDuration("--timeout", "0.25"), 250);
+  assertEquals(parseDuration("--timeout", "1.1"), 1100);
   assertEquals(parseDuration("--timeout", "500ms"), 500);
   assertEquals(parseDuration("--timeout", "2s"), 2000);
+  assertEquals(parseDuration("--timeout", "2sec"), 2000);
   assertEquals(parseDuration("--timeout", "1.5min"), 90000);
   assertThrows(
     () => parseDuration("--timeout", "2KiB"),
     RangeError,
     `--timeout must be a duration`,
+  );
+  // Zero is a duration; whether it will do is the library's to say.
+  assertEquals(parseDuration("--retry-delay", "0ms"), 0);
+  assertThrows(
+    () => parseDuration("--timeout", "1" + "0".repeat(400)),
+    RangeError,
+    `--timeout is too long: received "1000`,
   );
 });
 
@@ -202,10 +226,10 @@ Deno.test("parseCliArgs() applies defaults and rejects bad combinations", async 
       assertEquals([options.pool, options.size], [2, 65536]);
     },
   );
-  await t.step("a value is the next argument, whatever it looks like", () => {
+  await t.step("a value is the next argument, unless it is a flag", () => {
     const options = parseCliArgs([
-      "--export",
-      "--size",
+      // A value that is a flag's name is given after "=".
+      "--export=--size",
       "--jobs",
       "2",
       "--module",
@@ -227,7 +251,59 @@ Deno.test("parseCliArgs() applies defaults and rejects bad combinations", async 
     ]);
     assertEquals(options.allow, { read: true, write: ["/tmp/a", "/tmp/b"] });
   });
+  await t.step("a bare --timeout or --retry-delay is seconds", () => {
+    assertEquals(
+      parseCliArgs(["--timeout", "5", "--exec", "cat"]).timeout,
+      5000,
+    );
+    assertEquals(
+      parseCliArgs(["--timeout", "500ms", "--exec", "cat"]).timeout,
+      500,
+    );
+    const retrying = parseCliArgs([
+      "--module",
+      "h.ts",
+      "--retries",
+      "1",
+      "--retry-delay",
+      "2",
+    ]);
+    assertEquals(retrying.retryDelay, 2000);
+    const worker = parseWorkerArgs([
+      "--redis",
+      "redis://127.0.0.1:6379",
+      "--stream",
+      "s",
+      "--module",
+      "h.ts",
+      "--timeout",
+      "5",
+    ]);
+    assertEquals(worker.timeout, 5000);
+  });
+  await t.step("--keep-failed, for --exec", () => {
+    assertEquals(parseCliArgs(["--exec", "cat"]).keepFailed, false);
+    assertEquals(
+      parseCliArgs(["--keep-failed", "--exec", "cat"]).keepFailed,
+      true,
+    );
+  });
   const bad: [string[], string][] = [
+    // The value was forgotten: the flag after it is not taken as the value.
+    [
+      ["--size", "--exec", "cat"],
+      `--size needs a value: the next argument, "--exec", is an option`,
+    ],
+    [
+      ["-j", "-k", "--exec", "cat"],
+      `-j needs a value: the next argument, "-k"`,
+    ],
+    [["--exec", "--size=3"], `--exec needs a value: the next argument`],
+    [["-s", "-j4", "--exec", "cat"], `-s needs a value: the next argument`],
+    [
+      ["--keep-failed", "--module", "h.ts"],
+      "--keep-failed is for --exec: a failed handler has no output",
+    ],
     [["--exec", "cat", "--frobnicate"], `unknown option "--frobnicate"`],
     [["--exec", "cat", "--size"], "--size needs a value"],
     [["--exec", "cat", "-j"], "-j needs a value"],
@@ -246,7 +322,7 @@ Deno.test("parseCliArgs() applies defaults and rejects bad combinations", async 
     [["--exec", "cat", "-kq"], `unknown option "-kq"`],
     [["--exec", "cat", "--k"], `unknown option "--k"`],
     [["--frobnicate", "--size"], `unknown option "--frobnicate"`],
-    [["--exec", "cat", "--hop", "1K"], "--hop 1K needs --clip"],
+    [["--exec", "cat", "--hop", "1K"], `--hop requires --clip: received "1K"`],
     [
       ["--exec", "cat", "-j", "0"],
       `--pool must be a positive integer: received "0"`,
@@ -267,8 +343,21 @@ Deno.test("parseCliArgs() applies defaults and rejects bad combinations", async 
       ["--exec", "cat", "-j2", "--jobs=3"],
       `--pool was given 2 times ("2", "3")`,
     ],
+    [
+      ["--exec", "cat", "--timeout", "0"],
+      `--timeout must be a number of milliseconds > 0: received "0"`,
+    ],
+    [
+      ["--module", "h.ts", "--export="],
+      `--export must not be empty: received ""`,
+    ],
     [["--exec", "cat", "--allow", "read"], "--allow is for --module"],
     [["--module", "h.ts", "--allow", "everything"], `received "everything"`],
+    [
+      // Any name reaches the library, which judges it.
+      ["--module", "h.ts", "--allow", "__proto__"],
+      `--allow is not a Deno permission: use read, write, net, env, run, sys, ffi or import: received "__proto__"`,
+    ],
     [
       ["--exec", "cat", "--rate", "16000", "--size", "3"],
       "--size must be whole frames of 2 bytes",
@@ -376,7 +465,10 @@ Deno.test("ocycle --exec reports failing commands and exits non-zero", async (t)
       input.subarray(0, 25000),
     );
     assertEquals(run.code, 1);
-    assertStringIncludes(run.stderr, `chunk 0 (bytes 0..10000) failed:`);
+    assertMatch(
+      run.stderr,
+      new RegExp(`chunk 0 \\(bytes 0\\.\\.10000, ${T0}\\) failed:`),
+    );
     assertStringIncludes(run.stderr, "exited with code 3");
     assertStringIncludes(run.stderr, "| chunk of 10000 bytes");
     assertStringIncludes(run.stderr, "2 of 3 chunks failed");
@@ -405,20 +497,105 @@ Deno.test("ocycle --exec reports failing commands and exits non-zero", async (t)
       assertStringIncludes(run.stderr, "took longer than --timeout 300 ms");
     },
   );
-  await t.step("a failing command's stdout is still its output", async () => {
+  await t.step("a bare --timeout is seconds, not milliseconds", async () => {
     const run = await ocycle(
       [
         "-s",
         "10000",
+        "-q",
+        "--timeout",
+        "5",
         "--exec",
-        "sh -c 'cat > /dev/null; echo partial; exit 4'",
+        "sh -c 'sleep 0.2; wc -c'",
       ],
-      input.subarray(0, 10000),
+      input.subarray(0, 100),
     );
-    assertEquals(run.code, 1);
-    assertStringIncludes(run.stderr, "exited with code 4");
-    assertEquals(decoder.decode(run.stdout), "partial\n");
+    assertEquals(run.code, 0, run.stderr);
+    assertEquals(decoder.decode(run.stdout), "100\n");
   });
+  await t.step(
+    "with --keep-failed, a failing command's stdout is still its output",
+    async () => {
+      const run = await ocycle(
+        [
+          "-s",
+          "10000",
+          "--keep-failed",
+          "--exec",
+          "sh -c 'cat > /dev/null; echo partial; exit 4'",
+        ],
+        input.subarray(0, 10000),
+      );
+      assertEquals(run.code, 1);
+      assertStringIncludes(run.stderr, "exited with code 4");
+      assertEquals(decoder.decode(run.stdout), "partial\n");
+      assert(!run.stderr.includes("not written"), run.stderr);
+    },
+  );
+  for (const order of [[], ["-k"]]) {
+    await t.step(
+      `a failed command's output is not written, and said ${order.join("")}`,
+      async () => {
+        const run = await ocycle(
+          [
+            "-s",
+            "10000",
+            "--clip",
+            ...order,
+            "--exec",
+            `sh -c 'n=$(wc -c); echo "out $n"; [ "$n" -lt 10000 ] || exit 3'`,
+          ],
+          input.subarray(0, 25000),
+        );
+        assertEquals(run.code, 1, run.stderr);
+        // Only the chunk that succeeded: "out 10000" twice never comes.
+        assertEquals(decoder.decode(run.stdout), "out 5000\n");
+        for (
+          const [index, range] of [[0, "0\\.\\.10000"], [1, "10000\\.\\.20000"]]
+        ) {
+          assertMatch(
+            run.stderr,
+            new RegExp(
+              `ocycle: chunk ${index} \\(bytes ${range}, ${T0}\\) failed: .* exited with code 3; its 10 bytes of output are not written`,
+            ),
+          );
+        }
+        assertStringIncludes(
+          run.stderr,
+          "2 of 3 chunks failed (see the messages above); 20 bytes of their output were not written (--keep-failed writes them)",
+        );
+      },
+    );
+  }
+  await t.step(
+    "a failed command's output held in a file is dropped with the file",
+    async () => {
+      const tmp = await Deno.makeTempDir({ prefix: "ocycle-failed-" });
+      try {
+        const run = await ocycle(
+          [
+            "-s",
+            "10",
+            "--exec",
+            "sh -c 'cat > /dev/null; head -c 3000000 /dev/zero; exit 5'",
+          ],
+          input.subarray(0, 10),
+          undefined,
+          undefined,
+          { TMPDIR: tmp },
+        );
+        assertEquals(run.code, 1, run.stderr);
+        assertEquals(run.stdout.length, 0);
+        assertStringIncludes(
+          run.stderr,
+          "exited with code 5; its 3000000 bytes of output are not written",
+        );
+        assertEquals(await Array.fromAsync(Deno.readDir(tmp)), []);
+      } finally {
+        await Deno.remove(tmp, { recursive: true });
+      }
+    },
+  );
   await t.step(
     "a command that stops reading early is judged by its exit",
     async () => {
@@ -515,7 +692,12 @@ Deno.test("ocycle --module runs a handler in the process or thread pool", async 
       input.subarray(0, 30000),
     );
     assertEquals(run.code, 1);
-    assertMatch(run.stderr, /Chunk 1 \(offset 10000, .*chunk 1 is unlucky/);
+    assertMatch(
+      run.stderr,
+      new RegExp(
+        `ocycle: chunk 1 \\(bytes 10000\\.\\.20000, ${T0}\\) failed: the callback threw: chunk 1 is unlucky`,
+      ),
+    );
     assertStringIncludes(run.stderr, "1 of 3 chunks failed");
     assertEquals(decoder.decode(run.stdout), "10000\n10000\n");
   });
@@ -544,7 +726,12 @@ Deno.test("ocycle --module --retries runs a chunk again after its subprocess die
       async () => {
         const run = await ocycle(args, input);
         assertEquals(run.code, 1, run.stderr);
-        assertMatch(run.stderr, /Chunk 0 .*exited unexpectedly.*exit code 3/);
+        assertMatch(
+          run.stderr,
+          new RegExp(
+            `ocycle: chunk 0 \\(bytes 0\\.\\.\\d+, ${T0}\\) failed: .*exited unexpectedly.*exit code 3`,
+          ),
+        );
         assertEquals(run.stdout.length, 0);
       },
     );
@@ -577,6 +764,15 @@ Deno.test("ocycle rejects bad flags and missing files with exit code 2", async (
       "--size 2s is a duration, so it needs --rate",
     ],
     [["--frobnicate", "--exec", "cat"], `unknown option "--frobnicate"`],
+    // The library's check, told by flag and the text typed.
+    [
+      ["-j", "0", "--exec", "cat"],
+      `ocycle: --pool must be a positive integer: received "0"`,
+    ],
+    [
+      ["--size", "--exec", "cat"],
+      `ocycle: --size needs a value: the next argument, "--exec", is an option`,
+    ],
     [
       ["--module", "./no/such/handler.ts"],
       "--module ./no/such/handler.ts: no such file",
@@ -592,6 +788,7 @@ Deno.test("ocycle rejects bad flags and missing files with exit code 2", async (
       const run = await ocycle(args, new Uint8Array(10));
       assertEquals(run.code, 2);
       assertStringIncludes(run.stderr, fragment);
+      assert(!run.stderr.includes("goes in one string"), run.stderr);
       assertEquals(run.stdout.length, 0);
     });
   }
@@ -608,6 +805,9 @@ Deno.test("ocycle rejects bad flags and missing files with exit code 2", async (
         "--module",
         "--keep-order",
         "--pool",
+        "--keep-failed",
+        "A duration without a unit is seconds",
+        "t0 12:30:05.250",
         "Exit status",
       ]
     ) {
@@ -671,8 +871,18 @@ Deno.test({
 });
 
 Deno.test("the ocycle sink writes outputs that finish out of order whole, in order with -k", async (t) => {
-  for (const keepOrder of [true, false]) {
-    await t.step(keepOrder ? "-k" : "as they come", async () => {
+  for (
+    const [keepOrder, stream] of [
+      [true, false],
+      [false, false],
+      [true, true],
+      [false, true],
+    ] as const
+  ) {
+    const name = `${keepOrder ? "-k" : "as they come"}${
+      stream ? ", streamed (--keep-failed)" : ""
+    }`;
+    await t.step(name, async () => {
       const got: number[] = [];
       const slow = new WritableStream<Uint8Array>({
         async write(bytes) {
@@ -680,7 +890,7 @@ Deno.test("the ocycle sink writes outputs that finish out of order whole, in ord
           got.push(...bytes);
         },
       });
-      const sink = new Sink(keepOrder, 100, slow.getWriter());
+      const sink = new Sink(keepOrder, 100, slow.getWriter(), stream);
       for (let i = 0; i < 6; i++) sink.admit();
       // Chunk 2 writes in two pieces around chunk 3's whole output.
       const two = sink.output(2);
@@ -702,4 +912,64 @@ Deno.test("the ocycle sink writes outputs that finish out of order whole, in ord
       }
     });
   }
+});
+
+Deno.test("the ocycle sink drops a failed chunk's output and counts it, unless streaming", async (t) => {
+  for (const keepOrder of [true, false]) {
+    for (const stream of [false, true]) {
+      await t.step(`keepOrder ${keepOrder}, stream ${stream}`, async () => {
+        const got: number[] = [];
+        const sink = new Sink(
+          keepOrder,
+          100,
+          new WritableStream<Uint8Array>({
+            write(bytes) {
+              got.push(...bytes);
+            },
+          }).getWriter(),
+          stream,
+        );
+        for (let i = 0; i < 3; i++) sink.admit();
+        const failing = sink.output(0);
+        await failing.write(new Uint8Array([7, 7, 7]));
+        assertEquals(sink.fail(0), 3);
+        // A killed command's last words, after its chunk failed.
+        await failing.write(new Uint8Array([8]));
+        sink.deliver(1, new Uint8Array([1]));
+        sink.deliver(2, new Uint8Array([2]));
+        await sink.drain();
+        // Bytes that come once the sink is through with an output: dropped
+        // and counted, never a new owner of stdout.
+        await failing.write(new Uint8Array([9, 9]));
+        if (stream) {
+          // Streamed, its bytes went out as they came; 1 and 2 whole after.
+          assertEquals(got.slice(0, 4), [7, 7, 7, 8]);
+          assertEquals(got.length, 6);
+          assertEquals(sink.discarded, 2);
+        } else {
+          assertEquals(got, [1, 2]);
+          assertEquals(sink.discarded, 6);
+        }
+      });
+    }
+  }
+});
+
+Deno.test("a failed chunk is named by index, byte range and t0 as a time of day", () => {
+  assertEquals(
+    timeOfDay(new Date(2026, 11, 7, 9, 5, 3, 7).getTime()),
+    "09:05:03.007",
+  );
+  const t0 = new Date(2026, 11, 7, 12, 30, 5, 250).getTime();
+  assertEquals(
+    describeChunk({
+      index: 3,
+      offset: 3072,
+      length: 1024,
+      t0,
+      reason: "size",
+      final: false,
+    }),
+    "chunk 3 (bytes 3072..4096, t0 12:30:05.250)",
+  );
 });

@@ -45,7 +45,7 @@ Deno.test("SampleEmit counts frames and never splits one", async (t) => {
     assertThrows(
       () => s.write(new Float32Array(4) as unknown as Int16Array),
       TypeError,
-      "'data' must be a Int16Array: received Float32Array of length 4",
+      "'data' must be an Int16Array or a Uint8Array of its little-endian bytes: received Float32Array of length 4",
     );
     assertThrows(
       () => s.write(new Int16Array(3)),
@@ -188,5 +188,162 @@ Deno.test("TextEmit counts code points and never splits a surrogate pair", async
       "'data' must be a string: received Uint8Array of length 2",
     );
     await text.close();
+  });
+});
+
+/** Chunks of `size` frames the emitter gets from `pieces` of raw bytes. */
+async function fromBytes<T extends Int16Array | Float32Array | Float64Array>(
+  type: { new (n: number): T } & typeof Int16Array,
+  channels: number,
+  size: number,
+  pieces: Uint8Array[],
+): Promise<
+  {
+    chunks: number[][];
+    stats: { heldBytes: number; droppedBytes: number; written: number };
+  }
+> {
+  const chunks: number[][] = [];
+  const emitter = new SampleEmit(
+    (chunk) => {
+      chunks.push([...chunk]);
+    },
+    size,
+    { type, channels, clip: true },
+  );
+  for (const piece of pieces) emitter.write(piece);
+  const held = emitter.stats.heldBytes;
+  await emitter.close();
+  const { droppedBytes, written } = emitter.stats;
+  return { chunks, stats: { heldBytes: held, droppedBytes, written } };
+}
+
+Deno.test("SampleEmit.write() takes raw little-endian bytes and carries a split sample or frame", async (t) => {
+  const cases = [
+    { type: Int16Array, channels: 1, samples: [1, -2, 300, -32768, 32767] },
+    { type: Int16Array, channels: 2, samples: [1, -1, 2, -2, 3, -3] },
+    { type: Float32Array, channels: 1, samples: [0.5, -1.25, 3e9] },
+    {
+      type: Float64Array,
+      channels: 3,
+      samples: [Math.PI, -0, 1e-300, 7, 8, 9],
+    },
+  ] as const;
+  for (const { type, channels, samples } of cases) {
+    // Written as the bytes a little-endian machine or a WAV file holds.
+    const typed = new type(samples as unknown as number[]);
+    const bytes = new Uint8Array(typed.buffer);
+    const size = 2;
+    const expected: number[][] = [];
+    for (let i = 0; i < typed.length; i += size * channels) {
+      expected.push([...typed.subarray(i, i + size * channels)]);
+    }
+    await t.step(
+      `${type.name} × ${channels}, split at every two byte offsets`,
+      async () => {
+        // Every two cuts, so that a carry is followed by another carry.
+        for (let a = 0; a <= bytes.length; a++) {
+          for (let b = a; b <= bytes.length; b++) {
+            const { chunks, stats } = await fromBytes(
+              type as typeof Int16Array,
+              channels,
+              size,
+              [bytes.slice(0, a), bytes.slice(a, b), bytes.slice(b)],
+            );
+            assertEquals(chunks, expected, `split at bytes ${a} and ${b}`);
+            assertEquals(stats.heldBytes, 0);
+            assertEquals(stats.droppedBytes, 0);
+            assertEquals(stats.written, samples.length / channels);
+          }
+        }
+      },
+    );
+    await t.step(`${type.name} × ${channels}, one byte at a time`, async () => {
+      const pieces = [...bytes].map((b) => Uint8Array.of(b));
+      assertEquals(
+        (await fromBytes(type as typeof Int16Array, channels, size, pieces))
+          .chunks,
+        expected,
+      );
+    });
+    await t.step(
+      `${type.name} × ${channels}, at an odd offset in a buffer`,
+      async () => {
+        const shifted = new Uint8Array(bytes.length + 1);
+        shifted.set(bytes, 1);
+        const { chunks } = await fromBytes(
+          type as typeof Int16Array,
+          channels,
+          size,
+          [shifted.subarray(1)],
+        );
+        assertEquals(chunks, expected);
+      },
+    );
+  }
+  await t.step(
+    "a frame still split at close() is dropped and counted",
+    async () => {
+      const bytes = new Uint8Array(Int16Array.of(5, 6, 7).buffer);
+      const { chunks, stats } = await fromBytes(Int16Array, 2, 4, [bytes]);
+      assertEquals(chunks, [[5, 6]]);
+      assertEquals(stats, { heldBytes: 2, droppedBytes: 2, written: 1 });
+      const odd = await fromBytes(Int16Array, 1, 4, [bytes.subarray(0, 5)]);
+      assertEquals(odd.chunks, [[5, 6]]);
+      assertEquals(odd.stats, { heldBytes: 1, droppedBytes: 1, written: 2 });
+    },
+  );
+  await t.step("and at abort()", async () => {
+    const emitter = new SampleEmit(() => {}, 4, { type: Int16Array });
+    emitter.write(Uint8Array.of(1));
+    await emitter.abort().catch(() => {});
+    assertEquals([emitter.stats.heldBytes, emitter.stats.droppedBytes], [0, 1]);
+  });
+  await t.step(
+    "samples while a split frame waits are a TypeError; the bytes stay",
+    async () => {
+      const emitter = new SampleEmit(() => {}, 4, { type: Int16Array });
+      emitter.write(Uint8Array.of(1, 0, 2));
+      assertThrows(
+        () => emitter.write(Int16Array.of(3)),
+        TypeError,
+        "Cannot write to SampleEmit as 'data' is Int16Array of length 1 while 1 bytes of a frame split by an earlier write of bytes wait for the rest of it (2 bytes a frame): write the rest as bytes first",
+      );
+      // A write that throws leaves the carry as it was.
+      assertThrows(
+        () => emitter.write(Uint8Array.of(0), NaN),
+        RangeError,
+        "'t0'",
+      );
+      assertEquals(emitter.stats.heldBytes, 1);
+      emitter.write(Uint8Array.of(0));
+      assertEquals([emitter.stats.heldBytes, emitter.stats.written], [0, 2]);
+      await emitter.close();
+    },
+  );
+  await t.step("a stream of bytes pipes into writable", async () => {
+    const chunks: number[][] = [];
+    const emitter = new SampleEmit(
+      (chunk) => {
+        chunks.push([...chunk]);
+      },
+      2,
+      { type: Int16Array, clip: true },
+    );
+    const bytes = new Uint8Array(Int16Array.of(1, 2, 3, 4).buffer);
+    await ReadableStream.from([
+      bytes.slice(0, 3),
+      bytes.slice(3, 7),
+      bytes.slice(7),
+    ])
+      .pipeTo(emitter.writable);
+    assertEquals(chunks, [[1, 2], [3, 4]]);
+  });
+  await t.step("a detached buffer is a TypeError", async () => {
+    const emitter = new SampleEmit(() => {}, 4, { type: Int16Array });
+    const bytes = new Uint8Array(4);
+    structuredClone(bytes.buffer, { transfer: [bytes.buffer] });
+    assertThrows(() => emitter.write(bytes), TypeError, "detached");
+    await emitter.close();
   });
 });

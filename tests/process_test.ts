@@ -31,6 +31,7 @@ import type {
   TransportEvents,
   TransportKind,
 } from "../src/run/_transport.ts";
+import { keepStderr } from "./_stderr.ts";
 
 const faults = new URL("./fixtures/process/faults.ts", import.meta.url);
 
@@ -260,12 +261,16 @@ Deno.test("process mode reports a child SIGKILLed mid-task and serves the queued
 
 Deno.test("process mode survives a child that runs out of memory", async () => {
   // Item 8: the parent lives and the next chunks run in a new child.
-  const run = await runChunks<number>("oom", 3, {
-    v8Flags: ["--max-old-space-size=16"],
-  });
+  const { value: run, stderr } = await keepStderr(() =>
+    runChunks<number>("oom", 3, {
+      v8Flags: ["--max-old-space-size=16"],
+    })
+  );
   const error = assertOnlyChunk1Failed(run, 3, "crash");
   assert(error.exitCode !== 0, error.message);
   assertMatch(error.stderr, /heap|memory/i);
+  // V8's report went to the parent's stderr, marked with the child.
+  assertMatch(stderr, /^\[ocycle child \d+\] .*(heap|memory)/im);
 });
 
 Deno.test("process mode gives up on a child that dies before it is ready", async (t) => {
@@ -282,7 +287,8 @@ Deno.test("process mode gives up on a child that dies before it is ready", async
       },
     );
     for (let i = 0; i < 3; i++) emitter.write(new Uint8Array(2));
-    await emitter.close();
+    const { stderr } = await keepStderr(() => emitter.close());
+    assertStringIncludes(stderr, "] dies_on_load: exiting with status 3\n");
     assertEquals(errors.length, 3);
     for (const error of errors) {
       assertEquals(error.kind, "startup");
@@ -309,6 +315,41 @@ Deno.test("process mode gives up on a child that dies before it is ready", async
     assertStringIncludes(errors[0]!.message, "cannot load this module");
     assertEquals(emitter.stats.replaced, 0);
   });
+  await t.step(
+    "a module that fails to load says so, plainly (RELIABILITY 54)",
+    async () => {
+      // A bare import its project's config does not map: Deno's error comes
+      // with a hint and terminal colours, and the pool kills the child.
+      const dir = await Deno.makeTempDir({ prefix: "ocycle-bare-" });
+      try {
+        await Deno.writeTextFile(`${dir}/deno.json`, "{}\n");
+        await Deno.writeTextFile(
+          `${dir}/callback.ts`,
+          'import { x } from "unmapped-pkg";\nexport default () => x;\n',
+        );
+        const url = new URL(`file://${dir}/callback.ts`);
+        const errors: ChunkError[] = [];
+        const emitter = new BufferEmit(url, 2, {
+          mode: "process",
+          pool: 1,
+          onError: (error) => errors.push(error),
+        });
+        emitter.write(new Uint8Array(2));
+        await emitter.close();
+        const error = only(errors);
+        assertEquals(error.kind, "startup");
+        assertStringIncludes(
+          error.message,
+          `the callback module ${url.href} could not be loaded: Import "unmapped-pkg" not a dependency (at ${url.href}:1:19)`,
+        );
+        assertEquals(error.message.includes("\x1b"), false, error.message);
+        assertEquals(/SIGKILL|hint/.test(error.message), false, error.message);
+        assertEquals(error.signal, undefined);
+      } finally {
+        await Deno.remove(dir, { recursive: true });
+      }
+    },
+  );
   await t.step("an export that is not a function", async () => {
     const emitter = new BufferEmit(faults, 2, {
       mode: "process",
@@ -367,10 +408,13 @@ Deno.test("process mode refuses malformed frames from a child", async (t) => {
 Deno.test("process mode sends the child's console to stderr, keeping results intact", async (t) => {
   // Item 13, the better half: console output never reaches the protocol.
   await t.step("results and the stderr tail", async () => {
-    const run = await runChunks<{ index: number; first: number }>(
-      "consolePrint",
-      4,
+    const { value: run, stderr } = await keepStderr(() =>
+      runChunks<{ index: number; first: number }>("consolePrint", 4)
     );
+    // Every chunk's lines reached the parent's stderr, marked with the child.
+    for (const i of [0, 1, 2, 3]) {
+      assertStringIncludes(stderr, `[ocycle child 0] log ${i}\n`);
+    }
     const error = only(run.errors);
     assertEquals(error.kind, "callback");
     assertEquals(error.info.index, 2);
@@ -870,10 +914,11 @@ Deno.test("process mode's pool kills a child that does not exit within closeGrac
 Deno.test("process mode keeps the last stderrLines lines of a child for its errors", async () => {
   const dispatcher = processPool("noisyExit", { stderrLines: 4 });
   try {
-    const error = await assertRejects(
-      () => dispatcher.run(task(0)),
-      ChunkError,
+    const { value: error, stderr } = await keepStderr<ChunkError>(() =>
+      assertRejects(() => dispatcher.run(task(0)), ChunkError)
     );
+    // All of it is forwarded; only the last 4 lines are kept for the error.
+    assertStringIncludes(stderr, "[ocycle child 0] line 1\n");
     assertEquals(error.kind, "crash");
     assertEquals(error.exitCode, 4);
     assertEquals(error.stderr, "line 2\nline 3\nline 4\nline 5");
@@ -892,11 +937,11 @@ Deno.test("process mode gives up on the pipes of a child that exits while a gran
   ]);
   let pid = 0;
   try {
-    const error = await assertRejects(
-      () => dispatcher.run(task(0)),
-      ChunkError,
+    const { value: error, stderr } = await keepStderr<ChunkError>(() =>
+      assertRejects(() => dispatcher.run(task(0)), ChunkError)
     );
     pid = Number(/orphan (\d+)/.exec(error.stderr)?.[1] ?? 0);
+    assertStringIncludes(stderr, `[ocycle child 0] orphan ${pid}\n`);
     assertEquals(error.kind, "crash");
     assertEquals(error.exitCode, 0);
     assertStringIncludes(
@@ -1027,6 +1072,38 @@ Deno.test("Pool gives each chunk to the ready worker holding the fewest, up to c
   assertEquals(await Promise.all(results), [0, 1, 2, 3, 4]);
   await pool.close();
   assert(a.ended && b.ended);
+});
+
+Deno.test("Pool ends a worker idle for idleTimeout, and a chunk that comes while it ends waits for its replacement (RELIABILITY 52)", async () => {
+  const kind = new FakeKind(true, false);
+  const pool = new Pool(kind, {
+    pool: 1,
+    concurrency: 1,
+    timeout: Infinity,
+    idleTimeout: 30,
+  });
+  const first = pool.run(task(0));
+  const a = kind.workers[0]!;
+  a.events.ready();
+  a.reply(0);
+  assertEquals(await first, 0);
+  while (!a.ended) await new Promise((r) => setTimeout(r, 10));
+  // It has not exited yet: the pool is full, so the chunk waits for it.
+  const second = pool.run(task(1));
+  assertEquals(kind.workers.length, 1);
+  a.exit();
+  await settle();
+  assertEquals(kind.workers.length, 2);
+  const b = kind.workers[1]!;
+  b.events.ready();
+  assertEquals(b.got, [1]);
+  b.reply(1);
+  assertEquals(await second, 1);
+  // Ended for being idle, not for a fault: nothing was replaced.
+  assertEquals(pool.counts().replaced, 0);
+  const closing = pool.close();
+  b.exit();
+  await closing;
 });
 
 Deno.test("Pool sends the chunks a crashed worker had not started to the next one first, in order", async () => {
@@ -1208,6 +1285,59 @@ Deno.test({
   assert(started.includes("NO_PROXY=example.invalid"), started.join(" "));
 });
 
+Deno.test({
+  name:
+    "process mode children of a program that may not read its environment inherit it, and the callback sees only env (RELIABILITY 53)",
+  // It reads what the child was started with from /proc.
+  ignore: Deno.build.os !== "linux",
+}, async (t) => {
+  // No --allow-env, as the README's permissions: DENO_DIR cannot be read to
+  // be passed on, so the child inherits everything and hides it.
+  const fixture = new URL("./fixtures/process/environment.ts", import.meta.url);
+  for (const how of ["all", "list"]) {
+    await t.step(
+      `permissions.env: ${how === "all" ? "true" : "a list"}`,
+      async () => {
+        const output = await new Deno.Command(Deno.execPath(), {
+          args: [
+            "run",
+            "--allow-read",
+            `--allow-run=${Deno.execPath()},/bin/cat`,
+            `--import-map=${
+              new URL("../.ci/import_map.json", import.meta.url).pathname
+            }`,
+            fixture.pathname,
+            how,
+          ],
+          clearEnv: true,
+          env: {
+            DENO_DIR: Deno.env.get("DENO_DIR") ??
+              `${Deno.env.get("HOME")}/.cache/deno`,
+            SECRET: "s3cret",
+            HOME: Deno.env.get("HOME") ?? "/",
+          },
+          stdout: "piped",
+          stderr: "piped",
+        }).output();
+        const decoder = new TextDecoder();
+        const stderr = decoder.decode(output.stderr);
+        assertEquals(output.code, 0, stderr);
+        const { seen, started } = JSON.parse(decoder.decode(output.stdout)) as {
+          seen: Record<string, string>;
+          started: string[];
+        };
+        assert(started.includes("SECRET=s3cret"), started.join(" "));
+        assert(
+          started.some((v) => v.startsWith("DENO_DIR=")),
+          started.join(" "),
+        );
+        if (how === "all") assertEquals(withoutDenoShim(seen), { GIVEN: "1" });
+        else assertEquals(seen, { GIVEN: "1" }); // SECRET: undefined
+      },
+    );
+  }
+});
+
 Deno.test("process mode bounds its queue for a writer that ignores write()'s false (RELIABILITY 28)", async () => {
   const emitter = new BufferEmit(faults, 4, {
     mode: "process",
@@ -1242,21 +1372,27 @@ Deno.test({
   // parent must read before it reports the error.
   fn: async () => {
     const dispatcher = processPool("lastWords");
-    try {
-      assertEquals(await dispatcher.run(task(0)), 0);
-      const missed: number[] = [];
-      for (let i = 1; i <= 200; i++) {
-        const error = await assertRejects(
-          () => dispatcher.run(task(i)),
-          ChunkError,
-          `chunk ${i} gives up`,
-        );
-        if (!error.stderr.includes(`last words of chunk ${i}`)) missed.push(i);
+    // The 2 200 lines the children write are kept, not printed.
+    const { stderr } = await keepStderr(async () => {
+      try {
+        assertEquals(await dispatcher.run(task(0)), 0);
+        const missed: number[] = [];
+        for (let i = 1; i <= 200; i++) {
+          const error = await assertRejects(
+            () => dispatcher.run(task(i)),
+            ChunkError,
+            `chunk ${i} gives up`,
+          );
+          if (!error.stderr.includes(`last words of chunk ${i}`)) {
+            missed.push(i);
+          }
+        }
+        assertEquals(missed, [], "errors without the callback's last line");
+      } finally {
+        await dispatcher.close();
       }
-      assertEquals(missed, [], "errors without the callback's last line");
-    } finally {
-      await dispatcher.close();
-    }
+    });
+    assertStringIncludes(stderr, "] last words of chunk 200\n");
   },
 });
 

@@ -1101,3 +1101,52 @@ Deno.test("BufferEmit in thread mode retries a chunk that timed out and reports 
   assertEquals(emitter.stats.replaced, 2);
   assertClosed(emitter.stats);
 });
+
+Deno.test("BufferEmit in thread mode, loaded from disk, names the read access its Workers need", async (t) => {
+  // The README grants a program read access to its callback module only;
+  // a Worker loads this package's files as a dynamic import does.
+  const program = fixture("local_copy.ts").pathname;
+  const callback = new URL("./fixtures/idle/callback.ts", import.meta.url)
+    .pathname;
+  const src = new URL("../src", import.meta.url).pathname;
+  const run = async (read: string) => {
+    const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        `--import-map=${
+          new URL("../.ci/import_map.json", import.meta.url).pathname
+        }`,
+        `--allow-read=${read}`,
+        program,
+      ],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const decoder = new TextDecoder();
+    return {
+      code,
+      stdout: decoder.decode(stdout),
+      stderr: decoder.decode(stderr),
+    };
+  };
+  await t.step(
+    "with the callback module only: a clear error, at once",
+    async () => {
+      const ran = await run(callback);
+      assertEquals(ran.code, 0, ran.stderr);
+      assertStringIncludes(
+        ran.stdout,
+        `error Chunk 0 (offset 0`,
+      );
+      assertStringIncludes(
+        ran.stdout,
+        `failed in thread mode: a Worker could not be started: Error: thread mode loads this package's files into each Worker, and they are on disk: grant --allow-read=${src} (or use the package from JSR, which needs no read access for it)`,
+      );
+      assertEquals(ran.stderr, "");
+    },
+  );
+  await t.step("with the package's files too: it runs", async () => {
+    const ran = await run(`${callback},${src}`);
+    assertEquals([ran.code, ran.stdout, ran.stderr], [0, "result 4\n", ""]);
+  });
+});

@@ -1,17 +1,30 @@
 // Copyright the @ocycle/core authors. MIT license.
 // The `ocycle` command line's arguments, for its two commands (`ocycle`, which
 // cuts stdin into chunks, and `ocycle worker`, which runs a fleet's chunks
-// from Redis): the --help texts, the options they come to, and the checks
-// that refuse a bad command line with a message that names the flag and the
-// value.
+// from Redis): the options they come to, the rules of the command line
+// itself (which flags go together). The options are checked by the library,
+// before anything starts, in _check.ts; the flags' syntax is _flags.ts; the
+// --help texts are _help.ts.
 
-// 1.0.28 or later (deno.json): before it parseArgs read an empty value,
-// `--size=`, as an unknown option named "size=".
-import { parseArgs } from "@std/cli/parse-args";
-import { PERMISSIONS } from "../run/_process_args.ts";
 import type { ChildPermissions } from "../emitter.ts";
-import { parseRedisUrl, redactUrl } from "../redis/_url.ts";
+import { checkEmitter, remember, type Typed } from "./_check.ts";
+import {
+  type Flags,
+  OCYCLE,
+  type One,
+  readFlags,
+  UsageError,
+  type ValueName,
+  WORKER,
+} from "./_flags.ts";
 import { message } from "./_common.ts";
+import {
+  type Environment,
+  PROCESS_ENV,
+  readRedisSource,
+  REDIS_URL_VARIABLE,
+  RedisSourceError,
+} from "./_redis_source.ts";
 import {
   type AudioFormat,
   bytesPerFrame,
@@ -19,155 +32,7 @@ import {
   parseSize,
 } from "./_units.ts";
 
-/** The usage text of `ocycle --help`. */
-export const HELP = `ocycle: cut standard input into chunks and hand each one on
-
-Usage:
-  ocycle [options] --exec "<command> [args]"   < input
-  ocycle [options] --module ./handler.ts       < input
-  ocycle [options] --redis <url> --stream <name> --module ./handler.ts < input
-  ocycle worker --redis <url> --stream <name> --module ./handler.ts [options]
-
-Each chunk of standard input is either piped to its own run of <command>
-(--exec; the chunk is the command's stdin, its stdout is the output), or
-passed to the default export of a handler module (--module), which runs in a
-pool of Deno subprocesses (--mode process) or Web Workers (--mode thread), or,
-with --redis, on a fleet of "ocycle worker" processes on any machines that
-reach the Redis server ("ocycle worker --help" tells how to run them).
-Outputs never interleave: one chunk's output streams to stdout while the others
-wait, in memory up to 1 MiB each, then in a file of $TMPDIR, and go next as
-they finish, or in input order with --keep-order.
-
-Chunking:
-  -s, --size <size>      Chunk size (default 1MiB). Bytes: 65536, 64K, 64KiB,
-                         64kB (=64000), 1M, 1MiB, 1MB, 1G. Or a duration of
-                         audio (250ms, 2s, 1min) with --rate and --format.
-      --clip             Cut exact chunks of --size, carrying the rest into the
-                         next chunk. Without it a chunk is everything buffered
-                         once --size is reached (at least --size bytes).
-      --hop <size>       With --clip: start a chunk every <size> bytes, so that
-                         chunks overlap (hop < size) or skip (hop > size).
-      --rate <hz>        Frames per second, for sizes given as durations.
-      --format <fmt>     Sample format: u8, s8, s16le (default), s16be, s24le,
-                         s32le, f32le, f64le, ...
-      --channels <n>     Interleaved channels per frame (default 1).
-  Chunks are cut at byte counts, never at line ends: a text record can be split
-  between two chunks.
-
-Running:
-      --exec "<cmd>"     Run <cmd> once per chunk, the chunk on its stdin. The
-                         string is split into words like a shell does (quotes
-                         and backslashes work) but no shell runs it: for pipes,
-                         redirections or globs, say so: --exec "sh -c 'tr a b | wc -c'".
-                         A command that exits non-zero fails its chunk.
-      --module <path>    A module whose default export (or --export) is called
-                         as handler(chunk: Uint8Array, t0: number, info). Its
-                         result is written to stdout: bytes as they are, a
-                         string as UTF-8, null/undefined as nothing, anything
-                         else as one line of JSON.
-      --export <name>    The handler's export name (default "default").
-      --mode <mode>      For --module: process (default), thread or serial.
-      --allow <perm>     For --mode process: a permission the handler's
-                         subprocess gets, as read, write=/tmp/out, net=host,
-                         env=HOME, run=wc... (repeatable). By default it may only
-                         read its own file: a handler that imports modules
-                         beside it needs --allow read=<their folder>.
-  -j, --pool <n>         Commands, Workers or subprocesses running at once
-                         (default: the number of CPUs, ${navigator.hardwareConcurrency}).
-      --timeout <time>   Fail a chunk whose command or handler takes longer
-                         (500ms, 30s, 2min); its command is killed, with
-                         whatever it started. With --redis: from the chunk's
-                         submission to its result.
-      --retries <n>      For --module and --redis: run a chunk again, up to
-                         <n> times, when its subprocess or Worker crashed or
-                         it timed out (never when the handler threw).
-      --retry-delay <t>  Before the first retry (default 100ms); doubled for
-                         each next one, up to 10s.
-
-Several machines (Redis Streams):
-      --redis <url>      Send the chunks through this Redis server to the
-                         "ocycle worker" processes reading --stream, and write
-                         their results as with a local --module:
-                         redis://[user:password@]host[:port][/db], rediss://
-                         for TLS. Needs --stream and --module (the workers
-                         run their own copy of it; the producer runs nothing).
-      --stream <name>    The Redis key of the chunk stream.
-      --group <name>     The consumer group of the workers (default ocycle).
-      --in-flight <n>    Chunks in flight across the fleet at most (default
-                         64): more wait, and stdin is read no further.
-
-Output:
-  -k, --keep-order       Write outputs in input order (default: as they come).
-  -q, --quiet            No progress or summary on stderr (errors still show).
-  -h, --help             This text.
-
-Ctrl-C or SIGTERM stops the reading: the chunks read so far still run and are
-written, then the summary; a second one aborts them. Commands and handlers do
-not get the terminal's Ctrl-C, and end if ocycle is killed.
-
-Exit status: 0 if every chunk succeeded, 1 if any chunk failed, 2 for bad
-options, 126/127 if the --exec command cannot be run or is not found, 130/143
-if SIGINT/SIGTERM stopped the input.
-
-Examples:
-  # bytes per 1 MiB chunk, 2 at a time
-  ocycle --size 1MiB -j 2 --exec "wc -c" < big.bin
-  # compress 64 MiB pieces in parallel, output in order (a valid .gz stream)
-  ocycle -s 64MiB -k --exec "gzip -c" < big.tar > big.tar.gz
-  # 2 s of 16 kHz mono 16-bit audio per chunk, half-overlapping, to a handler
-  arecord -f S16_LE -r 16000 -c 1 | ocycle --size 2s --hop 1s --clip \\
-    --rate 16000 --format s16le --module ./analyze.ts --mode thread
-  # the same chunks, in order, through Redis to workers on other machines
-  ocycle worker --redis redis://broker:6379 --stream audio --module ./analyze.ts
-  arecord ... | ocycle -s 2s --rate 16000 -k --redis redis://broker:6379 \\
-    --stream audio --module ./analyze.ts
-`;
-
-/** The usage text of `ocycle worker --help`. */
-export const WORKER_HELP =
-  `ocycle worker: run the chunks of a Redis stream, for "ocycle --redis" producers
-
-Usage:
-  ocycle worker --redis <url> --stream <name> --module ./handler.ts [options]
-
-Takes chunks from the Redis stream <name>, as one consumer of its group, runs
-each in a local pool with the default export of the handler module (as
-"ocycle --module" would), and sends each result back to the producer that
-sent the chunk. Start as many workers as you like, on any machines that reach
-the Redis server: each takes only what its pool has room for, and the chunks
-of a worker that dies or stalls are taken over by the others within seconds.
-A worker runs only the module it was started with: a chunk never names code.
-
-Options:
-      --redis <url>      The Redis server: redis://[user:password@]host[:port][/db],
-                         rediss:// for TLS.
-      --stream <name>    The Redis key of the chunk stream (the producer's --stream).
-      --module <path>    The handler module: handler(chunk: Uint8Array, t0, info).
-      --export <name>    The handler's export name (default "default").
-      --group <name>     The consumer group (default ocycle; the producer's --group).
-      --name <name>      This worker's consumer name (default host-pid-random).
-      --mode <mode>      The local pool: process (default), thread or serial.
-  -j, --pool <n>         Subprocesses or Workers in the local pool (default: the
-                         number of CPUs, ${navigator.hardwareConcurrency}).
-      --allow <perm>     For --mode process: a permission the handler's
-                         subprocess gets, as read, write=/tmp/out, net=host,
-                         env=HOME... (repeatable).
-      --timeout <time>   Fail a chunk whose handler runs longer (500ms, 30s);
-                         the producer's --retries decide whether it runs again.
-  -q, --quiet            No start line or summary on stderr (errors still show).
-  -h, --help             This text.
-
-Ctrl-C or SIGTERM: the worker takes no more chunks, finishes the ones running,
-hands the others back to the group for other workers, then prints a summary;
-a second one hands back everything at once (and stops within 5 s even if
-Redis cannot be reached: what it held then goes to the others once stale).
-Exit status: 130 after SIGINT, 143 after SIGTERM, 1 if the worker stopped on
-an error, 2 for bad options.
-
-Example:
-  ocycle worker --redis redis://:secret@broker:6379 --stream audio \\
-    --module ./analyze.ts -j 4 --allow read=./models --timeout 30s
-`;
+export { UsageError } from "./_flags.ts";
 
 /** Where a local pool runs the handler: `--mode`. */
 export type LocalMode = "process" | "thread" | "serial";
@@ -198,6 +63,8 @@ export interface CliOptions {
   /** With `--redis`: the chunks go to a fleet of workers, nothing runs here. */
   redis: CliRedis | undefined;
   keepOrder: boolean;
+  /** `--keep-failed`: a failed command's output is written all the same. */
+  keepFailed: boolean;
   quiet: boolean;
   help: boolean;
 }
@@ -219,175 +86,57 @@ export interface WorkerCliOptions {
   help: boolean;
 }
 
-/** A bad command line; its message names the flag and the value. */
-export class UsageError extends Error {
-  /** The error's name. */
-  override readonly name = "UsageError";
-}
-
-/** The flags that take a value, by their long names, as parseArgs knows them. */
-const VALUE_NAMES = [
-  "size",
-  "hop",
-  "rate",
-  "format",
-  "channels",
-  "exec",
-  "module",
-  "export",
-  "mode",
-  "allow",
-  "pool",
-  "timeout",
-  "retries",
-  "retry-delay",
-  "redis",
-  "stream",
-  "group",
-  "in-flight",
-  "name",
-] as const;
-/** The flags that take no value. */
-const BOOLEAN_NAMES = ["clip", "keep-order", "quiet", "help"] as const;
-type ValueName = typeof VALUE_NAMES[number];
-type BooleanName = typeof BOOLEAN_NAMES[number];
-
-/** The flags of one command: `ocycle` or `ocycle worker`. */
-interface Command {
-  /** How its messages name it. */
-  name: string;
-  values: readonly ValueName[];
-  booleans: readonly BooleanName[];
-}
-
-const OCYCLE: Command = {
-  name: "ocycle",
-  values: VALUE_NAMES.filter((name) => name !== "name"),
-  booleans: BOOLEAN_NAMES,
-};
-
-const WORKER: Command = {
-  name: "ocycle worker",
-  values: [
-    "redis",
-    "stream",
-    "group",
-    "name",
-    "module",
-    "export",
-    "mode",
-    "pool",
-    "allow",
-    "timeout",
-  ],
-  booleans: ["quiet", "help"],
-};
-
-/** The short and other names of flags, and the long name each stands for. */
-const ALIASES: readonly (readonly [string, ValueName | BooleanName])[] = [
-  ["-s", "size"],
-  ["-j", "pool"],
-  ["--jobs", "pool"],
-  ["-k", "keep-order"],
-  ["-q", "quiet"],
-  ["-h", "help"],
-];
-
-/**
- * `parseArgs` as parseCliArgs calls it, typed here since the offline copy of
- * the standard library has no types; assigning @std/cli's own `parseArgs` to
- * it checks this against @std/cli's types wherever those are present.
- */
-type ParseArgs = (
-  args: string[],
-  options: {
-    string: readonly ValueName[];
-    collect: readonly ValueName[];
-    boolean: readonly BooleanName[];
-    unknown: (arg: string) => unknown;
-  },
-) => { [Name in ValueName]?: string[] } & { [Name in BooleanName]?: boolean };
-const parse: ParseArgs = parseArgs;
-
-/** A command line read by its command's flags. */
-interface Flags {
-  /** A value flag's value, if given; given twice is an error (but --allow). */
-  one(flag: `--${ValueName}`): string | undefined;
-  /** Every value of a flag given many times. */
-  all(flag: `--${ValueName}`): string[];
-  /** Whether a flag that takes no value was given. */
-  has(flag: BooleanName): boolean;
-}
-
-/**
- * Reads a command line by the flags of `command`: any other flag is unknown
- * to it.
- *
- * @throws {UsageError} Naming the flag and the value.
- */
-function readFlags(args: readonly string[], command: Command): Flags {
-  const { spelled, error } = spell(args, command);
-  // Each flag parseArgs is given is one it knows, with its value after "=":
-  // what is left for it to judge is an unknown option or a bare argument,
-  // refused here in the order they come.
-  const parsed = parse(spelled, {
-    string: command.values,
-    collect: command.values,
-    boolean: command.booleans,
-    unknown: (arg) => {
-      throw notAnOption(arg, command);
-    },
-  });
-  // What spell() refused comes after all that parseArgs has just accepted.
-  if (error !== undefined) throw error;
-  const all = (flag: `--${ValueName}`) =>
-    parsed[flag.slice(2) as ValueName] ?? [];
-  return {
-    all,
-    one: (flag) => {
-      const list = all(flag);
-      if (list.length > 1 && flag !== "--allow") {
-        throw new UsageError(
-          `${flag} was given ${list.length} times (${
-            list.map((v) => `"${v}"`).join(", ")
-          }): give it once`,
-        );
-      }
-      return list[0];
-    },
-    has: (flag) => parsed[flag] ?? false,
-  };
-}
-
 /**
  * Parses the command line of `ocycle` (not `ocycle worker`: see
- * parseWorkerArgs).
+ * parseWorkerArgs), and has the library check the emitter it asks for, so
+ * that a bad option is refused before stdin is read.
  *
  * @throws {UsageError} Naming the flag and the value.
  */
-export function parseCliArgs(args: readonly string[]): CliOptions {
+export function parseCliArgs(
+  args: readonly string[],
+  env: Environment = PROCESS_ENV,
+): CliOptions {
   const flags = readFlags(args, OCYCLE);
+  const typed: Typed = new Map();
   const help = flags.has("help");
-  const running = readRunning(flags, help);
-  return {
-    ...readChunking(flags.one, flags.has("clip")),
+  const running = readRunning(flags, help, env, typed);
+  const keepFailed = flags.has("keep-failed");
+  if (keepFailed && running.exec === undefined && !help) {
+    throw new UsageError(
+      `--keep-failed is for --exec: a failed handler has no output to keep`,
+    );
+  }
+  const exportName = flags.one("--export");
+  if (exportName !== undefined) typed.set("exportName", exportName);
+  const options: CliOptions = {
+    ...readChunking(flags.one, flags.has("clip"), typed),
     ...running,
-    ...readRetries(flags.one, running),
-    exportName: flags.one("--export") ?? "default",
+    ...readRetries(flags.one, running, typed),
+    exportName: exportName ?? "default",
     keepOrder: flags.has("keep-order"),
+    keepFailed,
     quiet: flags.has("quiet"),
     help,
   };
+  remember(options, typed);
+  if (!help) checkEmitter(options);
+  return options;
 }
 
 /**
  * Parses the command line of `ocycle worker`, the arguments after `worker`.
+ * runWorker checks the options when the worker starts (startWorker).
  *
  * @throws {UsageError} Naming the flag and the value.
  */
-export function parseWorkerArgs(args: readonly string[]): WorkerCliOptions {
+export function parseWorkerArgs(
+  args: readonly string[],
+  env: Environment = PROCESS_ENV,
+): WorkerCliOptions {
   const flags = readFlags(args, WORKER);
   const { one } = flags;
+  const typed: Typed = new Map();
   const help = flags.has("help");
   const required = (flag: `--${ValueName}`, what: string) => {
     const value = one(flag);
@@ -398,11 +147,12 @@ export function parseWorkerArgs(args: readonly string[]): WorkerCliOptions {
     }
     return value ?? "";
   };
-  const url = required(
-    "--redis",
-    "<url>: the Redis server to take chunks from",
-  );
-  if (!help) checkRedisUrl(url);
+  const url = help ? "" : readRedisUrl(flags, env)?.url;
+  if (url === undefined) {
+    throw new UsageError(
+      `ocycle worker needs --redis <url>: the Redis server to take chunks from (${FROM_ELSEWHERE}) (see ocycle worker --help)`,
+    );
+  }
   const stream = required(
     "--stream",
     "<name>: the Redis key of the chunk stream, the producer's --stream",
@@ -411,38 +161,35 @@ export function parseWorkerArgs(args: readonly string[]): WorkerCliOptions {
     "--module",
     "./handler.ts: the handler that runs each chunk",
   );
-  const group = one("--group");
-  const name = one("--name");
-  for (
-    const [flag, value] of [["--stream", stream], ["--group", group], [
-      "--name",
-      name,
-    ]] as const
-  ) {
-    if (value === "" && !help) {
-      throw new UsageError(`${flag} must not be empty: received ""`);
-    }
-  }
   const mode = readMode(one("--mode"));
-  const poolText = one("--pool");
-  return {
+  const texts = {
+    stream,
+    group: one("--group"),
+    name: one("--name"),
+    exportName: one("--export"),
+    pool: one("--pool"),
+    timeout: one("--timeout"),
+  };
+  for (const [option, text] of Object.entries(texts)) {
+    if (text !== undefined) typed.set(option, text);
+  }
+  const options: WorkerCliOptions = {
     url,
     stream,
-    group,
+    group: texts.group,
     module,
-    exportName: one("--export") ?? "default",
-    name,
+    exportName: texts.exportName ?? "default",
+    name: texts.name,
     mode,
-    pool: poolText === undefined ? undefined : readPool(poolText),
-    allow: readAllow(flags.all("--allow"), mode, module),
-    timeout: readDuration("--timeout", one("--timeout")),
+    pool: texts.pool === undefined ? undefined : toNumber(texts.pool),
+    allow: readAllow(flags.all("--allow"), mode, module, typed),
+    timeout: readDuration("--timeout", texts.timeout),
     quiet: flags.has("quiet"),
     help,
   };
+  remember(options, typed);
+  return options;
 }
-
-/** Reads one value flag: its value, if given once. */
-type One = Flags["one"];
 
 /**
  * How stdin is cut: --size, --hop, --clip, and the audio format that turns
@@ -451,6 +198,7 @@ type One = Flags["one"];
 function readChunking(
   one: One,
   clip: boolean,
+  typed: Typed,
 ): Pick<CliOptions, "size" | "hop" | "clip"> {
   const rateText = one("--rate");
   let rate: number | undefined;
@@ -469,15 +217,14 @@ function readChunking(
     channels: Number(channelsText),
   };
   const frameBytes = wrap(() => bytesPerFrame(audio));
-  const size = wrap(() => parseSize("--size", one("--size") ?? "1MiB", audio));
+  const sizeText = one("--size") ?? "1MiB";
+  typed.set("size", sizeText);
+  const size = wrap(() => parseSize("--size", sizeText, audio));
   const hopText = one("--hop");
-  const hop = hopText === undefined
-    ? undefined
-    : wrap(() => parseSize("--hop", hopText, audio));
-  if (hop !== undefined && !clip) {
-    throw new UsageError(
-      `--hop ${hopText} needs --clip: overlapping or skipping windows are cut at exact sizes`,
-    );
+  let hop: number | undefined;
+  if (hopText !== undefined) {
+    typed.set("hop", hopText);
+    hop = wrap(() => parseSize("--hop", hopText, audio));
   }
   if (rate !== undefined && frameBytes > 1) {
     for (const [flag, bytes] of [["--size", size], ["--hop", hop]] as const) {
@@ -498,6 +245,8 @@ function readChunking(
 function readRunning(
   flags: Flags,
   help: boolean,
+  env: Environment,
+  typed: Typed,
 ): Pick<
   CliOptions,
   | "pool"
@@ -511,15 +260,13 @@ function readRunning(
 > {
   const { one } = flags;
   const poolText = one("--pool");
-  const pool = poolText === undefined
-    ? navigator.hardwareConcurrency ?? 1
-    : readPool(poolText);
-  const timeout = readDuration("--timeout", one("--timeout"));
-
+  const timeoutText = one("--timeout");
+  if (poolText !== undefined) typed.set("pool", poolText);
+  if (timeoutText !== undefined) typed.set("timeout", timeoutText);
   const execText = one("--exec");
   const module = one("--module");
   const modeText = one("--mode");
-  const redis = readRedis(one, help);
+  const [redis, redisLabel] = readRedis(flags, help, env, typed) ?? [];
   if (redis !== undefined) {
     // The producer runs nothing: how the chunks run is each worker's to say.
     if (execText !== undefined) {
@@ -529,9 +276,7 @@ function readRunning(
     }
     if (module === undefined && !help) {
       throw new UsageError(
-        `--redis ${
-          redactUrl(redis.url)
-        } needs --module ./handler.ts: the handler the workers run (each loads its own copy: ocycle worker --module)`,
+        `${redisLabel} needs --module ./handler.ts: the handler the workers run (each loads its own copy: ocycle worker --module)`,
       );
     }
     const workers: [string, string | undefined, string][] = [
@@ -568,17 +313,42 @@ function readRunning(
     }
   }
   const mode = readMode(modeText);
-  const allow = readAllow(flags.all("--allow"), mode, module);
-  return { pool, timeout, exec, execText, module, mode, allow, redis };
+  return {
+    pool: poolText === undefined
+      ? navigator.hardwareConcurrency ?? 1
+      : toNumber(poolText),
+    timeout: readDuration("--timeout", timeoutText),
+    exec,
+    execText,
+    module,
+    mode,
+    allow: readAllow(flags.all("--allow"), mode, module, typed),
+    redis,
+  };
 }
 
-/** `--redis`, `--stream`, `--group` and `--in-flight`, which go together. */
-function readRedis(one: One, help: boolean): CliRedis | undefined {
-  const url = one("--redis");
+/**
+ * `--redis` (or `--redis-env`, `--redis-file`, or REDIS_URL with `--stream`),
+ * `--stream`, `--group` and `--in-flight`, which go together.
+ */
+function readRedis(
+  flags: Flags,
+  help: boolean,
+  env: Environment,
+  typed: Typed,
+): [redis: CliRedis, label: string] | undefined {
+  const { one } = flags;
   const stream = one("--stream");
   const group = one("--group");
   const inFlightText = one("--in-flight");
-  if (url === undefined) {
+  // A REDIS_URL in the environment sends the chunks to a fleet only when
+  // the command line names a stream (or a flag names the URL).
+  const named = one("--redis") !== undefined ||
+    one("--redis-env") !== undefined || one("--redis-file") !== undefined;
+  const source = named || stream !== undefined
+    ? readRedisUrl(flags, env)
+    : undefined;
+  if (source === undefined) {
     for (
       const [flag, value] of [
         ["--stream", stream],
@@ -588,47 +358,46 @@ function readRedis(one: One, help: boolean): CliRedis | undefined {
     ) {
       if (value !== undefined) {
         throw new UsageError(
-          `${flag} ${value} is for --redis: give the Redis server too, --redis redis://host:6379`,
+          `${flag} ${value} is for --redis: give the Redis server too, --redis redis://host:6379 (${FROM_ELSEWHERE})`,
         );
       }
     }
     return undefined;
   }
-  checkRedisUrl(url);
+  const { url, label } = source;
   if (stream === undefined && !help) {
     throw new UsageError(
-      `--redis ${
-        redactUrl(url)
-      } needs --stream <name>: the Redis key of the chunk stream the workers read`,
+      `${label} needs --stream <name>: the Redis key of the chunk stream the workers read`,
     );
   }
-  for (const [flag, value] of [["--stream", stream], ["--group", group]]) {
-    if (value === "") {
-      throw new UsageError(`${flag} must not be empty: received ""`);
-    }
+  const texts = { stream, group, inFlight: inFlightText };
+  for (const [option, text] of Object.entries(texts)) {
+    if (text !== undefined) typed.set(`redis.${option}`, text);
   }
-  let inFlight: number | undefined;
-  if (inFlightText !== undefined) {
-    inFlight = Number(inFlightText);
-    if (!Number.isSafeInteger(inFlight) || inFlight < 1) {
-      throw new UsageError(
-        `--in-flight must be a positive integer: received "${inFlightText}"`,
-      );
-    }
-  }
-  return { url, stream: stream ?? "", group, inFlight };
+  const inFlight = inFlightText === undefined
+    ? undefined
+    : toNumber(inFlightText);
+  return [{ url, stream: stream ?? "", group, inFlight }, label];
 }
 
-/** A `--redis` URL Redis can be reached at; only its redacted form is shown. */
-function checkRedisUrl(url: string): void {
+/** How a Redis URL is given without showing it to `ps`, for messages. */
+const FROM_ELSEWHERE =
+  `or, to keep a password off the command line, in the ${REDIS_URL_VARIABLE} environment variable, --redis-env NAME or --redis-file PATH`;
+
+/**
+ * The Redis URL from `--redis`, `--redis-env`, `--redis-file` or REDIS_URL,
+ * checked; `undefined` if none gives one. Only its redacted form is shown.
+ */
+function readRedisUrl(flags: Flags, env: Environment) {
   try {
-    parseRedisUrl(url);
+    return readRedisSource({
+      "--redis": flags.one("--redis"),
+      "--redis-env": flags.one("--redis-env"),
+      "--redis-file": flags.one("--redis-file"),
+    }, env);
   } catch (error) {
-    throw new UsageError(
-      `--redis must be redis://[user:password@]host[:port][/db] or rediss://... for TLS: ${
-        message(error).replace(/^Cannot connect to Redis as /, "")
-      }`,
-    );
+    if (error instanceof RedisSourceError) throw new UsageError(error.message);
+    throw error;
   }
 }
 
@@ -636,19 +405,12 @@ function checkRedisUrl(url: string): void {
 function readRetries(
   one: One,
   running: Pick<CliOptions, "exec">,
+  typed: Typed,
 ): Pick<CliOptions, "retries" | "retryDelay"> {
   const retriesText = one("--retries");
   const delayText = one("--retry-delay");
-  let retries: number | undefined;
   if (retriesText !== undefined) {
-    retries = Number(retriesText);
-    if (
-      retriesText.trim() === "" || !Number.isSafeInteger(retries) || retries < 0
-    ) {
-      throw new UsageError(
-        `--retries must be an integer >= 0: received "${retriesText}"`,
-      );
-    }
+    typed.set("retries", retriesText);
     if (running.exec !== undefined) {
       // A command may have done half its work before it was killed.
       throw new UsageError(
@@ -656,33 +418,33 @@ function readRetries(
       );
     }
   }
-  if (delayText !== undefined && retriesText === undefined) {
-    throw new UsageError(
-      `--retry-delay ${delayText} needs --retries <n>: it is the wait before a retry`,
-    );
+  if (delayText !== undefined) {
+    typed.set("retryDelay", delayText);
+    if (retriesText === undefined) {
+      throw new UsageError(
+        `--retry-delay ${delayText} needs --retries <n>: it is the wait before a retry`,
+      );
+    }
   }
-  // 0 is a valid delay: retry at once.
-  const retryDelay =
-    delayText === undefined || /^0+(\.0*)?(ms|s|min)?$/.test(delayText)
-      ? (delayText === undefined ? undefined : 0)
-      : readDuration("--retry-delay", delayText);
-  return { retries, retryDelay };
+  return {
+    retries: retriesText === undefined ? undefined : toNumber(retriesText),
+    retryDelay: readDuration("--retry-delay", delayText),
+  };
 }
 
-function readPool(text: string): number {
-  const pool = Number(text);
-  if (text.trim() === "" || !Number.isSafeInteger(pool) || pool < 1) {
-    throw new UsageError(
-      `--pool must be a positive integer: received "${text}"`,
-    );
-  }
-  return pool;
+/** A number as typed, for the library to judge; NaN for "" or spaces. */
+function toNumber(text: string): number {
+  return text.trim() === "" ? NaN : Number(text);
 }
 
 function readDuration(flag: string, text: string | undefined) {
   return text === undefined ? undefined : wrap(() => parseDuration(flag, text));
 }
 
+/**
+ * `--mode`: a local pool's mode. The library's fourth, redis, is asked for
+ * with --redis, and `ocycle worker` runs a local pool.
+ */
 function readMode(text: string | undefined): LocalMode {
   const mode = text ?? "process";
   if (mode !== "process" && mode !== "thread" && mode !== "serial") {
@@ -695,144 +457,34 @@ function readMode(text: string | undefined): LocalMode {
 
 /**
  * The permissions of `--allow read`, `--allow write=/tmp/a,/tmp/b` ..., for
- * a handler module in process mode.
+ * a handler module in process mode. Which names are permissions is the
+ * library's to say.
  */
 function readAllow(
   allowTexts: readonly string[],
   mode: LocalMode,
   module: string | undefined,
+  typed: Typed,
 ): ChildPermissions {
-  const allow: ChildPermissions = {};
+  const allow = new Map<string, true | string[]>();
   for (const text of allowTexts) {
     const eq = text.indexOf("=");
-    const name = (eq < 0 ? text : text.slice(0, eq)) as typeof PERMISSIONS[
-      number
-    ];
-    if (!PERMISSIONS.includes(name)) {
-      throw new UsageError(
-        `--allow must be one of ${
-          PERMISSIONS.join(", ")
-        }, optionally with =list: received "${text}"`,
-      );
-    }
-    if (eq < 0) allow[name] = true;
-    else {
+    const name = eq < 0 ? text : text.slice(0, eq);
+    typed.set(`permissions.${name}`, text);
+    const previous = allow.get(name);
+    if (eq < 0) allow.set(name, true);
+    else if (previous !== true) {
       const list = text.slice(eq + 1).split(",").filter((s) => s !== "");
-      const previous = allow[name];
-      if (previous !== true) allow[name] = [...(previous || []), ...list];
+      allow.set(name, [...(previous ?? []), ...list]);
     }
   }
-  if (
-    Object.keys(allow).length > 0 &&
-    (module === undefined || mode !== "process")
-  ) {
+  if (allow.size > 0 && (module === undefined || mode !== "process")) {
     throw new UsageError(
       `--allow is for --module with --mode process: Workers and --exec commands run with the permissions of ocycle itself`,
     );
   }
-  return allow;
-}
-
-/**
- * Spells every flag of the command line `--name=value`, the one form in which
- * parseArgs takes a value exactly as given, whatever it looks like: `-j2`,
- * `-j=2`, `-j 2`, `--jobs 2` and `--pool 2` all become `--pool=2`, and a flag
- * that takes no value becomes `--name=true`. Left to itself parseArgs would
- * read `--size -3` as an empty --size and an option -3, `--clip true` as
- * --clip given "true", and `-s1MiB` as -s and four more short flags; and with
- * `alias` for the short names it would also take `--s`, `--k` and `-kq`.
- * Other arguments pass through for parseArgs to refuse, except two that it
- * would misread: "--" (it parses nothing after it) and `--no-x=y` (read as
- * `--x=y`).
- *
- * Stops at the first argument it refuses and returns that error with the
- * arguments before it, which parseArgs then judges first.
- */
-function spell(
-  args: readonly string[],
-  command: Command,
-): { spelled: string[]; error: UsageError | undefined } {
-  const { valueFlags, booleanFlags } = flagNames(command);
-  const spelled: string[] = [];
-  for (let i = 0; i < args.length; i++) {
-    let arg = args[i]!;
-    // -j2 and -s1MiB, as parallel and other tools take them, mean -j=2, -s=1MiB.
-    if (
-      /^-[a-z][^=]/i.test(arg) && valueFlags.has(arg.slice(0, 2))
-    ) arg = `${arg.slice(0, 2)}=${arg.slice(2)}`;
-    const eq = arg.startsWith("-") ? arg.indexOf("=") : -1;
-    const flag = eq > 0 ? arg.slice(0, eq) : arg;
-    const valueFlag = valueFlags.get(flag);
-    if (valueFlag !== undefined) {
-      if (eq < 0 && i + 1 === args.length) {
-        return { spelled, error: new UsageError(`${flag} needs a value`) };
-      }
-      spelled.push(`${valueFlag}=${eq > 0 ? arg.slice(eq + 1) : args[++i]}`);
-      continue;
-    }
-    const booleanFlag = booleanFlags.get(flag);
-    if (booleanFlag !== undefined) {
-      if (eq > 0) {
-        const error = new UsageError(
-          `${flag} takes no value: received "${arg}"`,
-        );
-        return { spelled, error };
-      }
-      spelled.push(`${booleanFlag}=true`);
-      continue;
-    }
-    if (arg === "--" || /^--no-.*=/s.test(arg)) {
-      return { spelled, error: notAnOption(arg, command) };
-    }
-    spelled.push(arg);
-  }
-  return { spelled, error: undefined };
-}
-
-/**
- * Every name each flag of `command` answers to, with the `--long` form
- * parseArgs is given: the flags that take a value, and those that do not.
- */
-function flagNames(command: Command): {
-  valueFlags: Map<string, `--${ValueName}`>;
-  booleanFlags: Map<string, `--${BooleanName}`>;
-} {
-  const valueFlags = new Map<string, `--${ValueName}`>();
-  const booleanFlags = new Map<string, `--${BooleanName}`>();
-  for (const name of command.values) valueFlags.set(`--${name}`, `--${name}`);
-  for (const name of command.booleans) {
-    booleanFlags.set(`--${name}`, `--${name}`);
-  }
-  for (const [alias, name] of ALIASES) {
-    if ((command.values as readonly string[]).includes(name)) {
-      valueFlags.set(alias, `--${name as ValueName}`);
-    } else if ((command.booleans as readonly string[]).includes(name)) {
-      booleanFlags.set(alias, `--${name as BooleanName}`);
-    }
-  }
-  return { valueFlags, booleanFlags };
-}
-
-/** The error for an argument that is no flag of `command`. */
-function notAnOption(arg: string, command: Command): UsageError {
-  if (command === WORKER) {
-    return new UsageError(
-      arg.startsWith("-")
-        ? `unknown option "${arg}" for ocycle worker${
-          OCYCLE.values.includes(arg.replace(/^--|=.*$/gs, "") as ValueName) ||
-            OCYCLE.booleans.includes(arg.slice(2) as BooleanName) ||
-            arg === "-s" || arg === "-k"
-            ? ": it is the producer's (ocycle --redis ...), which cuts the chunks"
-            : ""
-        }`
-        : `unexpected argument "${arg}"`,
-    );
-  }
-  return new UsageError(
-    arg.startsWith("-")
-      ? `unknown option "${arg}"`
-      : `unexpected argument "${arg}": the command to run goes in one string, --exec "${arg} ..."`,
-  );
+  // fromEntries: a name such as "__proto__" stays a key, for the library to refuse.
+  return Object.fromEntries(allow);
 }
 
 function wrap<T>(fn: () => T): T {

@@ -1,8 +1,9 @@
 // Copyright the @ocycle/core authors. MIT license.
 // What the parts of the `ocycle` command line share: exit codes, the fatal
-// error that carries one, the chunk counts, how an error and a command's
-// stderr are shown, and how --module is found.
+// error that carries one, the chunk counts, how an error, a failed chunk and
+// a command's stderr are shown, and how --module is found.
 
+import type { ChunkInfo } from "../chunk_info.ts";
 import { toModuleUrl } from "../run/_module_url.ts";
 
 const encoder = new TextEncoder();
@@ -52,6 +53,26 @@ export function stderrTail(stderr: string): string {
 
 function lastLines(text: string, n: number): string {
   return text.trimEnd().split("\n").slice(-n).join("\n");
+}
+
+/**
+ * A chunk as every failed-chunk line names it: its index, its byte range and
+ * its t0 (the time its first byte was read) as a local time of day,
+ * `chunk 3 (bytes 3072..4096, t0 12:30:05.250)`.
+ */
+export function describeChunk(info: ChunkInfo): string {
+  return `chunk ${info.index} (bytes ${info.offset}..${
+    info.offset + info.length
+  }, t0 ${timeOfDay(info.t0)})`;
+}
+
+/** Milliseconds since the epoch as a local time of day: `12:30:05.250`. */
+export function timeOfDay(ms: number): string {
+  const date = new Date(ms);
+  const two = (n: number) => String(n).padStart(2, "0");
+  return `${two(date.getHours())}:${two(date.getMinutes())}:${
+    two(date.getSeconds())
+  }.${String(date.getMilliseconds()).padStart(3, "0")}`;
 }
 
 /** Writes a line to stderr. */

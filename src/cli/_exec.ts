@@ -3,12 +3,12 @@
 // the command once per chunk, the chunk on its stdin, and its stdout is the
 // chunk's result. So the queue, the order, `--timeout` (the pool's clock kills
 // the command) and the error reporting are the emitter's, as for `--module`.
-// Each command runs in a process group of its own (run/_groups.ts): a
+// Each command runs in a process group of its own (run/_spawn.ts): a
 // terminal's Ctrl-C does not reach it, and once it exits, is timed out or
 // killed, its whole tree goes (`sh -c 'sleep 40'` leaves no `sleep` behind).
 
 import { concat } from "@std/bytes/concat";
-import type { Task } from "../run/_runner.ts";
+import { spawn, type Spawned } from "../run/_spawn.ts";
 import type {
   Exit,
   Groups,
@@ -100,13 +100,14 @@ const STDERR_KEEP = 1 << 20;
 
 class ExecTransport implements Transport<undefined> {
   readonly gone: Promise<Exit>;
-  readonly #argv: readonly string[];
+  readonly #program: string;
+  readonly #args: readonly string[];
   readonly #text: string;
   readonly #output: OutputOf;
   readonly #events: TransportEvents;
   readonly #groups: Groups;
   #resolveGone!: (exit: Exit) => void;
-  #child: Deno.ChildProcess | undefined;
+  #child: Spawned | undefined;
   /** Resolves once the running command, if any, has been dealt with. */
   #running: Promise<void> = Promise.resolve();
   #over = false;
@@ -118,7 +119,8 @@ class ExecTransport implements Transport<undefined> {
     events: TransportEvents,
     groups: Groups,
   ) {
-    this.#argv = argv;
+    this.#program = argv[0]!;
+    this.#args = argv.slice(1);
     this.#text = text;
     this.#output = output;
     this.#events = events;
@@ -150,16 +152,7 @@ class ExecTransport implements Transport<undefined> {
 
   kill(): void {
     this.#over = true;
-    const child = this.#child;
-    if (child !== undefined) {
-      this.#groups.kill(child.pid);
-      try {
-        // In case the group could not be killed: the command at least.
-        child.kill("SIGKILL");
-      } catch {
-        // It has just exited.
-      }
-    }
+    this.#child?.kill();
     this.#running.then(() => this.#resolveGone(GONE));
   }
 
@@ -170,15 +163,13 @@ class ExecTransport implements Transport<undefined> {
   async #run(job: Job<undefined>): Promise<void> {
     if (this.#over) return;
     const events = this.#events;
-    let child: Deno.ChildProcess;
+    let child: Spawned;
     try {
-      child = this.#child = new Deno.Command(this.#argv[0]!, {
-        args: this.#argv.slice(1),
-        stdin: "piped",
-        stdout: "piped",
-        stderr: "piped",
-        detached: this.#groups.detached,
-      }).spawn();
+      child = this.#child = spawn(this.#program, {
+        args: this.#args,
+        groups: this.#groups,
+        perChunk: true,
+      });
     } catch (error) {
       events.settled(
         job.id,
@@ -187,11 +178,6 @@ class ExecTransport implements Transport<undefined> {
       );
       return events.flushed();
     }
-    const groups = this.#groups;
-    groups.watch(child.pid);
-    // Once it exits, what it left running in its group goes too: nothing
-    // then holds its pipes open, and nothing outlives the chunk.
-    const exited = child.status.finally(() => groups.kill(child.pid));
     const feed = (async () => {
       const writer = child.stdin.getWriter();
       try {
@@ -210,7 +196,10 @@ class ExecTransport implements Transport<undefined> {
         for await (const bytes of child.stdout) await output.write(bytes);
       })(),
       keepStderr(child.stderr),
-      exited,
+      // Once it exits, what it left running in its group goes too
+      // (run/_spawn.ts): nothing then holds its pipes open, and nothing
+      // outlives the chunk.
+      child.status,
       feed.catch(() => {}),
     ]);
     this.#child = undefined;
@@ -260,11 +249,4 @@ function writeAllSync(
   for (let at = 0; at < bytes.length;) {
     at += file.writeSync(bytes.subarray(at));
   }
-}
-
-/** The chunk as `--exec` reports it: its index and byte range. */
-export function describeChunk(info: Task<unknown>["info"]): string {
-  return `chunk ${info.index} (bytes ${info.offset}..${
-    info.offset + info.length
-  })`;
 }

@@ -8,19 +8,23 @@
 // read is still run, written and summed up (a second signal aborts). With
 // --redis the chunks go through Redis to a fleet of `ocycle worker`s
 // (_worker.ts), and come back as from a local pool. The parts: _args.ts (the
-// command line), _exec.ts (--exec), _sink.ts (stdout), _units.ts (sizes and
-// durations), _worker.ts (`ocycle worker`).
+// command line; its syntax in _flags.ts, its texts in _help.ts), _check.ts
+// (the library's checks of the options, told by flag), _exec.ts (--exec),
+// _sink.ts (stdout), _units.ts (sizes and durations), _worker.ts (`ocycle
+// worker`).
 
 import { BufferEmit } from "../buffer_emit.ts";
 import type { ChunkError } from "../chunk_error.ts";
 import type { ChunkInfo } from "../chunk_info.ts";
 import { closeOnSignals } from "../close_on_signals.ts";
-import { defaultConcurrency, TRANSPORT } from "../core/_options.ts";
-import type { BufferEmitOptions } from "../buffer_emit.ts";
+import { defaultConcurrency } from "../core/_options.ts";
 import { toModuleUrl } from "../run/_module_url.ts";
-import { type CliOptions, HELP, parseCliArgs, UsageError } from "./_args.ts";
+import { type CliOptions, parseCliArgs, UsageError } from "./_args.ts";
+import { emitterPlan } from "./_check.ts";
+import { HELP } from "./_help.ts";
 import {
   type Counts,
+  describeChunk,
   EXIT_FAILED,
   EXIT_NOT_EXECUTABLE,
   EXIT_NOT_FOUND,
@@ -34,12 +38,7 @@ import {
   say,
   stderrTail,
 } from "./_common.ts";
-import {
-  CommandFailed,
-  CommandNotStarted,
-  describeChunk,
-  ExecKind,
-} from "./_exec.ts";
+import { CommandFailed, CommandNotStarted, ExecKind } from "./_exec.ts";
 import { Sink } from "./_sink.ts";
 import { runWorkerCli } from "./_worker.ts";
 import { formatBytes } from "./_units.ts";
@@ -108,9 +107,9 @@ export async function runCli(args: readonly string[]): Promise<number> {
 }
 
 /**
- * Why the emitter could not be made, in the command line's terms: every
- * option was checked already, so a RangeError about 'size' means that a
- * buffer of --size bytes cannot be allocated.
+ * Why the emitter could not be made, in the command line's terms: the
+ * library checked every option in parseCliArgs, so a RangeError about 'size'
+ * here means that a buffer of --size bytes cannot be allocated.
  */
 function startError(error: unknown, options: CliOptions): string {
   if (error instanceof RangeError && error.message.includes("'size'")) {
@@ -148,7 +147,12 @@ class CliRun {
       : options.mode === "serial"
       ? 1
       : options.pool * defaultConcurrency(options.mode);
-    this.#sink = new Sink(options.keepOrder, inFlight * 2, this.#stdout);
+    this.#sink = new Sink(
+      options.keepOrder,
+      inFlight * 2,
+      this.#stdout,
+      options.keepFailed,
+    );
   }
 
   /**
@@ -159,56 +163,21 @@ class CliRun {
    */
   start(moduleUrl: URL | undefined): void {
     const options = this.#options;
-    const { redis } = options;
-    const common: BufferEmitOptions<unknown> = {
-      clip: options.clip,
-      ...(options.hop === undefined ? {} : { hop: options.hop }),
-      // The sink's room paces the input (#feed): the emitter queues what
-      // its runners cannot take yet.
-      maxPending: Infinity,
-      ...(options.timeout === undefined ? {} : { timeout: options.timeout }),
-      ...(options.retries === undefined ? {} : { retries: options.retries }),
-      ...(options.retryDelay === undefined
-        ? {}
-        : { retryDelay: options.retryDelay }),
+    const commands = options.exec === undefined ? undefined : new ExecKind(
+      options.exec,
+      options.execText!,
+      (index) => this.#sink.output(index),
+    );
+    // The plan parseCliArgs had the library check.
+    const plan = emitterPlan(options, moduleUrl, commands);
+    this.#emitter = new BufferEmit<unknown>(plan.callback, plan.size, {
+      ...plan.options,
       onDone: (result, info) => {
         this.#counts.done++;
         this.#sink.deliver(info.index, toBytes(result));
       },
       onError: (error, info) => this.#onError(error, info),
-    };
-    if (redis !== undefined) {
-      this.#emitter = new BufferEmit<unknown>(moduleUrl!, options.size, {
-        ...common,
-        mode: "redis",
-        redis: {
-          url: redis.url,
-          stream: redis.stream,
-          ...(redis.group === undefined ? {} : { group: redis.group }),
-          ...(redis.inFlight === undefined ? {} : { inFlight: redis.inFlight }),
-        },
-      });
-      return;
-    }
-    this.#emitter = moduleUrl !== undefined
-      ? new BufferEmit<unknown>(moduleUrl, options.size, {
-        ...common,
-        pool: options.pool,
-        mode: options.mode,
-        exportName: options.exportName,
-        ...(options.mode === "process" ? { permissions: options.allow } : {}),
-      })
-      : new BufferEmit<unknown>(() => {}, options.size, {
-        ...common,
-        pool: options.pool,
-        mode: "process",
-        concurrency: 1,
-        [TRANSPORT]: new ExecKind(
-          options.exec!,
-          options.execText!,
-          (index) => this.#sink.output(index),
-        ),
-      } as BufferEmitOptions<unknown>);
+    });
   }
 
   /**
@@ -307,20 +276,33 @@ class CliRun {
     this.#counts.chunks += n;
   }
 
+  /**
+   * Says that a chunk failed, in the one form of every failed-chunk line
+   * (describeChunk), and ends its output: dropped, unless --keep-failed.
+   */
   #onError(error: ChunkError, info: ChunkInfo): void {
     this.#counts.failed++;
+    const wrote = this.#sink.fail(info.index);
     if (this.#options.exec === undefined) {
-      // The ChunkError message already names the chunk, its offset and mode.
-      report(`${error.message}${stderrTail(error.stderr)}`);
-      return this.#sink.deliver(info.index, undefined);
+      const worker = error.worker === undefined
+        ? ""
+        : ` (worker ${error.worker})`;
+      report(
+        `${describeChunk(info)} failed: ${error.detail}${worker}${
+          stderrTail(error.stderr)
+        }`,
+      );
+      return;
     }
-    report(`${describeChunk(info)} failed: ${this.#execFailure(error)}`);
-    // Whatever the command wrote is still its output: it was kept.
-    this.#sink.deliver(info.index, undefined);
+    const [why, stderr] = this.#execFailure(error);
+    const dropped = wrote > 0 && !this.#options.keepFailed
+      ? `; its ${plural(wrote, "byte")} of output are not written`
+      : "";
+    report(`${describeChunk(info)} failed: ${why}${dropped}${stderr}`);
   }
 
-  /** How a failed `--exec` chunk reads. */
-  #execFailure(error: ChunkError): string {
+  /** How a failed `--exec` chunk reads: why, and the tail of its stderr. */
+  #execFailure(error: ChunkError): [string, string] {
     const options = this.#options;
     const cause = error.cause;
     if (cause instanceof CommandNotStarted) {
@@ -334,20 +316,26 @@ class CliRun {
         }`,
         notFound ? EXIT_NOT_FOUND : EXIT_NOT_EXECUTABLE,
       );
-      return "its command could not be started";
+      return ["its command could not be started", ""];
     }
     if (cause instanceof CommandFailed) {
-      return `${cause.message}${stderrTail(decoder.decode(cause.stderr))}`;
+      return [cause.message, stderrTail(decoder.decode(cause.stderr))];
     }
     if (error.kind === "timeout") {
-      return `"${options.execText}" took longer than --timeout ${options.timeout} ms and was killed`;
+      return [
+        `"${options.execText}" took longer than --timeout ${options.timeout} ms and was killed`,
+        "",
+      ];
     }
     if (error.kind === "aborted" && this.#fatal !== undefined) {
-      return this.#stoppedBy === undefined
-        ? "not run after an earlier fatal error"
-        : `aborted by a second ${this.#stoppedBy}`;
+      return [
+        this.#stoppedBy === undefined
+          ? "not run after an earlier fatal error"
+          : `aborted by a second ${this.#stoppedBy}`,
+        "",
+      ];
     }
-    return `ocycle could not run it: ${error.message}`;
+    return [`ocycle could not run it: ${error.detail}`, ""];
   }
 
   /** Shows progress on stderr until the returned function is called. */
@@ -393,8 +381,15 @@ class CliRun {
       );
     }
     if (counts.failed > 0) {
+      const discarded = this.#sink.discarded;
       report(
-        `${counts.failed} of ${counts.chunks} chunks failed (see the messages above)`,
+        `${counts.failed} of ${counts.chunks} chunks failed (see the messages above)${
+          discarded === 0
+            ? ""
+            : `; ${plural(discarded, "byte")} of their output were not written${
+              this.#options.keepFailed ? "" : " (--keep-failed writes them)"
+            }`
+        }`,
       );
     }
     if (fatal !== undefined) return fatal.code;

@@ -1,9 +1,12 @@
 // Copyright the @ocycle/core authors. MIT license.
-// The `ocycle` command line's stdout. Each chunk's output is written as it
-// comes when the chunk owns stdout, and held otherwise: in memory up to
-// SPOOL_MEMORY bytes, then in a temporary file, so that memory stays bounded
-// however much a command writes. With --keep-order the chunk that owns stdout
-// is the next in input order; without it, the first to write while stdout is
+// The `ocycle` command line's stdout. Each chunk's output is held until its
+// chunk has succeeded (in memory up to SPOOL_MEMORY bytes, then in a
+// temporary file, so that memory stays bounded however much a command
+// writes), then written whole; a failed chunk's output is discarded and
+// counted. With `stream` (--keep-failed) an output is written as it comes
+// while its chunk owns stdout, and a failed chunk's output is written too.
+// With --keep-order the chunk that owns stdout is the next in input order;
+// without it, the first to be done (or, streaming, to write) while stdout is
 // free. The outputs of two chunks never interleave.
 
 /** Bytes of one chunk's output held in memory before the rest goes to a file. */
@@ -28,6 +31,12 @@ export class Output {
   wrote = false;
   /** Set when it was done and written whole before its turn came. */
   waiting = false;
+  /** Set when its chunk failed: unless the sink streams, its output is dropped. */
+  failed = false;
+  /** Bytes it was given. */
+  bytes = 0;
+  /** Set once the sink is through with it: what comes after is dropped. */
+  #closed = false;
 
   constructor(index: number, sink: Sink) {
     this.index = index;
@@ -39,9 +48,16 @@ export class Output {
     return this.#live;
   }
 
-  /** Takes more of the output; resolves once it is written or held. */
+  /** Takes more of the output; resolves once it is written, held or dropped. */
   write(bytes: Uint8Array): Promise<void> {
     if (bytes.length === 0) return this.#chain;
+    // What a failed command writes on its way out (killed after --timeout),
+    // or any output once it is through: counted, never written.
+    if (this.#closed || (this.failed && !this.#sink.stream)) {
+      this.#sink.discarded += bytes.length;
+      return this.#chain;
+    }
+    this.bytes += bytes.length;
     this.wrote = true;
     this.#sink.claim(this);
     return this.#chain = this.#chain.then(() =>
@@ -56,9 +72,16 @@ export class Output {
     this.#chain = this.#chain.then(() => this.#sink.finished(this));
   }
 
-  /** Its turn: what it holds goes out first, then it writes as it comes. */
+  /**
+   * Its turn: what it holds goes out first (or, failed, is dropped), then it
+   * writes as it comes.
+   */
   own(): Promise<void> {
     return this.#chain = this.#chain.then(async () => {
+      if (this.failed && !this.#sink.stream) {
+        this.#sink.discarded += this.bytes;
+        await this.#drop();
+      }
       for (const bytes of this.#held) await this.#sink.out(bytes);
       this.#held = [];
       this.#heldBytes = 0;
@@ -78,10 +101,15 @@ export class Output {
     });
   }
 
-  /** Drops what it holds (after a fatal error). */
-  async discard(): Promise<void> {
-    await this.#chain.catch(() => {});
+  /** The sink is through with it. */
+  close(): void {
+    this.#closed = true;
+  }
+
+  /** Drops what it holds; called in its turn, on its chain. */
+  async #drop(): Promise<void> {
     this.#held = [];
+    this.#heldBytes = 0;
     if (this.#file !== undefined) {
       this.#file.close();
       this.#file = undefined;
@@ -121,6 +149,8 @@ async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
  * that a slow first chunk under --keep-order cannot hold back without limit.
  */
 export class Sink {
+  /** Whether outputs are written as they come, failed ones too (--keep-failed). */
+  readonly stream: boolean;
   readonly #keepOrder: boolean;
   readonly #limit: number;
   readonly #writer: WritableStreamDefaultWriter<Uint8Array>;
@@ -136,12 +166,22 @@ export class Sink {
   #drained: (() => void)[] = [];
   error: unknown;
   outputBytes = 0;
+  /** Bytes of failed chunks' output that were not written. */
+  discarded = 0;
 
+  /**
+   * @param keepOrder Outputs go in input order.
+   * @param limit Chunks handed on but not yet written out, at most.
+   * @param writer Standard output.
+   * @param stream Write an output as it comes, and a failed chunk's too.
+   */
   constructor(
     keepOrder: boolean,
     limit: number,
     writer: WritableStreamDefaultWriter<Uint8Array>,
+    stream = false,
   ) {
+    this.stream = stream;
     this.#keepOrder = keepOrder;
     this.#limit = limit;
     this.#writer = writer;
@@ -178,6 +218,17 @@ export class Sink {
     output.finish();
   }
 
+  /**
+   * Chunk `index` failed: its output is dropped (unless the sink streams) and
+   * it ends. Returns the bytes of output it had so far.
+   */
+  fail(index: number): number {
+    const output = this.output(index);
+    output.failed = true;
+    output.finish();
+    return output.bytes;
+  }
+
   /** Resolves once every admitted chunk is written out. */
   async drain(): Promise<void> {
     if (this.#admitted !== this.#delivered) {
@@ -188,9 +239,11 @@ export class Sink {
   /** Gives stdout to `output` if it is its turn and stdout is free. */
   claim(output: Output): void {
     if (this.#owner !== undefined) return;
+    // Held, an output goes out once its chunk is done, never before.
+    const ready = output.done || (this.stream && output.wrote);
     const turn = this.#keepOrder
-      ? output.index === this.#next
-      : output.wrote || output.done;
+      ? output.index === this.#next && (this.stream || output.done)
+      : ready;
     if (!turn) return;
     this.#owner = output;
     output.own();
@@ -221,6 +274,7 @@ export class Sink {
       return;
     }
     this.#outputs.delete(output.index);
+    output.close();
     this.#owner = undefined;
     this.#delivered++;
     if (this.#keepOrder) this.#next = output.index + 1;

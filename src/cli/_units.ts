@@ -1,8 +1,9 @@
 // Copyright the @ocycle/core authors. MIT license.
 // Sizes for the `ocycle` command line: byte counts with units (`64KiB`,
 // `1MiB`, `1M`, `500kB`) and durations of audio (`2s`, `250ms`) turned into
-// bytes through a sample rate, a sample format and a channel count. Kept apart
-// from the CLI so that the arithmetic is tested on its own.
+// bytes through a sample rate, a sample format and a channel count; and the
+// durations of --timeout and --retry-delay, in which a bare number is seconds.
+// Kept apart from the CLI so that the arithmetic is tested on its own.
 
 /** Bytes per sample of each raw sample format the CLI knows (ffmpeg/sox names). */
 export const SAMPLE_FORMATS: Readonly<Record<string, number>> = {
@@ -131,7 +132,9 @@ export function bytesPerFrame(audio: AudioFormat): number {
 }
 
 /**
- * Parses a duration in milliseconds (`500`, `500ms`, `2s`, `1.5min`).
+ * Parses a duration into milliseconds. A bare number is seconds, as in GNU
+ * parallel's --timeout and timeout(1): `5` is 5 s. A unit says otherwise:
+ * `500ms`, `2s`, `1.5min`. Zero is a duration too.
  *
  * @throws {RangeError} Naming the flag and the value.
  */
@@ -140,14 +143,17 @@ export function parseDuration(flag: string, text: string): number {
   const unit = match?.[2]?.toLowerCase() ?? "";
   if (match === null || !(unit === "" || unit in TIME_UNITS)) {
     throw new RangeError(
-      `${flag} must be a duration such as 500, 500ms, 2s or 1min: received "${text}"`,
+      `${flag} must be a duration such as 30 (seconds), 500ms, 2s or 1min: received "${text}"`,
     );
   }
-  const ms = unit === ""
-    ? Number(match[1])
-    : Number(match[1]) * TIME_UNITS[unit]! * 1000;
-  if (!(ms > 0) || !Number.isFinite(ms)) {
-    throw new RangeError(`${flag} must be more than 0: received "${text}"`);
+  const value = Number(match[1]);
+  // Rounded to the microsecond: 1.1 s is 1100 ms, not 1100.0000000000002.
+  const ms = unit === "ms"
+    ? value
+    : Math.round(value * TIME_UNITS[unit === "" ? "s" : unit]! * 1e6) / 1e3;
+  // Whether 0 will do (a --retry-delay) or not (a --timeout) is the library's to say.
+  if (!Number.isFinite(ms)) {
+    throw new RangeError(`${flag} is too long: received "${text}"`);
   }
   return ms;
 }

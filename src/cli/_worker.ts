@@ -13,12 +13,9 @@ import {
   type RedisWorkerStats,
   runWorker,
 } from "../run_worker.ts";
-import {
-  parseWorkerArgs,
-  UsageError,
-  WORKER_HELP,
-  type WorkerCliOptions,
-} from "./_args.ts";
+import { parseWorkerArgs, UsageError, type WorkerCliOptions } from "./_args.ts";
+import { usageError } from "./_check.ts";
+import { WORKER_HELP } from "./_help.ts";
 import {
   EXIT_FAILED,
   EXIT_OK,
@@ -75,10 +72,14 @@ export async function runWorkerCli(args: readonly string[]): Promise<number> {
   };
   let worker: RedisWorker;
   try {
-    worker = runWorker(workerOptions(options, module, log));
+    worker = startWorker(options, module, log);
   } catch (error) {
-    // Every option was checked already: what is left is the worker's own word.
-    report(message(error), COMMAND);
+    report(
+      error instanceof UsageError
+        ? `${error.message}\nRun "ocycle worker --help" for the options.`
+        : message(error),
+      COMMAND,
+    );
     return EXIT_USAGE;
   }
   name = worker.name;
@@ -144,10 +145,30 @@ export async function runWorkerCli(args: readonly string[]): Promise<number> {
     : EXIT_SIGNAL[stoppedBy] ?? EXIT_FAILED;
 }
 
+/**
+ * Starts the worker of a command line. runWorker checks its options before
+ * it starts anything, and is the only one to: a refusal comes back as a
+ * UsageError that names the flag and what the user typed.
+ *
+ * @param options What parseWorkerArgs returned.
+ * @throws {UsageError} If runWorker refuses an option.
+ */
+export function startWorker(
+  options: WorkerCliOptions,
+  module: URL | string,
+  log: (line: string) => void,
+): RedisWorker {
+  try {
+    return runWorker(workerOptions(options, module, log));
+  } catch (error) {
+    throw usageError(error, options);
+  }
+}
+
 /** runWorker's options, from the command line's. */
 function workerOptions(
   options: WorkerCliOptions,
-  module: URL,
+  module: URL | string,
   log: (line: string) => void,
 ): RedisWorkerOptions {
   return {

@@ -147,10 +147,15 @@ class TypedKind<T extends TypedArray> implements Kind<T, T, T> {
         }`,
       );
     }
+    const name = this.#type.name;
+    // SampleEmit reads a Uint8Array as the samples' bytes.
+    const or = (this.#type as unknown) === Uint8Array
+      ? ""
+      : " or a Uint8Array of its little-endian bytes";
     throw new TypeError(
-      `Cannot write to ${owner} as 'data' must be a ${this.#type.name}: received ${
-        describe(data)
-      }`,
+      `Cannot write to ${owner} as 'data' must be ${
+        /^[AEIO]/.test(name) ? "an" : "a"
+      } ${name}${or}: received ${describe(data)}`,
     );
   }
 

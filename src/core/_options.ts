@@ -13,7 +13,7 @@ import type { TypedArray } from "../wire/_layout.ts";
 import type { RunnerSettings } from "../run/_factory.ts";
 import type { RedisSettingsOption } from "../run/_redis.ts";
 import { toModuleUrl } from "../run/_module_url.ts";
-import { START_TIMEOUT } from "../run/_pool_worker.ts";
+import { IDLE_TIMEOUT, START_TIMEOUT } from "../run/_pool_worker.ts";
 import { moduleReadFlag, processOptions } from "../run/_process_options.ts";
 import { parseRedisUrl } from "../redis/_url.ts";
 import type { RedisOptions } from "../emitter_options.ts";
@@ -106,6 +106,7 @@ const RULES: Readonly<Record<string, Rule>> = {
   maxWait: milliseconds,
   timeout: milliseconds,
   startTimeout: milliseconds,
+  idleTimeout: milliseconds,
   retries: [
     (v) => Number.isSafeInteger(v) && (v as number) >= 0,
     "an integer >= 0",
@@ -157,6 +158,7 @@ export function checkOptions<C, R>(
     maxWait = Infinity,
     timeout = Infinity,
     startTimeout = START_TIMEOUT,
+    idleTimeout = IDLE_TIMEOUT,
     retries = 0,
     retryDelay = 100,
     signal,
@@ -177,6 +179,7 @@ export function checkOptions<C, R>(
     maxWait,
     timeout,
     startTimeout,
+    idleTimeout,
     retries,
     retryDelay,
     onDone,
@@ -247,6 +250,7 @@ export function checkOptions<C, R>(
       concurrency: serial ? 1 : concurrency,
       timeout,
       startTimeout,
+      idleTimeout,
       retries,
       retryDelay,
       layout: kind.layout,

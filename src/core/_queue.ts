@@ -32,6 +32,38 @@ interface Waiter {
 
 const RESOLVED: Promise<void> = Promise.resolve();
 
+/** The queues holding errors that nobody has taken yet. */
+const unobserved = new Set<{ takeErrors(): Error | undefined }>();
+let listening = false;
+
+/**
+ * Keeps a queue's errors in sight of the program's exit: errors that
+ * neither `ready`, `close()` nor `onError` took by then (a program that
+ * forgot `close()`) are thrown from the `unload` event, which fails the
+ * program as an uncaught error does, rather than letting it exit 0.
+ */
+function watchErrors(queue: { takeErrors(): Error | undefined }): void {
+  unobserved.add(queue);
+  if (listening || typeof globalThis.addEventListener !== "function") return;
+  listening = true;
+  globalThis.addEventListener("unload", () => {
+    const errors: Error[] = [];
+    for (const queue of unobserved) {
+      const error = queue.takeErrors();
+      if (error !== undefined) errors.push(error);
+    }
+    if (errors.length === 0) return;
+    const error = errors.length === 1 ? errors[0]! : new AggregateError(
+      errors,
+      errors.map((e) => e.message).join("; "),
+    );
+    throw new Error(
+      `errors that nobody observed (no 'onError', and close() never called or awaited): ${error.message}`,
+      { cause: error },
+    );
+  });
+}
+
 /** The queue of chunks waiting for the runner, and their outcomes. */
 export class ChunkQueue<C, R> {
   readonly #settings: QueueSettings<R>;
@@ -182,12 +214,14 @@ export class ChunkQueue<C, R> {
     this.#errors.push(
       error instanceof Error ? error : new Error(message(error)),
     );
+    watchErrors(this);
     this.#wake();
   }
 
   /** The errors kept for `ready` and `close()`, as one error. */
   takeErrors(): Error | undefined {
     const errors = this.#errors.splice(0);
+    unobserved.delete(this);
     if (errors.length <= 1) return errors[0];
     const what = errors.every((e) => e instanceof ChunkError)
       ? `chunks of ${this.#settings.owner} failed`
@@ -292,6 +326,7 @@ export class ChunkQueue<C, R> {
         );
       }
     } else if (chunkError.kind !== "aborted") this.#errors.push(chunkError);
+    if (this.#errors.length > 0) watchErrors(this);
     this.#wake();
   }
 

@@ -24,9 +24,39 @@ export const DEFAULT_PORT = 6379;
  * @throws {TypeError} If the URL is not one, naming it with its password redacted.
  */
 export function parseRedisUrl(url: string): RedisTarget {
+  return readRedisUrl(
+    url,
+    (why, redacted) =>
+      new TypeError(
+        `Cannot connect to Redis as ${why}: received "${redacted}"`,
+      ),
+  );
+}
+
+/** What a Redis URL looks like, for messages. */
+export const REDIS_URL_FORM =
+  "redis://[user:password@]host[:port][/db] or rediss://... for TLS";
+
+/**
+ * Reads a Redis URL as {@linkcode parseRedisUrl} does, for a caller that
+ * names where it came from: `subject` is the option or the flag (`--redis`,
+ * `--redis-env NAME`, `REDIS_URL`).
+ *
+ * @throws {TypeError} `<subject> must be redis://...: <why>: received "<the URL redacted>"`.
+ */
+export function checkRedisUrl(url: string, subject: string): RedisTarget {
+  return readRedisUrl(url, (why, redacted) =>
+    new TypeError(
+      `${subject} must be ${REDIS_URL_FORM}: ${why}: received "${redacted}"`,
+    ));
+}
+
+function readRedisUrl(
+  url: string,
+  error: (why: string, redacted: string) => TypeError,
+): RedisTarget {
   const redacted = redactUrl(url);
-  const bad = (why: string) =>
-    new TypeError(`Cannot connect to Redis as ${why}: received "${redacted}"`);
+  const bad = (why: string) => error(why, redacted);
   let parsed: URL;
   try {
     parsed = new URL(url);
@@ -73,10 +103,19 @@ export function parseRedisUrl(url: string): RedisTarget {
   };
 }
 
-/** `url` with its password (what stands between the user's `:`, or `//`, and the last `@`) replaced by `***`. */
+/** What {@linkcode redactUrl} shows of a value that is no URL at all. */
+export const NOT_A_URL = "(not a URL: not shown, as it may be a password)";
+
+/**
+ * `url` with its password (what stands between the user's `:`, or `//`, and
+ * the last `@`) replaced by `***`; a value with no `scheme://` is not shown
+ * at all, since it may be the bare password.
+ */
 export function redactUrl(url: string): string {
   const scheme = url.indexOf("://");
-  if (scheme === -1) return url;
+  if (scheme === -1 || !/^[a-z][a-z\d+.-]*$/i.test(url.slice(0, scheme))) {
+    return NOT_A_URL;
+  }
   const start = scheme + 3;
   // the last `@`: a password may hold `/` or `@`, a database number neither
   const at = url.lastIndexOf("@");

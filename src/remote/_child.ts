@@ -161,13 +161,7 @@ async function start(frame: Frame): Promise<boolean> {
   }
   try {
     const init = deserialize(frame.body) as InitMessage;
-    for (const name of init.hideEnv ?? []) {
-      try {
-        Deno.env.delete(name);
-      } catch {
-        // Without --allow-env for it, the callback cannot read it either.
-      }
-    }
+    hideEnv(init.hideEnv ?? [], init.keepEnv);
     const type = layoutType(init.layout);
     if (type === Uint8Array) build = (raw) => raw;
     else if (type !== undefined) {
@@ -185,6 +179,29 @@ async function start(frame: Frame): Promise<boolean> {
   }
   send(FrameType.ready, 0);
   return true;
+}
+
+/**
+ * Deletes `hide`, and with `keep` every variable but those that it may list:
+ * what the callback cannot read (no --allow-env for it) it cannot see anyway.
+ */
+function hideEnv(hide: string[], keep: string[] | undefined): void {
+  let names = hide;
+  if (keep !== undefined) {
+    try {
+      const kept = new Set(keep);
+      names = Object.keys(Deno.env.toObject()).filter((n) => !kept.has(n));
+    } catch {
+      // Not every variable may be read: only `hide`, those it may.
+    }
+  }
+  for (const name of names) {
+    try {
+      Deno.env.delete(name);
+    } catch {
+      // Without --allow-env for it, the callback cannot read it either.
+    }
+  }
 }
 
 async function runTask(frame: Frame): Promise<void> {

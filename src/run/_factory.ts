@@ -33,6 +33,8 @@ export interface RunnerSettings<C, R>
   readonly timeout: number;
   /** Milliseconds a Worker or child may take to start, and a chunk may wait for one. */
   readonly startTimeout: number;
+  /** Milliseconds an idle Worker or child is kept; Infinity until close(). */
+  readonly idleTimeout: number;
   /** Attempts after the first for a chunk that crashed or timed out. */
   readonly retries: number;
   /** Milliseconds before the first retry, doubled for each next one. */
@@ -115,6 +117,7 @@ async function modeRunner<C, R>(
     timeout,
     startTimeout,
     startDeadline: startTimeout,
+    idleTimeout: settings.idleTimeout,
   };
   if (settings.transport !== undefined) {
     const { Pool } = await import("./_pool.ts");

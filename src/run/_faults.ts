@@ -77,3 +77,21 @@ export function exitOptions(
   if (cause !== undefined) options.cause = cause;
   return options;
 }
+
+/** Terminal escape sequences, which Deno puts in its errors when it writes to a terminal. */
+// deno-lint-ignore no-control-regex
+const ANSI = /\x1b\[[0-9;]*[A-Za-z]/g;
+
+/**
+ * Says that the callback module failed to load, naming it, with the first
+ * line of Deno's error and where it points (its "at" line): not the hints
+ * meant for a terminal, nor their escape codes.
+ */
+export function loadFailure(url: string, message: string): string {
+  const lines = message.replace(ANSI, "").split("\n").map((l) => l.trim());
+  const first = lines.find((line) => line !== "") ?? "no reason given";
+  const at = lines.find((line) => line.startsWith("at "));
+  return `the callback module ${url} could not be loaded: ${first}${
+    at === undefined ? "" : ` (${at})`
+  }`;
+}

@@ -18,6 +18,10 @@
 // bounded number of times in a row; then every chunk fails with the start-up
 // error.
 //
+// A worker that has held nothing, with nothing waiting, for `idleTimeout` is
+// ended, and the next chunk starts workers again: an idle pool holds nothing
+// that keeps the program running.
+//
 // Processes (children, commands) each run in a process group of their own,
 // watched by the pool's watchdog (run/_groups.ts), which starts with the first
 // of them and ends once close() has seen the last one go.
@@ -43,6 +47,7 @@ import {
 import { ProcessGroups } from "./_groups.ts";
 import { Outbox } from "./_outbox.ts";
 import {
+  IDLE_TIMEOUT,
   type PoolJob,
   type PoolOptions,
   START_TIMEOUT,
@@ -67,6 +72,7 @@ export class Pool<P> implements Runner<unknown, unknown> {
   readonly #startAttempts: number;
   readonly #startTimeout: number;
   readonly #startDeadline: number;
+  readonly #idleTimeout: number;
   readonly #groups = new ProcessGroups();
   /** Workers starting, ready, or killed and not yet gone. */
   #workers: Worker<P>[] = [];
@@ -88,6 +94,7 @@ export class Pool<P> implements Runner<unknown, unknown> {
     this.#startAttempts = options.startAttempts ?? 3;
     this.#startTimeout = options.startTimeout ?? START_TIMEOUT;
     this.#startDeadline = options.startDeadline ?? START_TIMEOUT;
+    this.#idleTimeout = options.idleTimeout ?? IDLE_TIMEOUT;
     this.capacity = options.pool * options.concurrency;
     this.#names = {
       noun: kind.noun,
@@ -120,8 +127,17 @@ export class Pool<P> implements Runner<unknown, unknown> {
         sent: false,
         settled: false,
       };
-      this.#fill();
-      const worker = this.#pick();
+      // Workers start on demand: all of them at first, and again once idle
+      // ones have ended, but never while a ready one has room.
+      let worker = this.#pick();
+      if (worker === undefined) {
+        this.#fill();
+        // None could be started at all: no use waiting for one.
+        if (this.#broken !== undefined) {
+          return reject(this.#startupError(task.info));
+        }
+        worker = this.#pick();
+      }
       if (worker === undefined) this.#wait(job);
       else this.#assign(worker, job);
     });
@@ -229,6 +245,7 @@ export class Pool<P> implements Runner<unknown, unknown> {
       transport: undefined as unknown as Transport<P>,
       state: "starting",
       sent: [],
+      idleTimer: undefined,
       outbox: this.#kind.batches
         ? new Outbox(this.#concurrency, (jobs) => {
           if (worker.state === "ready") this.#send(worker, jobs);
@@ -326,6 +343,8 @@ export class Pool<P> implements Runner<unknown, unknown> {
 
   /** Gives a chunk to a ready worker: at once, or via its outbox. */
   #assign(worker: Worker<P>, job: PoolJob<P>): void {
+    clearTimeout(worker.idleTimer);
+    worker.idleTimer = undefined;
     if (job.timer !== undefined) {
       // From here its time is counted in the worker: see `Worker.sent`.
       clearTimeout(job.timer);
@@ -374,6 +393,7 @@ export class Pool<P> implements Runner<unknown, unknown> {
     worker.startTimer = undefined;
     this.#startFailures = 0;
     this.#drain();
+    this.#rest(worker);
   }
 
   #onSettled(
@@ -400,22 +420,26 @@ export class Pool<P> implements Runner<unknown, unknown> {
     if (buffer !== undefined && !job.task.owned) {
       this.#kind.takeBack(job.task, buffer);
     }
-    if (!failed) return this.#settle(job, undefined, value);
-    this.#settle(
-      job,
-      value instanceof ChunkError ? value : this.#error(
-        "callback",
-        job.task.info,
-        `the callback threw: ${message(value)}`,
-        { cause: value, stderr: worker.transport.stderr() },
-      ),
-    );
+    if (!failed) this.#settle(job, undefined, value);
+    else {
+      this.#settle(
+        job,
+        value instanceof ChunkError ? value : this.#error(
+          "callback",
+          job.task.info,
+          `the callback threw: ${message(value)}`,
+          { cause: value, stderr: worker.transport.stderr() },
+        ),
+      );
+    }
+    this.#rest(worker);
   }
 
   #onFlushed(worker: Worker<P>): void {
     if (worker.state !== "ready") return;
     worker.outbox?.turn(worker.sent.length);
     if (this.#backlog.length > 0) this.#drain();
+    this.#rest(worker);
   }
 
   #onFault(
@@ -430,6 +454,32 @@ export class Pool<P> implements Runner<unknown, unknown> {
     }
     if (kind === "load") this.#fault(worker, "startup", detail, cause, "load");
     else this.#fault(worker, kind, detail, cause);
+  }
+
+  // ---- idle workers ----
+
+  /**
+   * Ends a worker once it has held nothing, with nothing waiting, for
+   * `idleTimeout`: an idle pool holds no Worker or child, so a program that
+   * never calls close() still ends. The next chunk starts workers again.
+   */
+  #rest(worker: Worker<P>): void {
+    if (
+      worker.idleTimer !== undefined || this.#idleTimeout === Infinity ||
+      worker.state !== "ready" || this.#state !== "open" ||
+      worker.sent.length > 0 || (worker.outbox?.length ?? 0) > 0 ||
+      this.#backlog.length > 0
+    ) return;
+    worker.idleTimer = setTimeout(() => {
+      worker.idleTimer = undefined;
+      if (
+        worker.state !== "ready" || worker.sent.length > 0 ||
+        (worker.outbox?.length ?? 0) > 0
+      ) return;
+      worker.state = "ending";
+      worker.rested = true;
+      worker.transport.end();
+    }, this.#idleTimeout);
   }
 
   // ---- the clock ----
@@ -455,6 +505,8 @@ export class Pool<P> implements Runner<unknown, unknown> {
   #stopClock(worker: Worker<P>): void {
     clearTimeout(worker.startTimer);
     worker.startTimer = undefined;
+    clearTimeout(worker.idleTimer);
+    worker.idleTimer = undefined;
     for (const job of worker.sent) {
       clearTimeout(job.timer);
       job.timer = undefined;
@@ -520,7 +572,10 @@ export class Pool<P> implements Runner<unknown, unknown> {
     const failure = wasStarting ? how : undefined;
     if (failure !== "load") this.#owed++;
     const fault: Fault = { kind, detail, cause };
-    worker.transport.gone.then((exit) => {
+    worker.transport.gone.then((gone) => {
+      // One whose module failed to load was killed by the pool: how it
+      // ended says nothing more.
+      const exit = failure === "load" ? { text: "" } : gone;
       const stderr = worker.transport.stderr();
       const options = exitOptions(exit, stderr, cause);
       const text = `${detail}${exit.text}`;
@@ -582,6 +637,8 @@ export class Pool<P> implements Runner<unknown, unknown> {
     worker.state = "dead";
     const at = this.#workers.indexOf(worker);
     if (at !== -1) this.#workers.splice(at, 1);
+    // An idle worker that was ended is replaced only on demand.
+    if (worker.rested && this.#backlog.length === 0) return;
     // Let the fault handler settle its chunks first (it also waits for `gone`).
     queueMicrotask(() => {
       this.#fill();

@@ -12,6 +12,12 @@ import type { Job, Transport } from "./_transport.ts";
  */
 export const START_TIMEOUT = 10_000;
 
+/**
+ * Milliseconds a worker may hold nothing, with nothing waiting, before it is
+ * ended (and started again by the next chunk), by default.
+ */
+export const IDLE_TIMEOUT = 1000;
+
 /** The pool's settings, checked by the emitter. */
 export interface PoolOptions {
   /** Workers in the pool. */
@@ -26,6 +32,8 @@ export interface PoolOptions {
   readonly startTimeout?: number;
   /** Milliseconds a chunk may wait for a worker to start, at most. */
   readonly startDeadline?: number;
+  /** Milliseconds an idle worker is kept; Infinity keeps it until close(). */
+  readonly idleTimeout?: number;
 }
 
 /** A chunk in the pool. */
@@ -52,4 +60,8 @@ export interface Worker<P> {
   /** With a batching transport: chunks for it that leave together. */
   readonly outbox: Outbox<PoolJob<P>> | undefined;
   startTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Runs while it holds nothing and nothing waits: see `idleTimeout`. */
+  idleTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Set once it was ended for being idle, not for a fault. */
+  rested?: boolean;
 }

@@ -5,7 +5,7 @@
 // oldest chunk it holds goes with it. Everything a child can do wrong on its
 // pipes (bytes that are not frames, a frame that stalls, an exit with its
 // pipes held open, a broken pipe) becomes one fault for the pool. A child
-// runs in a process group of its own (run/_groups.ts): a terminal's Ctrl-C
+// runs in a process group of its own (run/_spawn.ts): a terminal's Ctrl-C
 // does not reach it, and killing it kills whatever it started too.
 
 import type * as V8 from "node:v8";
@@ -32,8 +32,15 @@ import {
   encodeTaskHead,
   encodeTaskMeta,
 } from "../wire/_values.ts";
-import { childArgs, childEnv, type ProcessSettings } from "./_process_args.ts";
+import {
+  childArgs,
+  type ChildEnv,
+  childEnv,
+  type ProcessSettings,
+} from "./_process_args.ts";
+import { loadFailure } from "./_faults.ts";
 import { describe, type Task } from "./_runner.ts";
+import { spawn, type Spawned } from "./_spawn.ts";
 import type {
   Exit,
   Groups,
@@ -106,7 +113,7 @@ export class ProcessKind implements TransportKind<Encoded> {
   readonly #settings: ProcessSettings;
   readonly #tuning: ProcessTuning;
   readonly #args: string[];
-  readonly #env: { env: Record<string, string>; hide: string[] };
+  readonly #env: ChildEnv;
   readonly #raw: boolean;
   #init: Uint8Array | undefined;
 
@@ -117,7 +124,7 @@ export class ProcessKind implements TransportKind<Encoded> {
     this.#settings = settings;
     this.#tuning = { ...DEFAULT_TUNING, ...tuning };
     this.#args = childArgs(settings, this.#tuning.writePiece);
-    this.#env = childEnv(settings.env);
+    this.#env = childEnv(settings.env, settings.permissionFlags);
     const kind = settings.layout.kind;
     this.#raw = kind === "bytes" || kind === "samples";
     loadCodec();
@@ -172,16 +179,12 @@ export class ProcessKind implements TransportKind<Encoded> {
     events: TransportEvents,
     groups: Groups,
   ): Transport<Encoded> {
-    const process = new Deno.Command(Deno.execPath(), {
+    const process = spawn(Deno.execPath(), {
       args: this.#args,
-      stdin: "piped",
-      stdout: "piped",
-      stderr: "piped",
-      clearEnv: true,
+      clearEnv: !this.#env.inherit,
       env: this.#env.env,
-      detached: groups.detached,
-    }).spawn();
-    groups.watch(process.pid);
+      groups,
+    });
     this.#init ??= encodeFrame(
       FrameType.init,
       0,
@@ -193,13 +196,14 @@ export class ProcessKind implements TransportKind<Encoded> {
           layout: this.#settings.layout,
           borrow: false,
           hideEnv: this.#env.hide,
+          ...(this.#env.keep === undefined ? {} : { keepEnv: this.#env.keep }),
         } satisfies InitMessage,
       ),
     );
     return new ProcessTransport(
       index,
+      this.#settings.url.href,
       process,
-      groups,
       this.#init,
       this.#tuning,
       events,
@@ -210,8 +214,9 @@ export class ProcessKind implements TransportKind<Encoded> {
 class ProcessTransport implements Transport<Encoded> {
   readonly gone: Promise<Exit>;
   readonly #index: number;
-  readonly #process: Deno.ChildProcess;
-  readonly #groups: Groups;
+  /** The callback module's URL, for messages. */
+  readonly #url: string;
+  readonly #process: Spawned;
   readonly #writer: WritableStreamDefaultWriter<Uint8Array>;
   readonly #decoder: FrameDecoder;
   readonly #tuning: ProcessTuning;
@@ -237,15 +242,15 @@ class ProcessTransport implements Transport<Encoded> {
 
   constructor(
     index: number,
-    process: Deno.ChildProcess,
-    groups: Groups,
+    url: string,
+    process: Spawned,
     init: Uint8Array,
     tuning: ProcessTuning,
     events: TransportEvents,
   ) {
     this.#index = index;
+    this.#url = url;
     this.#process = process;
-    this.#groups = groups;
     this.#tuning = tuning;
     this.#events = events;
     this.#writer = process.stdin.getWriter();
@@ -280,7 +285,7 @@ class ProcessTransport implements Transport<Encoded> {
 
   kill(): void {
     this.#over = true;
-    if (this.#status === undefined) this.#killGroup();
+    if (this.#status === undefined) this.#process.kill();
     this.#writer.abort().catch(() => {});
   }
 
@@ -300,9 +305,9 @@ class ProcessTransport implements Transport<Encoded> {
       this.#readStdout(stdout),
       this.#readStderr(stderr),
     ]);
+    // Once it exits, whatever it started dies with it (run/_spawn.ts), and
+    // lets go of its pipes.
     const status = this.#status = await this.#process.status;
-    // Whatever it started dies with it, and lets go of its pipes.
-    this.#groups.kill(this.#process.pid);
     // A grandchild may still hold a pipe after the child exits: give the
     // pipes a moment, then stop waiting for them.
     let timer: ReturnType<typeof setTimeout> | undefined;
@@ -447,7 +452,7 @@ class ProcessTransport implements Transport<Encoded> {
         this.#over = true;
         return events.fault(
           "load",
-          `the callback module could not be loaded: ${error.message}`,
+          loadFailure(this.#url, error.message),
           error,
         );
       }
@@ -505,19 +510,8 @@ class ProcessTransport implements Transport<Encoded> {
       this.#note ??= error instanceof Deno.errors.BrokenPipe
         ? "its stdin is closed (broken pipe): the child is gone"
         : `writing to its stdin failed: ${describe(error)}`;
-      this.#killGroup();
+      this.#process.kill();
     });
-  }
-
-  /** Kills the child and whatever it started. */
-  #killGroup(): void {
-    this.#groups.kill(this.#process.pid);
-    try {
-      // In case the group could not be killed: the child at least.
-      this.#process.kill("SIGKILL");
-    } catch {
-      // Already gone.
-    }
   }
 }
 

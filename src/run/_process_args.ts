@@ -99,21 +99,60 @@ const RUNTIME_ENV = [
   "no_proxy",
 ];
 
+/** A child's environment, and what the child must hide from the callback. */
+export interface ChildEnv {
+  /** The variables it is started with (over the parent's, with `inherit`). */
+  readonly env: Record<string, string>;
+  /** Whether it inherits the parent's environment rather than starting from none. */
+  readonly inherit: boolean;
+  /** Variables the child deletes before the callback module loads. */
+  readonly hide: string[];
+  /** With `inherit`: the only variables the child keeps, where it may list them. */
+  readonly keep: string[] | undefined;
+}
+
 /**
- * A child's environment: Deno's own settings that this process may read,
- * then `env`; and the names the child must hide from the callback.
+ * A child's environment. Where this process may read Deno's own settings,
+ * the child starts with those and `env` only, and hides the former from the
+ * callback. Where it may not (a program run with no --allow-env, as the
+ * README's permissions are), the child inherits this process's environment,
+ * which needs no permission, so that it finds the same module cache (and
+ * JSR_URL, proxies, certificates) and an installed package runs offline; it
+ * then deletes every variable but `env` that the callback could read.
+ *
+ * @param permissionFlags The child's permission flags, for the variables an
+ * `--allow-env=` list lets the callback read.
  */
 export function childEnv(
   env: Record<string, string> | undefined,
-): { env: Record<string, string>; hide: string[] } {
+  permissionFlags: readonly string[] = [],
+): ChildEnv {
   const runtime: Record<string, string> = {};
+  let readable = true;
   for (const variable of RUNTIME_ENV) {
     if (env !== undefined && Object.hasOwn(env, variable)) continue;
     // Only where reading cannot prompt the user.
     const state = Deno.permissions.querySync({ name: "env", variable }).state;
-    if (state !== "granted") continue;
+    if (state !== "granted") {
+      readable = false;
+      break;
+    }
     const value = Deno.env.get(variable);
     if (value !== undefined) runtime[variable] = value;
   }
-  return { env: { ...runtime, ...env }, hide: Object.keys(runtime) };
+  if (readable) {
+    return {
+      env: { ...runtime, ...env },
+      inherit: false,
+      hide: Object.keys(runtime),
+      keep: undefined,
+    };
+  }
+  const keep = Object.keys(env ?? {});
+  const listed = permissionFlags.find((f) => f.startsWith("--allow-env="));
+  const hide = listed === undefined ? [] : listed
+    .slice("--allow-env=".length)
+    .split(",")
+    .filter((name) => !keep.includes(name));
+  return { env: { ...env }, inherit: true, hide, keep };
 }

@@ -1,6 +1,7 @@
 // Copyright the @ocycle/core authors. MIT license.
 // Serial mode: the callback runs inline, one chunk at a time, in order.
 
+import { loadFailure } from "./_faults.ts";
 import { ChunkError } from "../chunk_error.ts";
 import type { Callback, ChunkInfo } from "../chunk_info.ts";
 import { isThenable, loadCallback } from "../remote/_load.ts";
@@ -66,7 +67,7 @@ export class SerialRunner<C, R> implements Runner<C, R> {
             "startup",
             task.info,
             "serial",
-            `the callback module could not be loaded: ${message(error)}`,
+            loadFailure((this.#source as URL).href, message(error)),
             { cause: error },
           );
         },

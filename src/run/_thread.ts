@@ -20,6 +20,7 @@ import {
   type WorkerMessage,
 } from "../wire/_messages.ts";
 import { layoutType } from "../wire/_layout.ts";
+import { loadFailure } from "./_faults.ts";
 import type { Task } from "./_runner.ts";
 import type {
   Exit,
@@ -40,6 +41,23 @@ const WORKER_URL = new URL("../remote/_worker.ts", import.meta.url);
  */
 export const workerEntry = (): Promise<unknown> =>
   import("../remote/_worker.ts");
+
+/**
+ * A Worker loads this package's files (its entry and what that imports) as a
+ * dynamic import does: from disk, that needs read access to them, which the
+ * program itself, started from its own entry, did not need. Said once, before
+ * a Worker fails to start with Deno's raw "Uncaught (in worker …)" lines.
+ */
+function checkSourceAccess(): void {
+  if (WORKER_URL.protocol !== "file:") return;
+  const path = decodeURIComponent(new URL("../", WORKER_URL).pathname)
+    .replace(/\/$/, "");
+  const state = Deno.permissions.querySync({ name: "read", path }).state;
+  if (state === "granted") return;
+  throw new Error(
+    `thread mode loads this package's files into each Worker, and they are on disk: grant --allow-read=${path} (or use the package from JSR, which needs no read access for it)`,
+  );
+}
 
 /** Nothing to add about a Worker's end: Deno tells nothing of it. */
 const GONE: Exit = { text: "" };
@@ -92,7 +110,12 @@ export class ThreadKind implements TransportKind<undefined> {
     task.lost = false;
   }
 
+  /**
+   * @throws {Error} If this package was loaded from disk and its files may
+   * not be read: a Worker could not load its entry.
+   */
   start(index: number, events: TransportEvents): Transport<undefined> {
+    checkSourceAccess();
     return new ThreadTransport(
       new Worker(WORKER_URL, {
         type: "module",
@@ -112,6 +135,8 @@ class ThreadTransport implements Transport<undefined> {
   readonly #type: TypedArrayConstructor<TypedArray> | undefined;
   readonly #copies: boolean;
   readonly #events: TransportEvents;
+  /** The callback module's URL, for messages. */
+  readonly #url: string;
   #resolveGone!: (exit: Exit) => void;
   #ended = false;
 
@@ -126,6 +151,7 @@ class ThreadTransport implements Transport<undefined> {
     this.#type = type;
     this.#copies = copies;
     this.#events = events;
+    this.#url = init.url;
     this.gone = new Promise((resolve) => this.#resolveGone = resolve);
     worker.onmessage = (event: MessageEvent<WorkerMessage>) =>
       this.#onMessage(event.data);
@@ -241,7 +267,11 @@ class ThreadTransport implements Transport<undefined> {
         return events.ready();
       case "startup-error": {
         const error = fromWireError(reply.error);
-        return events.fault("load", error.message, error);
+        return events.fault(
+          "load",
+          loadFailure(this.#url, error.message),
+          error,
+        );
       }
       case "closing":
         return events.fault(

@@ -76,14 +76,12 @@ export interface TransportEvents {
 }
 
 /**
- * The process groups of a pool's children and commands. A transport that
- * starts processes starts each one in a group of its own (`detached`), says
- * so with `watch`, and ends it with `kill`, leader and leftovers alike; the
+ * The process groups of a pool's children and commands. A transport starts
+ * each process in a group of its own through run/_spawn.ts, which says so
+ * with `watch`, and ends it with `kill`, leader and leftovers alike; the
  * pool's watchdog kills every group still watched if the parent dies.
  */
 export interface Groups {
-  /** Whether processes get a session and process group of their own (`detached`). */
-  readonly detached: boolean;
   /** A process was started as the leader of group `pid`: watch it. */
   watch(pid: number): void;
   /** Kills group `pid` now, whatever is left of it, and stops watching it. */

@@ -8,7 +8,9 @@
 // group still registered, and exits: the kernel closes that pipe however the
 // parent ends (SIGKILL, out of memory, a crash), and a child busy in its
 // callback never reads its own stdin, but this process always does.
-// It imports nothing, so it starts fast and needs no network.
+// It imports nothing, so it starts fast and needs no network. While lines
+// keep coming it reads them at most every READ_EVERY ms, all at once: a
+// parent starting thousands of commands a second does not wake it for each.
 
 const groups = new Set<number>();
 
@@ -40,8 +42,11 @@ function apply(line: string): void {
   }
 }
 
+/** Milliseconds between reads while lines keep coming; its parent's end is noticed this much later at most. */
+const READ_EVERY = 50;
+
 const decoder = new TextDecoder();
-const buffer = new Uint8Array(4096);
+const buffer = new Uint8Array(1 << 16);
 let text = "";
 while (true) {
   let n: number | null;
@@ -55,6 +60,7 @@ while (true) {
   const lines = text.split("\n");
   text = lines.pop()!;
   for (const line of lines) apply(line);
+  await new Promise((resolve) => setTimeout(resolve, READ_EVERY));
 }
 for (const group of groups) kill(group);
 Deno.exit(0);

@@ -33,6 +33,13 @@ export interface InitMessage {
    */
   hideEnv?: string[];
   /**
+   * Process mode, when the child inherited the parent's whole environment
+   * (the parent may not read Deno's own variables to pass them one by one):
+   * the only variables to keep, the `env` it was given. Every other variable
+   * the child can see is deleted before the callback module loads.
+   */
+  keepEnv?: string[];
+  /**
    * Thread mode: post each reply as soon as its callback settles instead of
    * batching the replies of one turn. Set when a timeout is in force, so that
    * a callback that hangs cannot hold back the results that came before it.
