@@ -161,6 +161,8 @@ Deno.test("a serial program evaluates the serial path and no other mode", async 
     "src/core/_kinds.ts",
     "src/core/_options.ts",
     "src/core/_queue.ts",
+    // SampleEmit's raw bytes to whole frames.
+    "src/core/_sample_bytes.ts",
     "src/core/_write_path.ts",
     "src/emitter.ts",
     "src/fanout.ts",
@@ -171,6 +173,8 @@ Deno.test("a serial program evaluates the serial path and no other mode", async 
     "src/remote/_load.ts",
     "src/run/_deadline.ts",
     "src/run/_factory.ts",
+    // How a callback module that could not be loaded is worded, in every mode.
+    "src/run/_faults.ts",
     "src/run/_module_url.ts",
     "src/run/_pool_worker.ts",
     "src/run/_process_options.ts",
