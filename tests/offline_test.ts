@@ -57,6 +57,9 @@ function unfurl(source: string, std: Record<string, string>): string {
   return source.replace(
     /(["'])(@std\/[\w-]+)(\/[\w/-]+)?\1/g,
     (whole, quote: string, name: string, sub: string | undefined) => {
+      // A subpath the map names ("@std/path/posix/to-file-url"), as is.
+      const exact = sub === undefined ? undefined : std[`${name}${sub}`];
+      if (exact !== undefined) return `${quote}${exact}${quote}`;
       const target = std[name];
       if (target === undefined) return whole;
       // "@std/bytes/concat" next to "@std/bytes" -> ".../bytes/mod.js".
@@ -186,6 +189,7 @@ Deno.test({
   const files: string[] = [
     "mod.ts",
     "cli.ts",
+    "redis.ts",
     "README.md",
     "LICENSE",
     "deno.json",
