@@ -105,7 +105,10 @@ export class Emitter<I, C, R = unknown> implements AsyncDisposable {
     this.#owner = owner;
     this.#mode = queue.mode;
     this.#unit = data.unit;
-    this.#runner = createRunner<C, R>(runner);
+    this.#runner = createRunner<C, R>({
+      ...runner,
+      activity: () => this.#path.written,
+    });
     // Enough free buffers for every running and every waiting chunk, so that
     // a steady stream allocates nothing.
     const maxPending = queue.maxPending;

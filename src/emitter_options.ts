@@ -229,8 +229,11 @@ export interface EmitterOptions<R> {
   startTimeout?: number;
   /**
    * Thread and process modes: milliseconds a Worker or child may sit idle,
-   * holding no chunk with none waiting, before it is ended; the next chunk
-   * starts it again (paying its start-up once more). So an idle pool holds
+   * holding no chunk with none waiting and nothing new written to the
+   * emitter, before it is ended; the next chunk starts it again (paying its
+   * start-up once more). A stream still being written (a microphone between
+   * two chunks, frames a `sampler` drops) is never idle, however long its
+   * chunks take to fill. So an idle pool holds
    * nothing open, and a program that never calls `close()` still exits: but
    * it then loses what `close()` does, the partial tail (never flushed) and
    * the errors of chunks without an `onError` (reported on exit, which then

@@ -158,3 +158,43 @@ Deno.test("BufferEmit ends idle Workers and children after idleTimeout and start
     );
   });
 });
+
+Deno.test("BufferEmit keeps its Workers while the stream is still written, however long between chunks", async (t) => {
+  const callback = new URL("./fixtures/idle/callback.ts", import.meta.url);
+  const tick = () => new Promise((r) => setTimeout(r, 60));
+  for (const mode of ["thread", "process"] as const) {
+    await t.step(`${mode} mode`, async () => {
+      const loads: string[] = [];
+      const emitter = new BufferEmit(callback, 8, {
+        mode,
+        pool: 1,
+        exportName: "loaded",
+        idleTimeout: 200,
+        onDone: (id) => void loads.push(id as string),
+      });
+      // A byte every 60 ms: a chunk every 480 ms, more than twice the
+      // idleTimeout, but the stream never stops.
+      for (let i = 0; i < 24; i++) {
+        emitter.write(new Uint8Array(1));
+        await tick();
+      }
+      // The control: nothing written for longer than idleTimeout.
+      while (loads.length < 3) await tick();
+      await new Promise((r) => setTimeout(r, 600));
+      assertEquals(
+        emitter.stats.workers,
+        0,
+        "idle with nothing written: ended",
+      );
+      emitter.write(new Uint8Array(8));
+      await emitter.close();
+      assertEquals(loads.length, 4);
+      assertEquals(
+        new Set(loads.slice(0, 3)).size,
+        1,
+        "one load while written",
+      );
+      assert(loads[3] !== loads[0], "a new load after a real idle spell");
+    });
+  }
+});

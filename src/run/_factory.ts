@@ -35,6 +35,11 @@ export interface RunnerSettings<C, R>
   readonly startTimeout: number;
   /** Milliseconds an idle Worker or child is kept; Infinity until close(). */
   readonly idleTimeout: number;
+  /**
+   * Elements written to the emitter so far: a pool is idle only while this
+   * does not move, so a stream still being written keeps its Workers.
+   */
+  readonly activity?: (() => number) | undefined;
   /** Attempts after the first for a chunk that crashed or timed out. */
   readonly retries: number;
   /** Milliseconds before the first retry, doubled for each next one. */
@@ -118,6 +123,7 @@ async function modeRunner<C, R>(
     startTimeout,
     startDeadline: startTimeout,
     idleTimeout: settings.idleTimeout,
+    activity: settings.activity,
   };
   if (settings.transport !== undefined) {
     const { Pool } = await import("./_pool.ts");

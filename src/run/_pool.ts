@@ -73,6 +73,7 @@ export class Pool<P> implements Runner<unknown, unknown> {
   readonly #startTimeout: number;
   readonly #startDeadline: number;
   readonly #idleTimeout: number;
+  readonly #activity: (() => number) | undefined;
   readonly #groups = new ProcessGroups();
   /** Workers starting, ready, or killed and not yet gone. */
   #workers: Worker<P>[] = [];
@@ -95,6 +96,7 @@ export class Pool<P> implements Runner<unknown, unknown> {
     this.#startTimeout = options.startTimeout ?? START_TIMEOUT;
     this.#startDeadline = options.startDeadline ?? START_TIMEOUT;
     this.#idleTimeout = options.idleTimeout ?? IDLE_TIMEOUT;
+    this.#activity = options.activity;
     this.capacity = options.pool * options.concurrency;
     this.#names = {
       noun: kind.noun,
@@ -459,9 +461,11 @@ export class Pool<P> implements Runner<unknown, unknown> {
   // ---- idle workers ----
 
   /**
-   * Ends a worker once it has held nothing, with nothing waiting, for
-   * `idleTimeout`: an idle pool holds no Worker or child, so a program that
-   * never calls close() still ends. The next chunk starts workers again.
+   * Ends a worker once it has held nothing, with nothing waiting and nothing
+   * written to the emitter, for `idleTimeout`: an idle pool holds no Worker
+   * or child, so a program that never calls close() still ends. A stream
+   * still being written is not idle, however long between its chunks. The
+   * next chunk starts workers again.
    */
   #rest(worker: Worker<P>): void {
     if (
@@ -470,12 +474,15 @@ export class Pool<P> implements Runner<unknown, unknown> {
       worker.sent.length > 0 || (worker.outbox?.length ?? 0) > 0 ||
       this.#backlog.length > 0
     ) return;
+    const written = this.#activity?.();
     worker.idleTimer = setTimeout(() => {
       worker.idleTimer = undefined;
       if (
         worker.state !== "ready" || worker.sent.length > 0 ||
         (worker.outbox?.length ?? 0) > 0
       ) return;
+      // Written to meanwhile: more chunks are on their way.
+      if (this.#activity?.() !== written) return this.#rest(worker);
       worker.state = "ending";
       worker.rested = true;
       worker.transport.end();

@@ -34,6 +34,13 @@ export interface PoolOptions {
   readonly startDeadline?: number;
   /** Milliseconds an idle worker is kept; Infinity keeps it until close(). */
   readonly idleTimeout?: number;
+  /**
+   * What the emitter has written so far (a count that only grows): a worker
+   * is ended as idle only if it did not move for the whole `idleTimeout`, so
+   * a stream still being written (a microphone between two chunks, a sampler
+   * dropping frames) keeps its Workers warm.
+   */
+  readonly activity?: (() => number) | undefined;
 }
 
 /** A chunk in the pool. */
