@@ -86,7 +86,8 @@ export class ChunkError extends Error {
   readonly detail: string;
 
   /**
-   * Constructs a new instance.
+   * Creates the error of one chunk; its message names the chunk, its mode and
+   * what happened. The library creates these: a program catches them.
    *
    * @param kind What went wrong.
    * @param info The chunk that failed.
