@@ -76,9 +76,7 @@ export interface RedisWorkerOptions {
   /** Process mode: permissions each child gets; by default only reading its module. */
   permissions?: ChildPermissions;
   /**
-   * Process mode: the children's environment.
-   *
-   * @default {{}}
+   * Process mode: the children's environment, empty by default.
    */
   env?: Record<string, string>;
   /**
