@@ -14,17 +14,31 @@
  * An upload is a streamed POST body (`POST /ingest/NAME`, answered with a
  * summary in JSON once the body ends) or a WebSocket (`/ingest/NAME`, binary
  * messages of PCM, a text message `end` to finish; the server acknowledges
- * each message with `{"ack": bytes}` once it is taken and answers `end` with
- * the summary). The body is read only as fast as the model's fleet keeps up:
- * when `inFlight` chunks are in the stream and `maxPending` more wait, the
- * server stops reading until `ready` (a WebSocket client should keep a window
- * of unacknowledged bytes; past 8 MiB it is closed with code 1008).
+ * what it has taken with `{"ack": bytes}`, the bytes of the messages taken
+ * so far (one per message, but never one more while one waits to leave), and
+ * answers `end` with the summary). The body is read only as fast as the
+ * model's fleet keeps up: each upload has one model chunk on the fleet and at
+ * most 4 waiting, then the server stops reading it until there is room.
+ *
+ * It is meant to face the internet, so every upload is bounded:
+ *
+ * - one producer for the whole process: the model chunks of every upload go
+ *   through one redis-mode emitter (two Redis connections, however many
+ *   uploads), and each result is routed back to its upload;
+ * - at most `--max-uploads` (default 64) at once; one more is answered with
+ *   503 and `Retry-After`;
+ * - a WebSocket may have 256 messages and 8 MiB unacknowledged, each message
+ *   at most 1 MiB: past that it is closed with code 1008 (policy) or 1009
+ *   (too big); a text message other than `end` closes it with 1003;
+ * - an upload that sends nothing for `--idle-timeout` ms (default 30000)
+ *   while the server waits for it is ended: a POST is answered 408 with what
+ *   it sent, a WebSocket closed with 1008 after its summary.
  *
  * ```sh
  * redis-server --port 6379 --save ''                                 # the broker
- * ocycle worker --redis redis://127.0.0.1:6379 --stream edge \
- *   --module examples/edge_model.ts -j 2                             # workers, anywhere
- * deno run --allow-net examples/edge_ingest.ts --port 8000           # this server
+ * export REDIS_URL=redis://127.0.0.1:6379                            # with its password, if any
+ * ocycle worker --stream edge --module examples/edge_model.ts -j 2   # workers, anywhere
+ * deno run --allow-net --allow-env=REDIS_URL examples/edge_ingest.ts # this server
  * curl -T speech.wav http://127.0.0.1:8000/ingest/mic1               # an upload
  * ```
  *
@@ -34,19 +48,20 @@
  * examples/edge_ingest.ts worker`), and its `send` command is a WebSocket
  * client (`send speech.wav --url ws://127.0.0.1:8000/ingest/mic2`).
  *
- * Options: `--redis URL` (or `REDIS_URL`, default `redis://127.0.0.1:6379`),
- * `--stream NAME` (or `OCYCLE_STREAM`, default `edge`), `--port N` (or
- * `PORT`, default 8000), `--hostname` (default 127.0.0.1), `--timeout MS` (a
- * model chunk's round trip, default 30000). The environment is read only
- * where `--allow-env` grants it. Ctrl-C (or SIGTERM) stops reading every
- * upload, flushes and answers each one, and ends the server; a second one
- * aborts.
+ * Options: `REDIS_URL` (or `--redis URL`, which shows a password to `ps`;
+ * default `redis://127.0.0.1:6379`), `--stream NAME` (or `OCYCLE_STREAM`,
+ * default `edge`), `--port N` (or `PORT`, default 8000), `--hostname`
+ * (default 127.0.0.1), `--timeout MS` (a model chunk's round trip, default
+ * 30000), `--max-uploads N`, `--idle-timeout MS`. The environment is read
+ * only where `--allow-env` grants it; only the URL's redacted form is ever
+ * printed. Ctrl-C (or SIGTERM) stops reading every upload, flushes and
+ * answers each one, and ends the server; a second one aborts.
  *
  * @module
  */
 
 import {
-  type ChunkError,
+  ChunkError,
   type ChunkInfo,
   closeOnSignals,
   type Fanout,
@@ -63,7 +78,17 @@ type Pcm = Int16Array<ArrayBuffer>;
 /** The module the workers run; the producer only names it. */
 export const MODEL: URL = new URL("./edge_model.ts", import.meta.url);
 /** Unacknowledged WebSocket bytes the server holds before it closes the socket. */
-const WS_BACKLOG = 8 * 1024 * 1024;
+const WS_BACKLOG_BYTES = 8 * 1024 * 1024;
+/**
+ * Unacknowledged WebSocket messages the server holds before it closes the
+ * socket: each costs memory whatever its size, so a flood of tiny messages
+ * is bounded by their count, not their bytes.
+ */
+const WS_BACKLOG_MESSAGES = 256;
+/** The largest WebSocket message taken (a well-behaved client sends 100 ms, 3200 bytes). */
+const WS_MAX_MESSAGE = 1024 * 1024;
+/** Seconds a client refused for too many uploads is told to wait (`Retry-After`). */
+const RETRY_AFTER = 5;
 
 /** Options of {@linkcode createIngest}. */
 export interface IngestOptions {
@@ -73,10 +98,20 @@ export interface IngestOptions {
   stream: string;
   /** The consumer group, as the workers'. @default {"ocycle"} */
   group?: string;
-  /** Model chunks in flight per upload. @default {4} */
+  /**
+   * Model chunks in flight on the fleet, for all uploads together (each
+   * upload has at most one). @default {16}
+   */
   inFlight?: number;
   /** Milliseconds a model chunk's round trip may take. @default {30000} */
   timeout?: number;
+  /** Uploads at once; one more is answered 503 with `Retry-After`. @default {64} */
+  maxUploads?: number;
+  /**
+   * Milliseconds an upload may send nothing while the server waits for it.
+   * @default {30000}
+   */
+  idleTimeout?: number;
   /** Where events go. @default {console.log} */
   log?: (line: string) => void;
 }
@@ -238,6 +273,75 @@ class PcmReader {
   }
 }
 
+/**
+ * The process's one producer: every upload's model chunks go through one
+ * redis-mode emitter, so the process holds two Redis connections however
+ * many uploads it serves (an emitter per upload would open two each, and a
+ * few hundred idle uploads would use up the file descriptors). Each chunk is
+ * written whole and flushed, so it is one chunk of this emitter too, and its
+ * result is routed back by the emitter's index.
+ */
+class ModelFleet {
+  readonly #emit: SampleEmit<Pcm, ModelResult>;
+  /** The chunks on the fleet, by this emitter's index. */
+  readonly #waiting = new Map<
+    number,
+    { resolve(result: ModelResult): void; reject(error: ChunkError): void }
+  >();
+
+  constructor(options: IngestOptions) {
+    const maxUploads = options.maxUploads ?? 64;
+    this.#emit = new SampleEmit<Pcm, ModelResult>(MODEL, 2 * RATE, {
+      type: Int16Array,
+      clip: true,
+      mode: "redis",
+      redis: {
+        url: options.redis,
+        stream: options.stream,
+        group: options.group ?? "ocycle",
+        inFlight: options.inFlight ?? 16,
+      },
+      // Each upload has at most one chunk here, so the uploads' cap bounds
+      // what waits, and a write never has to wait for `ready`.
+      maxPending: maxUploads,
+      timeout: options.timeout ?? 30_000,
+      onDone: (result, info) => {
+        this.#waiting.get(info.index)?.resolve(result);
+        this.#waiting.delete(info.index);
+      },
+      onError: (error, info) => {
+        this.#waiting.get(info.index)?.reject(error);
+        this.#waiting.delete(info.index);
+      },
+    });
+  }
+
+  /** Runs one chunk (at most 2 s) of an upload on the fleet; resolves with its result. */
+  run(samples: Pcm, t0: number): Promise<ModelResult> {
+    const index = this.#emit.stats.emitted;
+    const result = new Promise<ModelResult>((resolve, reject) =>
+      this.#waiting.set(index, { resolve, reject })
+    );
+    this.#emit.write(samples, t0); // a whole chunk is cut at once,
+    this.#emit.flush(); // a shorter one (an upload's tail) here
+    if (this.#emit.stats.emitted !== index + 1) {
+      // Never, as long as each run is one chunk: say so rather than misroute.
+      throw new RangeError(
+        `Cannot route a model chunk of ${samples.length} samples: it was not cut as one chunk`,
+      );
+    }
+    return result;
+  }
+
+  close(): Promise<void> {
+    return this.#emit.close();
+  }
+
+  abort(reason?: unknown): Promise<void> {
+    return this.#emit.abort(reason);
+  }
+}
+
 /** One upload: its meter and model, fed through a fanout. */
 class Upload {
   readonly name: string;
@@ -253,6 +357,7 @@ class Upload {
   #waits = 0;
   #waited = 0;
   #finished: Promise<Summary> | undefined;
+  #aborted = false;
   /** Why it was stopped before its end. */
   stopped: string | undefined;
   /** Called when it is stopped: ends the reading. */
@@ -261,53 +366,59 @@ class Upload {
   constructor(
     name: string,
     transport: Summary["transport"],
-    options: IngestOptions,
+    fleet: ModelFleet,
+    log: (line: string) => void,
   ) {
     this.name = name;
     this.transport = transport;
-    const log = options.log ?? console.log;
     this.#log = (line) => log(`[${name}] ${line}`);
     this.#meter = new SampleEmit(measure, RATE / 2, {
       type: Int16Array,
       clip: true,
       onDone: (level) => this.#levels.push(level),
     });
-    this.#model = new SampleEmit<Pcm, ModelResult>(MODEL, 2 * RATE, {
-      type: Int16Array,
-      clip: true,
-      mode: "redis",
-      redis: {
-        url: options.redis,
-        stream: options.stream,
-        group: options.group ?? "ocycle",
-        inFlight: options.inFlight ?? 4,
+    // Cut per upload, run on the shared fleet one chunk at a time (serial):
+    // the result comes back with the shared stream's index and offset, and
+    // gets the upload's own.
+    this.#model = new SampleEmit<Pcm, ModelResult>(
+      async (samples, t0, info) => ({
+        ...await fleet.run(samples, t0),
+        index: info.index,
+        at: info.offset / RATE,
+      }),
+      2 * RATE,
+      {
+        type: Int16Array,
+        clip: true,
+        maxPending: 4,
+        onDone: (result) => {
+          this.#results.push(result);
+          this.#log(
+            `model ${result.index} at ${result.at} s: ${result.rmsDbfs} dBFS, ${result.zeroCrossings} crossings/s, ${
+              result.voice ? "voice" : "no voice"
+            }`,
+          );
+        },
+        onError: (error: ChunkError, info) => {
+          // The fleet's own error (a timeout, a crash...), not the wrapper's.
+          const cause = error.cause instanceof ChunkError ? error.cause : error;
+          this.#errors.push({
+            index: info.index,
+            kind: cause.kind,
+            message: cause.message,
+          });
+          this.#log(`model ${info.index} failed: ${cause.message}`);
+        },
       },
-      maxPending: 4,
-      timeout: options.timeout ?? 30_000,
-      onDone: (result) => {
-        this.#results.push(result);
-        this.#log(
-          `model ${result.index} at ${result.at} s: ${result.rmsDbfs} dBFS, ${result.zeroCrossings} crossings/s, ${
-            result.voice ? "voice" : "no voice"
-          }`,
-        );
-      },
-      onError: (error: ChunkError, info) => {
-        this.#errors.push({
-          index: info.index,
-          kind: error.kind,
-          message: error.message,
-        });
-        this.#log(`model ${info.index} failed: ${error.message}`);
-      },
-    });
+    );
     this.#out = fanout(this.#meter, this.#model);
     this.#log(`${transport} upload started`);
   }
 
   /** Writes a piece of the body; resolves once the consumers can take more. */
   async write(piece: Uint8Array): Promise<void> {
-    if (this.#finished !== undefined) return; // stopped: the rest is ignored
+    // Finished or aborted: nothing more is read.
+    if (this.#finished !== undefined || this.#aborted) return;
     const samples = this.pcm.push(piece);
     if (samples.length === 0 || this.#out.write(samples)) return;
     // The model's fleet is behind: stop reading until it has room.
@@ -357,10 +468,52 @@ class Upload {
     return summary;
   }
 
+  /** Stops it now: what it still has in flight is not waited for. */
   abort(reason?: unknown): Promise<void> {
+    this.#aborted = true;
     this.stopped ??= "abort";
     this.onStop?.();
-    return this.#out.abort(reason);
+    return this.#out.abort(reason).catch(() => {});
+  }
+}
+
+/**
+ * A WebSocket's acks, `{"ack": bytes}`. An ack is cumulative, so one waiting
+ * to leave is not joined by another (the next says the count of when it
+ * leaves): a client that does not read them cannot make the server queue one
+ * per message it sends.
+ */
+export class Acks {
+  readonly #socket: Pick<WebSocket, "send" | "bufferedAmount" | "readyState">;
+  #count = 0;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #stopped = false;
+
+  constructor(
+    socket: Pick<WebSocket, "send" | "bufferedAmount" | "readyState">,
+  ) {
+    this.#socket = socket;
+  }
+
+  /** Says `count` bytes were taken: now, or once what the socket holds has left. */
+  ack(count: number): void {
+    this.#count = count;
+    if (this.#stopped || this.#timer !== undefined) return;
+    if (this.#socket.readyState !== WebSocket.OPEN) return;
+    if (this.#socket.bufferedAmount === 0) {
+      this.#socket.send(JSON.stringify({ ack: this.#count }));
+      return;
+    }
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      this.ack(this.#count);
+    }, 20);
+  }
+
+  /** Sends no more. */
+  stop(): void {
+    this.#stopped = true;
+    clearTimeout(this.#timer);
   }
 }
 
@@ -375,13 +528,23 @@ const json = (body: unknown, status = 200) =>
  * body, or a WebSocket on `/ingest/NAME`.
  */
 export function createIngest(options: IngestOptions): Ingest {
+  const log = options.log ?? console.log;
+  const maxUploads = options.maxUploads ?? 64;
+  const idleTimeout = options.idleTimeout ?? 30_000;
+  const fleet = new ModelFleet(options);
   const uploads = new Set<Upload>();
   const running = new Set<Promise<unknown>>();
   let closing: Promise<void> | undefined;
 
-  function track<T>(upload: Upload, done: Promise<T>): Promise<T> {
+  /** A new upload, counted against the cap until `run` settles. */
+  function start<T>(
+    name: string,
+    transport: Summary["transport"],
+    run: (upload: Upload) => Promise<T>,
+  ): Promise<T> {
+    const upload = new Upload(name, transport, fleet, log);
     uploads.add(upload);
-    const settled = done.finally(() => {
+    const settled = run(upload).finally(() => {
       uploads.delete(upload);
       running.delete(settled);
     });
@@ -389,88 +552,125 @@ export function createIngest(options: IngestOptions): Ingest {
     return settled;
   }
 
-  async function post(name: string, body: ReadableStream<Uint8Array>) {
-    const upload = new Upload(name, "http", options);
-    const reader = body.getReader();
-    upload.onStop = () => void reader.cancel().catch(() => {});
-    const done = (async () => {
+  function post(name: string, body: ReadableStream<Uint8Array>) {
+    return start(name, "http", async (upload) => {
+      const reader = body.getReader();
+      upload.onStop = () => void reader.cancel().catch(() => {});
+      let idle = false;
       try {
         while (upload.stopped === undefined) {
-          const { done, value } = await reader.read();
+          // The client has idleTimeout to send its next piece; the time the
+          // upload waits for the fleet (in write) does not count.
+          const timer = setTimeout(() => {
+            idle = true;
+            upload.stop(`no data for ${idleTimeout} ms`);
+          }, idleTimeout);
+          const { done, value } = await reader.read().finally(() =>
+            clearTimeout(timer)
+          );
           if (done) break;
           await upload.write(value); // waits while the consumers are full
         }
+        // An idle client is answered with what it sent, as 408.
+        return json(await upload.finish(), idle ? 408 : 200);
       } catch (error) {
-        (options.log ?? console.log)(`[${name}] failed: ${error}`);
+        log(`[${name}] failed: ${error}`);
         await upload.abort(error);
-        throw error;
+        const status = error instanceof TypeError ? 415 : 500;
+        return json({ name, error: String(error) }, status);
       }
-      return upload.finish();
-    })();
-    try {
-      return json(await track(upload, done));
-    } catch (error) {
-      const status = error instanceof TypeError ? 415 : 500;
-      return json({ name, error: String(error) }, status);
-    }
+    });
   }
 
   function socket(name: string, request: Request): Response {
     const { socket, response } = Deno.upgradeWebSocket(request);
     socket.binaryType = "arraybuffer";
-    const upload = new Upload(name, "websocket", options);
-    let chain = Promise.resolve();
-    let backlog = 0;
-    let ended = false;
     let resolve!: () => void;
     const finished = new Promise<void>((r) => resolve = r);
-    const end = (code: number, reason: string) => {
-      if (ended) return;
-      ended = true;
-      chain = chain.then(() => upload.finish()).then(
-        (summary) => {
-          if (socket.readyState === WebSocket.OPEN) {
-            socket.send(JSON.stringify(summary));
-            socket.close(code, reason);
-          }
-        },
-        (error) => {
-          if (socket.readyState === WebSocket.OPEN) {
-            socket.send(JSON.stringify({ name, error: String(error) }));
-            socket.close(1011, "failed");
-          }
-        },
-      ).finally(resolve);
-    };
-    upload.onStop = () => end(1001, "server stopping");
-    socket.onmessage = (event) => {
-      if (ended) return;
-      if (typeof event.data === "string") {
-        if (event.data === "end") end(1000, "done");
-        return;
-      }
-      const piece = new Uint8Array(event.data as ArrayBuffer);
-      backlog += piece.length;
-      if (backlog > WS_BACKLOG) {
-        upload.stop("a client that did not wait for acks");
-        socket.close(1008, "too far ahead: wait for acks");
-        return;
-      }
-      chain = chain.then(() => upload.write(piece)).then(() => {
-        backlog -= piece.length;
-        if (socket.readyState === WebSocket.OPEN) {
-          socket.send(JSON.stringify({ ack: upload.pcm.bytes }));
+    void start(name, "websocket", (upload) => {
+      let chain = Promise.resolve();
+      // What was received and not yet taken (acknowledged): bounded in
+      // bytes and in messages.
+      let bytes = 0;
+      let messages = 0;
+      /** The bytes of the messages taken, as the acks say. */
+      let taken = 0;
+      let ended = false;
+      let idleTimer: ReturnType<typeof setTimeout> | undefined;
+      const acks = new Acks(socket);
+      /** Ends the upload: flushes it, sends the summary, closes with `code`. */
+      const end = (code: number, reason: string) => {
+        if (ended) return;
+        ended = true;
+        clearTimeout(idleTimer);
+        acks.stop();
+        chain = chain.then(() => upload.finish()).then(
+          (summary) => {
+            if (socket.readyState === WebSocket.OPEN) {
+              socket.send(JSON.stringify(summary));
+              socket.close(code, reason);
+            }
+          },
+          (error) => {
+            if (socket.readyState === WebSocket.OPEN) {
+              socket.send(JSON.stringify({ name, error: String(error) }));
+              socket.close(1011, "failed");
+            }
+          },
+        ).finally(resolve);
+      };
+      /** Closes an abusive socket at once: what it sent is not waited for. */
+      const refuse = (code: 1003 | 1008 | 1009, reason: string) => {
+        if (ended) return;
+        ended = true;
+        clearTimeout(idleTimer);
+        acks.stop();
+        log(`[${name}] closed with ${code}: ${reason}`);
+        if (socket.readyState === WebSocket.OPEN) socket.close(code, reason);
+        void upload.abort(new Error(reason)).finally(resolve);
+      };
+      // Idle: nothing received while nothing waits to be taken (a client
+      // waiting for its acks is not idle).
+      const armIdle = () => {
+        clearTimeout(idleTimer);
+        if (ended) return;
+        idleTimer = setTimeout(() => {
+          if (messages === 0) end(1008, `no data for ${idleTimeout} ms`);
+          else armIdle();
+        }, idleTimeout);
+      };
+      upload.onStop = () => end(1001, "server stopping");
+      socket.onopen = armIdle;
+      socket.onmessage = (event) => {
+        if (ended) return;
+        if (typeof event.data === "string") {
+          if (event.data === "end") end(1000, "done");
+          else refuse(1003, "text messages other than end are not taken");
+          return;
         }
-      }).catch((error) => {
-        upload.stop(String(error));
-        if (socket.readyState === WebSocket.OPEN) {
-          socket.close(1003, String(error).slice(0, 120));
+        const piece = new Uint8Array(event.data as ArrayBuffer);
+        if (piece.length > WS_MAX_MESSAGE) {
+          return refuse(1009, `a message over ${WS_MAX_MESSAGE} bytes`);
         }
-      });
-    };
-    socket.onclose = () => end(1000, "done");
-    socket.onerror = () => end(1011, "error");
-    void track(upload, finished);
+        bytes += piece.length;
+        messages++;
+        if (bytes > WS_BACKLOG_BYTES || messages > WS_BACKLOG_MESSAGES) {
+          return refuse(1008, "too far ahead: wait for acks");
+        }
+        armIdle();
+        chain = chain.then(() => upload.write(piece)).then(() => {
+          bytes -= piece.length;
+          messages--;
+          taken += piece.length;
+          acks.ack(taken);
+        }).catch((error) => {
+          refuse(1003, String(error).slice(0, 120));
+        });
+      };
+      socket.onclose = () => end(1000, "done");
+      socket.onerror = () => end(1011, "error");
+      return finished;
+    });
     return response;
   }
 
@@ -488,6 +688,14 @@ export function createIngest(options: IngestOptions): Ingest {
       }
       if (closing !== undefined) {
         return Promise.resolve(new Response("stopping\n", { status: 503 }));
+      }
+      if (uploads.size >= maxUploads) {
+        return Promise.resolve(
+          new Response(`busy: ${maxUploads} uploads at once at most\n`, {
+            status: 503,
+            headers: { "retry-after": String(RETRY_AFTER) },
+          }),
+        );
       }
       const name = m[1]!;
       if (request.headers.get("upgrade")?.toLowerCase() === "websocket") {
@@ -510,23 +718,50 @@ export function createIngest(options: IngestOptions): Ingest {
       return closing ??= (async () => {
         for (const upload of uploads) upload.stop("signal");
         while (running.size > 0) await Promise.allSettled([...running]);
+        await fleet.close();
       })();
     },
     async abort(reason?: unknown): Promise<void> {
       await Promise.allSettled([...uploads].map((u) => u.abort(reason)));
+      await fleet.abort(reason).catch(() => {});
     },
   };
 }
 
-/** The URL without its password, for logs. */
-function redact(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password !== "") u.password = "***";
-    return u.href;
-  } catch {
-    return url;
+/**
+ * The URL with its password replaced by `***`, for logs: in
+ * `redis://user:PASSWORD@host` and `redis://:PASSWORD@host`, and all that
+ * stands before the `@` in `redis://PASSWORD@host` (Redis's shorthand for a
+ * password alone). Read as a string, not with `URL`, since a password may
+ * hold `/`, `#` or `@`: all up to the last `@` is the user part. A value with
+ * no `scheme://` is not shown at all: it may be the password itself.
+ */
+export function redact(url: string): string {
+  const scheme = /^[a-z][a-z\d+.-]*:\/\//i.exec(url);
+  if (scheme === null) return "(not a URL: not shown)";
+  const start = scheme[0].length;
+  const at = url.lastIndexOf("@");
+  if (at < start) return url;
+  const colon = url.slice(start, at).indexOf(":");
+  return colon === -1
+    ? `${url.slice(0, start)}***${url.slice(at)}`
+    : `${url.slice(0, start + colon + 1)}***${url.slice(at)}`;
+}
+
+/** `{ [key]: n }` for a flag given as a positive integer, `{}` if not given. */
+function count<K extends keyof IngestOptions>(
+  flag: string,
+  text: string | undefined,
+  key: K,
+): Partial<Record<K, number>> {
+  if (text === undefined) return {};
+  const n = Number(text);
+  if (!Number.isSafeInteger(n) || n < 1) {
+    throw new RangeError(
+      `${flag} must be a positive integer: received "${text}"`,
+    );
   }
+  return { [key]: n } as Partial<Record<K, number>>;
 }
 
 /** Reads a variable where `--allow-env` grants it, without a prompt. */
@@ -592,7 +827,7 @@ export async function send(
 async function main(args: string[]): Promise<void> {
   const flags = parseArgs(args, {
     string: ["redis", "stream", "group", "port", "hostname", "timeout"]
-      .concat(["module", "mode", "pool", "url"]),
+      .concat(["max-uploads", "idle-timeout", "module", "mode", "pool", "url"]),
     boolean: ["help", "realtime"],
   }) as unknown as Record<string, string | undefined> & {
     _: string[];
@@ -601,7 +836,7 @@ async function main(args: string[]): Promise<void> {
   };
   if (flags.help) {
     console.log(
-      "deno run --allow-net examples/edge_ingest.ts [--port 8000] [--hostname 127.0.0.1] [--redis URL] [--stream edge] [--timeout 30000]\n" +
+      "REDIS_URL=redis://... deno run --allow-net --allow-env=REDIS_URL examples/edge_ingest.ts [--port 8000] [--hostname 127.0.0.1] [--stream edge] [--timeout 30000] [--max-uploads 64] [--idle-timeout 30000]\n" +
         "deno run --allow-net --allow-read=examples/edge_model.ts examples/edge_ingest.ts worker [--redis URL] [--stream edge] [--mode serial] [--pool N]\n" +
         "deno run --allow-net --allow-read=FILE examples/edge_ingest.ts send FILE [--url ws://127.0.0.1:8000/ingest/NAME] [--realtime]",
     );
@@ -641,7 +876,9 @@ async function main(args: string[]): Promise<void> {
     redis,
     stream,
     group,
-    ...(flags.timeout === undefined ? {} : { timeout: Number(flags.timeout) }),
+    ...count("--timeout", flags.timeout, "timeout"),
+    ...count("--max-uploads", flags["max-uploads"], "maxUploads"),
+    ...count("--idle-timeout", flags["idle-timeout"], "idleTimeout"),
   });
   using shutdown = closeOnSignals(ingest, {
     onSignal: (signal, action) =>

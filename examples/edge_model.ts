@@ -10,24 +10,28 @@
  *
  * It may run more than once for a chunk (a worker that dies mid-chunk has its
  * chunks run again elsewhere), so it has no side effects; one that had would
- * key them by `info.offset`, the chunk's place in the upload.
+ * key them by `info.offset`, the chunk's place in the stream it came by.
+ *
+ * The ingest sends every upload through one stream (one producer per
+ * process), so `info` here is that stream's: `index` and `at` say where the
+ * chunk is in it, and the ingest replaces them with the upload's own.
  *
  * @module
  */
 
 /** The part of a chunk's `ChunkInfo` the model uses. */
 interface Where {
-  /** The chunk's index in its upload. */
+  /** The chunk's index in the stream it came by. */
   index: number;
-  /** Its first sample's position in the upload. */
+  /** Its first sample's position in that stream. */
   offset: number;
 }
 
 /** What the model says about 2 s of audio. */
 export interface ModelResult {
-  /** The chunk's index in its upload. */
+  /** The chunk's index in its upload (the ingest sets it). */
   index: number;
-  /** Where the chunk starts in the upload, in seconds. */
+  /** Where the chunk starts in the upload, in seconds (the ingest sets it). */
   at: number;
   /** Its length, in seconds. */
   seconds: number;

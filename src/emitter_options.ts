@@ -53,7 +53,9 @@ export interface ChildPermissions {
 export interface RedisOptions {
   /**
    * The server: `redis://[user[:password]@]host[:port][/db]`, or `rediss://`
-   * for TLS.
+   * for TLS. Messages and errors show it only with its password redacted;
+   * keep the password out of source code and command lines, e.g.
+   * `url: Deno.env.get("REDIS_URL")!`.
    */
   url: string;
   /** The key of the chunk stream the workers read. */

@@ -3,7 +3,12 @@
 // producer's `ocycle --redis ...`, with --retries; every bad one a UsageError
 // that names the flag and the value. (Runs against a real redis-server are in
 // cli_redis_test.ts.)
-import { assertEquals, assertStringIncludes, assertThrows } from "@std/assert";
+import {
+  assert,
+  assertEquals,
+  assertStringIncludes,
+  assertThrows,
+} from "@std/assert";
 import {
   HELP,
   parseCliArgs,
@@ -11,6 +16,7 @@ import {
   UsageError,
   WORKER_HELP,
 } from "../src/cli/_args.ts";
+import type { Environment } from "../src/cli/_redis_source.ts";
 
 const URL_ = "redis://127.0.0.1:6379";
 const WORKER = ["--redis", URL_, "--stream", "jobs", "--module", "./h.ts"];
@@ -323,5 +329,205 @@ Deno.test("the --help texts tell of the Redis flags and the worker", () => {
     ]
   ) {
     assertStringIncludes(WORKER_HELP, flag);
+  }
+});
+
+// RELIABILITY item 50: where the Redis URL comes from, and what is shown of it.
+
+/** An environment of the test's own: `vars`, every one of them readable unless in `denied`. */
+function env(vars: Record<string, string>, denied: string[] = []): Environment {
+  return {
+    allowed: (name) => !denied.includes(name),
+    get: (name) => vars[name],
+  };
+}
+
+const SECRET = "hunter2-Zq8";
+const SECRET_URL = `redis://:${SECRET}@127.0.0.1:6379/1`;
+
+Deno.test("parseWorkerArgs() and parseCliArgs() take the Redis URL from REDIS_URL, --redis-env or --redis-file", async (t) => {
+  const dir = await Deno.makeTempDir({ prefix: "ocycle_redis_url_" });
+  try {
+    const file = `${dir}/redis_url`;
+    await Deno.writeTextFile(file, `  ${SECRET_URL}  \n# a comment line\n`);
+    const rest = ["--stream", "jobs", "--module", "./h.ts"];
+    await t.step("REDIS_URL when no flag names it", () => {
+      assertEquals(
+        parseWorkerArgs(rest, env({ REDIS_URL: SECRET_URL })).url,
+        SECRET_URL,
+      );
+      // The producer, too, once --stream says the chunks go to a fleet.
+      assertEquals(
+        parseCliArgs(rest, env({ REDIS_URL: SECRET_URL })).redis?.url,
+        SECRET_URL,
+      );
+      // Without --stream (or a flag of the URL) REDIS_URL changes nothing.
+      assertEquals(
+        parseCliArgs(["--module", "./h.ts"], env({ REDIS_URL: SECRET_URL }))
+          .redis,
+        undefined,
+      );
+    });
+    await t.step("--redis-env NAME", () => {
+      const vars = env({ MY_URL: SECRET_URL, REDIS_URL: "redis://other" });
+      const args = ["--redis-env", "MY_URL", ...rest];
+      assertEquals(parseWorkerArgs(args, vars).url, SECRET_URL);
+      assertEquals(parseCliArgs(args, vars).redis?.url, SECRET_URL);
+    });
+    await t.step("--redis-file PATH: its first line, trimmed", () => {
+      const args = ["--redis-file", file, ...rest];
+      assertEquals(parseWorkerArgs(args, env({})).url, SECRET_URL);
+      assertEquals(parseCliArgs(args, env({})).redis?.url, SECRET_URL);
+    });
+    await t.step("--redis wins over REDIS_URL", () => {
+      const args = ["--redis", URL_, ...rest];
+      assertEquals(
+        parseWorkerArgs(args, env({ REDIS_URL: SECRET_URL })).url,
+        URL_,
+      );
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("parseWorkerArgs() and parseCliArgs() refuse a bad source of the Redis URL, never showing its password", async (t) => {
+  const dir = await Deno.makeTempDir({ prefix: "ocycle_redis_url_" });
+  try {
+    const empty = `${dir}/empty`;
+    await Deno.writeTextFile(empty, "\n" + SECRET_URL);
+    const rest = ["--stream", "jobs", "--module", "./h.ts"];
+    const bad: [string[], Environment, string][] = [
+      [
+        ["--redis", SECRET_URL, "--redis-env", "MY_URL", ...rest],
+        env({ MY_URL: SECRET_URL }),
+        "give the Redis URL once: --redis and --redis-env were both given",
+      ],
+      [
+        [
+          "--redis",
+          URL_,
+          "--redis-env",
+          "MY_URL",
+          "--redis-file",
+          empty,
+          ...rest,
+        ],
+        env({ MY_URL: SECRET_URL }),
+        "give the Redis URL once: --redis and --redis-env and --redis-file were all given",
+      ],
+      [
+        ["--redis-env", "MY_URL", "--redis-file", empty, ...rest],
+        env({ MY_URL: SECRET_URL }),
+        "give the Redis URL once: --redis-env and --redis-file were both given",
+      ],
+      [
+        ["--redis-env", "MY_URL", ...rest],
+        env({}),
+        "--redis-env MY_URL: the environment variable MY_URL is not set",
+      ],
+      [
+        ["--redis-env", "MY_URL", ...rest],
+        env({ MY_URL: "  " }),
+        "--redis-env MY_URL: the environment variable MY_URL is empty",
+      ],
+      [
+        ["--redis-env", "MY_URL", ...rest],
+        env({ MY_URL: SECRET_URL }, ["MY_URL"]),
+        "the environment variable MY_URL cannot be read; run deno with --allow-env=MY_URL",
+      ],
+      [
+        ["--redis-env", "A=B", ...rest],
+        env({}),
+        `--redis-env must name an environment variable: received "A=B"`,
+      ],
+      [
+        ["--redis-file", `${dir}/missing`, ...rest],
+        env({}),
+        `--redis-file ${dir}/missing cannot be read: no such file`,
+      ],
+      [
+        ["--redis-file", empty, ...rest],
+        env({}),
+        `--redis-file ${empty} holds no URL on its first line`,
+      ],
+      [
+        // A URL that does not parse is shown redacted...
+        ["--redis-env", "MY_URL", ...rest],
+        env({ MY_URL: `redis://:${SECRET}@h/x` }),
+        `--redis-env MY_URL must be redis://[user:password@]host[:port][/db] or rediss://... for TLS: the path must be a database number: received "redis://:***@h/x"`,
+      ],
+      [
+        ["--redis-env", "MY_URL", ...rest],
+        env({ MY_URL: `redis://${SECRET}@h/x` }),
+        `received "redis://***@h/x"`,
+      ],
+      [
+        // ...and a value that is no URL (a bare password?) not at all.
+        rest,
+        env({ REDIS_URL: SECRET }),
+        `REDIS_URL must be redis://[user:password@]host[:port][/db] or rediss://... for TLS: the URL is not valid: received "(not a URL: not shown, as it may be a password)`,
+      ],
+      [
+        ["--redis", SECRET_URL, "--redis", SECRET_URL, ...rest],
+        env({}),
+        `--redis was given 2 times ("redis://:***@127.0.0.1:6379/1", "redis://:***@127.0.0.1:6379/1")`,
+      ],
+    ];
+    for (const [args, vars, fragment] of bad) {
+      await t.step(`rejects ${JSON.stringify(args)}`, () => {
+        for (const parse of [parseWorkerArgs, parseCliArgs]) {
+          const error = assertThrows(
+            () => parse(args, vars),
+            UsageError,
+            fragment,
+          );
+          assert(!error.message.includes(SECRET), error.message);
+        }
+      });
+    }
+    await t.step(
+      "no URL anywhere: the worker says where it may come from",
+      () => {
+        const error = assertThrows(
+          () => parseWorkerArgs(rest, env({})),
+          UsageError,
+          "ocycle worker needs --redis <url>: the Redis server to take chunks from (or, to keep a password off the command line, in the REDIS_URL environment variable, --redis-env NAME or --redis-file PATH)",
+        );
+        assertStringIncludes(error.message, "REDIS_URL");
+        // So does the producer, given a --stream and nothing else.
+        assertThrows(
+          () => parseCliArgs(rest, env({}, ["REDIS_URL"])),
+          UsageError,
+          "--stream jobs is for --redis: give the Redis server too, --redis redis://host:6379 (or, to keep a password off the command line, in the REDIS_URL environment variable",
+        );
+      },
+    );
+    await t.step(
+      "the producer names the source of a URL that lacks --stream",
+      () => {
+        assertThrows(
+          () =>
+            parseCliArgs(
+              ["--redis-env", "MY_URL", "--module", "h.ts"],
+              env({ MY_URL: SECRET_URL }),
+            ),
+          UsageError,
+          "--redis-env MY_URL needs --stream <name>",
+        );
+      },
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("the --help texts tell of --redis-env, --redis-file and REDIS_URL", () => {
+  for (const text of [HELP, WORKER_HELP]) {
+    for (const flag of ["--redis-env", "--redis-file", "REDIS_URL"]) {
+      assertStringIncludes(text, flag);
+    }
+    // The examples keep the password off the command line.
+    assert(!/--redis redis:\/\/:/.test(text), text);
   }
 });

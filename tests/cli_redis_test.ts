@@ -55,14 +55,25 @@ class WorkerProcess {
   readonly #reading: Promise<void>;
   stderr = "";
 
-  constructor(url: string, name: string, args: string[]) {
+  /**
+   * @param url The Redis URL, given with `--redis`; `undefined` for none
+   * (`args` or `env` then give it).
+   */
+  constructor(
+    url: string | undefined,
+    name: string,
+    args: string[],
+    env?: Record<string, string>,
+  ) {
     this.name = name;
     const argv = denoRun(
       "worker",
-      ...["--redis", url, "--stream", STREAM, "--name", name, ...args],
+      ...(url === undefined ? [] : ["--redis", url]),
+      ...["--stream", STREAM, "--name", name, ...args],
     );
     const child = new Deno.Command(SETSID ? "setsid" : argv[0]!, {
       args: SETSID ? argv : argv.slice(1),
+      ...(env === undefined ? {} : { clearEnv: true, env }),
       stdin: "null",
       stdout: "piped",
       stderr: "piped",
@@ -136,18 +147,21 @@ class WorkerProcess {
 
 /** Runs the producer, `ocycle --redis ...`, with `input` on its stdin. */
 async function produce(
-  url: string,
+  url: string | undefined,
   args: string[],
   input: Uint8Array,
+  env?: Record<string, string>,
 ): Promise<{ code: number; stdout: Uint8Array; stderr: string }> {
   const argv = denoRun(
-    ...["--redis", url, "--stream", STREAM, "--module", FLEET, ...args],
+    ...(url === undefined ? [] : ["--redis", url]),
+    ...["--stream", STREAM, "--module", FLEET, ...args],
   );
   // A producer that hangs is killed after a minute, and the test fails.
   const controller = new AbortController();
   const timer = setTimeout(() => controller.abort(), 60_000);
   const child = new Deno.Command(argv[0]!, {
     args: argv.slice(1),
+    ...(env === undefined ? {} : { clearEnv: true, env }),
     stdin: "piped",
     stdout: "piped",
     stderr: "piped",
@@ -415,6 +429,9 @@ Deno.test("ocycle worker refuses a bad command line with exit code 2, and explai
     const argv = denoRun(...args);
     const output = await new Deno.Command(argv[0]!, {
       args: argv.slice(1),
+      // Whatever the tester's shell holds, no REDIS_URL.
+      clearEnv: true,
+      env: environment(),
       stdin: "null",
       stdout: "piped",
       stderr: "piped",
@@ -464,4 +481,147 @@ Deno.test("ocycle worker refuses a bad command line with exit code 2, and explai
     assertEquals(code, 0);
     assertStringIncludes(stdout, "ocycle worker --redis <url> --stream <name>");
   });
+});
+
+/** This process's environment without REDIS_URL, plus `extra`. */
+function environment(extra: Record<string, string> = {}) {
+  const env = Deno.env.toObject();
+  delete env.REDIS_URL;
+  return { ...env, ...extra };
+}
+
+/** The command lines of every process, as `ps` shows them to any user. */
+async function commandLines(): Promise<string> {
+  const output = await new Deno.Command("ps", {
+    args: ["-eo", "pid,args"],
+    stdout: "piped",
+    stderr: "null",
+  }).output();
+  return decoder.decode(output.stdout);
+}
+
+// RELIABILITY item 50 (issue 15, item 6): credentials from the environment
+// or a file; no password on a command line, in a log line or in an error.
+Deno.test({
+  name:
+    "ocycle worker and ocycle take a password-protected Redis URL from REDIS_URL, --redis-env or --redis-file, and never show the password (ps, logs, errors, summaries)",
+  ignore,
+  async fn() {
+    const password = `pw-${crypto.randomUUID()}`;
+    await using server = await RedisServer.start(["--requirepass", password]);
+    const url = `redis://:${password}@127.0.0.1:${server.port}`;
+    const admin = await RedisClient.connect(url);
+    const dir = await Deno.makeTempDir({ prefix: "ocycle_redis_secret_" });
+    try {
+      const file = `${dir}/redis_url`;
+      await Deno.writeTextFile(file, `${url}\n`, { mode: 0o600 });
+      // One worker from REDIS_URL, one from a file; each in process mode, so
+      // that its children's command lines are looked at too.
+      await using a = new WorkerProcess(
+        undefined,
+        "a",
+        ["--module", FLEET, "-j", "2"],
+        environment({ REDIS_URL: url }),
+      );
+      await using b = new WorkerProcess(
+        undefined,
+        "b",
+        ["--redis-file", file, "--module", FLEET, "-j", "2"],
+        environment(),
+      );
+      await until(async () => await waiting(admin) === 2, 20_000, "workers");
+      const seen = await commandLines();
+      assertMatch(seen, new RegExp(`^\\s*${a.pid} .*worker`, "m"));
+      assertMatch(seen, new RegExp(`^\\s*${b.pid} .*--redis-file`, "m"));
+
+      // The producer from --redis-env; ps is read all the while it runs.
+      const input = randomBytes(200_000);
+      const producing = produce(
+        undefined,
+        ["--redis-env", "OCYCLE_TEST_URL", "-s", "10000", "--clip", "-k"],
+        input,
+        environment({ OCYCLE_TEST_URL: url }),
+      );
+      let settled = false;
+      const during: string[] = [];
+      producing.finally(() => settled = true);
+      while (!settled) {
+        during.push(await commandLines());
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      const run = await producing;
+      assertEquals(run.code, 0, run.stderr);
+      assert(run.stdout.every((byte, i) => byte === input[i]), "in order");
+      assertEquals(run.stdout.length, input.length);
+      assertMatch(run.stderr, /20 chunks: 20 done, 0 failed/);
+      assert(
+        during.some((text) => text.includes("--redis-env OCYCLE_TEST_URL")),
+        "ps never saw the producer",
+      );
+
+      // A worker with a wrong password says so, without the password.
+      const wrong = `wrong-${crypto.randomUUID()}`;
+      await using c = new WorkerProcess(
+        undefined,
+        "c",
+        ["--module", FLEET],
+        environment({
+          REDIS_URL: `redis://default:${wrong}@127.0.0.1:${server.port}`,
+        }),
+      );
+      await c.waitFor(/WRONGPASS|AUTH/);
+      c.kill("SIGKILL");
+      await c.status();
+
+      a.kill("SIGTERM");
+      b.kill("SIGTERM");
+      assertEquals(await a.exited(), 143, a.stderr);
+      assertEquals(await b.exited(), 143, b.stderr);
+      assertEquals(summary(a).done + summary(b).done, 20);
+      // Usage errors: exit 2, the source named, the value never shown.
+      const bad = async (args: string[], env: Record<string, string>) => {
+        const argv = denoRun("worker", ...args, "--stream", STREAM);
+        const output = await new Deno.Command(argv[0]!, {
+          args: [...argv.slice(1), "--module", FLEET],
+          clearEnv: true,
+          env: environment(env),
+          stdin: "null",
+          stdout: "piped",
+          stderr: "piped",
+        }).output();
+        return { code: output.code, stderr: decoder.decode(output.stderr) };
+      };
+      const bare = await bad([], { REDIS_URL: password });
+      assertEquals(bare.code, 2, bare.stderr);
+      assertStringIncludes(bare.stderr, "REDIS_URL must be redis://");
+      const unset = await bad(["--redis-env", "OCYCLE_NO_SUCH_VAR"], {});
+      assertEquals(unset.code, 2, unset.stderr);
+      assertStringIncludes(
+        unset.stderr,
+        "--redis-env OCYCLE_NO_SUCH_VAR: the environment variable OCYCLE_NO_SUCH_VAR is not set",
+      );
+
+      for (
+        const [what, text] of [
+          ["ps", [seen, ...during].join("\n")],
+          ["the producer's stderr", run.stderr],
+          ["worker a's stderr", a.stderr],
+          ["worker b's stderr", b.stderr],
+          ["worker c's stderr", c.stderr],
+          ["a usage error", bare.stderr + unset.stderr],
+        ] as const
+      ) {
+        assert(
+          !text.includes(password),
+          `${what} shows the password:\n${text}`,
+        );
+        assert(!text.includes(wrong), `${what} shows the password:\n${text}`);
+      }
+      // The workers did say where they connected, redacted.
+      assertStringIncludes(a.stderr + b.stderr + c.stderr, ":***@127.0.0.1");
+    } finally {
+      await admin.close();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
 });

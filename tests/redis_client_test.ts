@@ -19,7 +19,7 @@ import {
   type Reply,
   ReplyDecoder,
 } from "../src/redis/_resp.ts";
-import { parseRedisUrl, redactUrl } from "../src/redis/_url.ts";
+import { NOT_A_URL, parseRedisUrl, redactUrl } from "../src/redis/_url.ts";
 import {
   Script,
   xack,
@@ -204,7 +204,19 @@ Deno.test("parseRedisUrl() reads user, password, port and db, and redacts the pa
   assertEquals(parseRedisUrl("redis://:pw@h").password, "pw");
   assertEquals(redactUrl("redis://u:p/w@d@h:1/0"), "redis://u:***@h:1/0");
   assertEquals(redactUrl("redis://secret@h"), "redis://***@h");
-  for (const bad of ["http://u:hunter2@h", "redis://u:hunter2@h/x", "nope"]) {
+  // A value with no scheme may be the bare password: not shown at all.
+  assertEquals(redactUrl("hunter2"), NOT_A_URL);
+  assertEquals(redactUrl("redis:hunter2@h"), NOT_A_URL);
+  assertEquals(redactUrl("hunter2 ://h"), NOT_A_URL);
+  for (
+    const bad of [
+      "http://u:hunter2@h",
+      "redis://u:hunter2@h/x",
+      "nope",
+      "hunter2",
+      "redis:hunter2@h",
+    ]
+  ) {
     const error = (() => {
       try {
         parseRedisUrl(bad);

@@ -10,8 +10,15 @@
 import { parseArgs } from "@std/cli";
 import { PERMISSIONS } from "../run/_process_args.ts";
 import type { ChildPermissions } from "../emitter.ts";
-import { parseRedisUrl, redactUrl } from "../redis/_url.ts";
+import { redactUrl } from "../redis/_url.ts";
 import { message } from "./_common.ts";
+import {
+  type Environment,
+  PROCESS_ENV,
+  readRedisSource,
+  REDIS_URL_VARIABLE,
+  RedisSourceError,
+} from "./_redis_source.ts";
 import {
   type AudioFormat,
   bytesPerFrame,
@@ -95,6 +102,11 @@ Several machines (Redis Streams):
                          redis://[user:password@]host[:port][/db], rediss://
                          for TLS. Needs --stream and --module (the workers
                          run their own copy of it; the producer runs nothing).
+                         A URL with a password is better given as one of:
+      --redis-env <name> The URL is in this environment variable.
+      --redis-file <path> The URL is the first line of this file.
+                         With none of the three, --stream takes the URL from
+                         the REDIS_URL environment variable.
       --stream <name>    The Redis key of the chunk stream.
       --group <name>     The consumer group of the workers (default ocycle).
       --in-flight <n>    Chunks in flight across the fleet at most (default
@@ -129,9 +141,11 @@ Examples:
   arecord -f S16_LE -r 16000 -c 1 | ocycle --size 2s --hop 1s --clip \\
     --rate 16000 --format s16le --module ./analyze.ts --mode thread
   # the same chunks, in order, through Redis to workers on other machines
-  ocycle worker --redis redis://broker:6379 --stream audio --module ./analyze.ts
-  arecord ... | ocycle -s 2s --rate 16000 -k --redis redis://broker:6379 \\
-    --stream audio --module ./analyze.ts
+  # (the URL and its password in REDIS_URL, never on a command line)
+  export REDIS_URL="$(cat /run/secrets/redis_url)"
+  ocycle worker --stream audio --module ./analyze.ts
+  arecord ... | ocycle -s 2s --rate 16000 -k --stream audio \\
+    --module ./analyze.ts
 `;
 
 /** The usage text of `ocycle worker --help`. */
@@ -140,6 +154,8 @@ export const WORKER_HELP =
 
 Usage:
   ocycle worker --redis <url> --stream <name> --module ./handler.ts [options]
+  ocycle worker --redis-env <name> | --redis-file <path> --stream <name> ...
+  REDIS_URL=<url> ocycle worker --stream <name> --module ./handler.ts ...
 
 Takes chunks from the Redis stream <name>, as one consumer of its group, runs
 each in a local pool with the default export of the handler module (as
@@ -151,7 +167,11 @@ A worker runs only the module it was started with: a chunk never names code.
 
 Options:
       --redis <url>      The Redis server: redis://[user:password@]host[:port][/db],
-                         rediss:// for TLS.
+                         rediss:// for TLS. Without it, the URL is read from
+                         the REDIS_URL environment variable, or from:
+      --redis-env <name> this environment variable, or
+      --redis-file <path> the first line of this file; these keep a password
+                         out of ps and shell history (--redis does not).
       --stream <name>    The Redis key of the chunk stream (the producer's --stream).
       --module <path>    The handler module: handler(chunk: Uint8Array, t0, info).
       --export <name>    The handler's export name (default "default").
@@ -177,7 +197,7 @@ Exit status: 130 after SIGINT, 143 after SIGTERM, 1 if the worker stopped on
 an error, 2 for bad options.
 
 Example:
-  ocycle worker --redis redis://:secret@broker:6379 --stream audio \\
+  REDIS_URL="$(cat /run/secrets/redis_url)" ocycle worker --stream audio \\
     --module ./analyze.ts -j 4 --allow read=./models --timeout 30s
 `;
 
@@ -256,6 +276,8 @@ const VALUE_NAMES = [
   "retries",
   "retry-delay",
   "redis",
+  "redis-env",
+  "redis-file",
   "stream",
   "group",
   "in-flight",
@@ -290,6 +312,8 @@ const WORKER: Command = {
   name: "ocycle worker",
   values: [
     "redis",
+    "redis-env",
+    "redis-file",
     "stream",
     "group",
     "name",
@@ -385,7 +409,8 @@ function readFlags(args: readonly string[], command: Command): Flags {
       if (list.length > 1 && flag !== "--allow") {
         throw new UsageError(
           `${flag} was given ${list.length} times (${
-            list.map((v) => `"${v}"`).join(", ")
+            list.map((v) => `"${flag === "--redis" ? redactUrl(v) : v}"`)
+              .join(", ")
           }): give it once`,
         );
       }
@@ -401,10 +426,13 @@ function readFlags(args: readonly string[], command: Command): Flags {
  *
  * @throws {UsageError} Naming the flag and the value.
  */
-export function parseCliArgs(args: readonly string[]): CliOptions {
+export function parseCliArgs(
+  args: readonly string[],
+  env: Environment = PROCESS_ENV,
+): CliOptions {
   const flags = readFlags(args, OCYCLE);
   const help = flags.has("help");
-  const running = readRunning(flags, help);
+  const running = readRunning(flags, help, env);
   const keepFailed = flags.has("keep-failed");
   if (keepFailed && running.exec === undefined && !help) {
     throw new UsageError(
@@ -428,7 +456,10 @@ export function parseCliArgs(args: readonly string[]): CliOptions {
  *
  * @throws {UsageError} Naming the flag and the value.
  */
-export function parseWorkerArgs(args: readonly string[]): WorkerCliOptions {
+export function parseWorkerArgs(
+  args: readonly string[],
+  env: Environment = PROCESS_ENV,
+): WorkerCliOptions {
   const flags = readFlags(args, WORKER);
   const { one } = flags;
   const help = flags.has("help");
@@ -441,11 +472,12 @@ export function parseWorkerArgs(args: readonly string[]): WorkerCliOptions {
     }
     return value ?? "";
   };
-  const url = required(
-    "--redis",
-    "<url>: the Redis server to take chunks from",
-  );
-  if (!help) checkRedisUrl(url);
+  const url = help ? "" : readRedisUrl(flags, env)?.url;
+  if (url === undefined) {
+    throw new UsageError(
+      `ocycle worker needs --redis <url>: the Redis server to take chunks from (${FROM_ELSEWHERE}) (see ocycle worker --help)`,
+    );
+  }
   const stream = required(
     "--stream",
     "<name>: the Redis key of the chunk stream, the producer's --stream",
@@ -541,6 +573,7 @@ function readChunking(
 function readRunning(
   flags: Flags,
   help: boolean,
+  env: Environment,
 ): Pick<
   CliOptions,
   | "pool"
@@ -562,7 +595,7 @@ function readRunning(
   const execText = one("--exec");
   const module = one("--module");
   const modeText = one("--mode");
-  const redis = readRedis(one, help);
+  const [redis, redisLabel] = readRedis(flags, help, env) ?? [];
   if (redis !== undefined) {
     // The producer runs nothing: how the chunks run is each worker's to say.
     if (execText !== undefined) {
@@ -572,9 +605,7 @@ function readRunning(
     }
     if (module === undefined && !help) {
       throw new UsageError(
-        `--redis ${
-          redactUrl(redis.url)
-        } needs --module ./handler.ts: the handler the workers run (each loads its own copy: ocycle worker --module)`,
+        `${redisLabel} needs --module ./handler.ts: the handler the workers run (each loads its own copy: ocycle worker --module)`,
       );
     }
     const workers: [string, string | undefined, string][] = [
@@ -615,13 +646,27 @@ function readRunning(
   return { pool, timeout, exec, execText, module, mode, allow, redis };
 }
 
-/** `--redis`, `--stream`, `--group` and `--in-flight`, which go together. */
-function readRedis(one: One, help: boolean): CliRedis | undefined {
-  const url = one("--redis");
+/**
+ * `--redis` (or `--redis-env`, `--redis-file`, or REDIS_URL with `--stream`),
+ * `--stream`, `--group` and `--in-flight`, which go together.
+ */
+function readRedis(
+  flags: Flags,
+  help: boolean,
+  env: Environment,
+): [redis: CliRedis, label: string] | undefined {
+  const { one } = flags;
   const stream = one("--stream");
   const group = one("--group");
   const inFlightText = one("--in-flight");
-  if (url === undefined) {
+  // A REDIS_URL in the environment sends the chunks to a fleet only when
+  // the command line names a stream (or a flag names the URL).
+  const named = one("--redis") !== undefined ||
+    one("--redis-env") !== undefined || one("--redis-file") !== undefined;
+  const source = named || stream !== undefined
+    ? readRedisUrl(flags, env)
+    : undefined;
+  if (source === undefined) {
     for (
       const [flag, value] of [
         ["--stream", stream],
@@ -631,18 +676,16 @@ function readRedis(one: One, help: boolean): CliRedis | undefined {
     ) {
       if (value !== undefined) {
         throw new UsageError(
-          `${flag} ${value} is for --redis: give the Redis server too, --redis redis://host:6379`,
+          `${flag} ${value} is for --redis: give the Redis server too, --redis redis://host:6379 (${FROM_ELSEWHERE})`,
         );
       }
     }
     return undefined;
   }
-  checkRedisUrl(url);
+  const { url, label } = source;
   if (stream === undefined && !help) {
     throw new UsageError(
-      `--redis ${
-        redactUrl(url)
-      } needs --stream <name>: the Redis key of the chunk stream the workers read`,
+      `${label} needs --stream <name>: the Redis key of the chunk stream the workers read`,
     );
   }
   for (const [flag, value] of [["--stream", stream], ["--group", group]]) {
@@ -659,19 +702,27 @@ function readRedis(one: One, help: boolean): CliRedis | undefined {
       );
     }
   }
-  return { url, stream: stream ?? "", group, inFlight };
+  return [{ url, stream: stream ?? "", group, inFlight }, label];
 }
 
-/** A `--redis` URL Redis can be reached at; only its redacted form is shown. */
-function checkRedisUrl(url: string): void {
+/** How a Redis URL is given without showing it to `ps`, for messages. */
+const FROM_ELSEWHERE =
+  `or, to keep a password off the command line, in the ${REDIS_URL_VARIABLE} environment variable, --redis-env NAME or --redis-file PATH`;
+
+/**
+ * The Redis URL from `--redis`, `--redis-env`, `--redis-file` or REDIS_URL,
+ * checked; `undefined` if none gives one. Only its redacted form is shown.
+ */
+function readRedisUrl(flags: Flags, env: Environment) {
   try {
-    parseRedisUrl(url);
+    return readRedisSource({
+      "--redis": flags.one("--redis"),
+      "--redis-env": flags.one("--redis-env"),
+      "--redis-file": flags.one("--redis-file"),
+    }, env);
   } catch (error) {
-    throw new UsageError(
-      `--redis must be redis://[user:password@]host[:port][/db] or rediss://... for TLS: ${
-        message(error).replace(/^Cannot connect to Redis as /, "")
-      }`,
-    );
+    if (error instanceof RedisSourceError) throw new UsageError(error.message);
+    throw error;
   }
 }
 

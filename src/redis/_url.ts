@@ -73,10 +73,19 @@ export function parseRedisUrl(url: string): RedisTarget {
   };
 }
 
-/** `url` with its password (what stands between the user's `:`, or `//`, and the last `@`) replaced by `***`. */
+/** What {@linkcode redactUrl} shows of a value that is no URL at all. */
+export const NOT_A_URL = "(not a URL: not shown, as it may be a password)";
+
+/**
+ * `url` with its password (what stands between the user's `:`, or `//`, and
+ * the last `@`) replaced by `***`; a value with no `scheme://` is not shown
+ * at all, since it may be the bare password.
+ */
 export function redactUrl(url: string): string {
   const scheme = url.indexOf("://");
-  if (scheme === -1) return url;
+  if (scheme === -1 || !/^[a-z][a-z\d+.-]*$/i.test(url.slice(0, scheme))) {
+    return NOT_A_URL;
+  }
   const start = scheme + 3;
   // the last `@`: a password may hold `/` or `@`, a database number neither
   const at = url.lastIndexOf("@");
