@@ -86,8 +86,7 @@ export class ChunkError extends Error {
   readonly detail: string;
 
   /**
-   * Creates the error of one chunk; its message names the chunk, its mode and
-   * what happened. The library creates these: a program catches them.
+   * Constructs a new instance.
    *
    * @param kind What went wrong.
    * @param info The chunk that failed.
