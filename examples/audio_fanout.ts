@@ -1,23 +1,30 @@
 // Copyright the @ocycle/core authors. MIT license.
 // ocycle-example-args: --fast --seconds 12
 /**
- * The audio fan-out demo: one 16 kHz mono 16-bit stream feeding three
- * consumers through {@linkcode fanout}, each with its own chunk size and
- * execution mode.
+ * The audio fan-out demo, the use case of the Python original: one 16 kHz
+ * mono 16-bit stream feeding three consumers through {@linkcode fanout}, each
+ * with its own chunk size and execution mode.
  *
  * - a level meter every 0.5 s, inline (`mode: "serial"`): RMS level in dBFS;
- * - a model every 2 s in a Web Worker pool (`mode: "thread"`) with a 50% duty
- *   cycle (`sampler: 2000`): an FFT-based voice-activity and pitch estimate;
+ * - a trained model every 2 s in a Web Worker pool (`mode: "thread"`) with a
+ *   50% duty cycle (`sampler: 2000`): Silero VAD v5, a voice-activity
+ *   network, run by ONNX Runtime's WebAssembly build; per chunk, the mean
+ *   speech probability, the share of 32 ms windows above 0.5, and where in
+ *   the chunk speech was heard;
  * - an encrypted recorder every 10 s in a Deno subprocess pool
- *   (`mode: "process"`): each segment a WAV file sealed with AES-256-GCM,
- *   the child allowed only to write the output directory.
+ *   (`mode: "process"`): each segment a FLAC file (libFLAC, lossless) sealed
+ *   with AES-256-GCM, the child allowed only to write the output directory.
+ *
+ * The model and FLAC come from npm (onnxruntime-web, @ricky0123/vad-web,
+ * libflacjs; pinned): dependencies of this example only, downloaded by Deno
+ * on the first run (about 41 MiB), which the demo says on screen.
  *
  * ```sh
- * deno task demo                       # synthetic speech, tones and silence, real time
+ * deno task demo                       # speech, tones and silence, real time
  * deno task demo --fast --seconds 60   # the same, as fast as possible
  * deno task demo --wav speech.wav      # a 16 kHz 16-bit WAV file
  * arecord -f S16_LE -r 16000 -c 1 | deno task demo --stdin   # a microphone
- * deno task demo --decrypt /tmp/ocycle-demo-XXXX/segment-0000.wav.enc
+ * deno task demo --decrypt /tmp/ocycle-demo-XXXX/segment-0000.flac.enc
  * ```
  *
  * Ctrl-C (or SIGTERM) stops the input, flushes what each consumer holds, and
@@ -40,8 +47,11 @@ import {
   type SampleEmitOptions,
 } from "@ocycle/core";
 import { analyzeVoice, levelDbfs, peakDbfs } from "./audio/dsp.ts";
-import type { ModelResult } from "./audio/model.ts";
-import { OUT_ENV, type RecorderResult } from "./audio/recorder.ts";
+import type { VadResult } from "./audio/vad.ts";
+import type * as VadFiles from "./audio/vad_files.ts";
+import type * as FlacModule from "./audio/flac.ts";
+import type { RecorderResult } from "./audio/recorder.ts";
+import { FLAC_ENV, OUT_ENV } from "./audio/recorder_env.ts";
 import {
   decodeKey,
   generateKey,
@@ -50,28 +60,38 @@ import {
   open,
 } from "./audio/seal.ts";
 import { paced, synthFrames } from "./audio/synth.ts";
-import { parseWav, toMonoInt16 } from "./audio/wav.ts";
+import { encodeWav, parseWav, toMonoInt16 } from "./audio/wav.ts";
 
 const RATE = 16000;
 const FRAME = 320; // 20 ms
 const KEY_FILE = "demo.key";
+/** The directory of the consumers' modules, which a child may read. */
+const AUDIO_DIR = decodeURIComponent(
+  new URL("./audio/", import.meta.url).pathname,
+);
+/** Real speech for the default input: see audio/synth.ts. */
+const SPEECH = new URL("./audio/speech.flac", import.meta.url);
 
 const HELP =
   `The @ocycle/core audio demo: one 16 kHz mono 16-bit stream, three consumers.
 
   level meter  every 0.5 s   serial    RMS level in dBFS
-  model        every 2 s     thread    voice activity + pitch (FFT), 50% duty cycle
-  recorder     every 10 s    process   WAV segments encrypted with AES-256-GCM
+  model        every 2 s     thread    Silero VAD v5 (ONNX Runtime, WebAssembly):
+                                       speech probability, 50% duty cycle
+  recorder     every 10 s    process   FLAC segments encrypted with AES-256-GCM
+
+The model and FLAC encoder come from npm; the first run downloads them
+(about 41 MiB) and says so.
 
 Input (one of):
-  (default)            a synthetic signal: speech-like bursts, beeps and silence
+  (default)            recorded speech (espeak-ng), beeps and silence, looped
   --wav <file>         a WAV file, 16-bit PCM at 16 kHz (stereo is mixed down)
   --stdin              raw s16le mono 16 kHz PCM on stdin, e.g.
                        arecord -f S16_LE -r 16000 -c 1 | deno task demo --stdin
 
 Options:
-  --seconds <n>        length of the synthetic signal (default 30)
-  --fast               synthetic or WAV input as fast as possible, not in real time
+  --seconds <n>        length of the default signal (default 30)
+  --fast               default or WAV input as fast as possible, not in real time
   --out <dir>          where segments and the key go (default: a new temp dir)
   --pool <n>           Workers / subprocesses per consumer (default 1)
   --model-mode <m>     serial, thread (default) or process
@@ -79,8 +99,11 @@ Options:
   --quiet              no live lines, only notes and the summary
 
 Decrypting a segment:
-  --decrypt <file>     decrypt, check the WAV header, print duration and level
-  --wav-out <file>     with --decrypt: also write the plain WAV there
+  --decrypt <file>     decrypt and decode a segment-NNNN.flac.enc (FLAC CRCs and
+                       MD5 checked), print duration and level, and write the
+                       plain segment-NNNN.flac beside it (flac -d decodes it)
+  --flac-out <file>    with --decrypt: write the FLAC file there instead
+  --wav-out <file>     with --decrypt: also write it as a WAV file
   The key comes from $${KEY_ENV} (base64, 32 bytes) or ${KEY_FILE} beside the file.
 
 Ctrl-C (or SIGTERM) stops the input, flushes every consumer and prints the
@@ -98,6 +121,7 @@ interface DemoArgs {
   recorderMode: Mode;
   quiet: boolean;
   decrypt?: string;
+  flacOut?: string;
   wavOut?: string;
   help: boolean;
 }
@@ -173,6 +197,9 @@ function parseArgs(args: string[]): DemoArgs {
       case "--decrypt":
         parsed.decrypt = value();
         break;
+      case "--flac-out":
+        parsed.flacOut = value();
+        break;
       case "--wav-out":
         parsed.wavOut = value();
         break;
@@ -187,7 +214,32 @@ function parseArgs(args: string[]): DemoArgs {
   if (parsed.wav !== undefined && parsed.stdin) {
     throw new TypeError("give either --wav or --stdin, not both");
   }
+  if (parsed.decrypt === undefined) {
+    const lone = parsed.flacOut !== undefined
+      ? "--flac-out"
+      : parsed.wavOut !== undefined
+      ? "--wav-out"
+      : undefined;
+    if (lone !== undefined) {
+      throw new TypeError(`${lone} goes with --decrypt <file>`);
+    }
+  }
   return parsed;
+}
+
+// ---- the npm packages, loaded when needed ----
+
+/**
+ * Imports a module of this example by a computed specifier: Deno fetches
+ * what a literal `import("...")` needs before the program starts, and on a
+ * first run the download would then come before the demo says what it is.
+ */
+function importLate<T>(path: string): Promise<T> {
+  return import(new URL(path, import.meta.url).href);
+}
+
+function importFlac(): Promise<typeof FlacModule> {
+  return importLate<typeof FlacModule>("./audio/flac.ts");
 }
 
 // ---- decrypting a segment ----
@@ -208,35 +260,60 @@ async function readKey(dir: string): Promise<{ key: string; from: string }> {
   }
 }
 
-async function decryptCommand(file: string, wavOut?: string): Promise<void> {
+async function decryptCommand(
+  file: string,
+  flacOut?: string,
+  wavOut?: string,
+): Promise<void> {
   const dir = file.includes("/") ? file.slice(0, file.lastIndexOf("/")) : ".";
   const { key, from } = await readKey(dir);
-  const sealed = await Deno.readFile(file);
+  let sealed: Uint8Array<ArrayBuffer>;
+  try {
+    sealed = await Deno.readFile(file);
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+    throw new TypeError(`Cannot decrypt ${file}: no such file`);
+  }
   const plain = await open(await importKey(decodeKey(key)), sealed);
-  const wav = parseWav(plain);
-  if (wav.bitsPerSample !== 16) {
+  const { decodeFlac } = await importFlac();
+  const flac = await decodeFlac(plain);
+  if (flac.channels !== 1) {
     throw new TypeError(
-      `Cannot check ${file} as its WAV holds ${wav.bitsPerSample}-bit samples, not 16`,
+      `Cannot check ${file} as its FLAC holds ${flac.channels} channels, not 1`,
     );
   }
-  const samples = toMonoInt16(wav.data, wav.channels);
-  const voice = analyzeVoice(samples, { rate: wav.rate });
+  const samples = flac.samples;
+  const seconds = flac.totalSamples / flac.rate;
+  const voice = analyzeVoice(samples, { rate: flac.rate });
+  const flacPath = flacOut ?? file.replace(/(\.enc)?$/, "").replace(
+    /(\.flac)?$/,
+    ".flac",
+  );
+  if (flacPath === file) {
+    throw new TypeError(
+      `Cannot decrypt ${file} beside itself as the plain file would take its name: give --flac-out <file>`,
+    );
+  }
+  await Deno.writeFile(flacPath, plain);
   console.log(`${file}
   decrypted   AES-256-GCM, tag verified, key from ${from}
-  wav         PCM 16-bit, ${wav.channels} channel(s), ${wav.rate} Hz, ${
-    wav.seconds.toFixed(2)
-  } s (${plain.length} bytes)
+  flac        16-bit, ${flac.channels} channel(s), ${flac.rate} Hz, ${
+    seconds.toFixed(2)
+  } s, ${plain.length} bytes (${
+    (100 * plain.length / (44 + 2 * samples.length)).toFixed(0)
+  }% of WAV), frame CRCs and MD5 ${flac.md5} verified
   level       ${levelDbfs(samples).toFixed(1)} dBFS RMS, peak ${
     peakDbfs(samples).toFixed(1)
   } dBFS
-  voice       speech in ${(voice.speechRatio * 100).toFixed(0)}% of frames${
+  pitch       voiced in ${(voice.speechRatio * 100).toFixed(0)}% of frames${
     voice.pitchHz === null
       ? ""
       : `, median pitch ${voice.pitchHz.toFixed(0)} Hz`
-  }`);
+  } (FFT)
+  written     ${flacPath} (plain FLAC: flac -d, or any player)`);
   if (wavOut !== undefined) {
-    await Deno.writeFile(wavOut, plain);
-    console.log(`  written     ${wavOut} (plain WAV: play it with any player)`);
+    await Deno.writeFile(wavOut, encodeWav(samples, flac.rate));
+    console.log(`  written     ${wavOut} (plain WAV)`);
   }
 }
 
@@ -250,14 +327,19 @@ interface Input {
   stop(): void;
 }
 
-function synthInput(args: DemoArgs, signal: AbortSignal): Input {
+function synthInput(
+  args: DemoArgs,
+  speech: Int16Array,
+  signal: AbortSignal,
+): Input {
   const frames = synthFrames({
     seconds: args.seconds,
     rate: RATE,
     frame: FRAME,
+    speech,
   });
   return {
-    label: `synthetic speech, tones and silence, ${args.seconds} s${
+    label: `recorded speech (espeak-ng), tones and silence, ${args.seconds} s${
       args.fast ? ", as fast as possible" : ", in real time"
     }`,
     frames: args.fast
@@ -409,6 +491,13 @@ function percentile(values: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]!;
 }
 
+/** Time ranges in seconds, as "0.3-1.9 4.0-5.2 s". */
+function seconds(ranges: [number, number][]): string {
+  return `${
+    ranges.map(([a, b]) => `${a.toFixed(1)}-${b.toFixed(1)}`).join(" ")
+  } s`;
+}
+
 function ms(value: number): string {
   return Number.isNaN(value)
     ? "-"
@@ -424,13 +513,36 @@ async function runDemo(args: DemoArgs): Promise<number> {
     if (!args.quiet) console.log(text);
   };
 
-  // The input first: a bad WAV file should fail before any key is made.
+  // The input first: a bad WAV file should fail before any download, and
+  // before any key is made.
   const stopper = new AbortController();
-  const input = args.stdin
+  const given = args.stdin
     ? stdinInput()
     : args.wav !== undefined
     ? await wavInput(args, stopper.signal)
-    : synthInput(args, stopper.signal);
+    : undefined;
+
+  // The npm packages, here, so that a first run says what it waits for (Deno
+  // lists each download) rather than leaving the Workers silent; the Workers
+  // and the recorder's children then load them from Deno's cache.
+  print(
+    "loading the model and FLAC encoder from npm: the first run downloads them (about 41 MiB)",
+  );
+  const loading = performance.now();
+  const [vadFiles, { decodeFlac }] = await Promise.all([
+    importLate<typeof VadFiles>("./audio/vad_files.ts"),
+    importFlac(),
+  ]);
+  print(
+    `loaded ${vadFiles.PACKAGES} and libflacjs@5.6.0 in ${
+      ((performance.now() - loading) / 1000).toFixed(1)
+    } s`,
+  );
+  const input = given ?? synthInput(
+    args,
+    (await decodeFlac(await Deno.readFile(SPEECH))).samples,
+    stopper.signal,
+  );
 
   const out = args.out ?? await Deno.makeTempDir({ prefix: "ocycle-demo-" });
   await Deno.mkdir(out, { recursive: true });
@@ -494,9 +606,12 @@ async function runDemo(args: DemoArgs): Promise<number> {
   });
 
   let speechChunks = 0;
-  const model = createEmitter<ModelResult>(
+  /** Where the model heard speech, in seconds of the stream. */
+  const heard: [number, number][] = [];
+  const loads: VadResult["load"][] = [];
+  const model = createEmitter<VadResult>(
     "model",
-    new URL("./audio/model.ts", import.meta.url),
+    new URL("./audio/vad.ts", import.meta.url),
     2 * RATE,
     args.modelMode,
     {
@@ -505,18 +620,47 @@ async function runDemo(args: DemoArgs): Promise<number> {
       // A 50% duty cycle: after each 2 s chunk, skip the next 2 s of audio.
       sampler: 2000,
       pool: args.pool,
+      // Each Worker creates the session and warms it up before it says it
+      // is ready (a few seconds; longer on a busy machine).
+      startTimeout: 120_000,
+      // As a child: its modules to read, nothing else (the network and
+      // ONNX Runtime's .wasm are imported as bytes from Deno's cache).
+      ...(args.modelMode === "process"
+        ? { permissions: { read: [AUDIO_DIR] } }
+        : {}),
       onDone: (r, info) => {
         consumers[1]!.ms.push(r.ms);
+        if (!loads.some((l) => l.sessionMs === r.load.sessionMs)) {
+          loads.push(r.load);
+          live(
+            `         model    a ${
+              consumers[1]!.mode === "thread" ? "Worker" : "runner"
+            } loaded the network in ${
+              ms(r.load.sessionMs)
+            }, then warmed it up in ${
+              ms(r.load.warmupMs)
+            } (${r.load.warmupRuns} dummy runs; 2 s of audio took ${
+              ms(r.load.firstMs)
+            } at first, ${ms(r.load.lastMs)} at the end)`,
+          );
+        }
         if (r.speech) speechChunks++;
+        const runs = r.runs.map(([a, b]): [number, number] => [
+          (info.offset + a) / RATE,
+          (info.offset + b) / RATE,
+        ]);
+        for (const run of runs) {
+          const last = heard.at(-1);
+          if (last !== undefined && run[0] - last[1] < 0.05) last[1] = run[1];
+          else heard.push(run);
+        }
         live(
           `${time(info)} model    #${String(info.index).padEnd(4)} ${
-            r.speech ? "speech" : "no speech"
-          } ${(r.speechRatio * 100).toFixed(0).padStart(3)}%${
-            r.pitchHz === null
-              ? ""
-              : `  pitch ${r.pitchHz.toFixed(0)} Hz (${
-                r.pitchRange!.map((p) => p.toFixed(0)).join("-")
-              })`
+            (r.speech ? "speech" : "no speech").padEnd(9)
+          } p ${r.mean.toFixed(2)} ${
+            (r.speechShare * 100).toFixed(0).padStart(3)
+          }% of ${r.windows} windows${
+            runs.length === 0 ? "" : `  heard ${seconds(runs)}`
           }  ${ms(r.ms)} [${consumers[1]!.mode}]`,
         );
       },
@@ -536,7 +680,8 @@ async function runDemo(args: DemoArgs): Promise<number> {
 
   // The recorder gets the key and the output directory through its
   // environment, and only those: in process mode the child may read these two
-  // variables and its own modules, and write only the output directory.
+  // variables (and the two libflac.js looks for, which it does not get), its
+  // own modules, and write only the output directory.
   const recorderEnv = { [KEY_ENV]: key, [OUT_ENV]: outDir };
   if (args.recorderMode !== "process") {
     // Workers and inline callbacks share this process's environment.
@@ -559,9 +704,9 @@ async function runDemo(args: DemoArgs): Promise<number> {
         ? {
           env: recorderEnv,
           permissions: {
-            read: [decodeURIComponent(new URL(".", recorderUrl).pathname)],
+            read: [AUDIO_DIR],
             write: [outDir],
-            env: [KEY_ENV, OUT_ENV],
+            env: [KEY_ENV, OUT_ENV, ...FLAC_ENV],
           },
         }
         : {}),
@@ -668,17 +813,34 @@ async function runDemo(args: DemoArgs): Promise<number> {
       }${c.errors > 0 ? `, ${c.errors} FAILED` : ""}`,
     );
   }
+  // The model saw every other 2 s: "heard" covers the chunks it ran on.
+  const shown = heard.slice(0, 12);
   print(
     `speech     in ${speechChunks} of ${
       consumers[1]!.emitter.stats.done
-    } model chunks`,
+    } model chunks${
+      heard.length === 0
+        ? ", heard nowhere"
+        : `, heard at ${seconds(shown)}${
+          heard.length > shown.length
+            ? ` and ${heard.length - shown.length} more`
+            : ""
+        }`
+    }`,
   );
   const totalBytes = files.reduce((n, f) => n + f.bytes, 0);
+  const wavBytes = files.reduce((n, f) => n + f.wavBytes, 0);
   files.sort((a, b) => a.file.localeCompare(b.file));
   print(
-    `files      ${files.length} encrypted segment(s), ${
+    `files      ${files.length} encrypted FLAC segment(s), ${
       (totalBytes / 1024).toFixed(0)
-    } KiB, in ${outDir}${
+    } KiB${
+      files.length > 0
+        ? ` (${(100 * totalBytes / wavBytes).toFixed(0)}% of WAV's ${
+          (wavBytes / 1024).toFixed(0)
+        } KiB)`
+        : ""
+    }, in ${outDir}${
       files.length > 0
         ? `\n           ${
           files.map((f) => f.file.slice(f.file.lastIndexOf("/") + 1)).join(
@@ -693,7 +855,7 @@ async function runDemo(args: DemoArgs): Promise<number> {
     print(
       `decrypt    deno task demo --decrypt ${
         files[0]!.file
-      } [--wav-out plain.wav]`,
+      }   (writes the plain .flac beside it)`,
     );
   }
   const errors = consumers.reduce((n, c) => n + c.errors, 0);
@@ -714,7 +876,7 @@ if (import.meta.main) {
       console.log(HELP);
       code = 0;
     } else if (args.decrypt !== undefined) {
-      await decryptCommand(args.decrypt, args.wavOut);
+      await decryptCommand(args.decrypt, args.flacOut, args.wavOut);
       code = 0;
     } else code = await runDemo(args);
   } catch (error) {

@@ -2,21 +2,22 @@
 // ocycle-example: helper (the demo's recorder callback, loaded by the emitter)
 //
 // The encrypted recorder of the audio demo, a callback module: each chunk (a
-// 10 s segment of 16 kHz mono Int16 samples) becomes a WAV file, encrypted
-// with AES-256-GCM and written to $OCYCLE_DEMO_OUT/segment-<index>.wav.enc.
+// 10 s segment of 16 kHz mono Int16 samples) becomes a FLAC file (lossless:
+// `flac -d` gives back the exact samples), encrypted with AES-256-GCM and
+// written to $OCYCLE_DEMO_OUT/segment-<index>.flac.enc.
 //
 // The demo runs it in process mode with least privilege: the child may write
 // only the output directory, read only its modules, and read only the two
 // environment variables below, which the parent passes through the `env`
-// option. The key never travels with the audio, and nothing else in the
-// parent's environment reaches the child.
+// option, and the two libflac.js looks for (FLAC_ENV, unset there): see
+// recorder_env.ts. The key
+// never travels with the audio, and nothing else in the parent's environment
+// reaches the child.
 
-import { encodeWav } from "./wav.ts";
+import { encodeFlac } from "./flac.ts";
 import { decodeKey, importKey, KEY_ENV, seal } from "./seal.ts";
+import { OUT_ENV } from "./recorder_env.ts";
 import { levelDbfs } from "./dsp.ts";
-
-/** The environment variable that names the output directory. */
-export const OUT_ENV = "OCYCLE_DEMO_OUT";
 
 /** What the recorder returns for each segment. */
 export interface RecorderResult {
@@ -24,6 +25,8 @@ export interface RecorderResult {
   file: string;
   /** Its size in bytes. */
   bytes: number;
+  /** The size of the same samples as a 16-bit PCM WAV file, in bytes. */
+  wavBytes: number;
   /** The segment's length in seconds. */
   seconds: number;
   /** The segment's RMS level in dBFS. */
@@ -49,13 +52,14 @@ export default async function record(
     );
   }
   key ??= importKey(decodeKey(base64));
-  const wav = encodeWav(chunk, 16000) as Uint8Array<ArrayBuffer>;
-  const sealed = await seal(await key, wav);
-  const file = `${out}/segment-${String(info.index).padStart(4, "0")}.wav.enc`;
+  const flac = await encodeFlac(chunk, 16000);
+  const sealed = await seal(await key, flac);
+  const file = `${out}/segment-${String(info.index).padStart(4, "0")}.flac.enc`;
   await Deno.writeFile(file, sealed, { mode: 0o600 });
   return {
     file,
     bytes: sealed.length,
+    wavBytes: 44 + 2 * chunk.length,
     seconds: chunk.length / 16000,
     levelDbfs: levelDbfs(chunk),
     ms: performance.now() - started,

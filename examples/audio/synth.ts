@@ -2,10 +2,20 @@
 // ocycle-example: helper (imported by the audio demo, not run on its own)
 //
 // The demo's default input, so that it needs no microphone and no file: a
-// synthetic 16 kHz mono 16-bit signal that cycles through speech-like bursts
-// (a gliding pitch with its harmonics shaped by three formants, in syllables
-// of 150-300 ms), beeps (pure tones) and near-silence (a -65 dBFS noise
-// floor). It is deterministic for a seed, so tests can count on it.
+// 16 kHz mono 16-bit signal that cycles through speech, beeps (pure tones)
+// and near-silence (a -65 dBFS noise floor). The speech is a recording when
+// one is given (the demo loops speech.flac through it, real speech that the
+// trained model recognizes), else speech-like bursts (a gliding pitch with
+// its harmonics shaped by three formants, in syllables of 150-300 ms), which
+// a trained voice-activity model scores only about 0.5 to 0.65. It is
+// deterministic for a seed, so tests can count on it.
+//
+// speech.flac, 8.1 s, 52 KiB, was made with espeak-ng and sox (8-bit, then
+// back to 16-bit, so that FLAC stores 8 bits a sample):
+//   espeak-ng -s 170 -w a.wav "One microphone, three consumers: a level meter, a voice model, and an encrypted recorder."
+//   espeak-ng -v en+f3 -s 170 -w b.wav "Each gets the chunk size it needs."
+//   sox a.wav b.wav -r 16000 -c 1 -b 8 s8.wav && sox s8.wav -b 16 s16.wav
+//   flac -8 --no-padding -o speech.flac s16.wav
 
 /** Options of {@linkcode synthFrames}. */
 export interface SynthOptions {
@@ -17,6 +27,11 @@ export interface SynthOptions {
   frame?: number;
   /** The random seed. @default {1} */
   seed?: number;
+  /**
+   * A speech recording at `rate` to play, looped, in the speech parts in
+   * place of the synthetic bursts.
+   */
+  speech?: Int16Array;
 }
 
 type Part =
@@ -52,7 +67,13 @@ const FULL_SCALE = 32767;
 
 /** Yields the signal in frames of `frame` samples, as fast as it is pulled. */
 export function* synthFrames(options: SynthOptions): Generator<Int16Array> {
-  const { seconds, rate = 16000, frame = 320, seed = 1 } = options;
+  const { seconds, rate = 16000, frame = 320, seed = 1, speech } = options;
+  if (speech !== undefined && speech.length === 0) {
+    throw new RangeError(
+      "Cannot play the speech recording as it holds no samples",
+    );
+  }
+  let speechAt = 0;
   const rand = random(seed);
   const noise = () => (rand() + rand() + rand() - 1.5) * 2; // about unit variance
   const floor = 10 ** (-65 / 20) * FULL_SCALE;
@@ -110,6 +131,9 @@ export function* synthFrames(options: SynthOptions): Generator<Int16Array> {
         phase += (2 * Math.PI * part.hz) / rate;
         value += 10 ** (part.dbfs / 20) * FULL_SCALE * Math.SQRT2 *
           Math.sin(phase);
+      } else if (part.kind === "speech" && speech !== undefined) {
+        value += speech[speechAt]!;
+        speechAt = (speechAt + 1) % speech.length;
       } else if (part.kind === "speech") {
         if (syllableLeft === 0 && gapLeft === 0) startSyllable(part.f0);
         if (syllableLeft > 0) {
