@@ -6,8 +6,10 @@
  * A {@linkcode BufferEmit} collects written frames in recycled buffers and,
  * once `size` is reached, hands the chunk and the timestamp of its first
  * frame to a callback, run inline (`mode: "serial"`), in a pool of Web
- * Workers (`"thread"`) or in a pool of Deno subprocesses (`"process"`).
- * Results come back to `onDone` on the main thread. {@linkcode SampleEmit},
+ * Workers (`"thread"`), in a pool of Deno subprocesses (`"process"`), or by
+ * `ocycle worker`s on other machines through Redis (`"redis"`). Results come
+ * back to `onDone` on the main thread; every option is documented on
+ * {@linkcode EmitterOptions}. {@linkcode SampleEmit},
  * {@linkcode ItemEmit} and {@linkcode TextEmit} do the same for typed samples,
  * items and text; {@linkcode fanout} feeds one stream to several emitters,
  * {@linkcode rechunk} is the plain `TransformStream` form, and

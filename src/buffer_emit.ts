@@ -55,11 +55,65 @@ export type BufferEmitOptions<R = unknown> = EmitterOptions<R>;
  * await buff.close();
  * assertEquals(lengths, [4, 4, 2]); // the 2-byte tail is flushed on close
  * ```
+ *
+ * @example Thread mode: the callback module in a pool of Web Workers
+ * ```ts
+ * import { BufferEmit } from "@ocycle/core";
+ * import { assertEquals } from "@std/assert";
+ *
+ * // A callback module: its default export is the callback, and its top-level
+ * // code runs once per Worker. The program needs read access to it.
+ * const module = await Deno.makeTempFile({ suffix: ".ts" });
+ * await Deno.writeTextFile(
+ *   module,
+ *   "export default (chunk: Uint8Array) => chunk.reduce((a, b) => a + b, 0);",
+ * );
+ *
+ * const sums: number[] = [];
+ * const emitter = new BufferEmit<number>(module, 4, {
+ *   mode: "thread",
+ *   pool: 2,
+ *   clip: true,
+ *   onDone: (sum, info) => sums[info.index] = sum,
+ * });
+ * emitter.write(Uint8Array.of(1, 1, 1, 1, 2, 2, 2, 2, 3, 3));
+ * await emitter.close(); // flushes the tail and ends the Workers
+ * await Deno.remove(module);
+ * assertEquals(sums, [4, 8, 6]);
+ * ```
+ *
+ * @example Process mode: the same module in a pool of Deno subprocesses
+ * ```ts
+ * import { BufferEmit } from "@ocycle/core";
+ * import { assertEquals } from "@std/assert";
+ *
+ * // Each child may read only its module (plus `permissions`) and sees only
+ * // `env`; the program needs `--allow-run` of `Deno.execPath()`.
+ * const module = await Deno.makeTempFile({ suffix: ".ts" });
+ * await Deno.writeTextFile(
+ *   module,
+ *   "export default (chunk: Uint8Array) => chunk.reduce((a, b) => a + b, 0);",
+ * );
+ *
+ * const sums: number[] = [];
+ * const emitter = new BufferEmit<number>(module, 4, {
+ *   mode: "process",
+ *   pool: 2,
+ *   clip: true,
+ *   v8Flags: ["--max-old-space-size=64"], // each child's heap limit
+ *   onDone: (sum, info) => sums[info.index] = sum,
+ * });
+ * emitter.write(Uint8Array.of(1, 1, 1, 1, 2, 2, 2, 2, 3, 3));
+ * await emitter.close(); // flushes the tail and ends the children
+ * await Deno.remove(module);
+ * assertEquals(sums, [4, 8, 6]);
+ * ```
  */
 export class BufferEmit<R = unknown>
   extends Emitter<BytesInput, Uint8Array, R> {
   /**
-   * Constructs a new instance.
+   * Creates an emitter of byte chunks of `size` bytes, whose callback runs
+   * where `options.mode` says; nothing starts until the first chunk.
    *
    * @param callback Called with each chunk; or, in any mode, the URL of a
    * module whose default export (or `exportName`) is the callback.

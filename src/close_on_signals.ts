@@ -20,9 +20,9 @@ export type SignalAction = "close" | "abort";
 /** Options for {@linkcode closeOnSignals}. */
 export interface CloseOnSignalsOptions {
   /**
-   * The signals to handle.
+   * The signals to handle: `["SIGINT", "SIGBREAK"]` by default on Windows.
    *
-   * @default {["SIGINT", "SIGTERM"]} (`["SIGINT", "SIGBREAK"]` on Windows)
+   * @default {["SIGINT", "SIGTERM"]}
    */
   signals?: readonly Deno.Signal[];
   /**

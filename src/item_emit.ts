@@ -40,7 +40,7 @@ export type ItemEmitOptions<R = unknown> = EmitterOptions<R>;
  */
 export class ItemEmit<T, R = unknown> extends Emitter<readonly T[], T[], R> {
   /**
-   * Constructs a new instance.
+   * Creates an emitter of arrays of `size` items.
    *
    * @param callback Called with each array of items, or the URL of its module.
    * @param size The chunk size in items.

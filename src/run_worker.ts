@@ -26,33 +26,65 @@ export interface RedisWorkerOptions {
   url: string;
   /** The chunk stream's key, as the producers' `redis.stream`. */
   stream: string;
-  /** The consumer group, as the producers'. @default {"ocycle"} */
+  /**
+   * The consumer group, as the producers'.
+   *
+   * @default {"ocycle"}
+   */
   group?: string;
   /**
    * The callback module: a path (relative to the current directory) or a
    * URL. The worker runs this module only; an entry never names code.
    */
   module: string | URL;
-  /** The module's export that is the callback. @default {"default"} */
+  /**
+   * The module's export that is the callback.
+   *
+   * @default {"default"}
+   */
   exportName?: string;
-  /** The local pool's mode. @default {"process"} */
+  /**
+   * The local pool's mode.
+   *
+   * @default {"process"}
+   */
   mode?: "process" | "thread" | "serial";
-  /** Workers or children in the local pool. @default {navigator.hardwareConcurrency} */
+  /**
+   * Workers or children in the local pool.
+   *
+   * @default {navigator.hardwareConcurrency}
+   */
   pool?: number;
-  /** Chunks each Worker or child holds at once. @default {2 (8 in thread mode)} */
+  /**
+   * Chunks each Worker or child holds at once.
+   *
+   * @default {2, or 8 in thread mode}
+   */
   concurrency?: number;
-  /** Milliseconds one run of the callback may take; Infinity for no limit. @default {Infinity} */
+  /**
+   * Milliseconds one run of the callback may take; `Infinity` for no limit.
+   *
+   * @default {Infinity}
+   */
   timeout?: number;
-  /** Milliseconds a Worker or child may take to start. @default {10000} */
+  /**
+   * Milliseconds a Worker or child may take to start.
+   *
+   * @default {10000}
+   */
   startTimeout?: number;
   /** Process mode: permissions each child gets; by default only reading its module. */
   permissions?: ChildPermissions;
-  /** Process mode: the children's environment. @default {{}} */
+  /**
+   * Process mode: the children's environment, empty by default.
+   */
   env?: Record<string, string>;
   /**
-   * The consumer name, unique in the fleet.
+   * The consumer name, unique in the fleet: by default the host's name (or
+   * `worker` without `--allow-sys=hostname`), the process id and 4 random hex
+   * digits.
    *
-   * @default {`${Deno.hostname()}-${Deno.pid}-<4 hex digits>`}
+   * @default {"<host>-<pid>-<4 hex digits>"}
    */
   name?: string;
   /**
@@ -66,7 +98,11 @@ export interface RedisWorkerOptions {
   heartbeat?: number;
   /** Aborted: hand everything back now, as {@linkcode RedisWorker.abort}. */
   signal?: AbortSignal;
-  /** Notable events, one line each. @default {a line on stderr: "[ocycle worker NAME] ..."} */
+  /**
+   * Notable events, one line each.
+   *
+   * @default {a line on stderr: "[ocycle worker NAME] ..."}
+   */
   log?: (line: string) => void;
 }
 

@@ -90,7 +90,8 @@ export class SampleEmit<T extends TypedArray = Float32Array, R = unknown>
   #droppedBytes = 0;
 
   /**
-   * Constructs a new instance.
+   * Creates an emitter of chunks of `size` frames of `options.type` samples
+   * (`Float32Array` by default), `options.channels` interleaved.
    *
    * @param callback Called with each chunk, or the URL of its module.
    * @param size The chunk size in frames.

@@ -38,7 +38,7 @@ export type TextEmitOptions<R = unknown> = EmitterOptions<R>;
  */
 export class TextEmit<R = unknown> extends Emitter<string, string, R> {
   /**
-   * Constructs a new instance.
+   * Creates an emitter of strings of `size` code points.
    *
    * @param callback Called with each string, or the URL of its module.
    * @param size The chunk size in code points.

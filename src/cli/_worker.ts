@@ -1,5 +1,5 @@
 // Copyright the @ocycle/core authors. MIT license.
-// `ocycle worker`: one worker of a Redis fleet (issue 11) as a command. It
+// `ocycle worker`: one worker of a Redis fleet as a command. It
 // runs runWorker with the handler module it was started with, until SIGINT or
 // SIGTERM: the first one stops the claiming, lets the running chunks finish
 // and hands the rest back to the group; a second one hands back everything at

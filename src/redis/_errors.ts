@@ -20,7 +20,7 @@ export class RedisError extends Error {
   readonly code: string;
 
   /**
-   * Constructs a new instance.
+   * Creates the error of a command the server answered with an error.
    *
    * @param command The command's name.
    * @param serverMessage The server's message.
@@ -41,7 +41,7 @@ export class RedisConnectionError extends Error {
   readonly url: string;
 
   /**
-   * Constructs a new instance.
+   * Creates the error of a connection lost, not made in time, or closed.
    *
    * @param url The server's URL, its password redacted.
    * @param message What happened, naming the URL.
