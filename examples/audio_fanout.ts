@@ -322,7 +322,8 @@ async function decryptCommand(
 /** Yields Int16 frames and says what the input is. */
 interface Input {
   label: string;
-  frames: AsyncIterable<Int16Array>;
+  /** Samples, or the raw s16le bytes of them (a sample may be split between two). */
+  frames: AsyncIterable<Int16Array | Uint8Array>;
   /** Stops the input; frames already read are still yielded. */
   stop(): void;
 }
@@ -382,25 +383,14 @@ async function wavInput(args: DemoArgs, signal: AbortSignal): Promise<Input> {
 
 function stdinInput(): Input {
   const reader = Deno.stdin.readable.getReader();
-  async function* frames(): AsyncGenerator<Int16Array> {
-    // Reads may split a sample: carry the odd byte into the next read.
-    let carry: number | undefined;
+  async function* frames(): AsyncGenerator<Uint8Array> {
+    // Raw s16le as read: a read may split a sample, and SampleEmit carries
+    // the split sample to the next write itself.
     try {
       while (true) {
         const { value, done } = await reader.read();
         if (done) return;
-        let bytes = value;
-        if (carry !== undefined) {
-          bytes = new Uint8Array(value.length + 1);
-          bytes[0] = carry;
-          bytes.set(value, 1);
-          carry = undefined;
-        }
-        const even = bytes.length & ~1;
-        if (even < bytes.length) carry = bytes[even];
-        if (even === 0) continue;
-        // s16le on a little-endian host (x86, ARM): copy to an aligned buffer.
-        yield new Int16Array(bytes.slice(0, even).buffer);
+        yield value;
       }
     } finally {
       reader.releaseLock();
@@ -434,7 +424,9 @@ interface Consumer {
   name: string;
   requested: Mode;
   mode: Mode;
-  emitter: FrameWriter<Int16Array> & { readonly stats: EmitterStats };
+  emitter: FrameWriter<Int16Array | Uint8Array> & {
+    readonly stats: EmitterStats;
+  };
   chunkSeconds: number;
   ms: number[];
   errors: number;
@@ -735,7 +727,9 @@ async function runDemo(args: DemoArgs): Promise<number> {
     errors: 0,
   });
 
-  const all = fanout<Int16Array>(...consumers.map((c) => c.emitter));
+  const all = fanout<Int16Array | Uint8Array>(
+    ...consumers.map((c) => c.emitter),
+  );
 
   // ---- Ctrl-C or SIGTERM: the first stops the input and flushes, a ----
   // ---- second one aborts (closeOnSignals tells a second from a repeat) ----
@@ -758,16 +752,18 @@ async function runDemo(args: DemoArgs): Promise<number> {
 
   const started = performance.now();
   const epoch = Date.now();
-  let samples = 0;
+  /** Bytes of s16le written so far (2 a sample). */
+  let bytes = 0;
   let failure: unknown;
   try {
     for await (const frame of input.frames) {
       // The consumers are closing: a write now would throw.
       if (shutdown.signal.aborted) break;
-      // Stamp each frame with its place in the stream, so that the sampler's
-      // duty cycle follows audio time even when the input runs faster.
-      const t0 = epoch + (samples / RATE) * 1000;
-      samples += frame.length;
+      // Stamp each frame with its place in the stream (its first sample's,
+      // split or not), so that the sampler's duty cycle follows audio time
+      // even when the input runs faster.
+      const t0 = epoch + (Math.floor(bytes / 2) / RATE) * 1000;
+      bytes += frame.byteLength;
       if (!all.write(frame, t0)) await all.ready;
     }
   } catch (error) {
@@ -780,7 +776,7 @@ async function runDemo(args: DemoArgs): Promise<number> {
     failure ??= error;
   }
   const elapsed = (performance.now() - started) / 1000;
-  const audioSeconds = samples / RATE;
+  const audioSeconds = Math.floor(bytes / 2) / RATE;
 
   // ---- the summary ----
   print(`\n── summary ${"─".repeat(60)}`);
