@@ -13,11 +13,11 @@ import type { TypedArray } from "../wire/_layout.ts";
 import type { RunnerSettings } from "../run/_factory.ts";
 import type { RedisSettingsOption } from "../run/_redis.ts";
 import { toModuleUrl } from "../run/_module_url.ts";
-import { IDLE_TIMEOUT, START_TIMEOUT } from "../run/_pool_worker.ts";
-import { moduleReadFlag, processOptions } from "../run/_process_options.ts";
+import { IDLE_TIMEOUT, START_TIMEOUT } from "../pool/_slot.ts";
+import { moduleReadFlag, processOptions } from "../pool/_process_options.ts";
 import { parseRedisUrl } from "../redis/_url.ts";
 import type { RedisOptions } from "../emitter_options.ts";
-import type { TransportKind } from "../run/_transport.ts";
+import type { TransportKind } from "../pool/_transport.ts";
 import {
   createKind,
   describeValue,

@@ -8,7 +8,7 @@
 import { ChunkError } from "../chunk_error.ts";
 import type { Callback, Mode } from "../chunk_info.ts";
 import { layoutType } from "../wire/_layout.ts";
-import type { ProcessSettings } from "./_process_args.ts";
+import type { ProcessSettings } from "../pool/_process_args.ts";
 import {
   message,
   type Runner,
@@ -17,7 +17,7 @@ import {
 } from "./_runner.ts";
 import type { RedisSettingsOption } from "./_redis.ts";
 import { SerialRunner } from "./_serial.ts";
-import type { TransportKind } from "./_transport.ts";
+import type { TransportKind } from "../pool/_transport.ts";
 
 /** Everything a runner is made from, checked by the emitter. */
 export interface RunnerSettings<C, R>
@@ -126,7 +126,7 @@ async function modeRunner<C, R>(
     activity: settings.activity,
   };
   if (settings.transport !== undefined) {
-    const { Pool } = await import("./_pool.ts");
+    const { Pool } = await import("../pool/_pool.ts");
     return new Pool(settings.transport, options) as Runner<C, R>;
   }
   if (mode === "redis" && settings.redis !== undefined) {
@@ -149,10 +149,12 @@ async function modeRunner<C, R>(
   }
   const remote = { ...settings, url: callback as URL, timeout };
   const [{ Pool }, kind] = await Promise.all([
-    import("./_pool.ts"),
+    import("../pool/_pool.ts"),
     mode === "thread"
-      ? import("./_thread.ts").then(({ ThreadKind }) => new ThreadKind(remote))
-      : import("./_process.ts").then(({ ProcessKind }) =>
+      ? import("../pool/_thread.ts").then(({ ThreadKind }) =>
+        new ThreadKind(remote)
+      )
+      : import("../pool/_process.ts").then(({ ProcessKind }) =>
         new ProcessKind(remote)
       ),
   ]);

@@ -4,7 +4,7 @@
 // pool's retries. Kept apart from the pool's rules, which decide when.
 
 import type { ChunkErrorKind, ChunkErrorOptions } from "../chunk_error.ts";
-import type { Exit } from "./_transport.ts";
+import type { Exit } from "../pool/_transport.ts";
 
 /** Why a worker failed to start. */
 export type StartFailure = "load" | "died" | "hung";

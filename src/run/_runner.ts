@@ -2,7 +2,7 @@
 // The seam between the emitter and the modes. The emitter cuts chunks and
 // keeps the queue; a runner runs the chunks it is given, at most `capacity` at
 // once, and says how each went. Serial mode is a runner of its own; thread and
-// process modes are one pool (run/_pool.ts) over a transport each. This file
+// process modes are one pool (pool/_pool.ts) over a transport each. This file
 // imports no mode: run/_factory.ts picks one.
 
 import type { ChunkInfo } from "../chunk_info.ts";

@@ -1,5 +1,5 @@
 // Copyright the @ocycle/core authors. MIT license.
-// What the pool (run/_pool.ts) is given, and what it keeps of each chunk and
+// What the pool (pool/_pool.ts) is given, and what it keeps of each chunk and
 // of each worker.
 
 import type { Outbox } from "./_outbox.ts";

@@ -1,14 +1,14 @@
 // Copyright the @ocycle/core authors. MIT license.
-// All the pool (run/_pool.ts) knows of a mode: how to start one Worker or
+// All the pool (pool/_pool.ts) knows of a mode: how to start one Worker or
 // child, send it chunks, end it and kill it, and what it says back. Thread
-// mode (run/_thread.ts) and process mode (run/_process.ts) each implement it;
+// mode (pool/_thread.ts) and process mode (pool/_process.ts) each implement it;
 // what really differs between them is said here as properties, never as a
 // second pool.
 
 import type { ChunkErrorKind } from "../chunk_error.ts";
 import type { Mode } from "../chunk_info.ts";
 import type { ChunkLayout } from "../wire/_layout.ts";
-import type { Task } from "./_runner.ts";
+import type { Task } from "../run/_runner.ts";
 
 /** What every Worker or child needs to know: which module to run, and how. */
 export interface RemoteSettings {
@@ -77,7 +77,7 @@ export interface TransportEvents {
 
 /**
  * The process groups of a pool's children and commands. A transport starts
- * each process in a group of its own through run/_spawn.ts, which says so
+ * each process in a group of its own through pool/_spawn.ts, which says so
  * with `watch`, and ends it with `kill`, leader and leftovers alike; the
  * pool's watchdog kills every group still watched if the parent dies.
  */

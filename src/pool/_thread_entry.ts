@@ -26,7 +26,7 @@ import {
   type TypedArray,
   type TypedArrayConstructor,
 } from "../wire/_layout.ts";
-import { isThenable, loadCallback } from "./_load.ts";
+import { isThenable, loadCallback } from "../run/_load_callback.ts";
 
 interface WorkerScope {
   postMessage(message: WorkerMessage, transfer?: Transferable[]): void;

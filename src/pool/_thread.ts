@@ -1,5 +1,5 @@
 // Copyright the @ocycle/core authors. MIT license.
-// Thread mode: the transport to one module Worker (remote/_worker.ts). Bytes
+// Thread mode: the transport to one module Worker (pool/_thread_entry.ts). Bytes
 // and samples are transferred, never copied, and borrowed buffers come back
 // with the reply to be recycled. Under load the cost of a message, not of its
 // bytes, bounds the rate, so the pool batches chunks for a busy Worker and
@@ -20,8 +20,8 @@ import {
   type WorkerMessage,
 } from "../wire/_messages.ts";
 import { layoutType } from "../wire/_layout.ts";
-import { loadFailure } from "./_faults.ts";
-import type { Task } from "./_runner.ts";
+import { loadFailure } from "../run/_faults.ts";
+import type { Task } from "../run/_runner.ts";
 import type {
   Exit,
   Job,
@@ -32,15 +32,14 @@ import type {
   Unsent,
 } from "./_transport.ts";
 
-const WORKER_URL = new URL("../remote/_worker.ts", import.meta.url);
+const WORKER_URL = new URL("./_thread_entry.ts", import.meta.url);
 
 /**
  * Never called: it puts the Worker's entry in this package's module graph, so
  * that `deno cache` and `deno install` fetch it with the rest, and thread mode
  * starts with no network.
  */
-export const workerEntry = (): Promise<unknown> =>
-  import("../remote/_worker.ts");
+export const workerEntry = (): Promise<unknown> => import("./_thread_entry.ts");
 
 /**
  * A Worker loads this package's files (its entry and what that imports) as a

@@ -2,7 +2,7 @@
 // The one pool behind thread and process modes: placement, per-worker
 // concurrency and batching, start-up attempts, the timeout clock, crash
 // handling, requeue, abort and close, written once. A worker here is one
-// Worker or one child, reached through a transport (run/_transport.ts).
+// Worker or one child, reached through a transport (pool/_transport.ts).
 //
 // A chunk goes to the ready worker that holds the fewest chunks; while none
 // can take it, it waits in the backlog. Each worker holds up to `concurrency`
@@ -23,7 +23,7 @@
 // that keeps the program running.
 //
 // Processes (children, commands) each run in a process group of their own,
-// watched by the pool's watchdog (run/_groups.ts), which starts with the first
+// watched by the pool's watchdog (pool/_groups.ts), which starts with the first
 // of them and ends once close() has seen the last one go.
 
 import { ChunkError, type ChunkErrorOptions } from "../chunk_error.ts";
@@ -35,7 +35,7 @@ import {
   type RunnerCounts,
   type Task,
   warn,
-} from "./_runner.ts";
+} from "../run/_runner.ts";
 import {
   exitOptions,
   type Fault,
@@ -43,7 +43,7 @@ import {
   startedError,
   type StartFailure,
   startupDetail,
-} from "./_faults.ts";
+} from "../run/_faults.ts";
 import { ProcessGroups } from "./_groups.ts";
 import { Outbox } from "./_outbox.ts";
 import {
@@ -52,7 +52,7 @@ import {
   type PoolOptions,
   START_TIMEOUT,
   type Worker,
-} from "./_pool_worker.ts";
+} from "./_slot.ts";
 import type {
   FaultKind,
   Transport,
