@@ -39,7 +39,7 @@ export type AllOptions<R> =
   & SampleFormatOptions<TypedArray>
   & { [TRANSPORT]?: TransportKind<unknown> };
 
-/** Chunks each Worker or child holds by default. */
+/** Chunks each thread or child holds by default. */
 export function defaultConcurrency(mode: Mode): number {
   return mode === "thread" ? 8 : 2;
 }

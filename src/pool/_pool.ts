@@ -1,25 +1,26 @@
 // Copyright the @ocycle/core authors. MIT license.
-// The one pool behind thread and process modes: placement, per-worker
+// The one pool behind thread and process modes: placement, per-slot
 // concurrency and batching, start-up attempts, the timeout clock, crash
-// handling, requeue, abort and close, written once. A worker here is one
-// Worker or one child, reached through a transport (pool/_transport.ts).
+// handling, requeue, abort and close, written once. A slot is the pool's
+// record of one thread (a Web Worker) or one child process, reached through a
+// transport (pool/_transport.ts).
 //
-// A chunk goes to the ready worker that holds the fewest chunks; while none
-// can take it, it waits in the backlog. Each worker holds up to `concurrency`
+// A chunk goes to the ready slot that holds the fewest chunks; while none
+// can take it, it waits in the backlog. Each slot holds up to `concurrency`
 // chunks, so that the next one travels while the current one runs. A chunk's
-// clock runs while it waits for a worker to start, and from its start once a
-// worker holds it: only the oldest chunk a worker was sent has a clock, since
+// clock runs while it waits for a slot to start, and from its start once a
+// slot holds it: only the oldest chunk a slot was sent has a clock, since
 // the ones behind it start when it settles.
 //
-// A worker that breaks (it crashes, breaks the protocol, or its oldest chunk
+// A slot that breaks (it crashes, breaks the protocol, or its oldest chunk
 // times out) is killed; once it is gone, the chunks it had started fail with
-// what is known of its end, those it had not started go to another worker, and
-// a new worker takes its place. Workers that fail to start are retried a
+// what is known of its end, those it had not started go to another slot, and
+// a new slot takes its place. Slots that fail to start are retried a
 // bounded number of times in a row; then every chunk fails with the start-up
 // error.
 //
-// A worker that has held nothing, with nothing waiting, for `idleTimeout` is
-// ended, and the next chunk starts workers again: an idle pool holds nothing
+// A slot that has held nothing, with nothing waiting, for `idleTimeout` is
+// ended, and the next chunk starts slots again: an idle pool holds nothing
 // that keeps the program running.
 //
 // Processes (children, commands) each run in a process group of their own,
@@ -50,8 +51,8 @@ import {
   IDLE_TIMEOUT,
   type PoolJob,
   type PoolOptions,
+  type Slot,
   START_TIMEOUT,
-  type Worker,
 } from "./_slot.ts";
 import type {
   FaultKind,
@@ -60,7 +61,7 @@ import type {
   TransportKind,
 } from "./_transport.ts";
 
-/** Runs chunks in a pool of workers, each reached through a transport. */
+/** Runs chunks in a pool of slots, each reached through a transport. */
 export class Pool<P> implements Runner<unknown, unknown> {
   readonly capacity: number;
   readonly copies: boolean;
@@ -75,14 +76,14 @@ export class Pool<P> implements Runner<unknown, unknown> {
   readonly #idleTimeout: number;
   readonly #activity: (() => number) | undefined;
   readonly #groups = new ProcessGroups();
-  /** Workers starting, ready, or killed and not yet gone. */
-  #workers: Worker<P>[] = [];
+  /** Slots starting, ready, or killed and not yet gone. */
+  #slots: Slot<P>[] = [];
   #backlog: PoolJob<P>[] = [];
   #nextId = 0;
   #state: "open" | "closing" | "aborted" = "open";
   #abortReason: unknown;
   #replaced = 0;
-  /** Workers that died or hung and are still to be replaced. */
+  /** Slots that died or hung and are still to be replaced. */
   #owed = 0;
   #startFailures = 0;
   #broken: { detail: string; options: ChunkErrorOptions } | undefined;
@@ -125,47 +126,47 @@ export class Pool<P> implements Runner<unknown, unknown> {
         resolve,
         reject,
         timer: undefined,
-        worker: undefined,
+        slot: undefined,
         sent: false,
         settled: false,
       };
-      // Workers start on demand: all of them at first, and again once idle
+      // Slots start on demand: all of them at first, and again once idle
       // ones have ended, but never while a ready one has room.
-      let worker = this.#pick();
-      if (worker === undefined) {
+      let slot = this.#pick();
+      if (slot === undefined) {
         this.#fill();
         // None could be started at all: no use waiting for one.
         if (this.#broken !== undefined) {
           return reject(this.#startupError(task.info));
         }
-        worker = this.#pick();
+        slot = this.#pick();
       }
-      if (worker === undefined) this.#wait(job);
-      else this.#assign(worker, job);
+      if (slot === undefined) this.#wait(job);
+      else this.#assign(slot, job);
     });
   }
 
   async close(): Promise<void> {
     if (this.#state === "open") this.#state = "closing";
     const ending: Promise<unknown>[] = [];
-    for (const worker of this.#workers) {
-      if (worker.state === "dead") ending.push(worker.transport.gone);
-      else if (worker.state === "starting") {
+    for (const slot of this.#slots) {
+      if (slot.state === "dead") ending.push(slot.transport.gone);
+      else if (slot.state === "starting") {
         // It holds nothing, and its module may never finish loading.
-        this.#stopClock(worker);
-        worker.state = "dead";
-        worker.transport.kill();
-        ending.push(worker.transport.gone);
+        this.#stopClock(slot);
+        slot.state = "dead";
+        slot.transport.kill();
+        ending.push(slot.transport.gone);
       } else {
-        this.#stopClock(worker);
-        worker.state = "ending";
-        ending.push(worker.transport.end());
+        this.#stopClock(slot);
+        slot.state = "ending";
+        ending.push(slot.transport.end());
       }
     }
     await Promise.all(ending);
-    // A worker killed just before may still be on its way out.
-    while (this.#workers.length > 0) {
-      await Promise.all(this.#workers.map((w) => w.transport.gone));
+    // A slot killed just before may still be on its way out.
+    while (this.#slots.length > 0) {
+      await Promise.all(this.#slots.map((s) => s.transport.gone));
     }
     await this.#groups.close();
   }
@@ -180,13 +181,13 @@ export class Pool<P> implements Runner<unknown, unknown> {
           this.#aborted(job, ` before a ${this.#kind.noun} took the chunk`),
         );
       }
-      for (const worker of this.#workers) {
-        if (worker.state !== "dead") {
-          this.#stopClock(worker);
-          worker.state = "dead";
-          worker.transport.kill();
+      for (const slot of this.#slots) {
+        if (slot.state !== "dead") {
+          this.#stopClock(slot);
+          slot.state = "dead";
+          slot.transport.kill();
         }
-        for (const job of [...worker.sent, ...worker.outbox?.clear() ?? []]) {
+        for (const job of [...slot.sent, ...slot.outbox?.clear() ?? []]) {
           this.#settle(
             job,
             this.#aborted(
@@ -197,16 +198,16 @@ export class Pool<P> implements Runner<unknown, unknown> {
             ),
           );
         }
-        worker.sent = [];
+        slot.sent = [];
       }
     }
     await this.close();
   }
 
   counts(): RunnerCounts {
-    let workers = 0;
-    for (const worker of this.#workers) if (worker.state !== "dead") workers++;
-    return { workers, replaced: this.#replaced };
+    let alive = 0;
+    for (const slot of this.#slots) if (slot.state !== "dead") alive++;
+    return { workers: alive, replaced: this.#replaced };
   }
 
   /** Why a new chunk cannot run, if it cannot. */
@@ -228,10 +229,10 @@ export class Pool<P> implements Runner<unknown, unknown> {
 
   // ---- placement ----
 
-  /** Starts workers up to `pool`. */
+  /** Starts slots up to `pool`. */
   #fill(): void {
     while (
-      this.#workers.length < this.#pool && this.#state === "open" &&
+      this.#slots.length < this.#pool && this.#state === "open" &&
       this.#broken === undefined
     ) {
       if (!this.#spawn()) return;
@@ -239,10 +240,10 @@ export class Pool<P> implements Runner<unknown, unknown> {
   }
 
   #spawn(): boolean {
-    const used = new Set(this.#workers.map((w) => w.index));
+    const used = new Set(this.#slots.map((s) => s.index));
     let index = 0;
     while (used.has(index)) index++;
-    const worker: Worker<P> = {
+    const slot: Slot<P> = {
       index,
       transport: undefined as unknown as Transport<P>,
       state: "starting",
@@ -250,15 +251,15 @@ export class Pool<P> implements Runner<unknown, unknown> {
       idleTimer: undefined,
       outbox: this.#kind.batches
         ? new Outbox(this.#concurrency, (jobs) => {
-          if (worker.state === "ready") this.#send(worker, jobs);
+          if (slot.state === "ready") this.#send(slot, jobs);
         })
         : undefined,
       startTimer: undefined,
     };
     try {
-      worker.transport = this.#kind.start(
+      slot.transport = this.#kind.start(
         index,
-        this.#events(worker),
+        this.#events(slot),
         this.#groups,
       );
     } catch (error) {
@@ -273,13 +274,13 @@ export class Pool<P> implements Runner<unknown, unknown> {
       this.#owed--;
       this.#replaced++;
     }
-    this.#workers.push(worker);
+    this.#slots.push(slot);
     const ms = this.#startTimeout;
-    worker.startTimer = setTimeout(() => {
-      worker.startTimer = undefined;
-      if (worker.state === "starting") {
+    slot.startTimer = setTimeout(() => {
+      slot.startTimer = undefined;
+      if (slot.state === "starting") {
         this.#fault(
-          worker,
+          slot,
           "startup",
           `the ${this.#kind.noun} did not load the callback module and say it was ready within ${ms} ms`,
           undefined,
@@ -287,29 +288,28 @@ export class Pool<P> implements Runner<unknown, unknown> {
         );
       }
     }, ms);
-    worker.transport.gone.then(() => this.#onGone(worker));
+    slot.transport.gone.then(() => this.#onGone(slot));
     return true;
   }
 
-  #events(worker: Worker<P>): TransportEvents {
+  #events(slot: Slot<P>): TransportEvents {
     return {
-      ready: () => this.#onReady(worker),
+      ready: () => this.#onReady(slot),
       settled: (id, failed, value, buffer) =>
-        this.#onSettled(worker, id, failed, value, buffer),
-      flushed: () => this.#onFlushed(worker),
-      fault: (kind, detail, cause) =>
-        this.#onFault(worker, kind, detail, cause),
+        this.#onSettled(slot, id, failed, value, buffer),
+      flushed: () => this.#onFlushed(slot),
+      fault: (kind, detail, cause) => this.#onFault(slot, kind, detail, cause),
     };
   }
 
-  /** The ready worker with the fewest chunks and room for one more. */
-  #pick(): Worker<P> | undefined {
-    let best: Worker<P> | undefined;
+  /** The ready slot with the fewest chunks and room for one more. */
+  #pick(): Slot<P> | undefined {
+    let best: Slot<P> | undefined;
     let load = this.#concurrency;
-    for (const worker of this.#workers) {
-      const held = worker.sent.length + (worker.outbox?.length ?? 0);
-      if (worker.state === "ready" && held < load) {
-        best = worker;
+    for (const slot of this.#slots) {
+      const held = slot.sent.length + (slot.outbox?.length ?? 0);
+      if (slot.state === "ready" && held < load) {
+        best = slot;
         load = held;
         if (load === 0) break;
       }
@@ -320,11 +320,11 @@ export class Pool<P> implements Runner<unknown, unknown> {
   /**
    * Puts a chunk in the backlog, at the back or the front. Its clock runs
    * there, for `timeout` or the start-up deadline, whichever is shorter: a
-   * worker whose module never finishes loading must not leave it waiting for
+   * slot whose module never finishes loading must not leave it waiting for
    * good.
    */
   #wait(job: PoolJob<P>, front = false): void {
-    job.worker = undefined;
+    job.slot = undefined;
     job.sent = false;
     if (front) this.#backlog.unshift(job);
     else this.#backlog.push(job);
@@ -334,38 +334,38 @@ export class Pool<P> implements Runner<unknown, unknown> {
     }
   }
 
-  /** Sends waiting chunks to ready workers. */
+  /** Sends waiting chunks to ready slots. */
   #drain(): void {
     while (this.#backlog.length > 0) {
-      const worker = this.#pick();
-      if (worker === undefined) return;
-      this.#assign(worker, this.#backlog.shift()!);
+      const slot = this.#pick();
+      if (slot === undefined) return;
+      this.#assign(slot, this.#backlog.shift()!);
     }
   }
 
-  /** Gives a chunk to a ready worker: at once, or via its outbox. */
-  #assign(worker: Worker<P>, job: PoolJob<P>): void {
-    clearTimeout(worker.idleTimer);
-    worker.idleTimer = undefined;
+  /** Gives a chunk to a ready slot: at once, or via its outbox. */
+  #assign(slot: Slot<P>, job: PoolJob<P>): void {
+    clearTimeout(slot.idleTimer);
+    slot.idleTimer = undefined;
     if (job.timer !== undefined) {
-      // From here its time is counted in the worker: see `Worker.sent`.
+      // From here its time is counted in the slot: see `Slot.sent`.
       clearTimeout(job.timer);
       job.timer = undefined;
     }
-    job.worker = worker;
-    if (worker.outbox === undefined) this.#send(worker, [job]);
-    else worker.outbox.push(job, worker.sent.length);
+    job.slot = slot;
+    if (slot.outbox === undefined) this.#send(slot, [job]);
+    else slot.outbox.push(job, slot.sent.length);
   }
 
-  #send(worker: Worker<P>, jobs: PoolJob<P>[]): void {
-    const unsent = worker.transport.send(jobs);
-    worker.outbox?.sending(worker.sent.length);
+  #send(slot: Slot<P>, jobs: PoolJob<P>[]): void {
+    const unsent = slot.transport.send(jobs);
+    slot.outbox?.sending(slot.sent.length);
     for (const job of jobs) {
       if (unsent?.some((u) => u.job === job)) continue;
       job.sent = true;
-      worker.sent.push(job);
+      slot.sent.push(job);
     }
-    this.#startClock(worker);
+    this.#startClock(slot);
     if (unsent === undefined) return;
     for (const { job, error } of unsent) {
       this.#settle(
@@ -383,42 +383,42 @@ export class Pool<P> implements Runner<unknown, unknown> {
     this.#drain();
   }
 
-  // ---- what workers say ----
+  // ---- what a slot's thread or child says ----
 
-  #onReady(worker: Worker<P>): void {
-    if (worker.state === "ending" || worker.state === "dead") return;
-    if (worker.state !== "starting") {
-      return this.#fault(worker, "protocol", "an unexpected ready message");
+  #onReady(slot: Slot<P>): void {
+    if (slot.state === "ending" || slot.state === "dead") return;
+    if (slot.state !== "starting") {
+      return this.#fault(slot, "protocol", "an unexpected ready message");
     }
-    worker.state = "ready";
-    clearTimeout(worker.startTimer);
-    worker.startTimer = undefined;
+    slot.state = "ready";
+    clearTimeout(slot.startTimer);
+    slot.startTimer = undefined;
     this.#startFailures = 0;
     this.#drain();
-    this.#rest(worker);
+    this.#rest(slot);
   }
 
   #onSettled(
-    worker: Worker<P>,
+    slot: Slot<P>,
     id: number,
     failed: boolean,
     value: unknown,
     buffer: unknown,
   ): void {
-    if (worker.state === "dead") return;
-    const sent = worker.sent;
+    if (slot.state === "dead") return;
+    const sent = slot.sent;
     const at = sent[0]?.id === id ? 0 : sent.findIndex((job) => job.id === id);
     if (at === -1) {
       return this.#fault(
-        worker,
+        slot,
         "protocol",
         `the ${this.#kind.noun} broke the protocol: a reply for unknown task id ${id}`,
       );
     }
     const job = sent[at]!;
     sent.splice(at, 1);
-    worker.outbox?.replied();
-    if (at === 0) this.#restartClock(worker, job);
+    slot.outbox?.replied();
+    if (at === 0) this.#restartClock(slot, job);
     if (buffer !== undefined && !job.task.owned) {
       this.#kind.takeBack(job.task, buffer);
     }
@@ -430,91 +430,91 @@ export class Pool<P> implements Runner<unknown, unknown> {
           "callback",
           job.task.info,
           `the callback threw: ${message(value)}`,
-          { cause: value, stderr: worker.transport.stderr() },
+          { cause: value, stderr: slot.transport.stderr() },
         ),
       );
     }
-    this.#rest(worker);
+    this.#rest(slot);
   }
 
-  #onFlushed(worker: Worker<P>): void {
-    if (worker.state !== "ready") return;
-    worker.outbox?.turn(worker.sent.length);
+  #onFlushed(slot: Slot<P>): void {
+    if (slot.state !== "ready") return;
+    slot.outbox?.turn(slot.sent.length);
     if (this.#backlog.length > 0) this.#drain();
-    this.#rest(worker);
+    this.#rest(slot);
   }
 
   #onFault(
-    worker: Worker<P>,
+    slot: Slot<P>,
     kind: FaultKind,
     detail: string,
     cause: unknown,
   ): void {
-    if (worker.state === "ending") {
+    if (slot.state === "ending") {
       // It was told to end: a load error or a crash now costs nothing.
       return;
     }
-    if (kind === "load") this.#fault(worker, "startup", detail, cause, "load");
-    else this.#fault(worker, kind, detail, cause);
+    if (kind === "load") this.#fault(slot, "startup", detail, cause, "load");
+    else this.#fault(slot, kind, detail, cause);
   }
 
-  // ---- idle workers ----
+  // ---- idle slots ----
 
   /**
-   * Ends a worker once it has held nothing, with nothing waiting and nothing
-   * written to the emitter, for `idleTimeout`: an idle pool holds no Worker
+   * Ends a slot once it has held nothing, with nothing waiting and nothing
+   * written to the emitter, for `idleTimeout`: an idle pool holds no thread
    * or child, so a program that never calls close() still ends. A stream
    * still being written is not idle, however long between its chunks. The
-   * next chunk starts workers again.
+   * next chunk starts slots again.
    */
-  #rest(worker: Worker<P>): void {
+  #rest(slot: Slot<P>): void {
     if (
-      worker.idleTimer !== undefined || this.#idleTimeout === Infinity ||
-      worker.state !== "ready" || this.#state !== "open" ||
-      worker.sent.length > 0 || (worker.outbox?.length ?? 0) > 0 ||
+      slot.idleTimer !== undefined || this.#idleTimeout === Infinity ||
+      slot.state !== "ready" || this.#state !== "open" ||
+      slot.sent.length > 0 || (slot.outbox?.length ?? 0) > 0 ||
       this.#backlog.length > 0
     ) return;
     const written = this.#activity?.();
-    worker.idleTimer = setTimeout(() => {
-      worker.idleTimer = undefined;
+    slot.idleTimer = setTimeout(() => {
+      slot.idleTimer = undefined;
       if (
-        worker.state !== "ready" || worker.sent.length > 0 ||
-        (worker.outbox?.length ?? 0) > 0
+        slot.state !== "ready" || slot.sent.length > 0 ||
+        (slot.outbox?.length ?? 0) > 0
       ) return;
       // Written to meanwhile: more chunks are on their way.
-      if (this.#activity?.() !== written) return this.#rest(worker);
-      worker.state = "ending";
-      worker.rested = true;
-      worker.transport.end();
+      if (this.#activity?.() !== written) return this.#rest(slot);
+      slot.state = "ending";
+      slot.rested = true;
+      slot.transport.end();
     }, this.#idleTimeout);
   }
 
   // ---- the clock ----
 
-  /** Starts the clock of the oldest chunk a worker was sent, if not yet. */
-  #startClock(worker: Worker<P>): void {
+  /** Starts the clock of the oldest chunk a slot was sent, if not yet. */
+  #startClock(slot: Slot<P>): void {
     if (this.#timeout === Infinity) return;
-    const first = worker.sent[0];
+    const first = slot.sent[0];
     if (first !== undefined && first.timer === undefined) {
       first.timer = setTimeout(() => this.#onTimeout(first), this.#timeout);
     }
   }
 
   /** The oldest chunk settled: the next one starts now, and so does its clock. */
-  #restartClock(worker: Worker<P>, settled: PoolJob<P>): void {
+  #restartClock(slot: Slot<P>, settled: PoolJob<P>): void {
     if (settled.timer !== undefined) {
       clearTimeout(settled.timer);
       settled.timer = undefined;
     }
-    this.#startClock(worker);
+    this.#startClock(slot);
   }
 
-  #stopClock(worker: Worker<P>): void {
-    clearTimeout(worker.startTimer);
-    worker.startTimer = undefined;
-    clearTimeout(worker.idleTimer);
-    worker.idleTimer = undefined;
-    for (const job of worker.sent) {
+  #stopClock(slot: Slot<P>): void {
+    clearTimeout(slot.startTimer);
+    slot.startTimer = undefined;
+    clearTimeout(slot.idleTimer);
+    slot.idleTimer = undefined;
+    for (const job of slot.sent) {
       clearTimeout(job.timer);
       job.timer = undefined;
     }
@@ -523,8 +523,8 @@ export class Pool<P> implements Runner<unknown, unknown> {
   #onTimeout(job: PoolJob<P>): void {
     job.timer = undefined;
     if (job.settled) return;
-    const worker = job.worker;
-    if (worker === undefined || !job.sent) {
+    const slot = job.slot;
+    if (slot === undefined || !job.sent) {
       const at = this.#backlog.indexOf(job);
       if (at !== -1) this.#backlog.splice(at, 1);
       const timedOut = this.#timeout <= this.#startDeadline;
@@ -542,7 +542,7 @@ export class Pool<P> implements Runner<unknown, unknown> {
       return;
     }
     this.#fault(
-      worker,
+      slot,
       "timeout",
       `the callback did not settle within ${this.#timeout} ms of its start; its ${this.#kind.noun} was ended and will be replaced`,
     );
@@ -551,39 +551,37 @@ export class Pool<P> implements Runner<unknown, unknown> {
   // ---- faults ----
 
   /**
-   * The one place a worker ends badly: it is killed; the chunks it had not
+   * The one place a slot ends badly: it is killed; the chunks it had not
    * started go back to the front of the backlog; those it had started fail
    * once it is gone, with what is known of its end.
    */
   #fault(
-    worker: Worker<P>,
+    slot: Slot<P>,
     kind: "crash" | "protocol" | "timeout" | "startup",
     detail: string,
     cause?: unknown,
     how: StartFailure = "died",
   ): void {
-    if (worker.state === "dead" || worker.state === "ending") return;
-    const wasStarting = worker.state === "starting";
-    this.#stopClock(worker);
-    worker.state = "dead";
-    worker.transport.kill();
-    const started = this.#kind.oneAtATime
-      ? worker.sent.slice(0, 1)
-      : worker.sent;
+    if (slot.state === "dead" || slot.state === "ending") return;
+    const wasStarting = slot.state === "starting";
+    this.#stopClock(slot);
+    slot.state = "dead";
+    slot.transport.kill();
+    const started = this.#kind.oneAtATime ? slot.sent.slice(0, 1) : slot.sent;
     const requeue = [
-      ...worker.sent.slice(started.length),
-      ...worker.outbox?.clear() ?? [],
+      ...slot.sent.slice(started.length),
+      ...slot.outbox?.clear() ?? [],
     ];
-    worker.sent = [];
+    slot.sent = [];
     for (let i = requeue.length - 1; i >= 0; i--) this.#wait(requeue[i]!, true);
     const failure = wasStarting ? how : undefined;
     if (failure !== "load") this.#owed++;
     const fault: Fault = { kind, detail, cause };
-    worker.transport.gone.then((gone) => {
+    slot.transport.gone.then((gone) => {
       // One whose module failed to load was killed by the pool: how it
       // ended says nothing more.
       const exit = failure === "load" ? { text: "" } : gone;
-      const stderr = worker.transport.stderr();
+      const stderr = slot.transport.stderr();
       const options = exitOptions(exit, stderr, cause);
       const text = `${detail}${exit.text}`;
       const culprit = started[0]?.task.info.index ?? 0;
@@ -601,7 +599,7 @@ export class Pool<P> implements Runner<unknown, unknown> {
       else if (started.length === 0) {
         // Nothing to blame it on: still say what happened.
         warn(
-          `${this.#kind.noun} ${worker.index}`,
+          `${this.#kind.noun} ${slot.index}`,
           `replaced after a fault while idle: ${text}`,
         );
       }
@@ -625,27 +623,27 @@ export class Pool<P> implements Runner<unknown, unknown> {
     for (const job of this.#backlog.splice(0)) {
       this.#settle(job, this.#startupError(job.task.info));
     }
-    for (const worker of this.#workers) {
-      if (worker.state === "starting") {
-        this.#stopClock(worker);
-        worker.state = "dead";
-        worker.transport.kill();
+    for (const slot of this.#slots) {
+      if (slot.state === "starting") {
+        this.#stopClock(slot);
+        slot.state = "dead";
+        slot.transport.kill();
       }
     }
   }
 
-  /** Once a worker is gone: it leaves the pool, and another takes its place. */
-  #onGone(worker: Worker<P>): void {
-    if (worker.state === "starting" || worker.state === "ready") {
+  /** Once a slot is gone: it leaves the pool, and another takes its place. */
+  #onGone(slot: Slot<P>): void {
+    if (slot.state === "starting" || slot.state === "ready") {
       // Gone without a word: whatever it held fails all the same.
-      this.#fault(worker, "crash", `the ${this.#kind.noun} ended unexpectedly`);
+      this.#fault(slot, "crash", `the ${this.#kind.noun} ended unexpectedly`);
     }
-    this.#stopClock(worker);
-    worker.state = "dead";
-    const at = this.#workers.indexOf(worker);
-    if (at !== -1) this.#workers.splice(at, 1);
-    // An idle worker that was ended is replaced only on demand.
-    if (worker.rested && this.#backlog.length === 0) return;
+    this.#stopClock(slot);
+    slot.state = "dead";
+    const at = this.#slots.indexOf(slot);
+    if (at !== -1) this.#slots.splice(at, 1);
+    // An idle slot that was ended is replaced only on demand.
+    if (slot.rested && this.#backlog.length === 0) return;
     // Let the fault handler settle its chunks first (it also waits for `gone`).
     queueMicrotask(() => {
       this.#fill();

@@ -25,19 +25,19 @@ export interface RunnerSettings<C, R>
   readonly mode: Mode;
   /** The callback, or the URL of the module that exports it. */
   readonly callback: Callback<C, R> | URL;
-  /** Workers or children in the pool. */
+  /** Threads or children in the pool. */
   readonly pool: number;
-  /** Chunks each Worker or child may hold at once. */
+  /** Chunks each thread or child may hold at once. */
   readonly concurrency: number;
   /** Milliseconds a chunk may run, from its start; Infinity for no limit. */
   readonly timeout: number;
-  /** Milliseconds a Worker or child may take to start, and a chunk may wait for one. */
+  /** Milliseconds a thread or child may take to start, and a chunk may wait for one. */
   readonly startTimeout: number;
-  /** Milliseconds an idle Worker or child is kept; Infinity until close(). */
+  /** Milliseconds an idle thread or child is kept; Infinity until close(). */
   readonly idleTimeout: number;
   /**
    * Elements written to the emitter so far: a pool is idle only while this
-   * does not move, so a stream still being written keeps its Workers.
+   * does not move, so a stream still being written keeps its threads.
    */
   readonly activity?: (() => number) | undefined;
   /** Attempts after the first for a chunk that crashed or timed out. */
@@ -90,8 +90,8 @@ function traits<C, R>(
   }
   if (isSerial(settings)) return { capacity: 1, copies: false };
   if (mode === "thread") {
-    // A Worker is sent a copy of bytes and samples only when a retry may
-    // need them after the Worker died with the original.
+    // A thread is sent a copy of bytes and samples only when a retry may
+    // need them after the thread died with the original.
     const copies = settings.retries > 0 &&
       layoutType(settings.layout) !== undefined;
     return { capacity: pool * concurrency, copies };

@@ -1,22 +1,22 @@
 // Copyright the @ocycle/core authors. MIT license.
-// How the pool words what went wrong with a worker, once it is gone: the
-// errors of the chunks it had started, and the start-up error that ends the
-// pool's retries. Kept apart from the pool's rules, which decide when.
+// How the pool words what went wrong with a thread or child, once it is gone:
+// the errors of the chunks it had started, and the start-up error that ends
+// the pool's retries. Kept apart from the pool's rules, which decide when.
 
 import type { ChunkErrorKind, ChunkErrorOptions } from "../chunk_error.ts";
 import type { Exit } from "../pool/_transport.ts";
 
-/** Why a worker failed to start. */
+/** Why a thread or child failed to start. */
 export type StartFailure = "load" | "died" | "hung";
 
-/** What broke a worker, as the pool saw it. */
+/** What broke a thread or child, as the pool saw it. */
 export interface Fault {
   readonly kind: "crash" | "protocol" | "timeout" | "startup";
   readonly detail: string;
   readonly cause: unknown;
 }
 
-/** The names of a worker in messages, and the timeout in force. */
+/** The names of a thread or child in messages, and the timeout in force. */
 export interface Names {
   readonly noun: string;
   readonly nouns: string;
@@ -24,8 +24,8 @@ export interface Names {
 }
 
 /**
- * The error of the `i`th chunk a worker had started (the oldest first) when
- * `fault` broke it; `culprit` is the index of the oldest.
+ * The error of the `i`th chunk a thread or child had started (the oldest
+ * first) when `fault` broke it; `culprit` is the index of the oldest.
  */
 export function startedError(
   fault: Fault,
@@ -50,7 +50,10 @@ export function startedError(
   };
 }
 
-/** The error every chunk gets once `n` workers in a row failed to start. */
+/**
+ * The error every chunk gets once `n` threads or children in a row failed to
+ * start.
+ */
 export function startupDetail(
   failure: StartFailure,
   n: number,
@@ -65,7 +68,7 @@ export function startupDetail(
     : `${n} ${nouns} in a row did not become ready; the last: ${last}`;
 }
 
-/** What a ChunkError carries of a worker's end. */
+/** What a ChunkError carries of the end of a thread or child. */
 export function exitOptions(
   exit: Exit,
   stderr: string,
