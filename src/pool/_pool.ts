@@ -3,14 +3,12 @@
 // concurrency and batching, start-up attempts, the timeout clock, crash
 // handling, requeue, abort and close, written once. A slot is the pool's
 // record of one thread (a Web Worker) or one child process, reached through a
-// transport (pool/_transport.ts).
+// transport (pool/_transport.ts). Its timers (a chunk's clock, a slot's
+// start-up and idle timers) are pool/_clock.ts.
 //
 // A chunk goes to the ready slot that holds the fewest chunks; while none
 // can take it, it waits in the backlog. Each slot holds up to `concurrency`
-// chunks, so that the next one travels while the current one runs. A chunk's
-// clock runs while it waits for a slot to start, and from its start once a
-// slot holds it: only the oldest chunk a slot was sent has a clock, since
-// the ones behind it start when it settles.
+// chunks, so that the next one travels while the current one runs.
 //
 // A slot that breaks (it crashes, breaks the protocol, or its oldest chunk
 // times out) is killed; once it is gone, the chunks it had started fail with
@@ -18,10 +16,6 @@
 // a new slot takes its place. Slots that fail to start are retried a
 // bounded number of times in a row; then every chunk fails with the start-up
 // error.
-//
-// A slot that has held nothing, with nothing waiting, for `idleTimeout` is
-// ended, and the next chunk starts slots again: an idle pool holds nothing
-// that keeps the program running.
 //
 // Processes (children, commands) each run in a process group of their own,
 // watched by the pool's watchdog (pool/_groups.ts), which starts with the first
@@ -40,20 +34,18 @@ import {
 import {
   exitOptions,
   type Fault,
+  hungDetail,
   type Names,
   startedError,
   type StartFailure,
   startupDetail,
+  timeoutDetail,
+  waitedError,
 } from "../run/_faults.ts";
+import { Clock } from "./_clock.ts";
 import { ProcessGroups } from "./_groups.ts";
 import { Outbox } from "./_outbox.ts";
-import {
-  IDLE_TIMEOUT,
-  type PoolJob,
-  type PoolOptions,
-  type Slot,
-  START_TIMEOUT,
-} from "./_slot.ts";
+import type { PoolJob, PoolOptions, Slot } from "./_slot.ts";
 import type {
   FaultKind,
   Transport,
@@ -69,12 +61,8 @@ export class Pool<P> implements Runner<unknown, unknown> {
   readonly #names: Names;
   readonly #pool: number;
   readonly #concurrency: number;
-  readonly #timeout: number;
   readonly #startAttempts: number;
-  readonly #startTimeout: number;
-  readonly #startDeadline: number;
-  readonly #idleTimeout: number;
-  readonly #activity: (() => number) | undefined;
+  readonly #clock: Clock<P>;
   readonly #groups = new ProcessGroups();
   /** Slots starting, ready, or killed and not yet gone. */
   #slots: Slot<P>[] = [];
@@ -92,12 +80,24 @@ export class Pool<P> implements Runner<unknown, unknown> {
     this.#kind = kind;
     this.#pool = options.pool;
     this.#concurrency = options.concurrency;
-    this.#timeout = options.timeout;
     this.#startAttempts = options.startAttempts ?? 3;
-    this.#startTimeout = options.startTimeout ?? START_TIMEOUT;
-    this.#startDeadline = options.startDeadline ?? START_TIMEOUT;
-    this.#idleTimeout = options.idleTimeout ?? IDLE_TIMEOUT;
-    this.#activity = options.activity;
+    this.#clock = new Clock(options, {
+      expired: (job) => this.#onTimeout(job),
+      hung: (slot, ms) =>
+        this.#fault(
+          slot,
+          "startup",
+          hungDetail(this.#names, ms),
+          undefined,
+          "hung",
+        ),
+      mayRest: () => this.#state === "open" && this.#backlog.length === 0,
+      idle: (slot) => {
+        slot.state = "ending";
+        slot.rested = true;
+        slot.transport.end();
+      },
+    });
     this.capacity = options.pool * options.concurrency;
     this.#names = {
       noun: kind.noun,
@@ -153,12 +153,12 @@ export class Pool<P> implements Runner<unknown, unknown> {
       if (slot.state === "dead") ending.push(slot.transport.gone);
       else if (slot.state === "starting") {
         // It holds nothing, and its module may never finish loading.
-        this.#stopClock(slot);
+        this.#clock.stop(slot);
         slot.state = "dead";
         slot.transport.kill();
         ending.push(slot.transport.gone);
       } else {
-        this.#stopClock(slot);
+        this.#clock.stop(slot);
         slot.state = "ending";
         ending.push(slot.transport.end());
       }
@@ -183,7 +183,7 @@ export class Pool<P> implements Runner<unknown, unknown> {
       }
       for (const slot of this.#slots) {
         if (slot.state !== "dead") {
-          this.#stopClock(slot);
+          this.#clock.stop(slot);
           slot.state = "dead";
           slot.transport.kill();
         }
@@ -275,19 +275,7 @@ export class Pool<P> implements Runner<unknown, unknown> {
       this.#replaced++;
     }
     this.#slots.push(slot);
-    const ms = this.#startTimeout;
-    slot.startTimer = setTimeout(() => {
-      slot.startTimer = undefined;
-      if (slot.state === "starting") {
-        this.#fault(
-          slot,
-          "startup",
-          `the ${this.#kind.noun} did not load the callback module and say it was ready within ${ms} ms`,
-          undefined,
-          "hung",
-        );
-      }
-    }, ms);
+    this.#clock.starting(slot);
     slot.transport.gone.then(() => this.#onGone(slot));
     return true;
   }
@@ -317,21 +305,13 @@ export class Pool<P> implements Runner<unknown, unknown> {
     return best;
   }
 
-  /**
-   * Puts a chunk in the backlog, at the back or the front. Its clock runs
-   * there, for `timeout` or the start-up deadline, whichever is shorter: a
-   * slot whose module never finishes loading must not leave it waiting for
-   * good.
-   */
+  /** Puts a chunk in the backlog, at the back or the front; its clock runs. */
   #wait(job: PoolJob<P>, front = false): void {
     job.slot = undefined;
     job.sent = false;
     if (front) this.#backlog.unshift(job);
     else this.#backlog.push(job);
-    if (job.timer === undefined) {
-      const ms = Math.min(this.#timeout, this.#startDeadline);
-      job.timer = setTimeout(() => this.#onTimeout(job), ms);
-    }
+    this.#clock.waiting(job);
   }
 
   /** Sends waiting chunks to ready slots. */
@@ -345,13 +325,7 @@ export class Pool<P> implements Runner<unknown, unknown> {
 
   /** Gives a chunk to a ready slot: at once, or via its outbox. */
   #assign(slot: Slot<P>, job: PoolJob<P>): void {
-    clearTimeout(slot.idleTimer);
-    slot.idleTimer = undefined;
-    if (job.timer !== undefined) {
-      // From here its time is counted in the slot: see `Slot.sent`.
-      clearTimeout(job.timer);
-      job.timer = undefined;
-    }
+    this.#clock.assigned(slot, job);
     job.slot = slot;
     if (slot.outbox === undefined) this.#send(slot, [job]);
     else slot.outbox.push(job, slot.sent.length);
@@ -365,7 +339,7 @@ export class Pool<P> implements Runner<unknown, unknown> {
       job.sent = true;
       slot.sent.push(job);
     }
-    this.#startClock(slot);
+    this.#clock.run(slot);
     if (unsent === undefined) return;
     for (const { job, error } of unsent) {
       this.#settle(
@@ -391,11 +365,10 @@ export class Pool<P> implements Runner<unknown, unknown> {
       return this.#fault(slot, "protocol", "an unexpected ready message");
     }
     slot.state = "ready";
-    clearTimeout(slot.startTimer);
-    slot.startTimer = undefined;
+    this.#clock.ready(slot);
     this.#startFailures = 0;
     this.#drain();
-    this.#rest(slot);
+    this.#clock.rest(slot);
   }
 
   #onSettled(
@@ -418,7 +391,7 @@ export class Pool<P> implements Runner<unknown, unknown> {
     const job = sent[at]!;
     sent.splice(at, 1);
     slot.outbox?.replied();
-    if (at === 0) this.#restartClock(slot, job);
+    if (at === 0) this.#clock.next(slot, job);
     if (buffer !== undefined && !job.task.owned) {
       this.#kind.takeBack(job.task, buffer);
     }
@@ -434,14 +407,14 @@ export class Pool<P> implements Runner<unknown, unknown> {
         ),
       );
     }
-    this.#rest(slot);
+    this.#clock.rest(slot);
   }
 
   #onFlushed(slot: Slot<P>): void {
     if (slot.state !== "ready") return;
     slot.outbox?.turn(slot.sent.length);
     if (this.#backlog.length > 0) this.#drain();
-    this.#rest(slot);
+    this.#clock.rest(slot);
   }
 
   #onFault(
@@ -458,94 +431,22 @@ export class Pool<P> implements Runner<unknown, unknown> {
     else this.#fault(slot, kind, detail, cause);
   }
 
-  // ---- idle slots ----
+  // ---- timeouts ----
 
-  /**
-   * Ends a slot once it has held nothing, with nothing waiting and nothing
-   * written to the emitter, for `idleTimeout`: an idle pool holds no thread
-   * or child, so a program that never calls close() still ends. A stream
-   * still being written is not idle, however long between its chunks. The
-   * next chunk starts slots again.
-   */
-  #rest(slot: Slot<P>): void {
-    if (
-      slot.idleTimer !== undefined || this.#idleTimeout === Infinity ||
-      slot.state !== "ready" || this.#state !== "open" ||
-      slot.sent.length > 0 || (slot.outbox?.length ?? 0) > 0 ||
-      this.#backlog.length > 0
-    ) return;
-    const written = this.#activity?.();
-    slot.idleTimer = setTimeout(() => {
-      slot.idleTimer = undefined;
-      if (
-        slot.state !== "ready" || slot.sent.length > 0 ||
-        (slot.outbox?.length ?? 0) > 0
-      ) return;
-      // Written to meanwhile: more chunks are on their way.
-      if (this.#activity?.() !== written) return this.#rest(slot);
-      slot.state = "ending";
-      slot.rested = true;
-      slot.transport.end();
-    }, this.#idleTimeout);
-  }
-
-  // ---- the clock ----
-
-  /** Starts the clock of the oldest chunk a slot was sent, if not yet. */
-  #startClock(slot: Slot<P>): void {
-    if (this.#timeout === Infinity) return;
-    const first = slot.sent[0];
-    if (first !== undefined && first.timer === undefined) {
-      first.timer = setTimeout(() => this.#onTimeout(first), this.#timeout);
-    }
-  }
-
-  /** The oldest chunk settled: the next one starts now, and so does its clock. */
-  #restartClock(slot: Slot<P>, settled: PoolJob<P>): void {
-    if (settled.timer !== undefined) {
-      clearTimeout(settled.timer);
-      settled.timer = undefined;
-    }
-    this.#startClock(slot);
-  }
-
-  #stopClock(slot: Slot<P>): void {
-    clearTimeout(slot.startTimer);
-    slot.startTimer = undefined;
-    clearTimeout(slot.idleTimer);
-    slot.idleTimer = undefined;
-    for (const job of slot.sent) {
-      clearTimeout(job.timer);
-      job.timer = undefined;
-    }
-  }
-
+  /** A chunk's clock ran out: in the backlog, or in a slot. */
   #onTimeout(job: PoolJob<P>): void {
-    job.timer = undefined;
     if (job.settled) return;
     const slot = job.slot;
     if (slot === undefined || !job.sent) {
       const at = this.#backlog.indexOf(job);
       if (at !== -1) this.#backlog.splice(at, 1);
-      const timedOut = this.#timeout <= this.#startDeadline;
-      const ms = timedOut ? this.#timeout : this.#startDeadline;
-      this.#settle(
-        job,
-        this.#error(
-          timedOut ? "timeout" : "startup",
-          job.task.info,
-          `no ${this.#kind.noun} was ready to take the chunk within ${ms} ms${
-            timedOut ? "" : ", the start-up deadline"
-          } (the callback module's top-level code may still be running)`,
-        ),
+      const { kind, detail } = waitedError(
+        this.#names,
+        this.#clock.startDeadline,
       );
-      return;
+      return this.#settle(job, this.#error(kind, job.task.info, detail));
     }
-    this.#fault(
-      slot,
-      "timeout",
-      `the callback did not settle within ${this.#timeout} ms of its start; its ${this.#kind.noun} was ended and will be replaced`,
-    );
+    this.#fault(slot, "timeout", timeoutDetail(this.#names));
   }
 
   // ---- faults ----
@@ -564,7 +465,7 @@ export class Pool<P> implements Runner<unknown, unknown> {
   ): void {
     if (slot.state === "dead" || slot.state === "ending") return;
     const wasStarting = slot.state === "starting";
-    this.#stopClock(slot);
+    this.#clock.stop(slot);
     slot.state = "dead";
     slot.transport.kill();
     const started = this.#kind.oneAtATime ? slot.sent.slice(0, 1) : slot.sent;
@@ -625,7 +526,7 @@ export class Pool<P> implements Runner<unknown, unknown> {
     }
     for (const slot of this.#slots) {
       if (slot.state === "starting") {
-        this.#stopClock(slot);
+        this.#clock.stop(slot);
         slot.state = "dead";
         slot.transport.kill();
       }
@@ -638,7 +539,7 @@ export class Pool<P> implements Runner<unknown, unknown> {
       // Gone without a word: whatever it held fails all the same.
       this.#fault(slot, "crash", `the ${this.#kind.noun} ended unexpectedly`);
     }
-    this.#stopClock(slot);
+    this.#clock.stop(slot);
     slot.state = "dead";
     const at = this.#slots.indexOf(slot);
     if (at !== -1) this.#slots.splice(at, 1);
@@ -656,8 +557,7 @@ export class Pool<P> implements Runner<unknown, unknown> {
   #settle(job: PoolJob<P>, error: ChunkError | undefined, value?: unknown) {
     if (job.settled) return;
     job.settled = true;
-    if (job.timer !== undefined) clearTimeout(job.timer);
-    job.timer = undefined;
+    this.#clock.stopChunk(job);
     if (error === undefined) job.resolve(value);
     else job.reject(error);
   }

@@ -1,7 +1,8 @@
 // Copyright the @ocycle/core authors. MIT license.
 // How the pool words what went wrong with a thread or child, once it is gone:
 // the errors of the chunks it had started, and the start-up error that ends
-// the pool's retries. Kept apart from the pool's rules, which decide when.
+// the pool's retries; and what each of its clocks running out means. Kept
+// apart from the pool's rules, which decide when.
 
 import type { ChunkErrorKind, ChunkErrorOptions } from "../chunk_error.ts";
 import type { Exit } from "../pool/_transport.ts";
@@ -66,6 +67,34 @@ export function startupDetail(
     : failure === "died"
     ? `${n} ${nouns} in a row exited before they were ready; the last: ${last}`
     : `${n} ${nouns} in a row did not become ready; the last: ${last}`;
+}
+
+/** A thread or child that did not say it was ready within `ms`. */
+export function hungDetail(names: Names, ms: number): string {
+  return `the ${names.noun} did not load the callback module and say it was ready within ${ms} ms`;
+}
+
+/** A chunk that ran past its timeout: its thread or child is ended. */
+export function timeoutDetail(names: Names): string {
+  return `the callback did not settle within ${names.timeout} ms of its start; its ${names.noun} was ended and will be replaced`;
+}
+
+/**
+ * The error of a chunk that waited in the backlog until its clock ran out:
+ * its timeout, or the start-up deadline if that is shorter.
+ */
+export function waitedError(
+  names: Names,
+  startDeadline: number,
+): { kind: ChunkErrorKind; detail: string } {
+  const timedOut = names.timeout <= startDeadline;
+  const ms = timedOut ? names.timeout : startDeadline;
+  return {
+    kind: timedOut ? "timeout" : "startup",
+    detail: `no ${names.noun} was ready to take the chunk within ${ms} ms${
+      timedOut ? "" : ", the start-up deadline"
+    } (the callback module's top-level code may still be running)`,
+  };
 }
 
 /** What a ChunkError carries of the end of a thread or child. */
