@@ -1,7 +1,7 @@
 // Copyright the @ocycle/core authors. MIT license.
 // The shape of the house, read from Deno's own module graph: no import cycle
-// anywhere, the seam imports no mode, and the Worker and child entries (which
-// every Worker and child loads again) reach only the wire format and the code
+// anywhere, the seam imports no mode, and the thread and child entries (which
+// every thread and child loads again) reach only the wire format and the code
 // they run, and a pool's watchdog loads nothing.
 
 import { assert, assertEquals } from "@std/assert";
@@ -89,7 +89,7 @@ Deno.test("the seam between the emitter and the modes imports no mode", async ()
   }
 });
 
-Deno.test("the Worker and child entries load only the wire format and the callback loader", async () => {
+Deno.test("the thread and child entries load only the wire format and the callback loader", async () => {
   for (
     const [entry, extra] of [
       ["src/pool/_thread_entry.ts", []],
