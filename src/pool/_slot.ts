@@ -6,15 +6,15 @@ import type { Outbox } from "./_outbox.ts";
 import type { Job, Transport } from "./_transport.ts";
 
 /**
- * Milliseconds a thread or child may take to start, and a chunk may wait for one to
- * start, by default: a module whose top-level code never finishes costs a
- * chunk this long, whatever the retries.
+ * Milliseconds a thread or child may take to start, and a chunk may wait for
+ * one to start, by default: a module whose top-level code never finishes
+ * costs a chunk this long, whatever the retries.
  */
 export const START_TIMEOUT = 10_000;
 
 /**
- * Milliseconds a thread or child may hold nothing, with nothing waiting, before it is
- * ended (and started again by the next chunk), by default.
+ * Milliseconds a thread or child may hold nothing, with nothing waiting,
+ * before it is ended (and started again by the next chunk), by default.
  */
 export const IDLE_TIMEOUT = 1000;
 

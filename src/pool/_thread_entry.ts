@@ -2,9 +2,9 @@
 // The thread entry: what each thread-mode Worker runs. It imports the callback
 // module once (so the module's top-level code is per-thread set-up), then runs
 // each chunk it is sent and replies with the result or the error; a throw or a
-// rejection never ends the thread. Borrowed chunk buffers travel back with the reply.
-// `self.close()` and `Deno.exit()` are wrapped so that the parent hears about
-// them: Deno itself gives the parent no event when a thread ends itself.
+// rejection never ends the thread. Borrowed chunk buffers travel back with the
+// reply. `self.close()` and `Deno.exit()` are wrapped so that the parent hears
+// about them: Deno itself gives the parent no event when a thread ends itself.
 
 import type { Callback, ChunkInfo } from "../chunk_info.ts";
 import {
