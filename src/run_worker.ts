@@ -16,8 +16,8 @@ import { parseRedisUrl } from "./redis/_url.ts";
 import { WorkerEngine } from "./redis/_worker_engine.ts";
 import type { RedisWorkerStats } from "./redis/_worker_outcomes.ts";
 import { toModuleUrl } from "./run/_module_url.ts";
-import { processOptions } from "./run/_process_args.ts";
-import { START_TIMEOUT } from "./run/_pool_worker.ts";
+import { processOptions } from "./pool/_process_args.ts";
+import { START_TIMEOUT } from "./pool/_slot.ts";
 import { describe, warn } from "./run/_runner.ts";
 
 /** Options of {@linkcode runWorker}. */

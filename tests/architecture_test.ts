@@ -1,7 +1,7 @@
 // Copyright the @ocycle/core authors. MIT license.
 // The shape of the house, read from Deno's own module graph: no import cycle
-// anywhere, the seam imports no mode, and the Worker and child entries (which
-// every Worker and child loads again) reach only the wire format and the code
+// anywhere, the seam imports no mode, and the thread and child entries (which
+// every thread and child loads again) reach only the wire format and the code
 // they run, and a pool's watchdog loads nothing.
 
 import { assert, assertEquals } from "@std/assert";
@@ -80,7 +80,7 @@ Deno.test("the module graph has no import cycle", async () => {
 });
 
 Deno.test("the seam between the emitter and the modes imports no mode", async () => {
-  for (const seam of ["src/run/_runner.ts", "src/run/_transport.ts"]) {
+  for (const seam of ["src/run/_runner.ts", "src/pool/_transport.ts"]) {
     const reached = [...(await graph(seam)).keys()];
     const modes = reached.filter((m) =>
       /_(serial|thread|process|pool|factory)\.ts$/.test(m)
@@ -89,25 +89,26 @@ Deno.test("the seam between the emitter and the modes imports no mode", async ()
   }
 });
 
-Deno.test("the Worker and child entries load only the wire format and the callback loader", async () => {
+Deno.test("the thread and child entries load only the wire format and the callback loader", async () => {
   for (
     const [entry, extra] of [
-      ["src/remote/_worker.ts", []],
-      ["src/remote/_child.ts", ["node:v8"]],
+      ["src/pool/_thread_entry.ts", []],
+      ["src/pool/_child_entry.ts", ["node:v8"]],
     ] as const
   ) {
     const reached = [...(await graph(entry)).keys()];
     const stray = reached.filter((m) =>
-      !m.startsWith("src/wire/") && !m.startsWith("src/remote/") &&
-      m !== "src/chunk_info.ts" && !(extra as readonly string[]).includes(m)
+      !m.startsWith("src/wire/") && m !== entry &&
+      m !== "src/run/_load_callback.ts" && m !== "src/chunk_info.ts" &&
+      !(extra as readonly string[]).includes(m)
     );
     assertEquals(stray, [], `${entry} loads more than it runs`);
   }
 });
 
 Deno.test("the watchdog entry loads nothing at all", async () => {
-  assertEquals([...(await graph("src/run/_watchdog.ts")).keys()], [
-    "src/run/_watchdog.ts",
+  assertEquals([...(await graph("src/pool/_watchdog.ts")).keys()], [
+    "src/pool/_watchdog.ts",
   ]);
 });
 
@@ -167,17 +168,18 @@ Deno.test("a serial program evaluates the serial path and no other mode", async 
     "src/emitter.ts",
     "src/fanout.ts",
     "src/item_emit.ts",
+    // Leaves that check options when the emitter is made, in every mode:
+    // process mode's options and the pool's default timeouts, the Redis URL.
+    "src/pool/_process_options.ts",
+    "src/pool/_slot.ts",
     "src/rechunk.ts",
-    // Leaves that check options when the emitter is made, in every mode.
     "src/redis/_url.ts",
-    "src/remote/_load.ts",
     "src/run/_deadline.ts",
     "src/run/_factory.ts",
     // How a callback module that could not be loaded is worded, in every mode.
     "src/run/_faults.ts",
+    "src/run/_load_callback.ts",
     "src/run/_module_url.ts",
-    "src/run/_pool_worker.ts",
-    "src/run/_process_options.ts",
     "src/run/_runner.ts",
     "src/run/_serial.ts",
     "src/sample_emit.ts",

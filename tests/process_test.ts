@@ -14,15 +14,15 @@ import {
 import { BufferEmit, ChunkError, ItemEmit, SampleEmit } from "@ocycle/core";
 import type { ChunkInfo } from "@ocycle/core";
 import { TRANSPORT } from "../src/core/_options.ts";
-import { Pool } from "../src/run/_pool.ts";
-import type { PoolOptions } from "../src/run/_pool_worker.ts";
+import { Pool } from "../src/pool/_pool.ts";
+import type { PoolOptions } from "../src/pool/_slot.ts";
 import {
   type Encoded,
   pieces,
   ProcessKind,
   type ProcessTuning,
-} from "../src/run/_process.ts";
-import type { ProcessSettings } from "../src/run/_process_args.ts";
+} from "../src/pool/_process.ts";
+import type { ProcessSettings } from "../src/pool/_process_args.ts";
 import type { Task } from "../src/run/_runner.ts";
 import type {
   Exit,
@@ -30,7 +30,7 @@ import type {
   Transport,
   TransportEvents,
   TransportKind,
-} from "../src/run/_transport.ts";
+} from "../src/pool/_transport.ts";
 import { keepStderr } from "./_stderr.ts";
 
 const faults = new URL("./fixtures/process/faults.ts", import.meta.url);

@@ -1,11 +1,11 @@
 // Copyright the @ocycle/core authors. MIT license.
-// run/_spawn.ts, the one way the package starts a process (process-mode
+// pool/_spawn.ts, the one way the package starts a process (process-mode
 // children, --exec commands, the watchdog), and the watchdog's line queue
-// in run/_groups.ts, with real processes and real process groups.
+// in pool/_groups.ts, with real processes and real process groups.
 
 import { assert, assertEquals, assertLess, assertThrows } from "@std/assert";
-import { spawn } from "../src/run/_spawn.ts";
-import type { Groups } from "../src/run/_transport.ts";
+import { spawn } from "../src/pool/_spawn.ts";
+import type { Groups } from "../src/pool/_transport.ts";
 
 /** /proc and process groups are Linux's here. */
 const LINUX = Deno.build.os === "linux";
@@ -132,7 +132,7 @@ Deno.test({
   async fn() {
     // A program that spawns sleeps, each followed at once by a Ctrl-C to its
     // own group, as a terminal sends it; it says how each sleep ended.
-    const module = new URL("../src/run/_spawn.ts", import.meta.url).href;
+    const module = new URL("../src/pool/_spawn.ts", import.meta.url).href;
     const script = `
       import { spawn } from ${JSON.stringify(module)};
       Deno.addSignalListener("SIGINT", () => {});
@@ -263,7 +263,7 @@ Deno.test({
         return false;
       }
     })!;
-    const module = new URL("../src/run/_spawn.ts", import.meta.url).href;
+    const module = new URL("../src/pool/_spawn.ts", import.meta.url).href;
     const script = `
       import { spawn } from ${JSON.stringify(module)};
       try {
@@ -308,8 +308,9 @@ Deno.test({
   async fn() {
     // A parent allowed to run only Deno and sleep cannot kill a group
     // itself: it asks the watchdog to ("!"), and closes at once.
-    const groupsModule = new URL("../src/run/_groups.ts", import.meta.url).href;
-    const spawnModule = new URL("../src/run/_spawn.ts", import.meta.url).href;
+    const groupsModule =
+      new URL("../src/pool/_groups.ts", import.meta.url).href;
+    const spawnModule = new URL("../src/pool/_spawn.ts", import.meta.url).href;
     const script = `
       import { ProcessGroups } from ${JSON.stringify(groupsModule)};
       import { spawn } from ${JSON.stringify(spawnModule)};

@@ -20,7 +20,7 @@ import {
   SampleEmit,
   TextEmit,
 } from "../mod.ts";
-import { Outbox } from "../src/run/_outbox.ts";
+import { Outbox } from "../src/pool/_outbox.ts";
 import type { Echo, Handshake } from "./fixtures/thread/echo.ts";
 import {
   BUSY,

@@ -9,7 +9,7 @@
 import type { BufferEmitOptions } from "../buffer_emit.ts";
 import type { CallbackSource } from "../emitter_options.ts";
 import { type AllOptions, checkOptions, TRANSPORT } from "../core/_options.ts";
-import type { TransportKind } from "../run/_transport.ts";
+import type { TransportKind } from "../pool/_transport.ts";
 import type { CliOptions } from "./_cli_options.ts";
 import { UsageError } from "./_flags.ts";
 

@@ -3,12 +3,12 @@
 // the command once per chunk, the chunk on its stdin, and its stdout is the
 // chunk's result. So the queue, the order, `--timeout` (the pool's clock kills
 // the command) and the error reporting are the emitter's, as for `--module`.
-// Each command runs in a process group of its own (run/_spawn.ts): a
+// Each command runs in a process group of its own (pool/_spawn.ts): a
 // terminal's Ctrl-C does not reach it, and once it exits, is timed out or
 // killed, its whole tree goes (`sh -c 'sleep 40'` leaves no `sleep` behind).
 
 import { concat } from "@std/bytes/concat";
-import { spawn, type Spawned } from "../run/_spawn.ts";
+import { spawn, type Spawned } from "../pool/_spawn.ts";
 import type {
   Exit,
   Groups,
@@ -16,7 +16,7 @@ import type {
   Transport,
   TransportEvents,
   TransportKind,
-} from "../run/_transport.ts";
+} from "../pool/_transport.ts";
 
 /** A command that ran and failed: what it said, for the report. */
 export class CommandFailed extends Error {
@@ -197,7 +197,7 @@ class ExecTransport implements Transport<undefined> {
       })(),
       keepStderr(child.stderr),
       // Once it exits, what it left running in its group goes too
-      // (run/_spawn.ts): nothing then holds its pipes open, and nothing
+      // (pool/_spawn.ts): nothing then holds its pipes open, and nothing
       // outlives the chunk.
       child.status,
       feed.catch(() => {}),

@@ -13,11 +13,11 @@ import type { TypedArray } from "../wire/_layout.ts";
 import type { RunnerSettings } from "../run/_factory.ts";
 import type { RedisSettingsOption } from "../run/_redis.ts";
 import { toModuleUrl } from "../run/_module_url.ts";
-import { IDLE_TIMEOUT, START_TIMEOUT } from "../run/_pool_worker.ts";
-import { moduleReadFlag, processOptions } from "../run/_process_options.ts";
+import { IDLE_TIMEOUT, START_TIMEOUT } from "../pool/_slot.ts";
+import { moduleReadFlag, processOptions } from "../pool/_process_options.ts";
 import { parseRedisUrl } from "../redis/_url.ts";
 import type { RedisOptions } from "../emitter_options.ts";
-import type { TransportKind } from "../run/_transport.ts";
+import type { TransportKind } from "../pool/_transport.ts";
 import {
   createKind,
   describeValue,
@@ -25,7 +25,7 @@ import {
   type Kind,
 } from "./_kinds.ts";
 import type { QueueSettings } from "./_queue.ts";
-import type { CutSettings } from "./_write_path.ts";
+import type { CutSettings } from "./_write_types.ts";
 
 /**
  * The key of an option only this package's own code passes: a transport of
@@ -39,7 +39,7 @@ export type AllOptions<R> =
   & SampleFormatOptions<TypedArray>
   & { [TRANSPORT]?: TransportKind<unknown> };
 
-/** Chunks each Worker or child holds by default. */
+/** Chunks each thread or child holds by default. */
 export function defaultConcurrency(mode: Mode): number {
   return mode === "thread" ? 8 : 2;
 }

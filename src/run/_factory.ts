@@ -8,7 +8,7 @@
 import { ChunkError } from "../chunk_error.ts";
 import type { Callback, Mode } from "../chunk_info.ts";
 import { layoutType } from "../wire/_layout.ts";
-import type { ProcessSettings } from "./_process_args.ts";
+import type { ProcessSettings } from "../pool/_process_args.ts";
 import {
   message,
   type Runner,
@@ -17,7 +17,7 @@ import {
 } from "./_runner.ts";
 import type { RedisSettingsOption } from "./_redis.ts";
 import { SerialRunner } from "./_serial.ts";
-import type { TransportKind } from "./_transport.ts";
+import type { TransportKind } from "../pool/_transport.ts";
 
 /** Everything a runner is made from, checked by the emitter. */
 export interface RunnerSettings<C, R>
@@ -25,19 +25,19 @@ export interface RunnerSettings<C, R>
   readonly mode: Mode;
   /** The callback, or the URL of the module that exports it. */
   readonly callback: Callback<C, R> | URL;
-  /** Workers or children in the pool. */
+  /** Threads or children in the pool. */
   readonly pool: number;
-  /** Chunks each Worker or child may hold at once. */
+  /** Chunks each thread or child may hold at once. */
   readonly concurrency: number;
   /** Milliseconds a chunk may run, from its start; Infinity for no limit. */
   readonly timeout: number;
-  /** Milliseconds a Worker or child may take to start, and a chunk may wait for one. */
+  /** Milliseconds a thread or child may take to start, and a chunk may wait for one. */
   readonly startTimeout: number;
-  /** Milliseconds an idle Worker or child is kept; Infinity until close(). */
+  /** Milliseconds an idle thread or child is kept; Infinity until close(). */
   readonly idleTimeout: number;
   /**
    * Elements written to the emitter so far: a pool is idle only while this
-   * does not move, so a stream still being written keeps its Workers.
+   * does not move, so a stream still being written keeps its threads.
    */
   readonly activity?: (() => number) | undefined;
   /** Attempts after the first for a chunk that crashed or timed out. */
@@ -90,8 +90,8 @@ function traits<C, R>(
   }
   if (isSerial(settings)) return { capacity: 1, copies: false };
   if (mode === "thread") {
-    // A Worker is sent a copy of bytes and samples only when a retry may
-    // need them after the Worker died with the original.
+    // A thread is sent a copy of bytes and samples only when a retry may
+    // need them after the thread died with the original.
     const copies = settings.retries > 0 &&
       layoutType(settings.layout) !== undefined;
     return { capacity: pool * concurrency, copies };
@@ -126,7 +126,7 @@ async function modeRunner<C, R>(
     activity: settings.activity,
   };
   if (settings.transport !== undefined) {
-    const { Pool } = await import("./_pool.ts");
+    const { Pool } = await import("../pool/_pool.ts");
     return new Pool(settings.transport, options) as Runner<C, R>;
   }
   if (mode === "redis" && settings.redis !== undefined) {
@@ -149,10 +149,12 @@ async function modeRunner<C, R>(
   }
   const remote = { ...settings, url: callback as URL, timeout };
   const [{ Pool }, kind] = await Promise.all([
-    import("./_pool.ts"),
+    import("../pool/_pool.ts"),
     mode === "thread"
-      ? import("./_thread.ts").then(({ ThreadKind }) => new ThreadKind(remote))
-      : import("./_process.ts").then(({ ProcessKind }) =>
+      ? import("../pool/_thread.ts").then(({ ThreadKind }) =>
+        new ThreadKind(remote)
+      )
+      : import("../pool/_process.ts").then(({ ProcessKind }) =>
         new ProcessKind(remote)
       ),
   ]);

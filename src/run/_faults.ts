@@ -1,22 +1,23 @@
 // Copyright the @ocycle/core authors. MIT license.
-// How the pool words what went wrong with a worker, once it is gone: the
-// errors of the chunks it had started, and the start-up error that ends the
-// pool's retries. Kept apart from the pool's rules, which decide when.
+// How the pool words what went wrong with a thread or child, once it is gone:
+// the errors of the chunks it had started, and the start-up error that ends
+// the pool's retries; and what each of its clocks running out means. Kept
+// apart from the pool's rules, which decide when.
 
 import type { ChunkErrorKind, ChunkErrorOptions } from "../chunk_error.ts";
-import type { Exit } from "./_transport.ts";
+import type { Exit } from "../pool/_transport.ts";
 
-/** Why a worker failed to start. */
+/** Why a thread or child failed to start. */
 export type StartFailure = "load" | "died" | "hung";
 
-/** What broke a worker, as the pool saw it. */
+/** What broke a thread or child, as the pool saw it. */
 export interface Fault {
   readonly kind: "crash" | "protocol" | "timeout" | "startup";
   readonly detail: string;
   readonly cause: unknown;
 }
 
-/** The names of a worker in messages, and the timeout in force. */
+/** The names of a thread or child in messages, and the timeout in force. */
 export interface Names {
   readonly noun: string;
   readonly nouns: string;
@@ -24,8 +25,8 @@ export interface Names {
 }
 
 /**
- * The error of the `i`th chunk a worker had started (the oldest first) when
- * `fault` broke it; `culprit` is the index of the oldest.
+ * The error of the `i`th chunk a thread or child had started (the oldest
+ * first) when `fault` broke it; `culprit` is the index of the oldest.
  */
 export function startedError(
   fault: Fault,
@@ -50,7 +51,10 @@ export function startedError(
   };
 }
 
-/** The error every chunk gets once `n` workers in a row failed to start. */
+/**
+ * The error every chunk gets once `n` threads or children in a row failed to
+ * start.
+ */
 export function startupDetail(
   failure: StartFailure,
   n: number,
@@ -65,7 +69,35 @@ export function startupDetail(
     : `${n} ${nouns} in a row did not become ready; the last: ${last}`;
 }
 
-/** What a ChunkError carries of a worker's end. */
+/** A thread or child that did not say it was ready within `ms`. */
+export function hungDetail(names: Names, ms: number): string {
+  return `the ${names.noun} did not load the callback module and say it was ready within ${ms} ms`;
+}
+
+/** A chunk that ran past its timeout: its thread or child is ended. */
+export function timeoutDetail(names: Names): string {
+  return `the callback did not settle within ${names.timeout} ms of its start; its ${names.noun} was ended and will be replaced`;
+}
+
+/**
+ * The error of a chunk that waited in the backlog until its clock ran out:
+ * its timeout, or the start-up deadline if that is shorter.
+ */
+export function waitedError(
+  names: Names,
+  startDeadline: number,
+): { kind: ChunkErrorKind; detail: string } {
+  const timedOut = names.timeout <= startDeadline;
+  const ms = timedOut ? names.timeout : startDeadline;
+  return {
+    kind: timedOut ? "timeout" : "startup",
+    detail: `no ${names.noun} was ready to take the chunk within ${ms} ms${
+      timedOut ? "" : ", the start-up deadline"
+    } (the callback module's top-level code may still be running)`,
+  };
+}
+
+/** What a ChunkError carries of the end of a thread or child. */
 export function exitOptions(
   exit: Exit,
   stderr: string,

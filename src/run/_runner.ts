@@ -2,7 +2,7 @@
 // The seam between the emitter and the modes. The emitter cuts chunks and
 // keeps the queue; a runner runs the chunks it is given, at most `capacity` at
 // once, and says how each went. Serial mode is a runner of its own; thread and
-// process modes are one pool (run/_pool.ts) over a transport each. This file
+// process modes are one pool (pool/_pool.ts) over a transport each. This file
 // imports no mode: run/_factory.ts picks one.
 
 import type { ChunkInfo } from "../chunk_info.ts";
@@ -17,7 +17,7 @@ export interface Task<C> {
    * The pooled buffer behind the chunk, which the emitter recycles once the
    * task settles; `undefined` when there is nothing to recycle. A transport
    * that moves the buffer away sets this to the buffer it got back, or to
-   * `undefined` and `lost` to `true` when the buffer died with a Worker.
+   * `undefined` and `lost` to `true` when the buffer died with a thread.
    */
   buffer: unknown;
   /** Set by a transport when the buffer could not be got back. */
@@ -28,9 +28,9 @@ export interface Task<C> {
 
 /** What every runner reports in `stats`. */
 export interface RunnerCounts {
-  /** Workers or children alive now. */
+  /** Threads or children alive now. */
   readonly workers: number;
-  /** Workers or children started to replace one that crashed or timed out. */
+  /** Threads or children started to replace one that crashed or timed out. */
   readonly replaced: number;
   /** Attempts run again after a crash or a timeout (`retries`); only the retrying runner counts them. */
   readonly retried?: number;
@@ -48,7 +48,7 @@ export interface Runner<C, R> {
   readonly copies: boolean;
   /** Runs one chunk; rejects (or throws) with the callback's error or a ChunkError. */
   run(task: Task<C>): R | Promise<R>;
-  /** Called once every task has settled: ends Workers and children. */
+  /** Called once every task has settled: ends threads and children. */
   close(): Promise<void>;
   /** Stops now: every running task rejects with a ChunkError of kind "aborted". */
   abort(reason: unknown): Promise<void>;

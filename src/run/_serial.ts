@@ -4,7 +4,7 @@
 import { loadFailure } from "./_faults.ts";
 import { ChunkError } from "../chunk_error.ts";
 import type { Callback, ChunkInfo } from "../chunk_info.ts";
-import { isThenable, loadCallback } from "../remote/_load.ts";
+import { isThenable, loadCallback } from "./_load_callback.ts";
 import { race } from "./_deadline.ts";
 import {
   message,

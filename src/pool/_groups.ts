@@ -1,14 +1,14 @@
 // Copyright the @ocycle/core authors. MIT license.
 // The process groups of a pool's children and `--exec` commands. Each one is
-// started in a session and process group of its own (run/_spawn.ts), so that a
+// started in a session and process group of its own (pool/_spawn.ts), so that a
 // terminal's Ctrl-C, which signals the whole foreground process group, reaches
 // only the parent, which decides when they stop; and so that killing one ends
 // its whole tree, such as `sh -c`'s grandchildren. The price is that nothing
 // ends them when the parent dies: so the pool's first process also starts a
-// watchdog (run/_watchdog.ts), told of every group, which kills those still
+// watchdog (pool/_watchdog.ts), told of every group, which kills those still
 // registered once its stdin ends, however the parent ended.
 
-import { describe, warn } from "./_runner.ts";
+import { describe, warn } from "../run/_runner.ts";
 import { spawn, type Spawned } from "./_spawn.ts";
 import type { Groups } from "./_transport.ts";
 

@@ -1,12 +1,12 @@
 // Copyright the @ocycle/core authors. MIT license.
 // Process mode's options as the user gave them, checked when the emitter is
 // made, in every mode. A leaf: the emitter loads it for the check, while the
-// argument builder (run/_process_args.ts) loads with process mode.
+// argument builder (pool/_process_args.ts) loads with process mode.
 
 import type { ChildPermissions } from "../emitter_options.ts";
 import { describeValue } from "../core/_kinds.ts";
 
-/** Process mode's options, checked: what run/_process_args.ts builds a child from. */
+/** Process mode's options, checked: what pool/_process_args.ts builds a child from. */
 export interface CheckedProcessOptions {
   /** The Deno permission flags a child gets. */
   readonly permissionFlags: readonly string[];

@@ -1,44 +1,44 @@
 // Copyright the @ocycle/core authors. MIT license.
-// What the pool (run/_pool.ts) is given, and what it keeps of each chunk and
-// of each worker.
+// What the pool (pool/_pool.ts) is given, and what it keeps of each chunk and
+// of each slot: its record of one thread (a Web Worker) or one child process.
 
 import type { Outbox } from "./_outbox.ts";
 import type { Job, Transport } from "./_transport.ts";
 
 /**
- * Milliseconds a worker may take to start, and a chunk may wait for one to
- * start, by default: a module whose top-level code never finishes costs a
- * chunk this long, whatever the retries.
+ * Milliseconds a thread or child may take to start, and a chunk may wait for
+ * one to start, by default: a module whose top-level code never finishes
+ * costs a chunk this long, whatever the retries.
  */
 export const START_TIMEOUT = 10_000;
 
 /**
- * Milliseconds a worker may hold nothing, with nothing waiting, before it is
- * ended (and started again by the next chunk), by default.
+ * Milliseconds a thread or child may hold nothing, with nothing waiting,
+ * before it is ended (and started again by the next chunk), by default.
  */
 export const IDLE_TIMEOUT = 1000;
 
 /** The pool's settings, checked by the emitter. */
 export interface PoolOptions {
-  /** Workers in the pool. */
+  /** Threads or children in the pool. */
   readonly pool: number;
-  /** Chunks each worker may hold at once. */
+  /** Chunks each thread or child may hold at once. */
   readonly concurrency: number;
   /** Milliseconds a chunk may run, from its start; Infinity for no limit. */
   readonly timeout: number;
-  /** Workers in a row that may fail to start before every chunk fails. */
+  /** Threads or children in a row that may fail to start before every chunk fails. */
   readonly startAttempts?: number;
-  /** Milliseconds a worker may take to load the callback module and say so. */
+  /** Milliseconds a thread or child may take to load the callback module and say so. */
   readonly startTimeout?: number;
-  /** Milliseconds a chunk may wait for a worker to start, at most. */
+  /** Milliseconds a chunk may wait for a thread or child to start, at most. */
   readonly startDeadline?: number;
-  /** Milliseconds an idle worker is kept; Infinity keeps it until close(). */
+  /** Milliseconds an idle thread or child is kept; Infinity keeps it until close(). */
   readonly idleTimeout?: number;
   /**
-   * What the emitter has written so far (a count that only grows): a worker
+   * What the emitter has written so far (a count that only grows): a slot
    * is ended as idle only if it did not move for the whole `idleTimeout`, so
    * a stream still being written (a microphone between two chunks, a sampler
-   * dropping frames) keeps its Workers warm.
+   * dropping frames) keeps its threads and children warm.
    */
   readonly activity?: (() => number) | undefined;
 }
@@ -48,17 +48,18 @@ export interface PoolJob<P> extends Job<P> {
   readonly resolve: (value: unknown) => void;
   readonly reject: (error: unknown) => void;
   timer: ReturnType<typeof setTimeout> | undefined;
-  /** The worker holding it, or undefined while it waits in the backlog. */
-  worker: Worker<P> | undefined;
-  /** Whether it was sent: it is in the worker, not in its outbox. */
+  /** The slot holding it, or undefined while it waits in the backlog. */
+  slot: Slot<P> | undefined;
+  /** Whether it was sent: it is in the thread or child, not in its outbox. */
   sent: boolean;
   settled: boolean;
 }
 
-/** Where a worker is in its life. */
+/** Where a slot is in its life. */
 export type State = "starting" | "ready" | "ending" | "dead";
 
-export interface Worker<P> {
+/** The pool's record of one thread or child: its transport, its chunks, its timers. */
+export interface Slot<P> {
   readonly index: number;
   transport: Transport<P>;
   state: State;

@@ -1,6 +1,6 @@
 // Copyright the @ocycle/core authors. MIT license.
 // The entry of a pool's watchdog: `deno run --allow-run _watchdog.ts`, started
-// by run/_groups.ts in a session and process group of its own, so that a
+// by pool/_groups.ts in a session and process group of its own, so that a
 // terminal's Ctrl-C never reaches it. Its parent tells it, one line each, the
 // process group of every child or command it starts ("+pid"), of each one
 // that ended ("-pid"), and of one to kill now ("!pid": the parent may lack

@@ -1,13 +1,14 @@
 // Copyright the @ocycle/core authors. MIT license.
-// Thread mode: the transport to one module Worker (remote/_worker.ts). Bytes
-// and samples are transferred, never copied, and borrowed buffers come back
-// with the reply to be recycled. Under load the cost of a message, not of its
-// bytes, bounds the rate, so the pool batches chunks for a busy Worker and
-// the Worker replies to a whole message at once.
+// Thread mode: the transport to one thread, a module Web Worker running the
+// thread entry (pool/_thread_entry.ts). Bytes and samples are transferred,
+// never copied, and borrowed buffers come back with the reply to be recycled.
+// Under load the cost of a message, not of its bytes, bounds the rate, so the
+// pool batches chunks for a busy thread and the thread replies to a whole
+// message at once.
 //
-// A Worker runs every chunk it is sent at once (async callbacks overlap), so
+// A thread runs every chunk it is sent at once (async callbacks overlap), so
 // when it dies every chunk it was sent goes with it. Deno gives the parent no
-// event when a Worker ends itself: the Worker entry says so first.
+// event when a thread ends itself: the thread entry says so first.
 
 import type { TypedArray, TypedArrayConstructor } from "../wire/_layout.ts";
 import {
@@ -20,8 +21,8 @@ import {
   type WorkerMessage,
 } from "../wire/_messages.ts";
 import { layoutType } from "../wire/_layout.ts";
-import { loadFailure } from "./_faults.ts";
-import type { Task } from "./_runner.ts";
+import { loadFailure } from "../run/_faults.ts";
+import type { Task } from "../run/_runner.ts";
 import type {
   Exit,
   Job,
@@ -32,21 +33,20 @@ import type {
   Unsent,
 } from "./_transport.ts";
 
-const WORKER_URL = new URL("../remote/_worker.ts", import.meta.url);
+const WORKER_URL = new URL("./_thread_entry.ts", import.meta.url);
 
 /**
- * Never called: it puts the Worker's entry in this package's module graph, so
+ * Never called: it puts the thread entry in this package's module graph, so
  * that `deno cache` and `deno install` fetch it with the rest, and thread mode
  * starts with no network.
  */
-export const workerEntry = (): Promise<unknown> =>
-  import("../remote/_worker.ts");
+export const threadEntry = (): Promise<unknown> => import("./_thread_entry.ts");
 
 /**
- * A Worker loads this package's files (its entry and what that imports) as a
+ * A thread loads this package's files (its entry and what that imports) as a
  * dynamic import does: from disk, that needs read access to them, which the
  * program itself, started from its own entry, did not need. Said once, before
- * a Worker fails to start with Deno's raw "Uncaught (in worker …)" lines.
+ * a thread fails to start with Deno's raw "Uncaught (in worker …)" lines.
  */
 function checkSourceAccess(): void {
   if (WORKER_URL.protocol !== "file:") return;
@@ -59,7 +59,7 @@ function checkSourceAccess(): void {
   );
 }
 
-/** Nothing to add about a Worker's end: Deno tells nothing of it. */
+/** Nothing to add about a thread's end: Deno tells nothing of it. */
 const GONE: Exit = { text: "" };
 
 /** The thread mode of the pool. */
@@ -69,7 +69,7 @@ export class ThreadKind implements TransportKind<undefined> {
   readonly nouns = "Workers";
   /**
    * With `retries`, each attempt sends a copy of the bytes and the buffer
-   * stays in the parent: a Worker that dies takes only the copy, and the
+   * stays in the parent: a thread that dies takes only the copy, and the
    * chunk can be sent again. Without it the buffer is transferred.
    */
   readonly copies: boolean;
@@ -112,7 +112,7 @@ export class ThreadKind implements TransportKind<undefined> {
 
   /**
    * @throws {Error} If this package was loaded from disk and its files may
-   * not be read: a Worker could not load its entry.
+   * not be read: a thread could not load its entry.
    */
   start(index: number, events: TransportEvents): Transport<undefined> {
     checkSourceAccess();
@@ -131,7 +131,7 @@ export class ThreadKind implements TransportKind<undefined> {
 
 class ThreadTransport implements Transport<undefined> {
   readonly gone: Promise<Exit>;
-  readonly #worker: Worker;
+  readonly #thread: Worker;
   readonly #type: TypedArrayConstructor<TypedArray> | undefined;
   readonly #copies: boolean;
   readonly #events: TransportEvents;
@@ -141,21 +141,21 @@ class ThreadTransport implements Transport<undefined> {
   #ended = false;
 
   constructor(
-    worker: Worker,
+    thread: Worker,
     init: InitMessage,
     type: TypedArrayConstructor<TypedArray> | undefined,
     copies: boolean,
     events: TransportEvents,
   ) {
-    this.#worker = worker;
+    this.#thread = thread;
     this.#type = type;
     this.#copies = copies;
     this.#events = events;
     this.#url = init.url;
     this.gone = new Promise((resolve) => this.#resolveGone = resolve);
-    worker.onmessage = (event: MessageEvent<WorkerMessage>) =>
+    thread.onmessage = (event: MessageEvent<WorkerMessage>) =>
       this.#onMessage(event.data);
-    worker.onerror = (event: ErrorEvent) => {
+    thread.onerror = (event: ErrorEvent) => {
       // Without this the error would be rethrown in the parent.
       event.preventDefault();
       const where = event.filename
@@ -167,13 +167,13 @@ class ThreadTransport implements Transport<undefined> {
         event.error ?? event.message,
       );
     };
-    worker.onmessageerror = () => {
+    thread.onmessageerror = () => {
       events.fault(
         "crash",
         "its Worker sent a reply that could not be deserialised",
       );
     };
-    worker.postMessage(init);
+    thread.postMessage(init);
   }
 
   send(jobs: readonly Job<undefined>[]): Unsent<undefined>[] | undefined {
@@ -187,7 +187,7 @@ class ThreadTransport implements Transport<undefined> {
       if (type !== undefined) {
         // The chunk is a view from offset 0 of its pooled buffer: send the
         // whole ArrayBuffer, or a copy of the chunk's bytes (`copies`). Until
-        // it comes back it belongs to the Worker.
+        // it comes back it belongs to the thread.
         chunk = this.#copies
           ? (chunk as TypedArray).slice().buffer
           : (chunk as TypedArray).buffer;
@@ -197,7 +197,7 @@ class ThreadTransport implements Transport<undefined> {
       chunks.push(chunk);
     }
     try {
-      this.#worker.postMessage(
+      this.#thread.postMessage(
         { type: "tasks", meta, chunks } satisfies TaskBatchMessage,
         transfer,
       );
@@ -245,11 +245,11 @@ class ThreadTransport implements Transport<undefined> {
   #stop(): void {
     if (this.#ended) return;
     this.#ended = true;
-    const worker = this.#worker;
-    worker.onmessage = null;
-    worker.onerror = null;
-    worker.onmessageerror = null;
-    worker.terminate();
+    const thread = this.#thread;
+    thread.onmessage = null;
+    thread.onerror = null;
+    thread.onmessageerror = null;
+    thread.terminate();
     this.#resolveGone(GONE);
   }
 

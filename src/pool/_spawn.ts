@@ -1,7 +1,7 @@
 // Copyright the @ocycle/core authors. MIT license.
 // The one way this package starts a process: process-mode children
-// (run/_process.ts), `--exec` commands (cli/_exec.ts) and the pool's watchdog
-// (run/_groups.ts). A process is started in a session and process group of
+// (pool/_process.ts), `--exec` commands (cli/_exec.ts) and the pool's watchdog
+// (pool/_groups.ts). A process is started in a session and process group of
 // its own, so that a terminal's Ctrl-C (SIGINT to the whole foreground group)
 // reaches only the parent, which decides when it stops, and so that killing
 // it kills whatever it started too (`sh -c`'s grandchildren). When `groups`

@@ -1,6 +1,6 @@
 // Copyright the @ocycle/core authors. MIT license.
 // What only process mode needs from the emitter's options: the permissions,
-// environment and V8 flags of its children (checked by run/_process_options.ts
+// environment and V8 flags of its children (checked by pool/_process_options.ts
 // when the emitter is made) turned into the arguments of `deno run`.
 
 import type { RemoteSettings } from "./_transport.ts";
@@ -20,7 +20,7 @@ export interface ProcessSettings
   extends RemoteSettings, CheckedProcessOptions {}
 
 /** The child's entry, wherever this package was loaded from. */
-const CHILD_URL = new URL("../remote/_child.ts", import.meta.url);
+const CHILD_URL = new URL("./_child_entry.ts", import.meta.url);
 
 /**
  * The arguments of `deno` for a child: least privilege, no prompt, no shell,

@@ -1,11 +1,11 @@
 // Copyright the @ocycle/core authors. MIT license.
 // Process mode: the transport to one Deno subprocess running
-// remote/_child.ts, fed frames (wire/_framing.ts) over stdin and answering
+// pool/_child_entry.ts, fed frames (wire/_framing.ts) over stdin and answering
 // over stdout. A child runs its chunks one at a time, so when it dies only the
 // oldest chunk it holds goes with it. Everything a child can do wrong on its
 // pipes (bytes that are not frames, a frame that stalls, an exit with its
 // pipes held open, a broken pipe) becomes one fault for the pool. A child
-// runs in a process group of its own (run/_spawn.ts): a terminal's Ctrl-C
+// runs in a process group of its own (pool/_spawn.ts): a terminal's Ctrl-C
 // does not reach it, and killing it kills whatever it started too.
 
 import type * as V8 from "node:v8";
@@ -38,8 +38,8 @@ import {
   childEnv,
   type ProcessSettings,
 } from "./_process_args.ts";
-import { loadFailure } from "./_faults.ts";
-import { describe, type Task } from "./_runner.ts";
+import { loadFailure } from "../run/_faults.ts";
+import { describe, type Task } from "../run/_runner.ts";
 import { spawn, type Spawned } from "./_spawn.ts";
 import type {
   Exit,
@@ -100,7 +100,7 @@ export interface Encoded {
  * that `deno cache` and `deno install` fetch it with the rest, and a child
  * starts with no network.
  */
-export const childEntry = (): Promise<unknown> => import("../remote/_child.ts");
+export const childEntry = (): Promise<unknown> => import("./_child_entry.ts");
 
 /** The process mode of the pool. */
 export class ProcessKind implements TransportKind<Encoded> {
@@ -305,7 +305,7 @@ class ProcessTransport implements Transport<Encoded> {
       this.#readStdout(stdout),
       this.#readStderr(stderr),
     ]);
-    // Once it exits, whatever it started dies with it (run/_spawn.ts), and
+    // Once it exits, whatever it started dies with it (pool/_spawn.ts), and
     // lets go of its pipes.
     const status = this.#status = await this.#process.status;
     // A grandchild may still hold a pipe after the child exits: give the

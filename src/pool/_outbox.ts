@@ -1,43 +1,43 @@
 // Copyright the @ocycle/core authors. MIT license.
-// When the chunks for one batching worker (thread mode) leave, and in what
+// When the chunks for one batching slot (thread mode) leave, and in what
 // batches. Under load the cost of a message, not of its bytes, bounds the
-// rate: chunks given to a worker wait here until the current task of the main
-// thread ends (a microtask) and leave together. A quick worker's outbox leaves
-// when the worker runs low; a slow one's leaves in batches of half its chunks,
+// rate: chunks given to a thread wait here until the current task of the main
+// thread ends (a microtask) and leave together. A quick thread's outbox leaves
+// when the thread runs low; a slow one's leaves in batches of half its chunks,
 // so that it always has the next batch while it runs one, and each message,
 // both ways, carries several chunks.
 
 /**
- * Milliseconds per chunk above which a worker counts as slow: its outbox
- * leaves as soon as it holds half of the worker's chunks, so that the worker
+ * Milliseconds per chunk above which a thread counts as slow: its outbox
+ * leaves as soon as it holds half of the thread's chunks, so that the thread
  * always has a whole batch waiting while it runs the current one.
  */
 const SLOW_MS = 0.1;
 
-/** The outbox of one worker. */
+/** The outbox of one thread. */
 export class Outbox<J> {
-  /** The outbox leaves once the worker has at most this many chunks sent. */
+  /** The outbox leaves once the thread has at most this many chunks sent. */
   readonly #lowWater: number;
-  /** A slow worker's outbox leaves once it holds this many chunks. */
+  /** A slow thread's outbox leaves once it holds this many chunks. */
   readonly #batch: number;
-  /** Sends one batch to the worker. */
+  /** Sends one batch to the thread. */
   readonly #send: (jobs: J[]) => void;
   #jobs: J[] = [];
   #flushing = false;
   /** Replies since the last turn, for the time per chunk. */
   #replies = 0;
-  /** A moving average of the worker's milliseconds per chunk, message costs included. */
+  /** A moving average of the thread's milliseconds per chunk, message costs included. */
   #perChunk = 0;
   /** When it last replied, or got work while idle (performance.now()). */
   #since = 0;
 
   /**
-   * @param concurrency Chunks the worker may hold.
+   * @param concurrency Chunks the thread may hold.
    * @param send Sends one batch; called from a microtask.
    */
   constructor(concurrency: number, send: (jobs: J[]) => void) {
-    // With two chunks per worker, batches of two beat a pipeline of single
-    // messages; with more, a batch leaves while the worker still runs one.
+    // With two chunks per thread, batches of two beat a pipeline of single
+    // messages; with more, a batch leaves while the thread still runs one.
     this.#lowWater = Math.floor((concurrency - 1) / 2);
     this.#batch = Math.max(1, Math.floor(concurrency / 2));
     this.#send = send;
@@ -48,23 +48,23 @@ export class Outbox<J> {
     return this.#jobs.length;
   }
 
-  /** Adds a chunk; `sent` is how many the worker holds already. */
+  /** Adds a chunk; `sent` is how many the thread holds already. */
   push(job: J, sent: number): void {
     this.#jobs.push(job);
     this.#schedule(sent);
   }
 
-  /** The worker was sent chunks while it held `sent` before. */
+  /** The thread was sent chunks while it held `sent` before. */
   sending(sent: number): void {
     if (sent === 0) this.#since = performance.now();
   }
 
-  /** The worker answered one chunk. */
+  /** The thread answered one chunk. */
   replied(): void {
     this.#replies++;
   }
 
-  /** The replies of one message are in; the worker now holds `sent`. */
+  /** The replies of one message are in; the thread now holds `sent`. */
   turn(sent: number): void {
     if (this.#replies === 0) return;
     const now = performance.now();
@@ -83,9 +83,9 @@ export class Outbox<J> {
   }
 
   /**
-   * Flushes at the end of the current task, unless the worker holds enough
+   * Flushes at the end of the current task, unless the thread holds enough
    * chunks to keep busy: then the outbox grows until the replies bring it
-   * down, or, for a slow worker, until it makes a whole batch.
+   * down, or, for a slow thread, until it makes a whole batch.
    */
   #schedule(sent: number): void {
     if (
@@ -102,7 +102,7 @@ export class Outbox<J> {
     this.#flushing = false;
     const jobs = this.clear();
     if (jobs.length === 0) return;
-    // A slow worker gets batches of at most `#batch`: it replies to a whole
+    // A slow thread gets batches of at most `#batch`: it replies to a whole
     // batch at once, so a larger one would leave it idle until the refill.
     const most = this.#perChunk > SLOW_MS ? this.#batch : jobs.length;
     if (jobs.length <= most) return this.#send(jobs);

@@ -1,6 +1,6 @@
 // Copyright the @ocycle/core authors. MIT license.
-// The entry of a process-mode child: `deno run ... _child.ts`. It reads an
-// InitMessage frame from stdin, imports the callback module once, says ready
+// The child entry, what a process-mode child runs (`deno run ...
+// _child_entry.ts`). It reads an InitMessage frame from stdin, imports the callback module once, says ready
 // (or why it could not start), then runs the task frames it reads one at a
 // time, in order, and writes one result or error frame per task to stdout.
 // Tasks run one at a time so that the parent always knows which chunk was
@@ -25,7 +25,7 @@ import {
   encodeValue,
 } from "../wire/_values.ts";
 import { layoutType } from "../wire/_layout.ts";
-import { loadCallback } from "./_load.ts";
+import { loadCallback } from "../run/_load_callback.ts";
 
 // First of all: nothing user code prints through `console` may reach stdout,
 // which carries the protocol. Every console method that prints to stdout is

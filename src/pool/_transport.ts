@@ -1,16 +1,16 @@
 // Copyright the @ocycle/core authors. MIT license.
-// All the pool (run/_pool.ts) knows of a mode: how to start one Worker or
+// All the pool (pool/_pool.ts) knows of a mode: how to start one thread or
 // child, send it chunks, end it and kill it, and what it says back. Thread
-// mode (run/_thread.ts) and process mode (run/_process.ts) each implement it;
+// mode (pool/_thread.ts) and process mode (pool/_process.ts) each implement it;
 // what really differs between them is said here as properties, never as a
 // second pool.
 
 import type { ChunkErrorKind } from "../chunk_error.ts";
 import type { Mode } from "../chunk_info.ts";
 import type { ChunkLayout } from "../wire/_layout.ts";
-import type { Task } from "./_runner.ts";
+import type { Task } from "../run/_runner.ts";
 
-/** What every Worker or child needs to know: which module to run, and how. */
+/** What every thread or child needs to know: which module to run, and how. */
 export interface RemoteSettings {
   /** The emitter's class name, for messages. */
   readonly owner: string;
@@ -26,7 +26,7 @@ export interface RemoteSettings {
   readonly timeout: number;
   /**
    * Attempts after the first for a chunk that crashed or timed out: when
-   * above 0, the bytes of a chunk must outlive a Worker that dies with them.
+   * above 0, the bytes of a chunk must outlive a thread that dies with them.
    */
   readonly retries?: number;
 }
@@ -44,7 +44,7 @@ export interface Unsent<P> {
   readonly error: unknown;
 }
 
-/** How a Worker or child ended, as far as the parent can tell. */
+/** How a thread or child ended, as far as the parent can tell. */
 export interface Exit {
   /** For messages, such as " (child 0, killed by SIGKILL)"; "" when there is nothing to add. */
   readonly text: string;
@@ -57,7 +57,7 @@ export interface Exit {
 /** What a fault is, as a transport sees it. */
 export type FaultKind = Extract<ChunkErrorKind, "crash" | "protocol"> | "load";
 
-/** What a transport tells the pool. Calls about a Worker the pool has ended are ignored. */
+/** What a transport tells the pool. Calls about a thread the pool has ended are ignored. */
 export interface TransportEvents {
   /** The callback module is loaded: chunks may come. */
   ready(): void;
@@ -77,7 +77,7 @@ export interface TransportEvents {
 
 /**
  * The process groups of a pool's children and commands. A transport starts
- * each process in a group of its own through run/_spawn.ts, which says so
+ * each process in a group of its own through pool/_spawn.ts, which says so
  * with `watch`, and ends it with `kill`, leader and leftovers alike; the
  * pool's watchdog kills every group still watched if the parent dies.
  */
@@ -88,7 +88,7 @@ export interface Groups {
   kill(pid: number): void;
 }
 
-/** One running Worker or child. */
+/** One running thread or child. */
 export interface Transport<P> {
   /** Sends chunks, in order; returns those that could not be sent. */
   send(jobs: readonly Job<P>[]): Unsent<P>[] | undefined;
@@ -128,7 +128,7 @@ export interface TransportKind<P> {
   /** Turns a task into what `send` takes. Throws to fail the chunk. */
   prepare(task: Task<unknown>): P;
   /**
-   * Puts a buffer that came back from a Worker under the task again, so
+   * Puts a buffer that came back from a thread under the task again, so
    * that the emitter recycles it.
    */
   takeBack(task: Task<unknown>, buffer: unknown): void;

@@ -1,5 +1,5 @@
 // Copyright the @ocycle/core authors. MIT license.
-// Loading a callback module, the same way in serial mode, in a Worker and in
+// Loading a callback module, the same way in serial mode, in a thread and in
 // a child process.
 
 import type { Callback } from "../chunk_info.ts";

@@ -1,10 +1,10 @@
 // Copyright the @ocycle/core authors. MIT license.
-// The entry of a thread-mode Worker. It imports the callback module once (so
-// the module's top-level code is per-Worker set-up), then runs each chunk it
-// is sent and replies with the result or the error; a throw or a rejection
-// never ends the Worker. Borrowed chunk buffers travel back with the reply.
-// `self.close()` and `Deno.exit()` are wrapped so that the parent hears about
-// them: Deno itself gives the parent no event when a Worker ends itself.
+// The thread entry: what each thread-mode Worker runs. It imports the callback
+// module once (so the module's top-level code is per-thread set-up), then runs
+// each chunk it is sent and replies with the result or the error; a throw or a
+// rejection never ends the thread. Borrowed chunk buffers travel back with the
+// reply. `self.close()` and `Deno.exit()` are wrapped so that the parent hears
+// about them: Deno itself gives the parent no event when a thread ends itself.
 
 import type { Callback, ChunkInfo } from "../chunk_info.ts";
 import {
@@ -26,7 +26,7 @@ import {
   type TypedArray,
   type TypedArrayConstructor,
 } from "../wire/_layout.ts";
-import { isThenable, loadCallback } from "./_load.ts";
+import { isThenable, loadCallback } from "../run/_load_callback.ts";
 
 interface WorkerScope {
   postMessage(message: WorkerMessage, transfer?: Transferable[]): void;
@@ -132,7 +132,7 @@ function run(id: number, info: ChunkInfo, sent: unknown): void {
  * Milliseconds a reply may wait for the rest of its batch. The replies to the
  * chunks of one message leave together, which saves the parent a wake-up per
  * chunk; with slow callbacks the parent has already sent the next batch, so
- * the Worker never waits for it. A long batch must not hold results back for
+ * the thread never waits for it. A long batch must not hold results back for
  * longer than this.
  */
 const HOLD_MS = 5;
@@ -162,7 +162,7 @@ type Reply = ResultMessage | ErrorMessage;
 
 // Replies that settle in the same turn (the chunks of one message) leave in
 // one message, which is what keeps the cost per chunk low under load, up to
-// HOLD_MS. Without a timeout a callback that hangs leaves the Worker stuck for
+// HOLD_MS. Without a timeout a callback that hangs leaves the thread stuck for
 // good, so holding back the replies before it loses nothing; with one,
 // `replyAtOnce` posts each reply as it comes.
 let replies: Reply[] = [];
