@@ -8,23 +8,37 @@
 // `inFlight` chunks are in the stream at once: the emitter's slots are the
 // fleet's backpressure.
 //
-// Nothing hangs: a chunk has its `timeout` from when it was added; an entry
-// that vanished without a result (Redis came back empty, someone trimmed the
-// stream) is found by a check every few seconds and after every reconnection,
-// then added again under `retries` or failed, as is a chunk that could not be
-// added at all. `retries` for crashes and timeouts of the callback itself is
-// the fleet's: it travels in the entry and the workers apply it.
+// The rules are docs/fleet.md's: an add is idempotent (keyed by chunk and
+// attempt), so one cut off by the connection is run again, not counted; a
+// chunk has its `timeout` from when it was added; an entry that vanished
+// without a result (Redis came back empty, someone trimmed the stream) is
+// lost only from facts: found gone by a check every few seconds, with the
+// result stream's last id read in the same step, and the reader then read
+// through that id. Redis unreachable for `unreachableAfter` spends an attempt
+// of every chunk in flight. `retries` for crashes and timeouts of the
+// callback itself is the fleet's: it travels in the entry and the workers
+// apply it.
 
 import { ChunkError, type ChunkErrorKind } from "../chunk_error.ts";
 import type { Mode } from "../chunk_info.ts";
-import { FleetProducer, type FleetResult } from "../redis/_fleet_producer.ts";
+import {
+  FleetProducer,
+  type FleetResult,
+  READ_COUNT,
+} from "../redis/_fleet_producer.ts";
+import { RedisConnectionError } from "../redis/_errors.ts";
 import { hostName } from "../redis/_host.ts";
 import { type Codec, loadCodec } from "../wire/_codec.ts";
 import { decodeResultEntry, encodeTaskEntry } from "../wire/_entries.ts";
 import type { ChunkLayout } from "../wire/_layout.ts";
 import { fromWireError } from "../wire/_messages.ts";
 import { within } from "./_deadline.ts";
-import { retryDelay } from "./_retry.ts";
+import {
+  pause,
+  redisDelay,
+  retryDelay,
+  UNREACHABLE_AFTER,
+} from "./_retry_policy.ts";
 import {
   describe,
   message,
@@ -68,14 +82,16 @@ export interface RedisSettings {
   readonly quietAfter?: number;
   /** Milliseconds Redis may stay unreachable before chunks in flight are added again under `retries` or failed. @default {30000} */
   readonly unreachableAfter?: number;
+  /** Milliseconds a Redis connection may give no reply while commands wait (the client's). @default {5000} */
+  readonly commandTimeout?: number;
 }
+
+export { UNREACHABLE_AFTER };
 
 /** How often chunks in flight are checked for entries that vanished, in ms. */
 export const LOST_CHECK_EVERY = 2000;
 /** Milliseconds without a result, chunks waiting, before the producer asks whether any worker reads. */
 export const QUIET_AFTER = 10_000;
-/** Milliseconds Redis may stay unreachable before the chunks in flight are given up on (or added again under `retries`). */
-export const UNREACHABLE_AFTER = 30_000;
 /** A consumer idle longer than this (ms) is not counted as a live worker. */
 const LIVE_WITHIN = 30_000;
 /** How long one read of the result stream blocks, in ms. */
@@ -93,10 +109,12 @@ interface Flight {
   /** Times it was added (or tried). */
   attempts: number;
   /**
-   * The reader's round when a check first found its entry gone, else
-   * `undefined`: gone again after a whole read of results since, it is lost.
+   * Once a check found its entry gone: the result stream's last id then, and
+   * the read under way then. Once the reader has read through that id, or
+   * a whole read begun later came back short, its result would have come:
+   * it is lost.
    */
-  suspect: number | undefined;
+  gone: { fence: string; round: number } | undefined;
   timer: ReturnType<typeof setTimeout> | undefined;
 }
 
@@ -117,8 +135,12 @@ export class RedisRunner implements Runner<unknown, unknown> {
   /** Whether a check waits to run behind the one running. */
   #checkQueued = false;
   #connections = 1;
-  /** Reads of the result stream that succeeded. */
-  #rounds = 0;
+  /** Reads of the result stream begun. */
+  #round = 0;
+  /** The latest read that came back short of READ_COUNT: it read everything there was. */
+  #caughtUp = 0;
+  /** Add keys of settled chunks, to forget in the server. */
+  #forget: string[] = [];
   /** When the result reader last began failing, for as long as it fails. */
   #outageSince: number | undefined;
   #retried = 0;
@@ -137,6 +159,9 @@ export class RedisRunner implements Runner<unknown, unknown> {
       settings.url,
       settings.stream,
       producerName(),
+      settings.commandTimeout === undefined
+        ? {}
+        : { commandTimeout: settings.commandTimeout },
     );
   }
 
@@ -155,7 +180,7 @@ export class RedisRunner implements Runner<unknown, unknown> {
         reject,
         entry: undefined,
         attempts: 0,
-        suspect: undefined,
+        gone: undefined,
         timer: undefined,
       };
       if (this.#flights.size === 0) this.#heard = performance.now();
@@ -175,12 +200,19 @@ export class RedisRunner implements Runner<unknown, unknown> {
     this.#checker ??= setInterval(() => this.#check(), LOST_CHECK_EVERY);
   }
 
-  /** Adds the task entry of `flight`; on failure, tries again under `retries` or fails it. */
+  /**
+   * Adds the task entry of `flight`, once: an add cut off by the connection
+   * is run again with the same key (no second entry, no attempt spent) until
+   * it answers or Redis has been unreachable for `unreachableAfter`; then,
+   * or on an error reply, it tries again under `retries` or fails it.
+   */
   async #add(flight: Flight): Promise<void> {
     flight.attempts++;
     flight.entry = undefined;
-    flight.suspect = undefined;
+    flight.gone = undefined;
+    const key = `${flight.key}.${flight.attempts}`;
     let entry: string;
+    let since: number | undefined;
     try {
       this.#codec ??= await loadCodec();
       // Settled meanwhile (aborted, timed out): no entry for it.
@@ -195,13 +227,37 @@ export class RedisRunner implements Runner<unknown, unknown> {
         this.#codec.clone,
         { retries, retryDelay },
       );
-      entry = await this.#producer.submit(fields);
+      const limit = this.#settings.unreachableAfter ?? UNREACHABLE_AFTER;
+      for (let failures = 1;; failures++) {
+        try {
+          entry = await this.#producer.submit(fields, key);
+          break;
+        } catch (error) {
+          since ??= performance.now();
+          if (
+            !(error instanceof RedisConnectionError) ||
+            this.#state === "closed" ||
+            performance.now() - since >= limit
+          ) throw error;
+          await pause(redisDelay(failures));
+          if (this.#flights.get(flight.key) !== flight) {
+            this.#forget.push(key);
+            return;
+          }
+        }
+      }
     } catch (error) {
       if (this.#flights.get(flight.key) !== flight) return;
+      this.#forget.push(key);
+      const seconds = since === undefined
+        ? ""
+        : ` (Redis unreachable for ${
+          Math.round((performance.now() - since) / 1000)
+        } s)`;
       this.#again(
         flight,
         "crash",
-        `it could not be added to the stream '${this.#settings.stream}' at ${this.#producer.url}: ${
+        `it could not be added to the stream '${this.#settings.stream}' at ${this.#producer.url}${seconds}: ${
           describe(error)
         }`,
         error,
@@ -210,6 +266,7 @@ export class RedisRunner implements Runner<unknown, unknown> {
     }
     if (this.#flights.get(flight.key) !== flight) {
       // Settled while it was being added (timed out, aborted): take it back.
+      this.#forget.push(key);
       await this.#producer.remove([entry]).catch(() => {});
       return;
     }
@@ -235,6 +292,9 @@ export class RedisRunner implements Runner<unknown, unknown> {
       return;
     }
     this.#retried++;
+    this.#forget.push(`${flight.key}.${flight.attempts}`);
+    flight.entry = undefined;
+    flight.gone = undefined;
     const wait = retryDelay(this.#settings.retryDelay, flight.attempts);
     clearTimeout(flight.timer);
     flight.timer = setTimeout(() => {
@@ -269,6 +329,9 @@ export class RedisRunner implements Runner<unknown, unknown> {
     if (this.#flights.get(flight.key) !== flight) return;
     this.#flights.delete(flight.key);
     clearTimeout(flight.timer);
+    if (flight.attempts > 0) {
+      this.#forget.push(`${flight.key}.${flight.attempts}`);
+    }
     if (failed) flight.reject(value);
     else flight.resolve(value);
     if (this.#flights.size === 0) this.#idle?.();
@@ -282,24 +345,31 @@ export class RedisRunner implements Runner<unknown, unknown> {
     while (this.#state !== "closed") {
       if (this.#state === "closing" && this.#flights.size === 0) return;
       let results: FleetResult[];
+      const round = ++this.#round;
       try {
         results = await this.#producer.read(READ_BLOCK);
       } catch (error) {
         if (this.#closed()) return;
+        const now = performance.now();
         if (this.#outageSince === undefined) {
-          this.#outageSince = performance.now();
+          this.#outageSince = now;
           this.#log(
             `cannot read results from ${this.#producer.url}: ${
               message(error)
             }; reconnecting, ${this.#flights.size} chunk(s) in flight`,
           );
+        } else if (
+          now - this.#outageSince >=
+            (this.#settings.unreachableAfter ?? UNREACHABLE_AFTER)
+        ) {
+          this.#unreachable(now - this.#outageSince, error);
+          this.#outageSince = now;
         }
         failures++;
-        await sleep(Math.min(2000, 50 * 2 ** Math.min(failures, 6)));
+        await pause(redisDelay(failures));
         continue;
       }
       failures = 0;
-      this.#rounds++;
       if (this.#outageSince !== undefined) {
         this.#outageSince = undefined;
         this.#log(`reading results from ${this.#producer.url} again`);
@@ -311,6 +381,53 @@ export class RedisRunner implements Runner<unknown, unknown> {
       }
       if (results.length > 0) this.#hear();
       for (const result of results) this.#deliver(result);
+      if (results.length < READ_COUNT) this.#caughtUp = round;
+      this.#judge();
+      if (this.#forget.length > 0) {
+        const keys = this.#forget;
+        this.#forget = [];
+        void this.#producer.forget(keys).catch(() => {});
+      }
+    }
+  }
+
+  /**
+   * Redis has been unreachable for `ms` (the reader failing all along):
+   * every chunk with an entry spends an attempt (docs/fleet.md, rule 8).
+   */
+  #unreachable(ms: number, error: unknown): void {
+    const seconds = Math.round(ms / 1000);
+    for (const flight of [...this.#flights.values()]) {
+      if (flight.entry === undefined) continue; // its add has its own deadline
+      this.#again(
+        flight,
+        "crash",
+        `Redis at ${this.#producer.url} was unreachable for ${seconds} s with its entry ${flight.entry} in the stream '${this.#settings.stream}': ${
+          describe(error)
+        }`,
+        error,
+      );
+    }
+  }
+
+  /**
+   * The chunks found gone whose result would have been read by now (the
+   * reader read through the result stream's last id seen with them gone, or
+   * a read begun later came back short): lost, so added again or failed.
+   */
+  #judge(): void {
+    const last = this.#producer.last;
+    for (const flight of [...this.#flights.values()]) {
+      const gone = flight.gone;
+      if (gone === undefined) continue;
+      if (this.#caughtUp <= gone.round && compareIds(last, gone.fence) < 0) {
+        continue;
+      }
+      this.#again(
+        flight,
+        "crash",
+        `its entry ${flight.entry} left the stream '${this.#settings.stream}' at ${this.#producer.url} without a result (Redis restarted without its data, or the stream was trimmed)`,
+      );
     }
   }
 
@@ -382,10 +499,8 @@ export class RedisRunner implements Runner<unknown, unknown> {
   }
 
   /**
-   * Looks for entries that vanished without a result. An entry found gone
-   * twice, with a whole read of the result stream in between, is lost: its
-   * result would have been read, since a worker publishes it in the same
-   * step that deletes the entry.
+   * Looks for entries that vanished, noting with each the result stream's
+   * last id then; `#judge()` decides from there (docs/fleet.md, rule 6).
    */
   #check(): void {
     // One at a time, and none queued behind it: while Redis is away a check
@@ -399,44 +514,21 @@ export class RedisRunner implements Runner<unknown, unknown> {
         f.entry !== undefined
       );
       if (added.length === 0) return;
-      let gone: Set<string>;
+      const entries = new Map(added.map((f) => [f, f.entry!]));
+      let missing: Awaited<ReturnType<FleetProducer["missing"]>>;
       try {
-        gone = await this.#producer.missing(added.map((f) => f.entry!));
-      } catch (error) {
-        // The reader says so; the next check tries again, unless Redis has
-        // been unreachable too long: with no `timeout`, nothing else would
-        // ever end these chunks, nor close().
-        const since = this.#outageSince;
-        const limit = this.#settings.unreachableAfter ?? UNREACHABLE_AFTER;
-        if (since === undefined || performance.now() - since < limit) return;
-        const seconds = Math.round((performance.now() - since) / 1000);
-        for (const flight of added) {
-          if (this.#flights.get(flight.key) !== flight) continue;
-          this.#again(
-            flight,
-            "crash",
-            `Redis at ${this.#producer.url} was unreachable for ${seconds} s with its entry ${flight.entry} in the stream '${this.#settings.stream}': ${
-              describe(error)
-            }`,
-            error,
-          );
-        }
-        return;
+        missing = await this.#producer.missing([...entries.values()]);
+      } catch {
+        return; // The reader says what is wrong with Redis.
       }
-      for (const flight of added) {
+      // The read under way now may have begun before the look: only one
+      // begun after it counts.
+      const round = this.#round;
+      for (const [flight, entry] of entries) {
         if (this.#flights.get(flight.key) !== flight) continue;
-        if (!gone.has(flight.entry!)) {
-          flight.suspect = undefined;
-        } else if (flight.suspect === undefined) {
-          flight.suspect = this.#rounds;
-        } else if (this.#rounds >= flight.suspect + 2) {
-          // A read begun after the first look would have brought its result
-          // (checks queued while Redis was unreachable run back to back).
-          this.#again(
-            flight,
-            "crash",
-            `its entry ${flight.entry} left the stream '${this.#settings.stream}' at ${this.#producer.url} without a result (Redis restarted without its data, or the stream was trimmed)`,
-          );
+        if (flight.entry !== entry || flight.gone !== undefined) continue;
+        if (missing.gone.has(entry)) {
+          flight.gone = { fence: missing.fence, round };
         }
       }
     });
@@ -549,6 +641,12 @@ function producerName(): string {
   return `${host === undefined ? "" : host + "-"}${Deno.pid}-${hex}`;
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
+/** Orders two stream ids ("ms-seq"): negative, 0 or positive. */
+export function compareIds(a: string, b: string): number {
+  const [am = "0", as = "0"] = a.split("-");
+  const [bm = "0", bs = "0"] = b.split("-");
+  const ms = BigInt(am) - BigInt(bm);
+  if (ms !== 0n) return ms < 0n ? -1 : 1;
+  const seq = BigInt(as) - BigInt(bs);
+  return seq === 0n ? 0 : seq < 0n ? -1 : 1;
 }
