@@ -3,6 +3,7 @@
 // faults found by red-teaming, each against a real redis-server.
 
 import { assert, assertEquals, assertRejects } from "@std/assert";
+import { deadline } from "@std/async";
 import { deserialize, serialize } from "node:v8";
 import { ChunkError } from "../mod.ts";
 import { RedisClient } from "../src/redis/_client.ts";
@@ -344,6 +345,48 @@ Deno.test({
       await runner.close();
       await proxy.cut();
       await worker.close();
+      await admin.close();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "redis mode faults: a redis-server that stops answering (SIGSTOP) fails the chunks in flight, added or being added, within unreachableAfter and the command deadline; close() ends",
+  ignore,
+  async fn() {
+    await using server = await RedisServer.start();
+    const admin = await RedisClient.connect(server.url);
+    const info = new TextDecoder().decode(
+      await admin.command("INFO", "server") as Uint8Array,
+    );
+    const pid = Number(/process_id:(\d+)/.exec(info)![1]);
+    const runner = new RedisRunner(
+      settings(server.url, { unreachableAfter: 1000, commandTimeout: 300 }),
+    );
+    try {
+      const added = runner.run(task(1));
+      added.catch(() => {});
+      while (await admin.command("XLEN", STREAM) !== 1) await sleep(20);
+      Deno.kill(pid, "SIGSTOP");
+      const started = performance.now();
+      const adding = runner.run(task(2));
+      adding.catch(() => {});
+      const bound = (p: Promise<unknown>) => deadline(p, 10_000);
+      for (const result of [added, adding]) {
+        const error = await assertRejects(() => bound(result), ChunkError);
+        assertEquals(error.kind, "crash");
+        assert(error.message.includes("unreachable"), error.message);
+      }
+      const ms = performance.now() - started;
+      // 1000 ms of failed reads, each failing 300 ms past its BLOCK (1000).
+      assert(ms < 6000, `failed after ${ms} ms`);
+      const closing = performance.now();
+      await bound(runner.close());
+      assert(performance.now() - closing < 3000);
+    } finally {
+      Deno.kill(pid, "SIGCONT");
+      await runner.abort(new Error("the test is over"));
       await admin.close();
     }
   },
