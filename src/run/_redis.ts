@@ -34,6 +34,7 @@ import type { ChunkLayout } from "../wire/_layout.ts";
 import { fromWireError } from "../wire/_messages.ts";
 import { within } from "./_deadline.ts";
 import {
+  MAX_LOSSES,
   pause,
   redisDelay,
   retryDelay,
@@ -106,8 +107,12 @@ interface Flight {
   readonly reject: (error: unknown) => void;
   /** The task entry's id, once added. */
   entry: string | undefined;
-  /** Times it was added (or tried). */
+  /** Attempts under `retries` (from 1 once added). */
   attempts: number;
+  /** Adds made, each with a key of its own (`key.adds`). */
+  adds: number;
+  /** Times its entry was lost (the broker's doing): re-added free, up to MAX_LOSSES. */
+  losses: number;
   /**
    * Once a check found its entry gone: the result stream's last id then, and
    * the read under way then. Once the reader has read through that id, or
@@ -180,6 +185,8 @@ export class RedisRunner implements Runner<unknown, unknown> {
         reject,
         entry: undefined,
         attempts: 0,
+        adds: 0,
+        losses: 0,
         gone: undefined,
         timer: undefined,
       };
@@ -208,9 +215,10 @@ export class RedisRunner implements Runner<unknown, unknown> {
    */
   async #add(flight: Flight): Promise<void> {
     flight.attempts++;
+    flight.adds++;
     flight.entry = undefined;
     flight.gone = undefined;
-    const key = `${flight.key}.${flight.attempts}`;
+    const key = `${flight.key}.${flight.adds}`;
     let entry: string;
     let since: number | undefined;
     try {
@@ -273,15 +281,26 @@ export class RedisRunner implements Runner<unknown, unknown> {
     flight.entry = entry;
   }
 
-  /** Runs `flight` again after a delay if `retries` allows, or fails it. */
+  /**
+   * Runs `flight` again after a delay if `retries` allows, or fails it; a
+   * `lost` entry (the broker's doing) is added again without spending
+   * `retries`, up to MAX_LOSSES times.
+   */
   #again(
     flight: Flight,
     kind: ChunkErrorKind,
     detail: string,
     cause?: unknown,
+    lost = false,
   ): void {
-    if (this.#state === "closed" || flight.attempts > this.#settings.retries) {
-      const attempts = flight.attempts > 1
+    if (lost) flight.losses++;
+    const spent = lost
+      ? flight.losses > MAX_LOSSES
+      : flight.attempts > this.#settings.retries;
+    if (this.#state === "closed" || spent) {
+      const attempts = lost
+        ? ` (lost ${flight.losses} times)`
+        : flight.attempts > 1
         ? ` (after ${flight.attempts} attempts)`
         : "";
       this.#settle(
@@ -292,10 +311,15 @@ export class RedisRunner implements Runner<unknown, unknown> {
       return;
     }
     this.#retried++;
-    this.#forget.push(`${flight.key}.${flight.attempts}`);
+    this.#forget.push(`${flight.key}.${flight.adds}`);
     flight.entry = undefined;
     flight.gone = undefined;
-    const wait = retryDelay(this.#settings.retryDelay, flight.attempts);
+    // #add counts an attempt: a loss is not one.
+    if (lost) flight.attempts--;
+    const wait = retryDelay(
+      this.#settings.retryDelay,
+      lost ? flight.losses : flight.attempts,
+    );
     clearTimeout(flight.timer);
     flight.timer = setTimeout(() => {
       flight.timer = undefined;
@@ -329,8 +353,8 @@ export class RedisRunner implements Runner<unknown, unknown> {
     if (this.#flights.get(flight.key) !== flight) return;
     this.#flights.delete(flight.key);
     clearTimeout(flight.timer);
-    if (flight.attempts > 0) {
-      this.#forget.push(`${flight.key}.${flight.attempts}`);
+    if (flight.adds > 0) {
+      this.#forget.push(`${flight.key}.${flight.adds}`);
     }
     if (failed) flight.reject(value);
     else flight.resolve(value);
@@ -427,6 +451,8 @@ export class RedisRunner implements Runner<unknown, unknown> {
         flight,
         "crash",
         `its entry ${flight.entry} left the stream '${this.#settings.stream}' at ${this.#producer.url} without a result (Redis restarted without its data, or the stream was trimmed)`,
+        undefined,
+        true,
       );
     }
   }
@@ -469,7 +495,7 @@ export class RedisRunner implements Runner<unknown, unknown> {
       );
       return;
     }
-    if (flight.attempts > 1 && flight.entry !== undefined) {
+    if (flight.adds > 1 && flight.entry !== undefined) {
       // An earlier attempt answered (after a timeout): the entry added
       // since would run a chunk already done.
       void this.#producer.remove([flight.entry]).catch(() => {});

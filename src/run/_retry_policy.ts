@@ -68,6 +68,14 @@ export function redisDelay(failures: number): number {
  */
 export const MAX_STALLS = 3;
 
+/**
+ * How many times a chunk's entry may be lost (Redis restarted without its
+ * data, the stream trimmed) and be added again without spending `retries`:
+ * a loss is the broker's fault, not the chunk's; a chunk lost more often
+ * than this fails, so that something deleting entries cannot loop forever.
+ */
+export const MAX_LOSSES = 5;
+
 /** Milliseconds a Redis command may go unanswered (past its BLOCK) before its connection is torn down. */
 export const COMMAND_TIMEOUT = 5000;
 
