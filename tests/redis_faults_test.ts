@@ -651,25 +651,31 @@ Deno.test({
     for (const name of names) fleet.spawn(name);
     await fleet.ready(names.length);
     const p = producer(fleet.url, { retries: 0 });
-    const n = 240;
+    const n = 600;
     const feeding = p.feed(n);
-    await until(
-      "w1 holds two entries (one running, one read ahead)",
-      async () => (await fleet.pendingFor("w1")).length >= 2,
-    );
+    // Frozen (SIGSTOP) where it holds one entry started and one read ahead,
+    // never started, it is killed: both must run elsewhere, free.
     const victim = fleet.workers.get("w1")!;
+    const startCount = async (id: string) =>
+      await fleet.admin.command("HGET", startedHash(STREAM), id) !== null;
+    let held: string[] = [];
+    let running = 0;
+    await until(
+      "w1 is caught holding a started and an unstarted entry",
+      async () => {
+        if ((await fleet.pendingFor("w1")).length < 2) return false;
+        Deno.kill(victim.pid, "SIGSTOP");
+        held = await fleet.pendingFor("w1");
+        running = 0;
+        for (const id of held) if (await startCount(id)) running++;
+        if (running >= 1 && running < held.length) return true;
+        Deno.kill(victim.pid, "SIGCONT");
+        return false;
+      },
+    );
     victim.child.kill("SIGKILL");
     await victim.exited;
-    const held = await fleet.pendingFor("w1");
-    let neverStarted = 0;
-    for (const id of held) {
-      const count = await fleet.admin.command(
-        "HGET",
-        startedHash(STREAM),
-        id,
-      );
-      if (count === null) neverStarted++;
-    }
+    const neverStarted = held.length - running;
     await feeding;
     await p.close(30_000);
     assertEquals(p.errors.map(String), []);
