@@ -826,3 +826,44 @@ Deno.test({
     assertStringIncludes(granted, `host=${Deno.hostname()}`);
   },
 });
+
+Deno.test({
+  name:
+    "runWorker() in thread mode with pool 2 holds only what its pool starts (2), not pool × concurrency (16): the rest stays for other workers",
+  ignore,
+  async fn() {
+    await using f = await fleet();
+    for (let i = 0; i < 20; i++) {
+      await f.submit(
+        `s${i}`,
+        { kind: "items" },
+        [{ op: "sleep", ms: 1500 }],
+        info(i, 1),
+      );
+    }
+    const worker = f.start("t", { mode: "thread", pool: 2, concurrency: 8 });
+    await until("it claims", () => worker.stats().claimed >= 2);
+    await sleep(600); // a few more claim rounds
+    const pending = await xpending(f.admin, STREAM, "ocycle");
+    assertEquals(pending.consumers.get("t"), 2, "entries it holds");
+    assertEquals(worker.stats().claimed, 2);
+    const stats = await worker.abort();
+    assertEquals(stats.handedBack, 2);
+  },
+});
+
+Deno.test("runWorker() names a bad maxStalls and its value", () => {
+  for (const maxStalls of [0, 1.5, -1]) {
+    assertThrows(
+      () =>
+        runWorker({
+          url: "redis://127.0.0.1:1",
+          stream: STREAM,
+          module: HANDLER,
+          maxStalls,
+        }),
+      RangeError,
+      `'maxStalls' must be a positive integer: received number ${maxStalls}`,
+    );
+  }
+});
