@@ -552,10 +552,7 @@ export class RedisClient {
   }
 }
 
-/**
- * Milliseconds a command may block in the server by its own asking: the
- * BLOCK of XREAD and XREADGROUP (0, forever, as no deadline at all).
- */
+/** Milliseconds XREAD or XREADGROUP may block by its BLOCK (0: forever). */
 function blockOf(name: string, args: readonly Arg[]): number {
   if (name !== "XREAD" && name !== "XREADGROUP") return 0;
   for (let i = 1; i + 1 < args.length; i++) {

@@ -27,12 +27,14 @@ import {
   READ_COUNT,
 } from "../redis/_fleet_producer.ts";
 import { RedisConnectionError } from "../redis/_errors.ts";
-import { hostName } from "../redis/_host.ts";
+import { fleetName } from "../redis/_host.ts";
+import { compareIds } from "../redis/_streams.ts";
 import { type Codec, loadCodec } from "../wire/_codec.ts";
 import { decodeResultEntry, encodeTaskEntry } from "../wire/_entries.ts";
-import type { ChunkLayout } from "../wire/_layout.ts";
 import { fromWireError } from "../wire/_messages.ts";
 import { within } from "./_deadline.ts";
+import { IdleWarning, QUIET_AFTER } from "./_redis_idle.ts";
+import type { RedisSettings } from "./_redis_settings.ts";
 import {
   MAX_LOSSES,
   pause,
@@ -49,52 +51,11 @@ import {
   warn,
 } from "./_runner.ts";
 
-/** The checked `redis` option, with defaults; `undefined` outside redis mode. */
-export interface RedisSettingsOption {
-  readonly url: string;
-  readonly stream: string;
-  readonly group: string;
-  readonly inFlight: number;
-}
-
-/** What the producer of Redis mode is made from. */
-export interface RedisSettings {
-  /** The emitter's class name, for messages. */
-  readonly owner: string;
-  /** `redis://` or `rediss://` URL of the server. */
-  readonly url: string;
-  /** The chunk stream's key. */
-  readonly stream: string;
-  /** Chunks in flight across the fleet. */
-  readonly inFlight: number;
-  /** How chunks are rebuilt by the workers. */
-  readonly layout: ChunkLayout;
-  /** Milliseconds a chunk's result may take from when it was added; Infinity for no limit. */
-  readonly timeout: number;
-  /** Attempts after the first for a chunk that crashed, timed out or was lost. */
-  readonly retries: number;
-  /** Milliseconds before the first retry, doubled for each next one. */
-  readonly retryDelay: number;
-  /** The consumer group the workers read in, to tell when none does. */
-  readonly group: string;
-  /** Says what no chunk can carry; by default on stderr. */
-  readonly log?: (line: string) => void;
-  /** Milliseconds without a result, chunks waiting, before the group is looked at. @default {10000} */
-  readonly quietAfter?: number;
-  /** Milliseconds Redis may stay unreachable before chunks in flight are added again under `retries` or failed. @default {30000} */
-  readonly unreachableAfter?: number;
-  /** Milliseconds a Redis connection may give no reply while commands wait (the client's). @default {5000} */
-  readonly commandTimeout?: number;
-}
-
+export type { RedisSettings, RedisSettingsOption } from "./_redis_settings.ts";
 export { UNREACHABLE_AFTER };
 
 /** How often chunks in flight are checked for entries that vanished, in ms. */
 export const LOST_CHECK_EVERY = 2000;
-/** Milliseconds without a result, chunks waiting, before the producer asks whether any worker reads. */
-export const QUIET_AFTER = 10_000;
-/** A consumer idle longer than this (ms) is not counted as a live worker. */
-const LIVE_WITHIN = 30_000;
 /** How long one read of the result stream blocks, in ms. */
 const READ_BLOCK = 1000;
 
@@ -152,9 +113,7 @@ export class RedisRunner implements Runner<unknown, unknown> {
   /** Results of chunks already settled (late, repeated): dropped. */
   #late = 0;
   readonly #log: (line: string) => void;
-  /** When a result last came, or the first chunk was added after a quiet spell. */
-  #heard = performance.now();
-  #warnedIdle = false;
+  readonly #quiet: IdleWarning;
 
   constructor(settings: RedisSettings) {
     this.#settings = settings;
@@ -163,10 +122,16 @@ export class RedisRunner implements Runner<unknown, unknown> {
     this.#producer = new FleetProducer(
       settings.url,
       settings.stream,
-      producerName(),
+      fleetName(),
       settings.commandTimeout === undefined
         ? {}
         : { commandTimeout: settings.commandTimeout },
+    );
+    this.#quiet = new IdleWarning(
+      this.#producer,
+      settings.group,
+      settings.quietAfter ?? QUIET_AFTER,
+      this.#log,
     );
   }
 
@@ -190,7 +155,7 @@ export class RedisRunner implements Runner<unknown, unknown> {
         gone: undefined,
         timer: undefined,
       };
-      if (this.#flights.size === 0) this.#heard = performance.now();
+      if (this.#flights.size === 0) this.#quiet.restart();
       this.#flights.set(key, flight);
       const { timeout } = this.#settings;
       if (timeout !== Infinity) {
@@ -403,7 +368,7 @@ export class RedisRunner implements Runner<unknown, unknown> {
         this.#connections = this.#producer.connections;
         this.#check();
       }
-      if (results.length > 0) this.#hear();
+      if (results.length > 0) this.#quiet.heard();
       for (const result of results) this.#deliver(result);
       if (results.length < READ_COUNT) this.#caughtUp = round;
       this.#judge();
@@ -535,7 +500,7 @@ export class RedisRunner implements Runner<unknown, unknown> {
     this.#checkQueued = true;
     this.#checking = this.#checking.then(async () => {
       this.#checkQueued = false;
-      await this.#checkWorkers();
+      await this.#quiet.check(this.#flights.size);
       const added = [...this.#flights.values()].filter((f) =>
         f.entry !== undefined
       );
@@ -558,42 +523,6 @@ export class RedisRunner implements Runner<unknown, unknown> {
         }
       }
     });
-  }
-
-  #hear(): void {
-    this.#heard = performance.now();
-    if (this.#warnedIdle) {
-      this.#warnedIdle = false;
-      this.#log(`results come from the fleet again`);
-    }
-  }
-
-  /**
-   * Chunks wait and no result came for a while: says so once if no live
-   * worker reads the stream in the group, the likeliest mistake of a new
-   * fleet (no worker started, or one on another stream or group).
-   */
-  async #checkWorkers(): Promise<void> {
-    const quiet = this.#settings.quietAfter ?? QUIET_AFTER;
-    if (
-      this.#warnedIdle || this.#flights.size === 0 ||
-      performance.now() - this.#heard < quiet
-    ) return;
-    const { stream, group } = this.#settings;
-    let live: number;
-    try {
-      const consumers = await this.#producer.consumers(group);
-      live = consumers.filter((c) => c.idle < LIVE_WITHIN).length;
-    } catch {
-      return; // The reader says what is wrong with Redis.
-    }
-    const waiting = Math.round((performance.now() - this.#heard) / 1000);
-    this.#warnedIdle = true;
-    this.#log(
-      live === 0
-        ? `no worker reads the stream '${stream}' in group '${group}' at ${this.#producer.url}: ${this.#flights.size} chunk(s) wait, none answered for ${waiting} s; start one, e.g. ocycle worker --redis URL --stream ${stream} --module ./handler.ts`
-        : `${this.#flights.size} chunk(s) wait and no result came for ${waiting} s, though ${live} worker(s) read the stream '${stream}' in group '${group}'`,
-    );
   }
 
   #error(
@@ -656,23 +585,4 @@ export class RedisRunner implements Runner<unknown, unknown> {
   counts(): RunnerCounts {
     return { workers: 0, replaced: 0, retried: this.#retried };
   }
-}
-
-/** A name unique among the producers of a stream. */
-function producerName(): string {
-  const random = crypto.getRandomValues(new Uint8Array(4));
-  const hex = Array.from(random, (b) => b.toString(16).padStart(2, "0"))
-    .join("");
-  const host = hostName();
-  return `${host === undefined ? "" : host + "-"}${Deno.pid}-${hex}`;
-}
-
-/** Orders two stream ids ("ms-seq"): negative, 0 or positive. */
-export function compareIds(a: string, b: string): number {
-  const [am = "0", as = "0"] = a.split("-");
-  const [bm = "0", bs = "0"] = b.split("-");
-  const ms = BigInt(am) - BigInt(bm);
-  if (ms !== 0n) return ms < 0n ? -1 : 1;
-  const seq = BigInt(as) - BigInt(bs);
-  return seq === 0n ? 0 : seq < 0n ? -1 : 1;
 }
