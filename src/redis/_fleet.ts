@@ -192,8 +192,9 @@ export class FleetWorker {
   async reclaim(count: number = this.#count): Promise<ClaimedEntry[]> {
     await this.ensureGroup();
     const taken: StreamEntry[] = [];
+    const deleted: string[] = [];
     for (let call = 0; call < RECLAIM_CALLS && taken.length < count; call++) {
-      const { next, entries } = await xautoclaim(
+      const { next, entries, deleted: gone } = await xautoclaim(
         this.#client,
         this.stream,
         this.group,
@@ -203,9 +204,14 @@ export class FleetWorker {
         count - taken.length,
       );
       taken.push(...entries);
+      deleted.push(...gone);
       this.#cursor = next;
       // The list's end: the next call starts over from its head.
       if (next === "0-0") break;
+    }
+    // Entries deleted while pending (given up on): their start counts go too.
+    if (deleted.length > 0) {
+      await this.#client.command("HDEL", this.#startedKey, ...deleted);
     }
     return await this.#hold(taken, true);
   }
