@@ -8,6 +8,7 @@ import { deserialize, serialize } from "node:v8";
 import { ChunkError } from "../mod.ts";
 import { RedisClient } from "../src/redis/_client.ts";
 import { FleetWorker } from "../src/redis/_fleet.ts";
+import { ADD_SCRIPT } from "../src/redis/_fleet_scripts.ts";
 import { RedisRunner, type RedisSettings } from "../src/run/_redis.ts";
 import { decodeTaskEntry, encodeResultEntry } from "../src/wire/_entries.ts";
 import { RedisServer, skipWithoutRedis } from "./_redis_server.ts";
@@ -387,6 +388,140 @@ Deno.test({
     } finally {
       Deno.kill(pid, "SIGCONT");
       await runner.abort(new Error("the test is over"));
+      await admin.close();
+    }
+  },
+});
+
+/**
+ * A TCP proxy to `port` that, once armed with a marker, passes on the first
+ * command that contains it and then cuts that connection instead of passing
+ * on the reply: the command ran, and its reply was lost with the connection.
+ */
+class ReplyCutter {
+  readonly port: number;
+  readonly #listener: Deno.Listener;
+  #conns = new Set<Deno.Conn>();
+  #loops: Promise<void>[] = [];
+  #marker: string | undefined;
+  cuts = 0;
+
+  constructor(target: number) {
+    this.#listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    this.port = (this.#listener.addr as Deno.NetAddr).port;
+    this.#loops.push(this.#accept(target));
+  }
+
+  arm(marker: string): void {
+    this.#marker = marker;
+  }
+
+  async #accept(target: number): Promise<void> {
+    try {
+      for await (const client of this.#listener) {
+        const server = await Deno.connect({
+          hostname: "127.0.0.1",
+          port: target,
+        });
+        this.#conns.add(client).add(server);
+        const state = { cut: false };
+        this.#loops.push(
+          this.#pipe(client, server, (bytes) => {
+            const marker = this.#marker;
+            if (
+              marker !== undefined &&
+              new TextDecoder().decode(bytes).includes(marker)
+            ) {
+              this.#marker = undefined;
+              state.cut = true;
+            }
+          }),
+          this.#pipe(server, client, () => {}, state),
+        );
+      }
+    } catch {
+      // closed
+    }
+  }
+
+  async #pipe(
+    from: Deno.Conn,
+    to: Deno.Conn,
+    look: (bytes: Uint8Array) => void,
+    cutting?: { cut: boolean },
+  ): Promise<void> {
+    const buffer = new Uint8Array(64 * 1024);
+    try {
+      for (;;) {
+        const n = await from.read(buffer);
+        if (n === null) break;
+        look(buffer.subarray(0, n));
+        if (cutting?.cut) {
+          this.cuts++;
+          break; // the reply goes nowhere
+        }
+        for (let at = 0; at < n;) at += await to.write(buffer.subarray(at, n));
+      }
+    } catch {
+      // cut
+    }
+    for (const conn of [from, to]) {
+      if (this.#conns.delete(conn)) conn.close();
+    }
+  }
+
+  async close(): Promise<void> {
+    this.#listener.close();
+    for (const conn of this.#conns) conn.close();
+    this.#conns.clear();
+    await Promise.all(this.#loops.splice(0));
+  }
+}
+
+Deno.test({
+  name:
+    "redis mode faults: an add that ran but whose reply was lost with the connection is run again: one entry, no retry spent, one result",
+  ignore,
+  async fn() {
+    await using server = await RedisServer.start();
+    const admin = await RedisClient.connect(server.url);
+    const proxy = new ReplyCutter(server.port);
+    const worker = new FleetWorker(server.url, {
+      stream: STREAM,
+      consumer: "w0",
+      block: 50,
+      heartbeat: 0,
+    });
+    // Loaded already, so that the add runs at its first EVALSHA.
+    await admin.command("SCRIPT", "LOAD", ADD_SCRIPT.source);
+    proxy.arm(await ADD_SCRIPT.sha());
+    const runner = new RedisRunner(
+      settings(`redis://127.0.0.1:${proxy.port}`, { retries: 0 }),
+    );
+    try {
+      const result = runner.run(task(7));
+      result.catch(() => {});
+      while (proxy.cuts === 0) await sleep(10);
+      // The add is run again over a new connection; give it time to double.
+      await sleep(1000);
+      assertEquals(await admin.command("XLEN", STREAM), 1, "entries added");
+      let [entry] = await worker.claim();
+      while (entry === undefined) [entry] = await worker.claim();
+      const t = decodeTaskEntry(entry.fields, (b) => deserialize(b));
+      await worker.commit(
+        entry,
+        encodeResultEntry(
+          t.id,
+          { worker: "w0", value: t.chunk },
+          (v) => new Uint8Array(serialize(v)),
+        ),
+      );
+      assertEquals(await deadline(result, 10_000), new Uint8Array([7]));
+      assertEquals(runner.counts().retried, 0);
+    } finally {
+      await runner.abort(new Error("the test is over"));
+      await proxy.close();
+      await worker.close();
       await admin.close();
     }
   },
