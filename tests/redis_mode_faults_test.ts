@@ -5,12 +5,17 @@
 import { assert, assertEquals, assertRejects } from "@std/assert";
 import { deadline } from "@std/async";
 import { deserialize, serialize } from "node:v8";
-import { ChunkError } from "../mod.ts";
+import { ChunkError, runWorker } from "../mod.ts";
 import { RedisClient } from "../src/redis/_client.ts";
-import { FleetWorker } from "../src/redis/_fleet.ts";
+import { FleetProducer, FleetWorker } from "../src/redis/_fleet.ts";
 import { ADD_SCRIPT } from "../src/redis/_fleet_scripts.ts";
 import { RedisRunner, type RedisSettings } from "../src/run/_redis.ts";
-import { decodeTaskEntry, encodeResultEntry } from "../src/wire/_entries.ts";
+import {
+  decodeResultEntry,
+  decodeTaskEntry,
+  encodeResultEntry,
+  encodeTaskEntry,
+} from "../src/wire/_entries.ts";
 import { RedisServer, skipWithoutRedis } from "./_redis_server.ts";
 
 const ignore = skipWithoutRedis("redis_mode_faults_test.ts");
@@ -522,6 +527,74 @@ Deno.test({
       await runner.abort(new Error("the test is over"));
       await proxy.close();
       await worker.close();
+      await admin.close();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "redis mode faults: an entry whose delivery was lost with the worker's connection is taken over without counting as a worker's death: under retries 0 it runs, nothing is dead-lettered",
+  ignore,
+  async fn() {
+    await using server = await RedisServer.start();
+    const admin = await RedisClient.connect(server.url);
+    const proxy = new ReplyCutter(server.port);
+    const producer = new FleetProducer(server.url, STREAM, "p1");
+    await admin.command("XGROUP", "CREATE", STREAM, "ocycle", "0", "MKSTREAM");
+    await producer.submit(
+      encodeTaskEntry(
+        "t1",
+        task(1).info,
+        { kind: "text" },
+        "lost in transit",
+        (v) => new Uint8Array(serialize(v)),
+        { retries: 0, retryDelay: 10 },
+      ),
+    );
+    // The worker's first XREADGROUP delivers the entry; its reply is cut.
+    proxy.arm("XREADGROUP");
+    const lines: string[] = [];
+    const worker = runWorker({
+      url: `redis://127.0.0.1:${proxy.port}`,
+      stream: STREAM,
+      module: new URL("./fixtures/redis/handler.ts", import.meta.url),
+      mode: "serial",
+      staleAfter: 400,
+      heartbeat: 100,
+      // The strictest budget: one worker lost with the chunk is one too many.
+      maxStalls: 1,
+      name: "w0",
+      log: (line) => lines.push(line),
+    });
+    try {
+      const results = [];
+      const until = Date.now() + 10_000;
+      while (results.length === 0 && Date.now() < until) {
+        results.push(...await producer.read(100));
+      }
+      assertEquals(proxy.cuts, 1);
+      assertEquals(results.length, 1, lines.join("\n"));
+      const result = decodeResultEntry(
+        results[0]!.fields,
+        (b) => deserialize(b),
+      );
+      assertEquals(result, {
+        id: "t1",
+        worker: "w0",
+        value: "LOST IN TRANSIT",
+      });
+      const stats = await worker.shutdown();
+      assertEquals([stats.reclaimed, stats.deadLettered, stats.done], [
+        1,
+        0,
+        1,
+      ]);
+      assertEquals(await admin.command("XLEN", `${STREAM}:dead`), 0);
+    } finally {
+      await worker.abort();
+      await proxy.close();
+      await producer.close();
       await admin.close();
     }
   },
