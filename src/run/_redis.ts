@@ -183,13 +183,17 @@ export class RedisRunner implements Runner<unknown, unknown> {
     flight.adds++;
     flight.entry = undefined;
     flight.gone = undefined;
-    const key = `${flight.key}.${flight.adds}`;
+    const adds = flight.adds;
+    const key = `${flight.key}.${adds}`;
+    // Settled, or added anew (its timeout fired while this add waited):
+    // this add is not wanted any more.
+    const stale = () =>
+      this.#flights.get(flight.key) !== flight || flight.adds !== adds;
     let entry: string;
     let since: number | undefined;
     try {
       this.#codec ??= await loadCodec();
-      // Settled meanwhile (aborted, timed out): no entry for it.
-      if (this.#flights.get(flight.key) !== flight) return;
+      if (stale()) return;
       const { task } = flight;
       const { layout, retries, retryDelay } = this.#settings;
       const fields = encodeTaskEntry(
@@ -213,15 +217,15 @@ export class RedisRunner implements Runner<unknown, unknown> {
             performance.now() - since >= limit
           ) throw error;
           await pause(redisDelay(failures));
-          if (this.#flights.get(flight.key) !== flight) {
+          if (stale()) {
             this.#forget.push(key);
             return;
           }
         }
       }
     } catch (error) {
-      if (this.#flights.get(flight.key) !== flight) return;
       this.#forget.push(key);
+      if (stale()) return;
       const seconds = since === undefined
         ? ""
         : ` (Redis unreachable for ${
@@ -237,8 +241,8 @@ export class RedisRunner implements Runner<unknown, unknown> {
       );
       return;
     }
-    if (this.#flights.get(flight.key) !== flight) {
-      // Settled while it was being added (timed out, aborted): take it back.
+    if (stale()) {
+      // Settled or added anew while it was being added: take it back.
       this.#forget.push(key);
       await this.#producer.remove([entry]).catch(() => {});
       return;
@@ -277,6 +281,8 @@ export class RedisRunner implements Runner<unknown, unknown> {
     }
     this.#retried++;
     this.#forget.push(`${flight.key}.${flight.adds}`);
+    // An add of the attempt given up on that is still under way is stale.
+    flight.adds++;
     flight.entry = undefined;
     flight.gone = undefined;
     // #add counts an attempt: a loss is not one.

@@ -26,7 +26,7 @@ export interface RedisSettings {
   readonly layout: ChunkLayout;
   /** Milliseconds a chunk's result may take from when it was added; Infinity for no limit. */
   readonly timeout: number;
-  /** Attempts after the first for a chunk that crashed, timed out or was lost. */
+  /** Attempts after the first for a chunk that crashed or timed out (a lost entry is added again free: docs/fleet.md). */
   readonly retries: number;
   /** Milliseconds before the first retry, doubled for each next one. */
   readonly retryDelay: number;
