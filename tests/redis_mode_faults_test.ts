@@ -5,7 +5,8 @@
 import { assert, assertEquals, assertRejects } from "@std/assert";
 import { deadline } from "@std/async";
 import { deserialize, serialize } from "node:v8";
-import { ChunkError, runWorker } from "../mod.ts";
+import { ChunkError } from "../mod.ts";
+import { runWorker } from "../redis.ts";
 import { RedisClient } from "../src/redis/_client.ts";
 import { FleetProducer, FleetWorker } from "../src/redis/_fleet.ts";
 import { ADD_SCRIPT } from "../src/redis/_fleet_scripts.ts";
