@@ -28,9 +28,9 @@
  * @module
  */
 
-export { runWorker } from "./src/run_worker.ts";
+export { runWorker } from "./src/fleet_worker.ts";
 export type {
   RedisWorker,
   RedisWorkerOptions,
   RedisWorkerStats,
-} from "./src/run_worker.ts";
+} from "./src/fleet_worker.ts";

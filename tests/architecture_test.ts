@@ -167,13 +167,13 @@ Deno.test("a serial program evaluates the serial path and no other mode", async 
     "src/core/_write_path.ts",
     "src/emitter.ts",
     "src/fanout.ts",
+    "src/fleet/_url.ts",
     "src/item_emit.ts",
     // Leaves that check options when the emitter is made, in every mode:
     // process mode's options and the pool's default timeouts, the Redis URL.
     "src/pool/_process_options.ts",
     "src/pool/_slot.ts",
     "src/rechunk.ts",
-    "src/redis/_url.ts",
     "src/run/_deadline.ts",
     "src/run/_factory.ts",
     // How a callback module that could not be loaded is worded, in every mode.

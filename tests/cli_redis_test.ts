@@ -10,8 +10,8 @@ import {
   assertMatch,
   assertStringIncludes,
 } from "@std/assert";
-import { RedisClient } from "../src/redis/_client.ts";
-import { xpending } from "../src/redis/_streams.ts";
+import { RedisClient } from "../src/fleet/_client.ts";
+import { xpending } from "../src/fleet/_streams.ts";
 import { freePort, RedisServer, skipWithoutRedis } from "./_redis_server.ts";
 
 const ignore = skipWithoutRedis("cli_redis_test.ts");

@@ -20,7 +20,7 @@ import {
   send,
   type Summary,
 } from "../examples/edge_ingest.ts";
-import { RedisClient } from "../src/redis/_client.ts";
+import { RedisClient } from "../src/fleet/_client.ts";
 import { freePort, RedisServer, skipWithoutRedis } from "./_redis_server.ts";
 
 const ignore = skipWithoutRedis("edge_ingest_test.ts");

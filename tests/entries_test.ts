@@ -7,8 +7,8 @@
 import { assert, assertEquals, assertThrows } from "@std/assert";
 import { deserialize, serialize } from "node:v8";
 import type { ChunkInfo } from "../src/chunk_info.ts";
-import { RedisClient } from "../src/redis/_client.ts";
-import { xgroupCreate, xreadgroup } from "../src/redis/_streams.ts";
+import { RedisClient } from "../src/fleet/_client.ts";
+import { xgroupCreate, xreadgroup } from "../src/fleet/_streams.ts";
 import {
   decodeResultEntry,
   decodeTaskEntry,

@@ -12,15 +12,15 @@ import {
   assertThrows,
 } from "@std/assert";
 import { deadline } from "@std/async";
-import { RedisClient } from "../src/redis/_client.ts";
-import { RedisConnectionError, RedisError } from "../src/redis/_errors.ts";
+import { RedisClient } from "../src/fleet/_client.ts";
+import { RedisConnectionError, RedisError } from "../src/fleet/_errors.ts";
 import {
   encodeCommand,
   ErrorReply,
   type Reply,
   ReplyDecoder,
-} from "../src/redis/_resp.ts";
-import { NOT_A_URL, parseRedisUrl, redactUrl } from "../src/redis/_url.ts";
+} from "../src/fleet/_resp.ts";
+import { NOT_A_URL, parseRedisUrl, redactUrl } from "../src/fleet/_url.ts";
 import {
   Script,
   xack,
@@ -31,7 +31,7 @@ import {
   xgroupCreate,
   xpending,
   xreadgroup,
-} from "../src/redis/_streams.ts";
+} from "../src/fleet/_streams.ts";
 import {
   freePort,
   hasOpenssl,

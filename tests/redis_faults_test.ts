@@ -13,9 +13,9 @@
 
 import { assert, assertEquals, assertLess } from "@std/assert";
 import { BufferEmit, type ChunkError, type ChunkInfo } from "@ocycle/core";
-import { RedisClient } from "../src/redis/_client.ts";
-import { deadStream, startedHash } from "../src/redis/_fleet_scripts.ts";
-import { xpending } from "../src/redis/_streams.ts";
+import { RedisClient } from "../src/fleet/_client.ts";
+import { deadStream, startedHash } from "../src/fleet/_scripts.ts";
+import { xpending } from "../src/fleet/_streams.ts";
 import { decodeTaskEntry } from "../src/wire/_entries.ts";
 import { deserialize } from "node:v8";
 import { CI, RedisServer, skipWithoutRedis } from "./_redis_server.ts";
@@ -30,7 +30,7 @@ if (!LINUX) {
 }
 const ignore = skipWithoutRedis("redis_faults_test.ts") || !LINUX;
 const IMPORT_MAP = new URL("../.ci/import_map.json", import.meta.url).pathname;
-const FIXTURES = new URL("./fixtures/redis/", import.meta.url);
+const FIXTURES = new URL("./fixtures/redis", import.meta.url);
 const WORKER_MAIN = new URL("worker_main.ts", FIXTURES).pathname;
 const PRODUCER_MAIN = new URL("producer_main.ts", FIXTURES).pathname;
 const HANDLER = new URL("fault_handler.ts", FIXTURES);

@@ -1,5 +1,5 @@
 // Copyright the @ocycle/core authors. MIT license.
-// The fleet protocol of Redis mode (src/redis/_fleet.ts) against a real
+// The fleet protocol of Redis mode (src/fleet/_protocol.ts) against a real
 // redis-server that each test starts on a free loopback port and stops, with
 // in-process workers (separate clients, different consumer names). Without
 // redis-server the tests are skipped (and say why), except under CI=true,
@@ -7,14 +7,14 @@
 
 import { assert, assertEquals, assertRejects } from "@std/assert";
 import { deserialize, serialize } from "node:v8";
-import { RedisClient } from "../src/redis/_client.ts";
+import { RedisClient } from "../src/fleet/_client.ts";
 import {
   deadStream,
   FleetProducer,
   FleetWorker,
   type FleetWorkerOptions,
-} from "../src/redis/_fleet.ts";
-import { xpending } from "../src/redis/_streams.ts";
+} from "../src/fleet/_protocol.ts";
+import { xpending } from "../src/fleet/_streams.ts";
 import {
   decodeResultEntry,
   decodeTaskEntry,

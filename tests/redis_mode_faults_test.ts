@@ -1,5 +1,5 @@
 // Copyright the @ocycle/core authors. MIT license.
-// Redis mode, the producer side (run/_redis.ts, redis/_fleet_producer.ts):
+// Redis mode, the producer side (fleet/_producer.ts, fleet/_protocol_producer.ts):
 // faults found by red-teaming, each against a real redis-server.
 
 import { assert, assertEquals, assertRejects } from "@std/assert";
@@ -7,10 +7,10 @@ import { deadline } from "@std/async";
 import { deserialize, serialize } from "node:v8";
 import { ChunkError } from "../mod.ts";
 import { runWorker } from "../redis.ts";
-import { RedisClient } from "../src/redis/_client.ts";
-import { FleetProducer, FleetWorker } from "../src/redis/_fleet.ts";
-import { ADD_SCRIPT } from "../src/redis/_fleet_scripts.ts";
-import { RedisRunner, type RedisSettings } from "../src/run/_redis.ts";
+import { RedisClient } from "../src/fleet/_client.ts";
+import { FleetProducer, FleetWorker } from "../src/fleet/_protocol.ts";
+import { ADD_SCRIPT } from "../src/fleet/_scripts.ts";
+import { RedisRunner, type RedisSettings } from "../src/fleet/_producer.ts";
 import {
   decodeResultEntry,
   decodeTaskEntry,

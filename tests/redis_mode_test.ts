@@ -1,21 +1,21 @@
 // Copyright the @ocycle/core authors. MIT license.
-// Redis mode, the producer side (run/_redis.ts), against a real redis-server
+// Redis mode, the producer side (fleet/_producer.ts), against a real redis-server
 // and a scripted worker of the test's own (the fleet protocol by hand), so
 // that each reply the producer must survive can be made on purpose: results
 // exactly once, errors naming the worker, backpressure, timeouts, a result
 // repeated or late, entries lost with Redis, abort and close always ending.
-// The real workers (run_worker.ts, `ocycle worker`) have tests of their own.
+// The real workers (fleet_worker.ts, `ocycle worker`) have tests of their own.
 
 import { assert, assertEquals, assertRejects, assertThrows } from "@std/assert";
 import { deserialize, serialize } from "node:v8";
 import { BufferEmit, ChunkError, ItemEmit, SampleEmit } from "../mod.ts";
 import { runWorker } from "../redis.ts";
 import type { ChunkInfo } from "../mod.ts";
-import { RedisClient } from "../src/redis/_client.ts";
-import { RedisRunner } from "../src/run/_redis.ts";
+import { RedisClient } from "../src/fleet/_client.ts";
+import { RedisRunner } from "../src/fleet/_producer.ts";
 import { MAX_LOSSES } from "../src/run/_retry_policy.ts";
-import { type ClaimedEntry, FleetWorker } from "../src/redis/_fleet.ts";
-import { xpending } from "../src/redis/_streams.ts";
+import { type ClaimedEntry, FleetWorker } from "../src/fleet/_protocol.ts";
+import { xpending } from "../src/fleet/_streams.ts";
 import {
   decodeTaskEntry,
   encodeResultEntry,

@@ -1,5 +1,5 @@
 // Copyright the @ocycle/core authors. MIT license.
-// runWorker (src/run_worker.ts) against a real redis-server that each test
+// runWorker (src/fleet_worker.ts) against a real redis-server that each test
 // starts on a free loopback port and stops. The producer is FleetProducer
 // with the entry codec, as the emitter's redis mode will use them. Without
 // redis-server the tests are skipped (and say why), except under CI=true.
@@ -18,10 +18,10 @@ import {
   runWorker,
 } from "../redis.ts";
 import type { ChunkInfo } from "../src/chunk_info.ts";
-import { RedisClient } from "../src/redis/_client.ts";
-import { deadStream, FleetProducer } from "../src/redis/_fleet.ts";
-import { startedHash } from "../src/redis/_fleet_scripts.ts";
-import { xpending } from "../src/redis/_streams.ts";
+import { RedisClient } from "../src/fleet/_client.ts";
+import { deadStream, FleetProducer } from "../src/fleet/_protocol.ts";
+import { startedHash } from "../src/fleet/_scripts.ts";
+import { xpending } from "../src/fleet/_streams.ts";
 import {
   decodeResultEntry,
   encodeTaskEntry,

@@ -8,7 +8,7 @@
 // 1.0.28 or later (deno.json): before it parseArgs read an empty value,
 // `--size=`, as an unknown option named "size=".
 import { parseArgs } from "@std/cli/parse-args";
-import { redactUrl } from "../redis/_url.ts";
+import { redactUrl } from "../fleet/_url.ts";
 
 /** A bad command line; its message names the flag and the value. */
 export class UsageError extends Error {

@@ -7,7 +7,7 @@
 // password (only the URL redacted by redactUrl, which shows a value that is
 // no URL not at all).
 
-import { checkRedisUrl, redactUrl } from "../redis/_url.ts";
+import { checkRedisUrl, redactUrl } from "../fleet/_url.ts";
 import { message } from "./_common.ts";
 
 /** The environment variable read when no flag names the URL. */

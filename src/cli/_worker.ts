@@ -12,7 +12,7 @@ import {
   type RedisWorkerOptions,
   type RedisWorkerStats,
   runWorker,
-} from "../run_worker.ts";
+} from "../fleet_worker.ts";
 import { parseWorkerArgs, UsageError, type WorkerCliOptions } from "./_args.ts";
 import { usageError } from "./_check.ts";
 import { WORKER_HELP } from "./_help.ts";

@@ -11,11 +11,11 @@ import type {
 } from "../emitter_options.ts";
 import type { TypedArray } from "../wire/_layout.ts";
 import type { RunnerSettings } from "../run/_factory.ts";
-import type { RedisSettingsOption } from "../run/_redis.ts";
+import type { RedisSettingsOption } from "../fleet/_producer.ts";
 import { toModuleUrl } from "../run/_module_url.ts";
 import { IDLE_TIMEOUT, START_TIMEOUT } from "../pool/_slot.ts";
 import { moduleReadFlag, processOptions } from "../pool/_process_options.ts";
-import { parseRedisUrl } from "../redis/_url.ts";
+import { parseRedisUrl } from "../fleet/_url.ts";
 import type { RedisOptions } from "../emitter_options.ts";
 import type { TransportKind } from "../pool/_transport.ts";
 import {

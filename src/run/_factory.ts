@@ -15,7 +15,7 @@ import {
   type RunnerCounts,
   type Task,
 } from "./_runner.ts";
-import type { RedisSettingsOption } from "./_redis.ts";
+import type { RedisSettingsOption } from "../fleet/_producer.ts";
 import { SerialRunner } from "./_serial.ts";
 import type { TransportKind } from "../pool/_transport.ts";
 
@@ -130,7 +130,7 @@ async function modeRunner<C, R>(
     return new Pool(settings.transport, options) as Runner<C, R>;
   }
   if (mode === "redis" && settings.redis !== undefined) {
-    const { RedisRunner } = await import("./_redis.ts");
+    const { RedisRunner } = await import("../fleet/_producer.ts");
     const { url, stream, group, inFlight } = settings.redis;
     return new RedisRunner({
       owner: settings.owner,

@@ -28,7 +28,7 @@
 
 import { parseArgs } from "@std/cli";
 import { BufferEmit } from "../../mod.ts";
-import { RedisClient } from "../../src/redis/_client.ts";
+import { RedisClient } from "../../src/fleet/_client.ts";
 import { RedisServer } from "../_redis_server.ts";
 import { type Figures, figures, limitLoop } from "./redis_limit.ts";
 

@@ -1,7 +1,7 @@
 // Copyright the @ocycle/core authors. MIT license.
 /**
  * The limit Redis mode will be measured against (issue 11): the raw stream
- * loop, with nothing of ocycle but its Redis client (src/redis/_client.ts over
+ * loop, with nothing of ocycle but its Redis client (src/fleet/_client.ts over
  * `Deno.connect`). A producer pipelines XADD of `count` entries, each one
  * binary `data` field of the payload, into a stream, keeping at most `window`
  * entries ahead of the acknowledged ones (the bound Redis mode will have too);
@@ -25,13 +25,13 @@
  */
 
 import { parseArgs } from "@std/cli";
-import { RedisClient } from "../../src/redis/_client.ts";
+import { RedisClient } from "../../src/fleet/_client.ts";
 import {
   xack,
   xdel,
   xgroupCreate,
   xreadgroup,
-} from "../../src/redis/_streams.ts";
+} from "../../src/fleet/_streams.ts";
 import { RedisServer } from "../_redis_server.ts";
 
 const GROUP = "g";

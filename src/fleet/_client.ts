@@ -1,5 +1,5 @@
 // Copyright the @ocycle/core authors. MIT license.
-// The project's own Redis client, for the coming Redis mode: one connection,
+// The project's own Redis client, for Redis mode: one connection,
 // commands pipelined (every command of a turn goes out in one write, replies
 // matched in order), bulk strings as bytes, AUTH and SELECT from the URL, and
 // reconnection with the backoff of run/_retry_policy.ts. Commands in flight

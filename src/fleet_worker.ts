@@ -10,11 +10,11 @@
 import type { ChildPermissions } from "./emitter_options.ts";
 import { defaultConcurrency } from "./core/_options.ts";
 import { describeValue } from "./core/_kinds.ts";
-import { HANDED_BACK } from "./redis/_fleet_scripts.ts";
-import { hostName } from "./redis/_host.ts";
-import { parseRedisUrl } from "./redis/_url.ts";
-import { WorkerEngine } from "./redis/_worker_engine.ts";
-import type { RedisWorkerStats } from "./redis/_worker_outcomes.ts";
+import { HANDED_BACK } from "./fleet/_scripts.ts";
+import { hostName } from "./fleet/_host.ts";
+import { parseRedisUrl } from "./fleet/_url.ts";
+import { WorkerEngine } from "./fleet/_worker_engine.ts";
+import type { RedisWorkerStats } from "./fleet/_worker_outcomes.ts";
 import { toModuleUrl } from "./run/_module_url.ts";
 import { processOptions } from "./pool/_process_args.ts";
 import { START_TIMEOUT } from "./pool/_slot.ts";
@@ -117,7 +117,7 @@ export interface RedisWorkerOptions {
   log?: (line: string) => void;
 }
 
-export type { RedisWorkerStats } from "./redis/_worker_outcomes.ts";
+export type { RedisWorkerStats } from "./fleet/_worker_outcomes.ts";
 
 /** A running fleet worker; `await using` shuts it down. */
 export interface RedisWorker extends AsyncDisposable {

@@ -31,11 +31,11 @@ import {
   REPLY_FIELD,
   START_SCRIPT,
   startedHash,
-} from "./_fleet_scripts.ts";
+} from "./_scripts.ts";
 import { MAX_STALLS } from "../run/_retry_policy.ts";
 
-export { deadStream, REPLY_FIELD, resultStream } from "./_fleet_scripts.ts";
-export { FleetProducer, type FleetResult } from "./_fleet_producer.ts";
+export { deadStream, REPLY_FIELD, resultStream } from "./_scripts.ts";
+export { FleetProducer, type FleetResult } from "./_protocol_producer.ts";
 
 const decoder = new TextDecoder();
 

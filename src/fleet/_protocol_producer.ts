@@ -1,5 +1,5 @@
 // Copyright the @ocycle/core authors. MIT license.
-// The producer side of the fleet protocol (redis/_fleet.ts): task entries
+// The producer side of the fleet protocol (fleet/_protocol.ts): task entries
 // added to the chunk stream (the idempotent ADD_SCRIPT, keyed by the
 // producer's add key) with the name of this producer's result stream, results
 // read back from it with XREAD BLOCK on a connection of its own, each once,
@@ -15,7 +15,7 @@ import {
   RESULTS_TTL,
   resultStream,
   startedHash,
-} from "./_fleet_scripts.ts";
+} from "./_scripts.ts";
 
 /**
  * Which of the entries ARGV[1..] of KEYS[1] exist: 1 or 0 each; and, read in

@@ -1,6 +1,6 @@
 // Copyright the @ocycle/core authors. MIT license.
 // Redis mode, the producer side: a runner (run/_runner.ts) of its own, since
-// there is nothing to start here: the workers are elsewhere (run_worker.ts,
+// there is nothing to start here: the workers are elsewhere (fleet_worker.ts,
 // `ocycle worker`). Each chunk is XADDed to the chunk stream as a task entry
 // (wire/_entries.ts) naming this producer's result stream; one loop reads the
 // results back and settles each chunk once, whatever else comes (a late or
@@ -25,23 +25,23 @@ import {
   FleetProducer,
   type FleetResult,
   READ_COUNT,
-} from "../redis/_fleet_producer.ts";
-import { RedisConnectionError } from "../redis/_errors.ts";
-import { fleetName } from "../redis/_host.ts";
-import { compareIds } from "../redis/_streams.ts";
+} from "./_protocol_producer.ts";
+import { RedisConnectionError } from "./_errors.ts";
+import { fleetName } from "./_host.ts";
+import { compareIds } from "./_streams.ts";
 import { type Codec, loadCodec } from "../wire/_codec.ts";
 import { decodeResultEntry, encodeTaskEntry } from "../wire/_entries.ts";
 import { fromWireError } from "../wire/_messages.ts";
-import { within } from "./_deadline.ts";
-import { IdleWarning, QUIET_AFTER } from "./_redis_idle.ts";
-import type { RedisSettings } from "./_redis_settings.ts";
+import { within } from "../run/_deadline.ts";
+import { IdleWarning, QUIET_AFTER } from "./_producer_idle.ts";
+import type { RedisSettings } from "./_producer_settings.ts";
 import {
   MAX_LOSSES,
   pause,
   redisDelay,
   retryDelay,
   UNREACHABLE_AFTER,
-} from "./_retry_policy.ts";
+} from "../run/_retry_policy.ts";
 import {
   describe,
   message,
@@ -49,9 +49,12 @@ import {
   type RunnerCounts,
   type Task,
   warn,
-} from "./_runner.ts";
+} from "../run/_runner.ts";
 
-export type { RedisSettings, RedisSettingsOption } from "./_redis_settings.ts";
+export type {
+  RedisSettings,
+  RedisSettingsOption,
+} from "./_producer_settings.ts";
 export { UNREACHABLE_AFTER };
 
 /** How often chunks in flight are checked for entries that vanished, in ms. */

@@ -5,7 +5,7 @@
 // likeliest mistake of a new fleet (no worker started, or one on another
 // stream or group); and say when results come again.
 
-import type { FleetProducer } from "../redis/_fleet_producer.ts";
+import type { FleetProducer } from "./_protocol_producer.ts";
 
 /** Milliseconds without a result, chunks waiting, before the producer asks whether any worker reads. */
 export const QUIET_AFTER = 10_000;

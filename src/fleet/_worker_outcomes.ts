@@ -1,5 +1,5 @@
 // Copyright the @ocycle/core authors. MIT license.
-// How a fleet worker (redis/_worker_engine.ts) hands an entry's outcome back:
+// How a fleet worker (fleet/_worker_engine.ts) hands an entry's outcome back:
 // a result or an error result (the fenced commit), a dead letter, or a
 // hand-back; each retried with backoff while Redis fails, counted, and
 // logged when notable. A fenced outcome (another worker took the entry over)
@@ -11,7 +11,7 @@ import { message } from "../run/_runner.ts";
 import { encodeResultEntry, type ResultOutcome } from "../wire/_entries.ts";
 import type { CloneEncoder } from "../wire/_values.ts";
 import { RedisError } from "./_errors.ts";
-import type { ClaimedEntry, FleetWorker, StartOutcome } from "./_fleet.ts";
+import type { ClaimedEntry, FleetWorker, StartOutcome } from "./_protocol.ts";
 
 /** Attempts of a Redis operation once the worker is aborting, so that stopping always ends. */
 export const ABORT_ATTEMPTS = 5;

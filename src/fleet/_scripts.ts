@@ -1,5 +1,5 @@
 // Copyright the @ocycle/core authors. MIT license.
-// The keys and Lua scripts of the fleet protocol (redis/_fleet.ts). Both
+// The keys and Lua scripts of the fleet protocol (fleet/_protocol.ts). Both
 // scripts first check that the entry is still pending for the calling
 // consumer (XPENDING stream group id id 1), so that a worker that stalled and
 // lost its entries to another can neither publish, ack, delete, nor take them

@@ -1,19 +1,19 @@
 // Copyright the @ocycle/core authors. MIT license.
-// The engine of a fleet worker (run_worker.ts), following docs/fleet.md: it
+// The engine of a fleet worker (fleet_worker.ts), following docs/fleet.md: it
 // claims task entries from the chunk stream up to what its local pool starts
 // at once (plus a read-ahead of fast chunks, see READ_AHEAD_MS), takes over
 // stale ones every staleAfter/2, counts a start (the fenced START) right
 // before running one, refusing as poison an entry `maxStalls` workers started
 // and never ended, runs each in a local runner of the mode it was started
 // with (one per layout, made lazily), and hands the outcome back with the
-// fenced scripts of redis/_fleet.ts (through redis/_worker_outcomes.ts): a
+// fenced scripts of fleet/_protocol.ts (through fleet/_worker_outcomes.ts): a
 // result, an error result, a dead letter or, when it stops, a hand-back.
 // Retries of crashes and timeouts are local, with the producer's policy from
 // the entry. Redis errors are logged and retried with backoff
 // (run/_retry_policy.ts); they never end the loop.
 //
 // A chunk decoded from a reply views bytes of its own: the RESP decoder
-// (redis/_resp.ts) allocates every bulk string afresh, never a view of the
+// (fleet/_resp.ts) allocates every bulk string afresh, never a view of the
 // client's read buffer, so nothing needs copying before a chunk is run.
 
 import { ChunkError, type ChunkErrorKind } from "../chunk_error.ts";
@@ -29,7 +29,7 @@ import {
 import type { ChunkLayout } from "../wire/_layout.ts";
 import { toWireError } from "../wire/_messages.ts";
 import { type Codec, loadCodec } from "../wire/_codec.ts";
-import { type ClaimedEntry, FleetWorker } from "./_fleet.ts";
+import { type ClaimedEntry, FleetWorker } from "./_protocol.ts";
 import {
   ABORT_ATTEMPTS,
   ABORT_WITHIN,
@@ -38,7 +38,7 @@ import {
   type RedisWorkerStats,
 } from "./_worker_outcomes.ts";
 
-/** Everything the engine is made from, checked by run_worker.ts. */
+/** Everything the engine is made from, checked by fleet_worker.ts. */
 export interface EngineSettings {
   readonly url: string;
   readonly stream: string;

@@ -1,5 +1,5 @@
 // Copyright the @ocycle/core authors. MIT license.
-// What Redis mode's producer (run/_redis.ts) is made from: the checked
+// What Redis mode's producer (fleet/_producer.ts) is made from: the checked
 // `redis` option, and the settings of the runner.
 
 import type { ChunkLayout } from "../wire/_layout.ts";
