@@ -240,6 +240,11 @@ export interface Observed {
   stuckWorkers: string[];
 }
 
+/** A long error message, cut to its first 200 characters. */
+function clip(text: string): string {
+  return text.length > 200 ? `${text.slice(0, 200)}...` : text;
+}
+
 function some(indices: number[]): string {
   const shown = indices.slice(0, 12).join(", ");
   return indices.length > 12 ? `${shown}, ... (${indices.length})` : shown;
@@ -281,7 +286,7 @@ export function check(s: Schedule, seen: Observed): string[] {
       }
       continue;
     }
-    if (errors.length > 0) failed.push(`chunk ${i}: ${errors[0]}`);
+    if (errors.length > 0) failed.push(`chunk ${i}: ${clip(errors[0]!)}`);
     if (results.length === 0 && errors.length === 0) missing.push(i);
     if (results.length + errors.length > 1) doubled.push(i);
     const want = fnv1a(chunkBytes(s.seed, i, s.size, false));
@@ -317,8 +322,8 @@ export function check(s: Schedule, seen: Observed): string[] {
   if (failed.length > 0) {
     problems.push(
       `${failed.length} chunk(s) that are not poison failed: ${
-        failed.slice(0, 5).join("; ")
-      }${failed.length > 5 ? "; ..." : ""}`,
+        failed.slice(0, 3).join("; ")
+      }${failed.length > 3 ? "; ..." : ""}`,
     );
   }
   if (s.producer === "cli") {
@@ -785,4 +790,39 @@ async function endState(
   } finally {
     await admin.close();
   }
+}
+
+/**
+ * Short tags for what went wrong in a run, for the long run's summary: the
+ * kind of each failed chunk's error (its message with the numbers taken
+ * out), and each other broken promise.
+ */
+export function classify(r: RunReport): string[] {
+  const tags = new Set<string>();
+  const o = r.observed;
+  for (const { index, message } of o.errors) {
+    if (index === r.schedule.poison) continue;
+    const why = message.replace(/^ocycle: /, "").replace(
+      /^Chunk \d+ \([^)]*\) failed in redis mode: /,
+      "",
+    );
+    let tag = why
+      .replace(/redis:\/\/[^\s:]+:\d+/g, "URL")
+      .replace(/\(worker [^)]*\)/g, "")
+      .replace(/\d+-\d+/g, "ID")
+      .replace(/\d+/g, "N")
+      .slice(0, 90)
+      .trim();
+    if (tag.includes("left the stream")) {
+      tag += o.lostData
+        ? " [data-losing restart in schedule]"
+        : " [NO data lost]";
+    }
+    tags.add(`failed: ${tag}`);
+  }
+  for (const p of r.problems) {
+    if (p.includes("that are not poison failed")) continue;
+    tags.add(p.replace(/: [\d, .()]+$/, "").replace(/\d+/g, "N"));
+  }
+  return [...tags];
 }

@@ -13,6 +13,7 @@
 // default); `--verbose` prints each event as it happens.
 import { parseArgs } from "@std/cli";
 import {
+  classify,
   describeReport,
   describeSchedule,
   makeSchedule,
@@ -39,6 +40,7 @@ const traffic = args.traffic === undefined ? undefined : Number(args.traffic);
 const start = performance.now();
 let schedules = 0, chunks = 0, faults = 0;
 const failed: number[] = [];
+const kinds = new Map<string, number[]>();
 for (let seed = first;; seed++) {
   const schedule = makeSchedule(
     seed,
@@ -58,6 +60,9 @@ for (let seed = first;; seed++) {
   } else {
     failed.push(seed);
     console.log(describeReport(report));
+    for (const tag of classify(report)) {
+      kinds.set(tag, [...(kinds.get(tag) ?? []), seed]);
+    }
   }
   if (performance.now() - start >= seconds * 1000) break;
 }
@@ -71,4 +76,7 @@ console.log(
     failed.length === 0 ? "" : ` (seeds ${failed.join(", ")})`
   }`,
 );
+for (const [tag, seeds] of kinds) {
+  console.log(`  ${seeds.length}× ${tag} (seeds ${seeds.join(", ")})`);
+}
 Deno.exit(failed.length === 0 ? 0 : 1);
