@@ -18,6 +18,7 @@ import type { RedisWorkerStats } from "./redis/_worker_outcomes.ts";
 import { toModuleUrl } from "./run/_module_url.ts";
 import { processOptions } from "./run/_process_args.ts";
 import { START_TIMEOUT } from "./run/_pool_worker.ts";
+import { MAX_STALLS } from "./run/_retry_policy.ts";
 import { describe, warn } from "./run/_runner.ts";
 
 /** Options of {@linkcode runWorker}. */
@@ -64,6 +65,16 @@ export interface RedisWorkerOptions {
   staleAfter?: number;
   /** Milliseconds between heartbeats; keep it well below `staleAfter`. @default {1000} */
   heartbeat?: number;
+  /**
+   * Workers that may start a chunk and vanish (killed, frozen past
+   * `staleAfter`) without ending it before the next worker to take it over
+   * dead-letters it as poison instead of running it. A worker lost never
+   * spends the chunk's `retries`, and an entry claimed but never started
+   * (read ahead, lost in transit) is never counted.
+   *
+   * @default {3}
+   */
+  maxStalls?: number;
   /** Aborted: hand everything back now, as {@linkcode RedisWorker.abort}. */
   signal?: AbortSignal;
   /** Notable events, one line each. @default {a line on stderr: "[ocycle worker NAME] ..."} */
@@ -94,9 +105,12 @@ const OWNER = "RedisWorker";
  * callback of `module`, and sends each result or error back to the producer
  * that wrote the chunk. It keeps the entries it holds fresh with a heartbeat,
  * so a long callback is never taken from it; it takes over the entries of
- * workers that died or stalled (idle longer than `staleAfter`); a crash or a
- * timeout is run again as the producer's `retries` ask, then goes to the
- * dead-letter stream `STREAM:dead` and back as an error. A late outcome of a
+ * workers that died or stalled (idle longer than `staleAfter`), without
+ * spending their `retries`; a crash or a timeout is run again as the
+ * producer's `retries` ask, then goes to the dead-letter stream `STREAM:dead`
+ * and back as an error, as does a chunk that took down `maxStalls` workers.
+ * It holds only what its pool starts at once, and a few fast chunks ahead.
+ * The rules are the repository's docs/fleet.md. A late outcome of a
  * chunk another worker took over is discarded (fenced).
  *
  * @param options Where the stream is, the module, the local pool.
@@ -196,6 +210,7 @@ const RULES: Readonly<Record<string, Rule>> = {
   ],
   staleAfter: finiteMs,
   heartbeat: finiteMs,
+  maxStalls: positive,
   signal: [(v) => v instanceof AbortSignal, "an AbortSignal", TypeError],
   log: [(v) => typeof v === "function", "a function", TypeError],
 };
@@ -227,6 +242,7 @@ class FleetWorkerHandle implements RedisWorker {
       name = defaultName(),
       staleAfter = 5000,
       heartbeat = 1000,
+      maxStalls = MAX_STALLS,
       signal,
     } = options;
     const values = {
@@ -243,6 +259,7 @@ class FleetWorkerHandle implements RedisWorker {
       name,
       staleAfter,
       heartbeat,
+      maxStalls,
       signal,
       log: options.log,
     };
@@ -277,6 +294,8 @@ class FleetWorkerHandle implements RedisWorker {
       group,
       name,
       capacity: serial ? 1 : pool * concurrency,
+      starts: serial ? 1 : pool,
+      maxStalls,
       staleAfter,
       heartbeat,
       log,

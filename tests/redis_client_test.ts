@@ -11,6 +11,7 @@ import {
   assertStringIncludes,
   assertThrows,
 } from "@std/assert";
+import { deadline } from "@std/async";
 import { RedisClient } from "../src/redis/_client.ts";
 import { RedisConnectionError, RedisError } from "../src/redis/_errors.ts";
 import {
@@ -648,5 +649,61 @@ Deno.test({
     } finally {
       await client.close();
     }
+  },
+});
+
+/** The pid of the redis-server `admin` is connected to (INFO server). */
+async function serverPid(admin: RedisClient): Promise<number> {
+  const info = new TextDecoder().decode(
+    await admin.command("INFO", "server") as Uint8Array,
+  );
+  return Number(/process_id:(\d+)/.exec(info)![1]);
+}
+
+Deno.test({
+  name:
+    "RedisClient fails commands within commandTimeout (past a BLOCK) when the server stops answering (SIGSTOP), reconnects once it answers, and close() ends meanwhile",
+  ignore,
+  async fn() {
+    await using server = await RedisServer.start();
+    const client = await RedisClient.connect(server.url, {
+      commandTimeout: 300,
+      connectTimeout: 1000,
+    });
+    const pid = await serverPid(client);
+    Deno.kill(pid, "SIGSTOP");
+    try {
+      let started = performance.now();
+      await assertRejects(
+        () => deadline(client.command("PING"), 5000),
+        RedisConnectionError,
+        "no reply to PING within 300 ms (its 'commandTimeout')",
+      );
+      let ms = performance.now() - started;
+      assert(ms >= 250 && ms < 2000, `PING failed after ${ms} ms`);
+      // A blocking read is given its BLOCK on top.
+      started = performance.now();
+      await assertRejects(
+        () => client.command("XREAD", "BLOCK", 400, "STREAMS", "none", "$"),
+        RedisConnectionError,
+        "no reply to XREAD within 700 ms",
+      );
+      ms = performance.now() - started;
+      assert(ms >= 600 && ms < 3000, `XREAD failed after ${ms} ms`);
+      // close() with a command stuck in a frozen server ends at once.
+      const stuck = new RedisClient(server.url, { commandTimeout: 60_000 });
+      const ping = stuck.command("PING");
+      ping.catch(() => {});
+      await new Promise((r) => setTimeout(r, 100));
+      started = performance.now();
+      await stuck.close();
+      await assertRejects(() => ping, RedisConnectionError);
+      assert(performance.now() - started < 1000);
+    } finally {
+      Deno.kill(pid, "SIGCONT");
+    }
+    assertEquals(await client.command("PING"), "PONG");
+    assert(client.connections >= 2, `${client.connections} connections`);
+    await client.close();
   },
 });

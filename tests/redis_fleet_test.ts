@@ -366,3 +366,113 @@ Deno.test({
     assertEquals((await xpending(f.admin, STREAM, "ocycle")).count, 1);
   },
 });
+
+Deno.test({
+  name:
+    "fleet: reclaim() follows XAUTOCLAIM's cursor to a dead worker's entry behind many live pending ones",
+  ignore,
+  async fn() {
+    // w0 lives (its heartbeat keeps 400 entries fresh), w1 died holding the
+    // last one; w2 reclaims one entry at a time: each XAUTOCLAIM ... COUNT 1
+    // scans about 10 pending entries, so from 0-0 alone it never gets there.
+    await using f = await fleet([
+      { heartbeat: 50, count: 400 },
+      { heartbeat: 0 },
+      {},
+    ]);
+    const [live, dead, heir] = f.workers as [
+      FleetWorker,
+      FleetWorker,
+      FleetWorker,
+    ];
+    await live.ensureGroup();
+    await f.admin.pipeline(
+      Array.from(
+        { length: 400 },
+        (_, i) => ["XADD", STREAM, "*", "id", `l${i}`],
+      ),
+    );
+    let held = 0;
+    while (held < 400) held += (await live.claim(400 - held)).length;
+    await f.producer.submit(["id", "stranded"]);
+    const stranded = one(await dead.claim(1));
+    await sleep(400); // past staleAfter (300 ms) for the dead one only
+    let found: string | undefined;
+    for (let i = 0; i < 3 && found === undefined; i++) {
+      const got = await heir.reclaim(1);
+      assert(
+        got.every((e) => e.id === stranded.id),
+        `took a live worker's entry: ${got.map((e) => e.id)}`,
+      );
+      found = got[0]?.id;
+    }
+    assertEquals(found, stranded.id, "the dead worker's entry was reached");
+    assertEquals(live.held.size, 400);
+  },
+});
+
+Deno.test({
+  name:
+    "fleet: submit() with the same add key adds once and returns the first id (an add cut off in flight, run again)",
+  ignore,
+  async fn() {
+    await using f = await fleet([]);
+    const first = await f.producer.submit(["id", "t1"], "k1");
+    const again = await f.producer.submit(["id", "t1"], "k1");
+    assertEquals(again, first);
+    assertEquals(await f.admin.command("XLEN", STREAM), 1);
+    const other = await f.producer.submit(["id", "t1"], "k2");
+    assert(other !== first, "another key adds another entry");
+    assertEquals(await f.admin.command("XLEN", STREAM), 2);
+    // Forgotten keys (chunks settled) go from the server.
+    await f.producer.forget(["k1", "k2"]);
+    assertEquals(
+      await f.admin.command("EXISTS", `${STREAM}:added:p1`),
+      0,
+    );
+  },
+});
+
+Deno.test({
+  name:
+    "fleet: start() counts the workers that started an entry; a hand-back of a started entry uncounts it; maxStalls of them make it poison",
+  ignore,
+  async fn() {
+    await using f = await fleet([
+      { maxStalls: 2 },
+      { maxStalls: 2 },
+      { maxStalls: 2 },
+    ]);
+    const [a, b, c] = f.workers as [FleetWorker, FleetWorker, FleetWorker];
+    await f.producer.submit(["id", "t1"]);
+    const started = async (id: string) =>
+      Number(
+        text(
+          (await f.admin.command("HGET", `${STREAM}:started`, id) ??
+            undefined) as Uint8Array | undefined,
+        ) || "0",
+      );
+    const entry = one(await a.claim());
+    assertEquals(await a.start(entry), { outcome: "started", before: 0 });
+    assertEquals(await started(entry.id), 1);
+    // b holds nothing yet: its start is fenced, and counts nothing.
+    assertEquals(await b.start(entry), { outcome: "fenced", before: 0 });
+    // a stops: handed back as started, the count goes down again.
+    assertEquals((await a.handBack([entry.id], 1)).handedBack, 1);
+    assertEquals(await started(entry.id), 0);
+    // Two workers start it and vanish (no heartbeat): the third start is poison.
+    a.stopHeartbeat();
+    b.stopHeartbeat();
+    const e1 = one(await b.reclaim());
+    assertEquals((await b.start(e1)).outcome, "started");
+    await sleep(350);
+    const e2 = one(await a.reclaim());
+    assertEquals(await a.start(e2), { outcome: "started", before: 1 });
+    await sleep(350);
+    const e3 = one(await c.reclaim());
+    assertEquals(await c.start(e3), { outcome: "poison", before: 2 });
+    assertEquals(await c.deadLetter(e3, "poison"), "committed");
+    assertEquals(await f.admin.command("HLEN", `${STREAM}:started`), 0);
+    await assertDrained(f.admin);
+  },
+});

@@ -3,12 +3,19 @@
 // faults found by red-teaming, each against a real redis-server.
 
 import { assert, assertEquals, assertRejects } from "@std/assert";
+import { deadline } from "@std/async";
 import { deserialize, serialize } from "node:v8";
-import { ChunkError } from "../mod.ts";
+import { ChunkError, runWorker } from "../mod.ts";
 import { RedisClient } from "../src/redis/_client.ts";
-import { FleetWorker } from "../src/redis/_fleet.ts";
+import { FleetProducer, FleetWorker } from "../src/redis/_fleet.ts";
+import { ADD_SCRIPT } from "../src/redis/_fleet_scripts.ts";
 import { RedisRunner, type RedisSettings } from "../src/run/_redis.ts";
-import { decodeTaskEntry, encodeResultEntry } from "../src/wire/_entries.ts";
+import {
+  decodeResultEntry,
+  decodeTaskEntry,
+  encodeResultEntry,
+  encodeTaskEntry,
+} from "../src/wire/_entries.ts";
 import { RedisServer, skipWithoutRedis } from "./_redis_server.ts";
 
 const ignore = skipWithoutRedis("redis_mode_faults_test.ts");
@@ -344,6 +351,250 @@ Deno.test({
       await runner.close();
       await proxy.cut();
       await worker.close();
+      await admin.close();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "redis mode faults: a redis-server that stops answering (SIGSTOP) fails the chunks in flight, added or being added, within unreachableAfter and the command deadline; close() ends",
+  ignore,
+  async fn() {
+    await using server = await RedisServer.start();
+    const admin = await RedisClient.connect(server.url);
+    const info = new TextDecoder().decode(
+      await admin.command("INFO", "server") as Uint8Array,
+    );
+    const pid = Number(/process_id:(\d+)/.exec(info)![1]);
+    const runner = new RedisRunner(
+      settings(server.url, { unreachableAfter: 1000, commandTimeout: 300 }),
+    );
+    try {
+      const added = runner.run(task(1));
+      added.catch(() => {});
+      while (await admin.command("XLEN", STREAM) !== 1) await sleep(20);
+      Deno.kill(pid, "SIGSTOP");
+      const started = performance.now();
+      const adding = runner.run(task(2));
+      adding.catch(() => {});
+      const bound = (p: Promise<unknown>) => deadline(p, 10_000);
+      for (const result of [added, adding]) {
+        const error = await assertRejects(() => bound(result), ChunkError);
+        assertEquals(error.kind, "crash");
+        assert(error.message.includes("unreachable"), error.message);
+      }
+      const ms = performance.now() - started;
+      // 1000 ms of failed reads, each failing 300 ms past its BLOCK (1000).
+      assert(ms < 6000, `failed after ${ms} ms`);
+      const closing = performance.now();
+      await bound(runner.close());
+      assert(performance.now() - closing < 3000);
+    } finally {
+      Deno.kill(pid, "SIGCONT");
+      await runner.abort(new Error("the test is over"));
+      await admin.close();
+    }
+  },
+});
+
+/**
+ * A TCP proxy to `port` that, once armed with a marker, passes on the first
+ * command that contains it and then cuts that connection instead of passing
+ * on the reply: the command ran, and its reply was lost with the connection.
+ */
+class ReplyCutter {
+  readonly port: number;
+  readonly #listener: Deno.Listener;
+  #conns = new Set<Deno.Conn>();
+  #loops: Promise<void>[] = [];
+  #marker: string | undefined;
+  cuts = 0;
+
+  constructor(target: number) {
+    this.#listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    this.port = (this.#listener.addr as Deno.NetAddr).port;
+    this.#loops.push(this.#accept(target));
+  }
+
+  arm(marker: string): void {
+    this.#marker = marker;
+  }
+
+  async #accept(target: number): Promise<void> {
+    try {
+      for await (const client of this.#listener) {
+        const server = await Deno.connect({
+          hostname: "127.0.0.1",
+          port: target,
+        });
+        this.#conns.add(client).add(server);
+        const state = { cut: false };
+        this.#loops.push(
+          this.#pipe(client, server, (bytes) => {
+            const marker = this.#marker;
+            if (
+              marker !== undefined &&
+              new TextDecoder().decode(bytes).includes(marker)
+            ) {
+              this.#marker = undefined;
+              state.cut = true;
+            }
+          }),
+          this.#pipe(server, client, () => {}, state),
+        );
+      }
+    } catch {
+      // closed
+    }
+  }
+
+  async #pipe(
+    from: Deno.Conn,
+    to: Deno.Conn,
+    look: (bytes: Uint8Array) => void,
+    cutting?: { cut: boolean },
+  ): Promise<void> {
+    const buffer = new Uint8Array(64 * 1024);
+    try {
+      for (;;) {
+        const n = await from.read(buffer);
+        if (n === null) break;
+        look(buffer.subarray(0, n));
+        if (cutting?.cut) {
+          this.cuts++;
+          break; // the reply goes nowhere
+        }
+        for (let at = 0; at < n;) at += await to.write(buffer.subarray(at, n));
+      }
+    } catch {
+      // cut
+    }
+    for (const conn of [from, to]) {
+      if (this.#conns.delete(conn)) conn.close();
+    }
+  }
+
+  async close(): Promise<void> {
+    this.#listener.close();
+    for (const conn of this.#conns) conn.close();
+    this.#conns.clear();
+    await Promise.all(this.#loops.splice(0));
+  }
+}
+
+Deno.test({
+  name:
+    "redis mode faults: an add that ran but whose reply was lost with the connection is run again: one entry, no retry spent, one result",
+  ignore,
+  async fn() {
+    await using server = await RedisServer.start();
+    const admin = await RedisClient.connect(server.url);
+    const proxy = new ReplyCutter(server.port);
+    const worker = new FleetWorker(server.url, {
+      stream: STREAM,
+      consumer: "w0",
+      block: 50,
+      heartbeat: 0,
+    });
+    // Loaded already, so that the add runs at its first EVALSHA.
+    await admin.command("SCRIPT", "LOAD", ADD_SCRIPT.source);
+    proxy.arm(await ADD_SCRIPT.sha());
+    const runner = new RedisRunner(
+      settings(`redis://127.0.0.1:${proxy.port}`, { retries: 0 }),
+    );
+    try {
+      const result = runner.run(task(7));
+      result.catch(() => {});
+      while (proxy.cuts === 0) await sleep(10);
+      // The add is run again over a new connection; give it time to double.
+      await sleep(1000);
+      assertEquals(await admin.command("XLEN", STREAM), 1, "entries added");
+      let [entry] = await worker.claim();
+      while (entry === undefined) [entry] = await worker.claim();
+      const t = decodeTaskEntry(entry.fields, (b) => deserialize(b));
+      await worker.commit(
+        entry,
+        encodeResultEntry(
+          t.id,
+          { worker: "w0", value: t.chunk },
+          (v) => new Uint8Array(serialize(v)),
+        ),
+      );
+      assertEquals(await deadline(result, 10_000), new Uint8Array([7]));
+      assertEquals(runner.counts().retried, 0);
+    } finally {
+      await runner.abort(new Error("the test is over"));
+      await proxy.close();
+      await worker.close();
+      await admin.close();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "redis mode faults: an entry whose delivery was lost with the worker's connection is taken over without counting as a worker's death: under retries 0 it runs, nothing is dead-lettered",
+  ignore,
+  async fn() {
+    await using server = await RedisServer.start();
+    const admin = await RedisClient.connect(server.url);
+    const proxy = new ReplyCutter(server.port);
+    const producer = new FleetProducer(server.url, STREAM, "p1");
+    await admin.command("XGROUP", "CREATE", STREAM, "ocycle", "0", "MKSTREAM");
+    await producer.submit(
+      encodeTaskEntry(
+        "t1",
+        task(1).info,
+        { kind: "text" },
+        "lost in transit",
+        (v) => new Uint8Array(serialize(v)),
+        { retries: 0, retryDelay: 10 },
+      ),
+    );
+    // The worker's first XREADGROUP delivers the entry; its reply is cut.
+    proxy.arm("XREADGROUP");
+    const lines: string[] = [];
+    const worker = runWorker({
+      url: `redis://127.0.0.1:${proxy.port}`,
+      stream: STREAM,
+      module: new URL("./fixtures/redis/handler.ts", import.meta.url),
+      mode: "serial",
+      staleAfter: 400,
+      heartbeat: 100,
+      // The strictest budget: one worker lost with the chunk is one too many.
+      maxStalls: 1,
+      name: "w0",
+      log: (line) => lines.push(line),
+    });
+    try {
+      const results = [];
+      const until = Date.now() + 10_000;
+      while (results.length === 0 && Date.now() < until) {
+        results.push(...await producer.read(100));
+      }
+      assertEquals(proxy.cuts, 1);
+      assertEquals(results.length, 1, lines.join("\n"));
+      const result = decodeResultEntry(
+        results[0]!.fields,
+        (b) => deserialize(b),
+      );
+      assertEquals(result, {
+        id: "t1",
+        worker: "w0",
+        value: "LOST IN TRANSIT",
+      });
+      const stats = await worker.shutdown();
+      assertEquals([stats.reclaimed, stats.deadLettered, stats.done], [
+        1,
+        0,
+        1,
+      ]);
+      assertEquals(await admin.command("XLEN", `${STREAM}:dead`), 0);
+    } finally {
+      await worker.abort();
+      await proxy.close();
+      await producer.close();
       await admin.close();
     }
   },

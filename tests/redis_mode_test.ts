@@ -18,6 +18,7 @@ import {
 import type { ChunkInfo } from "../mod.ts";
 import { RedisClient } from "../src/redis/_client.ts";
 import { RedisRunner } from "../src/run/_redis.ts";
+import { MAX_LOSSES } from "../src/run/_retry_policy.ts";
 import { type ClaimedEntry, FleetWorker } from "../src/redis/_fleet.ts";
 import { xpending } from "../src/redis/_streams.ts";
 import {
@@ -341,6 +342,14 @@ Deno.test({
       while ((await f.admin.command("XLEN", STREAM)) !== 2) await sleep(20);
       await f.admin.command("DEL", STREAM);
       if (retries === 0) {
+        // A loss is the broker's fault: added again without spending
+        // `retries`, up to MAX_LOSSES times; lost once more, they fail.
+        for (let lost = 1; lost <= MAX_LOSSES; lost++) {
+          while ((await f.admin.command("XLEN", STREAM)) !== 2) {
+            await sleep(20);
+          }
+          await f.admin.command("DEL", STREAM);
+        }
         await emitter.close();
         assertEquals(c.errors.map((e) => e.kind), ["crash", "crash"]);
         assert(
@@ -348,6 +357,8 @@ Deno.test({
           c.errors[0]!.message,
         );
         assert(c.errors[0]!.message.includes("without a result"));
+        assert(c.errors[0]!.message.includes(`(lost ${MAX_LOSSES + 1} times)`));
+        assertEquals(emitter.stats.retried, 2 * MAX_LOSSES);
       } else {
         // Added again: the entries are back for a worker to take.
         while ((await f.admin.command("XLEN", STREAM)) !== 2) await sleep(20);

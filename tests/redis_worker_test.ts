@@ -20,6 +20,7 @@ import {
 import type { ChunkInfo } from "../src/chunk_info.ts";
 import { RedisClient } from "../src/redis/_client.ts";
 import { deadStream, FleetProducer } from "../src/redis/_fleet.ts";
+import { startedHash } from "../src/redis/_fleet_scripts.ts";
 import { xpending } from "../src/redis/_streams.ts";
 import {
   decodeResultEntry,
@@ -363,7 +364,7 @@ Deno.test({
 
 Deno.test({
   name:
-    "runWorker() dead-letters without running an entry delivered more than 1 + retries times",
+    "runWorker() dead-letters without running an entry that maxStalls workers started and never ended; one delivered as often but never started runs, its retries unspent",
   ignore,
   async fn() {
     await using f = await fleet();
@@ -375,17 +376,20 @@ Deno.test({
       "0",
       "MKSTREAM",
     );
-    const id = await f.submit(
+    const poison = await f.submit(
       "d",
       { kind: "items" },
       [{ op: "throw" }],
       info(5, 1),
-      {
-        retries: 1,
-        retryDelay: 10,
-      },
+      { retries: 1, retryDelay: 10 },
     );
-    // Two workers held it and died: delivered twice, idle for long.
+    const fine = await f.submit("e", { kind: "text" }, "ok", info(6, 1), {
+      retries: 0,
+      retryDelay: 10,
+    });
+    // A ghost held both, idle for long, each delivered three times; three
+    // workers started the first one and vanished, none started the second
+    // (read ahead, or its delivery was lost in transit).
     await f.admin.command(
       "XREADGROUP",
       "GROUP",
@@ -395,26 +399,35 @@ Deno.test({
       STREAM,
       ">",
     );
-    await f.admin.command(
-      "XCLAIM",
-      STREAM,
-      "ocycle",
-      "ghost",
-      0,
-      id,
-      "IDLE",
-      60_000,
-      "RETRYCOUNT",
-      2,
-      "JUSTID",
-    );
+    for (const id of [poison, fine]) {
+      await f.admin.command(
+        "XCLAIM",
+        STREAM,
+        "ocycle",
+        "ghost",
+        0,
+        id,
+        "IDLE",
+        60_000,
+        "RETRYCOUNT",
+        2,
+        "JUSTID",
+      );
+    }
+    await f.admin.command("HSET", startedHash(STREAM), poison, 3);
     const worker = f.start("heir", { mode: "serial" });
-    const r = failure((await f.results(1))[0]);
-    assertEquals([r.worker, r.kind, r.attempts], ["heir", "crash", 2]);
-    assertStringIncludes(r.error.message, "delivered 3 times");
+    const results = byId(await f.results(2));
+    const r = failure(results.get("d"));
+    assertEquals([r.worker, r.kind, r.attempts], ["heir", "crash", 3]);
+    assertStringIncludes(r.error.message, "took down 3 workers in a row");
+    assertEquals(valueOf(results.get("e")), "OK");
     const stats = await worker.shutdown();
-    assertEquals([stats.reclaimed, stats.deadLettered, stats.done], [1, 1, 0]);
-    assertEquals((await f.dead())[0]?.get("deliveries"), "3");
+    assertEquals([stats.reclaimed, stats.deadLettered, stats.done], [2, 1, 1]);
+    const dead = await f.dead();
+    assertEquals(dead.length, 1);
+    assertEquals(dead[0]?.get("deliveries"), "3");
+    // Every start count went with its entry.
+    assertEquals(await f.admin.command("HLEN", startedHash(STREAM)), 0);
     await f.admin.command("XGROUP", "DELCONSUMER", STREAM, "ocycle", "ghost");
     await f.assertDrained();
   },
@@ -812,4 +825,45 @@ Deno.test({
     const granted = await run("--allow-read --allow-sys=hostname");
     assertStringIncludes(granted, `host=${Deno.hostname()}`);
   },
+});
+
+Deno.test({
+  name:
+    "runWorker() in thread mode with pool 2 holds only what its pool starts (2), not pool × concurrency (16): the rest stays for other workers",
+  ignore,
+  async fn() {
+    await using f = await fleet();
+    for (let i = 0; i < 20; i++) {
+      await f.submit(
+        `s${i}`,
+        { kind: "items" },
+        [{ op: "sleep", ms: 1500 }],
+        info(i, 1),
+      );
+    }
+    const worker = f.start("t", { mode: "thread", pool: 2, concurrency: 8 });
+    await until("it claims", () => worker.stats().claimed >= 2);
+    await sleep(600); // a few more claim rounds
+    const pending = await xpending(f.admin, STREAM, "ocycle");
+    assertEquals(pending.consumers.get("t"), 2, "entries it holds");
+    assertEquals(worker.stats().claimed, 2);
+    const stats = await worker.abort();
+    assertEquals(stats.handedBack, 2);
+  },
+});
+
+Deno.test("runWorker() names a bad maxStalls and its value", () => {
+  for (const maxStalls of [0, 1.5, -1]) {
+    assertThrows(
+      () =>
+        runWorker({
+          url: "redis://127.0.0.1:1",
+          stream: STREAM,
+          module: HANDLER,
+          maxStalls,
+        }),
+      RangeError,
+      `'maxStalls' must be a positive integer: received number ${maxStalls}`,
+    );
+  }
 });

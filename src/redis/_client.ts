@@ -2,11 +2,15 @@
 // The project's own Redis client, for the coming Redis mode: one connection,
 // commands pipelined (every command of a turn goes out in one write, replies
 // matched in order), bulk strings as bytes, AUTH and SELECT from the URL, and
-// reconnection with bounded, jittered exponential backoff. Commands in flight
+// reconnection with the backoff of run/_retry_policy.ts. Commands in flight
 // when the connection drops fail (the caller decides whether to retry);
 // commands sent while it is down wait for the next connection up to
-// `connectTimeout`. A blocking command (XREADGROUP BLOCK) holds up the ones
-// behind it, so it wants a client of its own.
+// `connectTimeout`. Every command has a deadline: a connection that gives no
+// reply for `commandTimeout` (plus the BLOCK of a blocking read at its head)
+// while commands wait is torn down as dead, so a server that stops answering
+// (paused, packets dropped) fails them as one that refuses connections does.
+// A blocking command (XREADGROUP BLOCK) holds up the ones behind it, so it
+// wants a client of its own.
 
 import { concat } from "@std/bytes";
 import {
@@ -18,6 +22,7 @@ import {
 } from "./_resp.ts";
 import { RedisConnectionError, RedisError } from "./_errors.ts";
 import { parseRedisUrl, type RedisTarget } from "./_url.ts";
+import { backoff, COMMAND_TIMEOUT } from "../run/_retry_policy.ts";
 
 export type { Arg, Reply };
 
@@ -45,6 +50,14 @@ export interface RedisClientOptions {
    * @default {2000}
    */
   maxDelay?: number;
+  /**
+   * How long a connection may give no reply while commands wait for one, in
+   * milliseconds, beyond the `BLOCK` of a blocking read waiting first; then
+   * it is torn down (its commands fail) and another is made.
+   *
+   * @default {5000}
+   */
+  commandTimeout?: number;
   /** PEM certificates to trust for `rediss://`, beside the system's. */
   caCerts?: string[];
 }
@@ -53,6 +66,8 @@ export interface RedisClientOptions {
 interface Pending {
   name: string;
   bytes: Uint8Array | null;
+  /** Milliseconds the server may hold it before answering (a blocking read's BLOCK). */
+  block: number;
   resolve(reply: Reply): void;
   reject(error: Error): void;
   timer: ReturnType<typeof setTimeout> | undefined;
@@ -73,6 +88,7 @@ export class RedisClient {
   readonly #connectTimeout: number;
   readonly #minDelay: number;
   readonly #maxDelay: number;
+  readonly #commandTimeout: number;
   readonly #caCerts: string[] | undefined;
   #state: "connecting" | "ready" | "closed" = "connecting";
   #conn: Deno.Conn | null = null;
@@ -89,6 +105,9 @@ export class RedisClient {
   #reading: Promise<void> = Promise.resolve();
   #connecting: Promise<void> = Promise.resolve();
   #connections = 0;
+  /** When the connection last answered, or was given work while idle. */
+  #heard = 0;
+  #watch: ReturnType<typeof setTimeout> | undefined;
 
   /**
    * Starts connecting to `url` at once; commands wait for the connection.
@@ -103,6 +122,7 @@ export class RedisClient {
       connectTimeout = 5000,
       minDelay = 50,
       maxDelay = 2000,
+      commandTimeout = COMMAND_TIMEOUT,
       caCerts,
     } = options;
     this.#target = parseRedisUrl(url);
@@ -112,6 +132,7 @@ export class RedisClient {
         connectTimeout,
         minDelay,
         maxDelay,
+        commandTimeout,
       })
     ) {
       if (!(value > 0) || !Number.isFinite(value)) {
@@ -123,6 +144,7 @@ export class RedisClient {
     this.#connectTimeout = connectTimeout;
     this.#minDelay = minDelay;
     this.#maxDelay = Math.max(minDelay, maxDelay);
+    this.#commandTimeout = commandTimeout;
     this.#caCerts = caCerts;
     this.#connecting = this.#connect();
   }
@@ -180,6 +202,7 @@ export class RedisClient {
       const pending: Pending = {
         name,
         bytes,
+        block: blockOf(name, args),
         resolve,
         reject,
         timer: undefined,
@@ -218,6 +241,8 @@ export class RedisClient {
       this.#state = "closed";
       clearTimeout(this.#retryTimer);
       this.#retryTimer = undefined;
+      clearTimeout(this.#watch);
+      this.#watch = undefined;
       const waiting = this.#waiting;
       this.#waiting = [];
       for (const pending of waiting) {
@@ -325,12 +350,15 @@ export class RedisClient {
         this.#inflight.push({
           name: commandName(args),
           bytes: null,
+          block: 0,
           resolve,
           reject,
           timer: undefined,
         });
       })
     );
+    this.#heard = performance.now();
+    this.#armWatch();
     await writeAll(conn, join(commands.map(encodeCommand)));
     await Promise.all(replies);
   }
@@ -351,7 +379,9 @@ export class RedisClient {
           if (n !== null) decoder.feed(buffer.subarray(0, n));
         }
         if (n === null) break;
-        for (const reply of decoder.take()) this.#settle(reply);
+        const replies = decoder.take();
+        if (replies.length > 0) this.#heard = performance.now();
+        for (const reply of replies) this.#settle(reply);
       }
     } catch (error) {
       cause = error;
@@ -389,6 +419,8 @@ export class RedisClient {
     const failed = this.#inflight.slice(this.#head);
     this.#inflight = [];
     this.#head = 0;
+    clearTimeout(this.#watch);
+    this.#watch = undefined;
     if (this.#state === "closed") {
       for (const pending of failed) pending.reject(this.#closed(pending.name));
       return;
@@ -416,11 +448,7 @@ export class RedisClient {
   /** The next attempt to connect, after a backoff delay. */
   #retry(): void {
     if (this.#state === "closed" || this.#retryTimer !== undefined) return;
-    const ceiling = Math.min(
-      this.#maxDelay,
-      this.#minDelay * 2 ** Math.min(this.#attempt++, 30),
-    );
-    const delay = ceiling / 2 + Math.random() * ceiling / 2;
+    const delay = backoff(this.#minDelay, ++this.#attempt, this.#maxDelay);
     this.#retryTimer = setTimeout(() => {
       this.#retryTimer = undefined;
       this.#connecting = this.#connect();
@@ -464,6 +492,11 @@ export class RedisClient {
     ) return;
     const batch = this.#waiting;
     this.#waiting = [];
+    if (this.#head === this.#inflight.length) {
+      // Idle until now: the clock runs from this write.
+      this.#heard = performance.now();
+    }
+    this.#armWatch();
     const parts: Uint8Array[] = [];
     for (const pending of batch) {
       parts.push(pending.bytes!);
@@ -482,12 +515,54 @@ export class RedisClient {
     this.#flush();
   }
 
+  /** Starts the deadline clock of the connection, unless it runs. */
+  #armWatch(): void {
+    if (this.#watch !== undefined) return;
+    this.#watch = setTimeout(() => this.#check(), this.#commandTimeout);
+  }
+
+  /**
+   * The deadline: commands wait and the connection gave no reply for
+   * `commandTimeout` past the BLOCK of the first of them: it is dead.
+   */
+  #check(): void {
+    this.#watch = undefined;
+    const conn = this.#conn;
+    const head = this.#inflight[this.#head];
+    if (conn === null || head === undefined) return;
+    const allowed = this.#commandTimeout + head.block;
+    const due = this.#heard + allowed - performance.now();
+    if (due > 0) {
+      this.#watch = setTimeout(() => this.#check(), due);
+      return;
+    }
+    this.#drop(
+      conn,
+      new Error(
+        `no reply to ${head.name} within ${allowed} ms (its 'commandTimeout'): the server stopped answering`,
+      ),
+    );
+  }
+
   #closed(name: string): RedisConnectionError {
     return new RedisConnectionError(
       this.url,
       `Cannot complete ${name} as the client of ${this.url} is closed`,
     );
   }
+}
+
+/** Milliseconds XREAD or XREADGROUP may block by its BLOCK (0: forever). */
+function blockOf(name: string, args: readonly Arg[]): number {
+  if (name !== "XREAD" && name !== "XREADGROUP") return 0;
+  for (let i = 1; i + 1 < args.length; i++) {
+    const arg = args[i];
+    if (typeof arg === "string" && arg.toUpperCase() === "BLOCK") {
+      const ms = Number(args[i + 1]);
+      return ms === 0 ? Infinity : ms;
+    }
+  }
+  return 0;
 }
 
 /** The command's name for messages: its first argument, never the others (they may hold a password). */

@@ -5,10 +5,12 @@
 // read tasks with XREADGROUP in one group, keep the entries they hold fresh
 // with a heartbeat (XCLAIM ... JUSTID, only for entries they still own), take
 // over entries idle longer than `staleAfter` (a dead worker's) with
-// XAUTOCLAIM, and hand back a result (or a dead letter to NAME:dead) with one
+// XAUTOCLAIM (following its cursor over the whole pending list), count a
+// start (START: NAME:started) before running an entry, and hand back a result (or a dead letter to NAME:dead) with one
 // Lua script: the fenced commit, which publishes, acks and deletes only while
 // the entry is still pending for this very worker. Execution is at least
 // once; a result is published at most once per entry, so exactly once.
+// docs/fleet.md is the model these follow.
 // Entries are deleted when their result is in, never trimmed before.
 
 import { type Arg, RedisClient, type RedisClientOptions } from "./_client.ts";
@@ -27,7 +29,10 @@ import {
   HEARTBEAT_SCRIPT,
   PRUNE_SCRIPT,
   REPLY_FIELD,
+  START_SCRIPT,
+  startedHash,
 } from "./_fleet_scripts.ts";
+import { MAX_STALLS } from "../run/_retry_policy.ts";
 
 export { deadStream, REPLY_FIELD, resultStream } from "./_fleet_scripts.ts";
 export { FleetProducer, type FleetResult } from "./_fleet_producer.ts";
@@ -49,6 +54,23 @@ export interface ClaimedEntry {
 /** What a fenced commit did. */
 export type CommitOutcome = "committed" | "fenced";
 
+/**
+ * What a fenced start did: counted this worker (`started`), refused as
+ * `maxStalls` workers started it already and vanished (`poison`), or nothing
+ * as another worker holds it (`fenced`); `before` is how many had started it.
+ */
+export interface StartOutcome {
+  outcome: "started" | "poison" | "fenced";
+  before: number;
+}
+
+/**
+ * The most XAUTOCLAIM calls of one `reclaim()`: each scans about 10 × COUNT
+ * pending entries; the cursor is kept, so the next `reclaim()` goes on from
+ * there and a pass reaches every entry however long the list.
+ */
+const RECLAIM_CALLS = 50;
+
 /** Options of {@linkcode FleetWorker}. */
 export interface FleetWorkerOptions {
   /** The chunk stream's key. */
@@ -65,6 +87,11 @@ export interface FleetWorkerOptions {
   heartbeat?: number;
   /** Idle this long (ms), an entry is taken over by `reclaim()`. @default {5000} */
   staleAfter?: number;
+  /**
+   * Workers that may start an entry and vanish before `start()` refuses it
+   * as poison. @default {3}
+   */
+  maxStalls?: number;
   /**
    * A consumer that holds nothing and was last seen this long ago (ms) is
    * removed from the group by `prune()`: a killed worker's name.
@@ -84,6 +111,10 @@ export class FleetWorker {
   readonly #block: number;
   readonly #staleAfter: number;
   readonly #pruneAfter: number;
+  readonly #maxStalls: number;
+  readonly #startedKey: string;
+  /** Where the next XAUTOCLAIM starts: "0-0" from the list's head. */
+  #cursor = "0-0";
   /** Commands (never blocks). */
   readonly #client: RedisClient;
   /** XREADGROUP BLOCK only. */
@@ -104,6 +135,8 @@ export class FleetWorker {
     this.#block = options.block ?? 1000;
     this.#staleAfter = options.staleAfter ?? 5000;
     this.#pruneAfter = options.pruneAfter ?? 3_600_000;
+    this.#maxStalls = options.maxStalls ?? MAX_STALLS;
+    this.#startedKey = startedHash(this.stream);
     this.#client = new RedisClient(url, options.client);
     this.#reader = new RedisClient(url, options.client);
     const heartbeat = options.heartbeat ?? 1000;
@@ -150,19 +183,60 @@ export class FleetWorker {
     return await this.#hold(entries, false);
   }
 
-  /** Entries idle longer than `staleAfter` (a dead or stalled worker's), taken over with XAUTOCLAIM. */
+  /**
+   * Up to `count` entries idle longer than `staleAfter` (a dead or stalled
+   * worker's), taken over with XAUTOCLAIM, following its cursor: on from
+   * where the last call stopped, until `count` are taken, the list's end is
+   * reached, or RECLAIM_CALLS calls are made.
+   */
   async reclaim(count: number = this.#count): Promise<ClaimedEntry[]> {
     await this.ensureGroup();
-    const { entries } = await xautoclaim(
+    const taken: StreamEntry[] = [];
+    const deleted: string[] = [];
+    for (let call = 0; call < RECLAIM_CALLS && taken.length < count; call++) {
+      const { next, entries, deleted: gone } = await xautoclaim(
+        this.#client,
+        this.stream,
+        this.group,
+        this.consumer,
+        this.#staleAfter,
+        this.#cursor,
+        count - taken.length,
+      );
+      taken.push(...entries);
+      deleted.push(...gone);
+      this.#cursor = next;
+      // The list's end: the next call starts over from its head.
+      if (next === "0-0") break;
+    }
+    // Entries deleted while pending (given up on): their start counts go too.
+    if (deleted.length > 0) {
+      await this.#client.command("HDEL", this.#startedKey, ...deleted);
+    }
+    return await this.#hold(taken, true);
+  }
+
+  /**
+   * The fenced start of an entry this worker holds: counts it in
+   * NAME:started, unless `maxStalls` workers started it already and none
+   * ended it (then it is poison, and nothing changes).
+   */
+  async start(entry: ClaimedEntry): Promise<StartOutcome> {
+    const [outcome, before] = await START_SCRIPT.run(
       this.#client,
-      this.stream,
-      this.group,
-      this.consumer,
-      this.#staleAfter,
-      "0-0",
-      count,
-    );
-    return await this.#hold(entries, true);
+      [this.stream, this.#startedKey],
+      [this.group, this.consumer, entry.id, this.#maxStalls],
+    ) as [Uint8Array, number];
+    const name = decoder.decode(outcome);
+    return {
+      outcome: name === "started" || name === "poison" ? name : "fenced",
+      before: Number(before),
+    };
+  }
+
+  /** Workers that may start an entry and vanish before it is poison. */
+  get maxStalls(): number {
+    return this.#maxStalls;
   }
 
   async #hold(
@@ -267,7 +341,7 @@ export class FleetWorker {
     }
     checkFields(result);
     return await this.#run(
-      [this.stream, entry.reply],
+      [this.stream, this.#startedKey, entry.reply],
       [entry.id, "result", ...result],
     );
   }
@@ -285,7 +359,7 @@ export class FleetWorker {
     error: Arg,
     result?: readonly Arg[],
   ): Promise<CommitOutcome> {
-    const keys = [this.stream, deadStream(this.stream)];
+    const keys = [this.stream, this.#startedKey, deadStream(this.stream)];
     const args: Arg[] = [entry.id, "dead", error, String(entry.deliveries)];
     if (result !== undefined && entry.reply !== "") {
       checkFields(result);
@@ -310,18 +384,28 @@ export class FleetWorker {
    * this worker), if this worker still holds them, go to the placeholder
    * consumer HANDED_BACK as idle for years, so that the next `reclaim()` of
    * any worker takes them at once; their delivery count is lowered by one,
-   * so a hand-back does not count as a failed delivery. When this worker
-   * then holds nothing, it leaves the group (XGROUP DELCONSUMER).
+   * so a hand-back does not count as a failed delivery; the first `started`
+   * of `ids` were started here, and their start count goes down again, as
+   * stopping is not a death. When this worker then holds nothing, it leaves
+   * the group (XGROUP DELCONSUMER).
    *
    * @returns How many entries were handed back, and whether the consumer left the group.
    */
   async handBack(
     ids: readonly string[] = [],
+    started = 0,
   ): Promise<{ handedBack: number; left: boolean }> {
     const reply = await HANDBACK_SCRIPT.run(
       this.#client,
-      [this.stream],
-      [this.group, this.consumer, HANDED_BACK_IDLE, HANDED_BACK, ...ids],
+      [this.stream, this.#startedKey],
+      [
+        this.group,
+        this.consumer,
+        HANDED_BACK_IDLE,
+        HANDED_BACK,
+        started,
+        ...ids,
+      ],
     ) as number[];
     for (const id of ids) this.#held.delete(id);
     if (ids.length === 0) this.#held.clear();

@@ -1,25 +1,52 @@
 // Copyright the @ocycle/core authors. MIT license.
 // The producer side of the fleet protocol (redis/_fleet.ts): task entries
-// XADDed to the chunk stream with the name of this producer's result stream,
-// results read back from it with XREAD BLOCK on a connection of its own, each
-// once, and deleted once read.
+// added to the chunk stream (the idempotent ADD_SCRIPT, keyed by the
+// producer's add key) with the name of this producer's result stream, results
+// read back from it with XREAD BLOCK on a connection of its own, each once,
+// and deleted once read.
 
 import { type Arg, RedisClient, type RedisClientOptions } from "./_client.ts";
 import { RedisError } from "./_errors.ts";
-import { Script, xadd, xdel } from "./_streams.ts";
-import { REPLY_FIELD, resultStream } from "./_fleet_scripts.ts";
+import { Script, xdel } from "./_streams.ts";
+import {
+  ADD_SCRIPT,
+  addedHash,
+  REPLY_FIELD,
+  RESULTS_TTL,
+  resultStream,
+  startedHash,
+} from "./_fleet_scripts.ts";
 
 /**
- * Which of the entries ARGV[1..] of KEYS[1] exist: 1 or 0 each. Run in the
- * server so that only the answers travel, never the entries' bytes.
+ * Which of the entries ARGV[1..] of KEYS[1] exist: 1 or 0 each; and, read in
+ * the same step, the last id ever added to the result stream KEYS[2] ("0-0"
+ * when it does not exist). Run in the server so that only the answers
+ * travel, never the entries' bytes.
  */
 const EXIST_SCRIPT = new Script(`
 local out = {}
 for i, id in ipairs(ARGV) do
   out[i] = #redis.call('XRANGE', KEYS[1], id, id, 'COUNT', 1)
 end
-return out
+local last = '0-0'
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  local info = redis.call('XINFO', 'STREAM', KEYS[2])
+  for i = 1, #info, 2 do
+    if info[i] == 'last-generated-id' then last = info[i + 1] end
+  end
+end
+return {out, last}
 `);
+
+/** What `missing()` found: the entries gone, and the result stream's last id when it looked. */
+export interface Missing {
+  gone: Set<string>;
+  /** The result of an entry gone by its commit has an id at most this. */
+  fence: string;
+}
+
+/** How many results one `read()` takes at most. */
+export const READ_COUNT = 100;
 
 const decoder = new TextDecoder();
 
@@ -37,6 +64,8 @@ export class FleetProducer {
   readonly results: string;
   readonly #client: RedisClient;
   readonly #reader: RedisClient;
+  readonly #added: string;
+  readonly #started: string;
   #last = "0-0";
 
   /** @param producer A name unique among the producers of `stream`. */
@@ -48,25 +77,48 @@ export class FleetProducer {
   ) {
     this.stream = stream;
     this.results = resultStream(stream, producer);
+    this.#added = addedHash(stream, producer);
+    this.#started = startedHash(stream);
     this.#client = new RedisClient(url, options);
     this.#reader = new RedisClient(url, options);
   }
 
-  /** XADDs a task entry (with the reply field) to the chunk stream; returns its id. */
-  async submit(fields: readonly Arg[]): Promise<string> {
-    const pairs: [Arg, Arg][] = [];
-    for (let i = 0; i + 1 < fields.length; i += 2) {
-      pairs.push([fields[i]!, fields[i + 1]!]);
+  /**
+   * Adds a task entry (with the reply field) to the chunk stream, once per
+   * `key`: run again with the same key (its reply was lost), it returns the
+   * id of the entry added the first time and adds nothing.
+   *
+   * @param key The add key; by default a new one, so the add is not repeatable.
+   */
+  async submit(
+    fields: readonly Arg[],
+    key: string = crypto.randomUUID(),
+  ): Promise<string> {
+    const reply = await ADD_SCRIPT.run(
+      this.#client,
+      [this.stream, this.#added],
+      [key, RESULTS_TTL, ...fields, REPLY_FIELD, this.results],
+    );
+    return reply instanceof Uint8Array ? decoder.decode(reply) : String(reply);
+  }
+
+  /** Forgets add keys of chunks settled (no add with them will come again). */
+  async forget(keys: readonly string[]): Promise<void> {
+    if (keys.length > 0) {
+      await this.#client.command("HDEL", this.#added, ...keys);
     }
-    pairs.push([REPLY_FIELD, this.results]);
-    return await xadd(this.#client, this.stream, pairs);
+  }
+
+  /** The id of the last result read: every result up to it has been read. */
+  get last(): string {
+    return this.#last;
   }
 
   /**
    * The next results (XREAD BLOCK `block` ms), each once; read ones are
    * deleted from the result stream. `[]` when none came in time.
    */
-  async read(block = 1000, count = 100): Promise<FleetResult[]> {
+  async read(block = 1000, count = READ_COUNT): Promise<FleetResult[]> {
     const reply = await this.#reader.command(
       "XREAD",
       "COUNT",
@@ -107,13 +159,20 @@ export class FleetProducer {
     return this.#reader.connections;
   }
 
-  /** Of the task entries `ids` of the chunk stream, those no longer in it. */
-  async missing(ids: readonly string[]): Promise<Set<string>> {
-    if (ids.length === 0) return new Set();
-    const flags = await EXIST_SCRIPT.run(this.#client, [this.stream], [
-      ...ids,
-    ]) as number[];
-    return new Set(ids.filter((_, i) => flags[i] === 0));
+  /**
+   * Of the task entries `ids` of the chunk stream, those no longer in it,
+   * and the result stream's last id at that moment.
+   */
+  async missing(ids: readonly string[]): Promise<Missing> {
+    const [flags, last] = await EXIST_SCRIPT.run(
+      this.#client,
+      [this.stream, this.results],
+      [...ids],
+    ) as [number[], Uint8Array | string];
+    return {
+      gone: new Set(ids.filter((_, i) => flags[i] === 0)),
+      fence: last instanceof Uint8Array ? decoder.decode(last) : String(last),
+    };
   }
 
   /**
@@ -154,14 +213,18 @@ export class FleetProducer {
     }).filter((c) => !c.name.startsWith("ocycle:"));
   }
 
-  /** Deletes task entries from the chunk stream (chunks given up on). */
+  /** Deletes task entries from the chunk stream (chunks given up on), and their start counts. */
   async remove(ids: readonly string[]): Promise<void> {
-    if (ids.length > 0) await xdel(this.#client, this.stream, ids);
+    if (ids.length === 0) return;
+    await Promise.all([
+      xdel(this.#client, this.stream, ids),
+      this.#client.command("HDEL", this.#started, ...ids),
+    ]);
   }
 
-  /** Deletes this producer's result stream (once nothing more is awaited). */
+  /** Deletes this producer's result stream and its adds (once nothing more is awaited). */
   async dispose(): Promise<void> {
-    await this.#client.command("DEL", this.results);
+    await this.#client.command("DEL", this.results, this.#added);
   }
 
   /** Closes both clients. */

@@ -15,6 +15,20 @@ export function resultStream(stream: string, producer: string): string {
   return `${stream}:results:${producer}`;
 }
 
+/**
+ * The hash of a chunk stream that counts, per entry id, the workers that
+ * started it (START) and have not ended it: what tells a worker's death
+ * mid-chunk from an entry claimed and never started (docs/fleet.md).
+ */
+export function startedHash(stream: string): string {
+  return `${stream}:started`;
+}
+
+/** The hash of one producer's adds: add key → entry id (ADD_SCRIPT). */
+export function addedHash(stream: string, producer: string): string {
+  return `${stream}:added:${producer}`;
+}
+
 /** The dead-letter stream of a chunk stream. */
 export function deadStream(stream: string): string {
   return `${stream}:dead`;
@@ -37,15 +51,50 @@ end
 `;
 
 /**
- * The fenced commit. KEYS[1] the chunk stream, KEYS[2] the target stream;
+ * The idempotent add. KEYS[1] the chunk stream, KEYS[2] the producer's
+ * added hash; ARGV[1] the add key, ARGV[2] the hash's time to live in ms,
+ * ARGV[3..] the entry's fields. The first run XADDs and records the id under
+ * the key, in one step; a run again (its reply was lost with the connection)
+ * returns the id recorded, adding nothing. Returns the entry id.
+ */
+export const ADD_SCRIPT = new Script(`
+local id = redis.call('HGET', KEYS[2], ARGV[1])
+if id then return id end
+id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 3))
+redis.call('HSET', KEYS[2], ARGV[1], id)
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+return id
+`);
+
+/**
+ * The fenced start. KEYS[1] the chunk stream, KEYS[2] its started hash;
+ * ARGV[1] group, ARGV[2] consumer, ARGV[3] entry id, ARGV[4] the most
+ * workers that may have started it and vanished (maxStalls). Returns
+ * `{"started", n}` having counted this worker (n started it before),
+ * `{"poison", n}` when n reached ARGV[4] (nothing changed), or
+ * `{"fenced", 0}` when the entry is not pending for this consumer.
+ */
+export const START_SCRIPT = new Script(
+  OWNS + `
+if not owns(ARGV[3]) then return {'fenced', 0} end
+local n = tonumber(redis.call('HGET', KEYS[2], ARGV[3]) or '0')
+if n >= tonumber(ARGV[4]) then return {'poison', n} end
+redis.call('HSET', KEYS[2], ARGV[3], n + 1)
+return {'started', n}
+`,
+);
+
+/**
+ * The fenced commit. KEYS[1] the chunk stream, KEYS[2] its started hash,
+ * KEYS[3] the target stream;
  * ARGV[1] group, ARGV[2] consumer, ARGV[3] entry id, ARGV[4] the mode.
- * - `result`: XADD ARGV[5..] (a result entry) to KEYS[2].
- * - `dead`: XADD to KEYS[2] (the dead-letter stream) a copy of the chunk
+ * - `result`: XADD ARGV[5..] (a result entry) to KEYS[3].
+ * - `dead`: XADD to KEYS[3] (the dead-letter stream) a copy of the chunk
  *   entry's fields (read here, so its bytes do not travel again) with `error`
- *   ARGV[5], `worker` ARGV[2] and `deliveries` ARGV[6]; and when KEYS[3] is
+ *   ARGV[5], `worker` ARGV[2] and `deliveries` ARGV[6]; and when KEYS[4] is
  *   given, XADD ARGV[7..] (an error result) to it.
  * A result stream written to expires RESULTS_TTL after its last result.
- * Then XACK and XDEL the chunk entry. Returns `{"committed", ids...}`; or
+ * Then XACK and XDEL the chunk entry, and drop its start count. Returns `{"committed", ids...}`; or
  * `{"fenced"}`, having changed nothing, when the entry is not pending for
  * this consumer (reclaimed by another, or committed already).
  */
@@ -55,8 +104,8 @@ local RESULTS_TTL = ${RESULTS_TTL}
 if not owns(ARGV[3]) then return {'fenced'} end
 local ids = {}
 if ARGV[4] == 'result' then
-  ids[1] = redis.call('XADD', KEYS[2], '*', unpack(ARGV, 5))
-  redis.call('PEXPIRE', KEYS[2], RESULTS_TTL)
+  ids[1] = redis.call('XADD', KEYS[3], '*', unpack(ARGV, 5))
+  redis.call('PEXPIRE', KEYS[3], RESULTS_TTL)
 else
   local fields = {}
   local e = redis.call('XRANGE', KEYS[1], ARGV[3], ARGV[3])
@@ -64,14 +113,15 @@ else
   for _, v in ipairs({'error', ARGV[5], 'worker', ARGV[2], 'deliveries', ARGV[6]}) do
     fields[#fields + 1] = v
   end
-  ids[1] = redis.call('XADD', KEYS[2], '*', unpack(fields))
-  if #KEYS >= 3 then
-    ids[2] = redis.call('XADD', KEYS[3], '*', unpack(ARGV, 7))
-    redis.call('PEXPIRE', KEYS[3], RESULTS_TTL)
+  ids[1] = redis.call('XADD', KEYS[3], '*', unpack(fields))
+  if #KEYS >= 4 then
+    ids[2] = redis.call('XADD', KEYS[4], '*', unpack(ARGV, 7))
+    redis.call('PEXPIRE', KEYS[4], RESULTS_TTL)
   end
 end
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
 redis.call('XDEL', KEYS[1], ARGV[3])
+redis.call('HDEL', KEYS[2], ARGV[3])
 return {'committed', unpack(ids)}
 `,
 );
@@ -111,33 +161,39 @@ export const HANDED_BACK = "ocycle:handed-back";
 export const HANDED_BACK_IDLE = 315_360_000_000;
 
 /**
- * The fenced hand-back. KEYS[1] the chunk stream; ARGV[1] group, ARGV[2]
- * consumer, ARGV[3] the idle time to give, ARGV[4] the consumer that takes
- * them (HANDED_BACK), ARGV[5..] entry ids, or none for every entry pending
- * for this consumer. Moves those still pending for this consumer to ARGV[4]
+ * The fenced hand-back. KEYS[1] the chunk stream, KEYS[2] its started hash;
+ * ARGV[1] group, ARGV[2] consumer, ARGV[3] the idle time to give, ARGV[4]
+ * the consumer that takes them (HANDED_BACK), ARGV[5] how many of the ids
+ * that follow this worker had started (they come first), ARGV[6..] entry
+ * ids, or none for every entry pending for this consumer. Moves those still pending for this consumer to ARGV[4]
  * (XCLAIM ... IDLE ... RETRYCOUNT ... JUSTID), their delivery count lowered
  * by one, as the delivery that ends here never ran them to the end and the
- * next XAUTOCLAIM counts one again. Then, when this consumer holds nothing,
+ * next XAUTOCLAIM counts one again; the start count of those it had
+ * started is lowered by one (stopping is not a death). Then, when this consumer holds nothing,
  * XGROUP DELCONSUMER (which would drop what it still held from the group).
  * Returns `{handed back, 1 if the consumer was deleted else 0}`.
  */
 export const HANDBACK_SCRIPT = new Script(
   OWNS + `
 local ids = {}
-if #ARGV >= 5 then
-  for i = 5, #ARGV do ids[#ids + 1] = ARGV[i] end
+local started = tonumber(ARGV[5])
+if #ARGV >= 6 then
+  for i = 6, #ARGV do ids[#ids + 1] = ARGV[i] end
 else
   for _, p in ipairs(redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 10000, ARGV[2])) do
     ids[#ids + 1] = p[1]
   end
 end
 local n = 0
-for _, id in ipairs(ids) do
+for i, id in ipairs(ids) do
   local p = redis.call('XPENDING', KEYS[1], ARGV[1], id, id, 1)
   if #p == 1 and p[1][2] == ARGV[2] then
     local count = math.max(p[1][4] - 1, 0)
     redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[4], 0, id, 'IDLE', ARGV[3],
       'RETRYCOUNT', count, 'JUSTID')
+    if i <= started and redis.call('HINCRBY', KEYS[2], id, -1) <= 0 then
+      redis.call('HDEL', KEYS[2], id)
+    end
     n = n + 1
   end
 end

@@ -13,3 +13,12 @@ export function hostName(): string | undefined {
     return undefined; // a runtime without permissions or host names
   }
 }
+
+/** A name unique in a fleet: `${host}-${pid}-<8 hex digits>` (no host where it may not be read). */
+export function fleetName(): string {
+  const random = crypto.getRandomValues(new Uint8Array(4));
+  const hex = Array.from(random, (b) => b.toString(16).padStart(2, "0"))
+    .join("");
+  const host = hostName();
+  return `${host === undefined ? "" : host + "-"}${Deno.pid}-${hex}`;
+}

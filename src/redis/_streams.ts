@@ -62,6 +62,16 @@ export async function xadd(
   return text(await client.command(...args));
 }
 
+/** Orders two stream ids ("ms-seq"): negative, 0 or positive. */
+export function compareIds(a: string, b: string): number {
+  const [am = "0", as = "0"] = a.split("-");
+  const [bm = "0", bs = "0"] = b.split("-");
+  const ms = BigInt(am) - BigInt(bm);
+  if (ms !== 0n) return ms < 0n ? -1 : 1;
+  const seq = BigInt(as) - BigInt(bs);
+  return seq === 0n ? 0 : seq < 0n ? -1 : 1;
+}
+
 /** XGROUP CREATE ... MKSTREAM; `false` when the group exists already. */
 export async function xgroupCreate(
   client: RedisClient,

@@ -1,13 +1,16 @@
 // Copyright the @ocycle/core authors. MIT license.
-// The engine of a fleet worker (run_worker.ts): it claims task entries from
-// the chunk stream up to its free local capacity (plus a read-ahead of
-// fast chunks, see READ_AHEAD_MS), takes over stale ones
-// every staleAfter/2, runs each in a local runner of the mode it was started
+// The engine of a fleet worker (run_worker.ts), following docs/fleet.md: it
+// claims task entries from the chunk stream up to what its local pool starts
+// at once (plus a read-ahead of fast chunks, see READ_AHEAD_MS), takes over
+// stale ones every staleAfter/2, counts a start (the fenced START) right
+// before running one, refusing as poison an entry `maxStalls` workers started
+// and never ended, runs each in a local runner of the mode it was started
 // with (one per layout, made lazily), and hands the outcome back with the
 // fenced scripts of redis/_fleet.ts (through redis/_worker_outcomes.ts): a
-// result, an error result, a dead letter or, when it stops, a hand-back. Retries of crashes and timeouts are local,
-// with the producer's policy from the entry. Redis errors are logged and
-// retried with backoff; they never end the loop.
+// result, an error result, a dead letter or, when it stops, a hand-back.
+// Retries of crashes and timeouts are local, with the producer's policy from
+// the entry. Redis errors are logged and retried with backoff
+// (run/_retry_policy.ts); they never end the loop.
 //
 // A chunk decoded from a reply views bytes of its own: the RESP decoder
 // (redis/_resp.ts) allocates every bulk string afresh, never a view of the
@@ -16,7 +19,7 @@
 import { ChunkError, type ChunkErrorKind } from "../chunk_error.ts";
 import { createRunner, type RunnerSettings } from "../run/_factory.ts";
 import { before } from "../run/_deadline.ts";
-import { retryDelay } from "../run/_retry.ts";
+import { isRetryable, redisDelay, retryDelay } from "../run/_retry_policy.ts";
 import { describe, message, type Runner, type Task } from "../run/_runner.ts";
 import {
   decodeTaskEntry,
@@ -43,8 +46,12 @@ export interface EngineSettings {
   readonly name: string;
   /** The local runner's settings, but for the layout, which each entry names. */
   readonly runner: Omit<RunnerSettings<unknown, unknown>, "layout">;
-  /** Chunks run (or waiting for a retry) at once. */
+  /** Chunks the local runner holds at once (its pool × concurrency). */
   readonly capacity: number;
+  /** Chunks the local runner starts at once (its pool): what is claimed, besides the read-ahead. */
+  readonly starts: number;
+  /** Workers that may start an entry and vanish before it is poison. */
+  readonly maxStalls: number;
   readonly staleAfter: number;
   readonly heartbeat: number;
   readonly log: (line: string) => void;
@@ -110,10 +117,11 @@ export class WorkerEngine {
       stream: settings.stream,
       group: settings.group,
       consumer: settings.name,
-      count: settings.capacity,
+      count: settings.starts,
       block: BLOCK,
       heartbeat: settings.heartbeat,
       staleAfter: settings.staleAfter,
+      maxStalls: settings.maxStalls,
     });
   }
 
@@ -166,7 +174,7 @@ export class WorkerEngine {
   }
 
   async #loop(): Promise<void> {
-    const { capacity, staleAfter, log } = this.#s;
+    const { starts, staleAfter, log } = this.#s;
     let nextReclaim = 0;
     let nextPrune = Date.now() + PRUNE_EVERY;
     let failures = 0;
@@ -176,7 +184,9 @@ export class WorkerEngine {
         this.#fleet.heartbeatError = undefined;
         log(`a heartbeat failed: ${message(beat)}`);
       }
-      const free = capacity + this.#readAhead() - this.#handling.size;
+      // What can start now, and a few fast ones: an entry held here and not
+      // started is stranded for `staleAfter` if this worker dies.
+      const free = starts + this.#readAhead() - this.#handling.size;
       if (free <= 0) {
         await this.#woken;
         continue;
@@ -198,24 +208,24 @@ export class WorkerEngine {
           if (entries.length > 0) {
             log(`took over ${entries.length} stale entries: ${ids(entries)}`);
           }
-          for (const entry of entries) this.#start(entry, true);
+          for (const entry of entries) this.#start(entry);
         } else {
           const entries = await this.#fleet.claim(free);
           this.counts.claimed += entries.length;
-          for (const entry of entries) this.#start(entry, false);
+          for (const entry of entries) this.#start(entry);
         }
         failures = 0;
       } catch (error) {
         failures++;
         if (isNoGroup(error)) this.#fleet.resetGroup();
-        const wait = retryDelay(100, failures);
+        const wait = redisDelay(failures);
         log(`Redis failed: ${message(error)}; trying again in ${wait | 0} ms`);
         await this.#sleep(wait);
       }
     }
   }
 
-  #start(entry: ClaimedEntry, reclaimed: boolean): void {
+  #start(entry: ClaimedEntry): void {
     let slot = false;
     const slots = {
       take: () => slot = true,
@@ -227,7 +237,7 @@ export class WorkerEngine {
         this.#slotWaiters.shift()?.();
       },
     };
-    const handling: Promise<void> = this.#handle(entry, reclaimed, slots)
+    const handling: Promise<void> = this.#handle(entry, slots)
       .catch((error) =>
         this.#s.log(`entry ${entry.id} was left pending: ${describe(error)}`)
       )
@@ -242,7 +252,7 @@ export class WorkerEngine {
   /** Entries to claim beyond the pool's capacity: see READ_AHEAD_MS. */
   #readAhead(): number {
     if (this.#runMs === undefined) return 0;
-    const n = READ_AHEAD_MS * this.#s.capacity / Math.max(this.#runMs, 0.01);
+    const n = READ_AHEAD_MS * this.#s.starts / Math.max(this.#runMs, 0.01);
     return Math.min(READ_AHEAD_MAX, Math.floor(n));
   }
 
@@ -263,10 +273,9 @@ export class WorkerEngine {
 
   async #handle(
     entry: ClaimedEntry,
-    reclaimed: boolean,
     slots: { take(): void; give(): void },
   ): Promise<void> {
-    if (!this.#is("running")) return await this.#out.handBack(entry);
+    if (!this.#is("running")) return await this.#out.handBack(entry, false);
     let task: TaskEntry;
     try {
       if (entry.reply === "") throw new TypeError("it names no reply stream");
@@ -279,17 +288,28 @@ export class WorkerEngine {
         kind: "protocol",
       });
     }
-    if (reclaimed && entry.deliveries > 1 + task.retries) {
+    if (!(await this.#takeSlot(slots))) {
+      return await this.#out.handBack(entry, false);
+    }
+    // A fact for whoever takes it over if this worker vanishes from here on.
+    const start = await this.#out.start(entry, task.id);
+    if (start === undefined || start.outcome === "fenced") {
+      // Another worker holds it, the group went with Redis's data, or
+      // Redis gave out while aborting: nothing here to run or hand back.
+      slots.give();
+      return;
+    }
+    if (start.outcome === "poison") {
+      slots.give();
       const detail =
-        `delivered ${entry.deliveries} times; each worker holding it died or stalled`;
+        `it took down ${start.before} workers in a row (each started it and vanished; 'maxStalls' is ${this.#s.maxStalls})`;
       return await this.#out.dead(entry, detail, task.id, {
         worker: this.#s.name,
         error: { name: "Error", message: detail },
         kind: "crash",
-        attempts: entry.deliveries - 1,
+        attempts: start.before,
       });
     }
-    if (!(await this.#takeSlot(slots))) return await this.#out.handBack(entry);
     const runner = this.#runner(task.layout);
     for (let attempt = 1;; attempt++) {
       let value: unknown;
@@ -303,15 +323,15 @@ export class WorkerEngine {
           ? error.kind
           : "callback";
         if (this.#is("aborting") || kind === "aborted") {
-          return await this.#out.handBack(entry);
+          return await this.#out.handBack(entry, true);
         }
         if (kind === "startup") {
           // The worker's own module or pool is broken: not the chunk's fault.
           this.#fatal ??= { error };
           this.abort(error);
-          return await this.#out.handBack(entry);
+          return await this.#out.handBack(entry, true);
         }
-        const retryable = kind === "crash" || kind === "timeout";
+        const retryable = isRetryable(kind);
         if (retryable && attempt < 1 + task.retries) {
           this.counts.retried++;
           const wait = retryDelay(task.retryDelay, attempt);
@@ -321,7 +341,9 @@ export class WorkerEngine {
             }; again in ${wait | 0} ms`,
           );
           await this.#sleep(wait);
-          if (!this.#is("running")) return await this.#out.handBack(entry);
+          if (!this.#is("running")) {
+            return await this.#out.handBack(entry, true);
+          }
           continue;
         }
         slots.give();
@@ -404,7 +426,7 @@ export class WorkerEngine {
         this.#s.log(`handing back failed: ${message(error)}`);
         if (performance.now() >= this.#abortBy) break;
         if (attempt < ABORT_ATTEMPTS) {
-          await new Promise((r) => setTimeout(r, retryDelay(100, attempt)));
+          await new Promise((r) => setTimeout(r, redisDelay(attempt)));
         }
       }
     }

@@ -6,12 +6,12 @@
 // is counted and discarded.
 
 import { before } from "../run/_deadline.ts";
-import { retryDelay } from "../run/_retry.ts";
+import { redisDelay } from "../run/_retry_policy.ts";
 import { message } from "../run/_runner.ts";
 import { encodeResultEntry, type ResultOutcome } from "../wire/_entries.ts";
 import type { CloneEncoder } from "../wire/_values.ts";
 import { RedisError } from "./_errors.ts";
-import type { ClaimedEntry, FleetWorker } from "./_fleet.ts";
+import type { ClaimedEntry, FleetWorker, StartOutcome } from "./_fleet.ts";
 
 /** Attempts of a Redis operation once the worker is aborting, so that stopping always ends. */
 export const ABORT_ATTEMPTS = 5;
@@ -109,8 +109,21 @@ export class Outcomes {
     );
   }
 
-  async handBack(entry: ClaimedEntry): Promise<void> {
-    const done = await this.#redis(() => this.#fleet.handBack([entry.id]));
+  /** Counts the start of `entry` (the fenced START); `undefined` if Redis gave out while aborting. */
+  async start(
+    entry: ClaimedEntry,
+    id: string,
+  ): Promise<StartOutcome | undefined> {
+    const start = await this.#redis(() => this.#fleet.start(entry));
+    if (start?.outcome === "fenced") this.#fenced(entry, id, "fenced");
+    return start;
+  }
+
+  /** Hands `entry` back; `started`: this worker had counted its start (lowered again). */
+  async handBack(entry: ClaimedEntry, started: boolean): Promise<void> {
+    const done = await this.#redis(() =>
+      this.#fleet.handBack([entry.id], started ? 1 : 0)
+    );
     if (done !== undefined) this.#counts.handedBack += done.handedBack;
   }
 
@@ -142,7 +155,7 @@ export class Outcomes {
           this.#log(`Redis failed, giving up: ${message(error)}`);
           return undefined;
         }
-        const wait = retryDelay(100, failures);
+        const wait = redisDelay(failures);
         this.#log(
           `Redis failed: ${message(error)}; trying again in ${wait | 0} ms`,
         );

@@ -8,23 +8,40 @@
 // `inFlight` chunks are in the stream at once: the emitter's slots are the
 // fleet's backpressure.
 //
-// Nothing hangs: a chunk has its `timeout` from when it was added; an entry
-// that vanished without a result (Redis came back empty, someone trimmed the
-// stream) is found by a check every few seconds and after every reconnection,
-// then added again under `retries` or failed, as is a chunk that could not be
-// added at all. `retries` for crashes and timeouts of the callback itself is
-// the fleet's: it travels in the entry and the workers apply it.
+// The rules are docs/fleet.md's: an add is idempotent (keyed by chunk and
+// attempt), so one cut off by the connection is run again, not counted; a
+// chunk has its `timeout` from when it was added; an entry that vanished
+// without a result (Redis came back empty, someone trimmed the stream) is
+// lost only from facts: found gone by a check every few seconds, with the
+// result stream's last id read in the same step, and the reader then read
+// through that id. Redis unreachable for `unreachableAfter` spends an attempt
+// of every chunk in flight. `retries` for crashes and timeouts of the
+// callback itself is the fleet's: it travels in the entry and the workers
+// apply it.
 
 import { ChunkError, type ChunkErrorKind } from "../chunk_error.ts";
 import type { Mode } from "../chunk_info.ts";
-import { FleetProducer, type FleetResult } from "../redis/_fleet_producer.ts";
-import { hostName } from "../redis/_host.ts";
+import {
+  FleetProducer,
+  type FleetResult,
+  READ_COUNT,
+} from "../redis/_fleet_producer.ts";
+import { RedisConnectionError } from "../redis/_errors.ts";
+import { fleetName } from "../redis/_host.ts";
+import { compareIds } from "../redis/_streams.ts";
 import { type Codec, loadCodec } from "../wire/_codec.ts";
 import { decodeResultEntry, encodeTaskEntry } from "../wire/_entries.ts";
-import type { ChunkLayout } from "../wire/_layout.ts";
 import { fromWireError } from "../wire/_messages.ts";
 import { within } from "./_deadline.ts";
-import { retryDelay } from "./_retry.ts";
+import { IdleWarning, QUIET_AFTER } from "./_redis_idle.ts";
+import type { RedisSettings } from "./_redis_settings.ts";
+import {
+  MAX_LOSSES,
+  pause,
+  redisDelay,
+  retryDelay,
+  UNREACHABLE_AFTER,
+} from "./_retry_policy.ts";
 import {
   describe,
   message,
@@ -34,50 +51,11 @@ import {
   warn,
 } from "./_runner.ts";
 
-/** The checked `redis` option, with defaults; `undefined` outside redis mode. */
-export interface RedisSettingsOption {
-  readonly url: string;
-  readonly stream: string;
-  readonly group: string;
-  readonly inFlight: number;
-}
-
-/** What the producer of Redis mode is made from. */
-export interface RedisSettings {
-  /** The emitter's class name, for messages. */
-  readonly owner: string;
-  /** `redis://` or `rediss://` URL of the server. */
-  readonly url: string;
-  /** The chunk stream's key. */
-  readonly stream: string;
-  /** Chunks in flight across the fleet. */
-  readonly inFlight: number;
-  /** How chunks are rebuilt by the workers. */
-  readonly layout: ChunkLayout;
-  /** Milliseconds a chunk's result may take from when it was added; Infinity for no limit. */
-  readonly timeout: number;
-  /** Attempts after the first for a chunk that crashed, timed out or was lost. */
-  readonly retries: number;
-  /** Milliseconds before the first retry, doubled for each next one. */
-  readonly retryDelay: number;
-  /** The consumer group the workers read in, to tell when none does. */
-  readonly group: string;
-  /** Says what no chunk can carry; by default on stderr. */
-  readonly log?: (line: string) => void;
-  /** Milliseconds without a result, chunks waiting, before the group is looked at. @default {10000} */
-  readonly quietAfter?: number;
-  /** Milliseconds Redis may stay unreachable before chunks in flight are added again under `retries` or failed. @default {30000} */
-  readonly unreachableAfter?: number;
-}
+export type { RedisSettings, RedisSettingsOption } from "./_redis_settings.ts";
+export { UNREACHABLE_AFTER };
 
 /** How often chunks in flight are checked for entries that vanished, in ms. */
 export const LOST_CHECK_EVERY = 2000;
-/** Milliseconds without a result, chunks waiting, before the producer asks whether any worker reads. */
-export const QUIET_AFTER = 10_000;
-/** Milliseconds Redis may stay unreachable before the chunks in flight are given up on (or added again under `retries`). */
-export const UNREACHABLE_AFTER = 30_000;
-/** A consumer idle longer than this (ms) is not counted as a live worker. */
-const LIVE_WITHIN = 30_000;
 /** How long one read of the result stream blocks, in ms. */
 const READ_BLOCK = 1000;
 
@@ -90,13 +68,19 @@ interface Flight {
   readonly reject: (error: unknown) => void;
   /** The task entry's id, once added. */
   entry: string | undefined;
-  /** Times it was added (or tried). */
+  /** Attempts under `retries` (from 1 once added). */
   attempts: number;
+  /** Adds made, each with a key of its own (`key.adds`). */
+  adds: number;
+  /** Times its entry was lost (the broker's doing): re-added free, up to MAX_LOSSES. */
+  losses: number;
   /**
-   * The reader's round when a check first found its entry gone, else
-   * `undefined`: gone again after a whole read of results since, it is lost.
+   * Once a check found its entry gone: the result stream's last id then, and
+   * the read under way then. Once the reader has read through that id, or
+   * a whole read begun later came back short, its result would have come:
+   * it is lost.
    */
-  suspect: number | undefined;
+  gone: { fence: string; round: number } | undefined;
   timer: ReturnType<typeof setTimeout> | undefined;
 }
 
@@ -117,17 +101,19 @@ export class RedisRunner implements Runner<unknown, unknown> {
   /** Whether a check waits to run behind the one running. */
   #checkQueued = false;
   #connections = 1;
-  /** Reads of the result stream that succeeded. */
-  #rounds = 0;
+  /** Reads of the result stream begun. */
+  #round = 0;
+  /** The latest read that came back short of READ_COUNT: it read everything there was. */
+  #caughtUp = 0;
+  /** Add keys of settled chunks, to forget in the server. */
+  #forget: string[] = [];
   /** When the result reader last began failing, for as long as it fails. */
   #outageSince: number | undefined;
   #retried = 0;
   /** Results of chunks already settled (late, repeated): dropped. */
   #late = 0;
   readonly #log: (line: string) => void;
-  /** When a result last came, or the first chunk was added after a quiet spell. */
-  #heard = performance.now();
-  #warnedIdle = false;
+  readonly #quiet: IdleWarning;
 
   constructor(settings: RedisSettings) {
     this.#settings = settings;
@@ -136,7 +122,16 @@ export class RedisRunner implements Runner<unknown, unknown> {
     this.#producer = new FleetProducer(
       settings.url,
       settings.stream,
-      producerName(),
+      fleetName(),
+      settings.commandTimeout === undefined
+        ? {}
+        : { commandTimeout: settings.commandTimeout },
+    );
+    this.#quiet = new IdleWarning(
+      this.#producer,
+      settings.group,
+      settings.quietAfter ?? QUIET_AFTER,
+      this.#log,
     );
   }
 
@@ -155,10 +150,12 @@ export class RedisRunner implements Runner<unknown, unknown> {
         reject,
         entry: undefined,
         attempts: 0,
-        suspect: undefined,
+        adds: 0,
+        losses: 0,
+        gone: undefined,
         timer: undefined,
       };
-      if (this.#flights.size === 0) this.#heard = performance.now();
+      if (this.#flights.size === 0) this.#quiet.restart();
       this.#flights.set(key, flight);
       const { timeout } = this.#settings;
       if (timeout !== Infinity) {
@@ -175,16 +172,28 @@ export class RedisRunner implements Runner<unknown, unknown> {
     this.#checker ??= setInterval(() => this.#check(), LOST_CHECK_EVERY);
   }
 
-  /** Adds the task entry of `flight`; on failure, tries again under `retries` or fails it. */
+  /**
+   * Adds the task entry of `flight`, once: an add cut off by the connection
+   * is run again with the same key (no second entry, no attempt spent) until
+   * it answers or Redis has been unreachable for `unreachableAfter`; then,
+   * or on an error reply, it tries again under `retries` or fails it.
+   */
   async #add(flight: Flight): Promise<void> {
     flight.attempts++;
+    flight.adds++;
     flight.entry = undefined;
-    flight.suspect = undefined;
+    flight.gone = undefined;
+    const adds = flight.adds;
+    const key = `${flight.key}.${adds}`;
+    // Settled, or added anew (its timeout fired while this add waited):
+    // this add is not wanted any more.
+    const stale = () =>
+      this.#flights.get(flight.key) !== flight || flight.adds !== adds;
     let entry: string;
+    let since: number | undefined;
     try {
       this.#codec ??= await loadCodec();
-      // Settled meanwhile (aborted, timed out): no entry for it.
-      if (this.#flights.get(flight.key) !== flight) return;
+      if (stale()) return;
       const { task } = flight;
       const { layout, retries, retryDelay } = this.#settings;
       const fields = encodeTaskEntry(
@@ -195,36 +204,72 @@ export class RedisRunner implements Runner<unknown, unknown> {
         this.#codec.clone,
         { retries, retryDelay },
       );
-      entry = await this.#producer.submit(fields);
+      const limit = this.#settings.unreachableAfter ?? UNREACHABLE_AFTER;
+      for (let failures = 1;; failures++) {
+        try {
+          entry = await this.#producer.submit(fields, key);
+          break;
+        } catch (error) {
+          since ??= performance.now();
+          if (
+            !(error instanceof RedisConnectionError) ||
+            this.#state === "closed" ||
+            performance.now() - since >= limit
+          ) throw error;
+          await pause(redisDelay(failures));
+          if (stale()) {
+            this.#forget.push(key);
+            return;
+          }
+        }
+      }
     } catch (error) {
-      if (this.#flights.get(flight.key) !== flight) return;
+      this.#forget.push(key);
+      if (stale()) return;
+      const seconds = since === undefined
+        ? ""
+        : ` (Redis unreachable for ${
+          Math.round((performance.now() - since) / 1000)
+        } s)`;
       this.#again(
         flight,
         "crash",
-        `it could not be added to the stream '${this.#settings.stream}' at ${this.#producer.url}: ${
+        `it could not be added to the stream '${this.#settings.stream}' at ${this.#producer.url}${seconds}: ${
           describe(error)
         }`,
         error,
       );
       return;
     }
-    if (this.#flights.get(flight.key) !== flight) {
-      // Settled while it was being added (timed out, aborted): take it back.
+    if (stale()) {
+      // Settled or added anew while it was being added: take it back.
+      this.#forget.push(key);
       await this.#producer.remove([entry]).catch(() => {});
       return;
     }
     flight.entry = entry;
   }
 
-  /** Runs `flight` again after a delay if `retries` allows, or fails it. */
+  /**
+   * Runs `flight` again after a delay if `retries` allows, or fails it; a
+   * `lost` entry (the broker's doing) is added again without spending
+   * `retries`, up to MAX_LOSSES times.
+   */
   #again(
     flight: Flight,
     kind: ChunkErrorKind,
     detail: string,
     cause?: unknown,
+    lost = false,
   ): void {
-    if (this.#state === "closed" || flight.attempts > this.#settings.retries) {
-      const attempts = flight.attempts > 1
+    if (lost) flight.losses++;
+    const spent = lost
+      ? flight.losses > MAX_LOSSES
+      : flight.attempts > this.#settings.retries;
+    if (this.#state === "closed" || spent) {
+      const attempts = lost
+        ? ` (lost ${flight.losses} times)`
+        : flight.attempts > 1
         ? ` (after ${flight.attempts} attempts)`
         : "";
       this.#settle(
@@ -235,7 +280,17 @@ export class RedisRunner implements Runner<unknown, unknown> {
       return;
     }
     this.#retried++;
-    const wait = retryDelay(this.#settings.retryDelay, flight.attempts);
+    this.#forget.push(`${flight.key}.${flight.adds}`);
+    // An add of the attempt given up on that is still under way is stale.
+    flight.adds++;
+    flight.entry = undefined;
+    flight.gone = undefined;
+    // #add counts an attempt: a loss is not one.
+    if (lost) flight.attempts--;
+    const wait = retryDelay(
+      this.#settings.retryDelay,
+      lost ? flight.losses : flight.attempts,
+    );
     clearTimeout(flight.timer);
     flight.timer = setTimeout(() => {
       flight.timer = undefined;
@@ -269,6 +324,9 @@ export class RedisRunner implements Runner<unknown, unknown> {
     if (this.#flights.get(flight.key) !== flight) return;
     this.#flights.delete(flight.key);
     clearTimeout(flight.timer);
+    if (flight.adds > 0) {
+      this.#forget.push(`${flight.key}.${flight.adds}`);
+    }
     if (failed) flight.reject(value);
     else flight.resolve(value);
     if (this.#flights.size === 0) this.#idle?.();
@@ -282,24 +340,31 @@ export class RedisRunner implements Runner<unknown, unknown> {
     while (this.#state !== "closed") {
       if (this.#state === "closing" && this.#flights.size === 0) return;
       let results: FleetResult[];
+      const round = ++this.#round;
       try {
         results = await this.#producer.read(READ_BLOCK);
       } catch (error) {
         if (this.#closed()) return;
+        const now = performance.now();
         if (this.#outageSince === undefined) {
-          this.#outageSince = performance.now();
+          this.#outageSince = now;
           this.#log(
             `cannot read results from ${this.#producer.url}: ${
               message(error)
             }; reconnecting, ${this.#flights.size} chunk(s) in flight`,
           );
+        } else if (
+          now - this.#outageSince >=
+            (this.#settings.unreachableAfter ?? UNREACHABLE_AFTER)
+        ) {
+          this.#unreachable(now - this.#outageSince, error);
+          this.#outageSince = now;
         }
         failures++;
-        await sleep(Math.min(2000, 50 * 2 ** Math.min(failures, 6)));
+        await pause(redisDelay(failures));
         continue;
       }
       failures = 0;
-      this.#rounds++;
       if (this.#outageSince !== undefined) {
         this.#outageSince = undefined;
         this.#log(`reading results from ${this.#producer.url} again`);
@@ -309,8 +374,57 @@ export class RedisRunner implements Runner<unknown, unknown> {
         this.#connections = this.#producer.connections;
         this.#check();
       }
-      if (results.length > 0) this.#hear();
+      if (results.length > 0) this.#quiet.heard();
       for (const result of results) this.#deliver(result);
+      if (results.length < READ_COUNT) this.#caughtUp = round;
+      this.#judge();
+      if (this.#forget.length > 0) {
+        const keys = this.#forget;
+        this.#forget = [];
+        void this.#producer.forget(keys).catch(() => {});
+      }
+    }
+  }
+
+  /**
+   * Redis has been unreachable for `ms` (the reader failing all along):
+   * every chunk with an entry spends an attempt (docs/fleet.md, rule 8).
+   */
+  #unreachable(ms: number, error: unknown): void {
+    const seconds = Math.round(ms / 1000);
+    for (const flight of [...this.#flights.values()]) {
+      if (flight.entry === undefined) continue; // its add has its own deadline
+      this.#again(
+        flight,
+        "crash",
+        `Redis at ${this.#producer.url} was unreachable for ${seconds} s with its entry ${flight.entry} in the stream '${this.#settings.stream}': ${
+          describe(error)
+        }`,
+        error,
+      );
+    }
+  }
+
+  /**
+   * The chunks found gone whose result would have been read by now (the
+   * reader read through the result stream's last id seen with them gone, or
+   * a read begun later came back short): lost, so added again or failed.
+   */
+  #judge(): void {
+    const last = this.#producer.last;
+    for (const flight of [...this.#flights.values()]) {
+      const gone = flight.gone;
+      if (gone === undefined) continue;
+      if (this.#caughtUp <= gone.round && compareIds(last, gone.fence) < 0) {
+        continue;
+      }
+      this.#again(
+        flight,
+        "crash",
+        `its entry ${flight.entry} left the stream '${this.#settings.stream}' at ${this.#producer.url} without a result (Redis restarted without its data, or the stream was trimmed)`,
+        undefined,
+        true,
+      );
     }
   }
 
@@ -352,7 +466,7 @@ export class RedisRunner implements Runner<unknown, unknown> {
       );
       return;
     }
-    if (flight.attempts > 1 && flight.entry !== undefined) {
+    if (flight.adds > 1 && flight.entry !== undefined) {
       // An earlier attempt answered (after a timeout): the entry added
       // since would run a chunk already done.
       void this.#producer.remove([flight.entry]).catch(() => {});
@@ -382,10 +496,8 @@ export class RedisRunner implements Runner<unknown, unknown> {
   }
 
   /**
-   * Looks for entries that vanished without a result. An entry found gone
-   * twice, with a whole read of the result stream in between, is lost: its
-   * result would have been read, since a worker publishes it in the same
-   * step that deletes the entry.
+   * Looks for entries that vanished, noting with each the result stream's
+   * last id then; `#judge()` decides from there (docs/fleet.md, rule 6).
    */
   #check(): void {
     // One at a time, and none queued behind it: while Redis is away a check
@@ -394,88 +506,29 @@ export class RedisRunner implements Runner<unknown, unknown> {
     this.#checkQueued = true;
     this.#checking = this.#checking.then(async () => {
       this.#checkQueued = false;
-      await this.#checkWorkers();
+      await this.#quiet.check(this.#flights.size);
       const added = [...this.#flights.values()].filter((f) =>
         f.entry !== undefined
       );
       if (added.length === 0) return;
-      let gone: Set<string>;
+      const entries = new Map(added.map((f) => [f, f.entry!]));
+      let missing: Awaited<ReturnType<FleetProducer["missing"]>>;
       try {
-        gone = await this.#producer.missing(added.map((f) => f.entry!));
-      } catch (error) {
-        // The reader says so; the next check tries again, unless Redis has
-        // been unreachable too long: with no `timeout`, nothing else would
-        // ever end these chunks, nor close().
-        const since = this.#outageSince;
-        const limit = this.#settings.unreachableAfter ?? UNREACHABLE_AFTER;
-        if (since === undefined || performance.now() - since < limit) return;
-        const seconds = Math.round((performance.now() - since) / 1000);
-        for (const flight of added) {
-          if (this.#flights.get(flight.key) !== flight) continue;
-          this.#again(
-            flight,
-            "crash",
-            `Redis at ${this.#producer.url} was unreachable for ${seconds} s with its entry ${flight.entry} in the stream '${this.#settings.stream}': ${
-              describe(error)
-            }`,
-            error,
-          );
-        }
-        return;
+        missing = await this.#producer.missing([...entries.values()]);
+      } catch {
+        return; // The reader says what is wrong with Redis.
       }
-      for (const flight of added) {
+      // The read under way now may have begun before the look: only one
+      // begun after it counts.
+      const round = this.#round;
+      for (const [flight, entry] of entries) {
         if (this.#flights.get(flight.key) !== flight) continue;
-        if (!gone.has(flight.entry!)) {
-          flight.suspect = undefined;
-        } else if (flight.suspect === undefined) {
-          flight.suspect = this.#rounds;
-        } else if (this.#rounds >= flight.suspect + 2) {
-          // A read begun after the first look would have brought its result
-          // (checks queued while Redis was unreachable run back to back).
-          this.#again(
-            flight,
-            "crash",
-            `its entry ${flight.entry} left the stream '${this.#settings.stream}' at ${this.#producer.url} without a result (Redis restarted without its data, or the stream was trimmed)`,
-          );
+        if (flight.entry !== entry || flight.gone !== undefined) continue;
+        if (missing.gone.has(entry)) {
+          flight.gone = { fence: missing.fence, round };
         }
       }
     });
-  }
-
-  #hear(): void {
-    this.#heard = performance.now();
-    if (this.#warnedIdle) {
-      this.#warnedIdle = false;
-      this.#log(`results come from the fleet again`);
-    }
-  }
-
-  /**
-   * Chunks wait and no result came for a while: says so once if no live
-   * worker reads the stream in the group, the likeliest mistake of a new
-   * fleet (no worker started, or one on another stream or group).
-   */
-  async #checkWorkers(): Promise<void> {
-    const quiet = this.#settings.quietAfter ?? QUIET_AFTER;
-    if (
-      this.#warnedIdle || this.#flights.size === 0 ||
-      performance.now() - this.#heard < quiet
-    ) return;
-    const { stream, group } = this.#settings;
-    let live: number;
-    try {
-      const consumers = await this.#producer.consumers(group);
-      live = consumers.filter((c) => c.idle < LIVE_WITHIN).length;
-    } catch {
-      return; // The reader says what is wrong with Redis.
-    }
-    const waiting = Math.round((performance.now() - this.#heard) / 1000);
-    this.#warnedIdle = true;
-    this.#log(
-      live === 0
-        ? `no worker reads the stream '${stream}' in group '${group}' at ${this.#producer.url}: ${this.#flights.size} chunk(s) wait, none answered for ${waiting} s; start one, e.g. ocycle worker --redis URL --stream ${stream} --module ./handler.ts`
-        : `${this.#flights.size} chunk(s) wait and no result came for ${waiting} s, though ${live} worker(s) read the stream '${stream}' in group '${group}'`,
-    );
   }
 
   #error(
@@ -538,17 +591,4 @@ export class RedisRunner implements Runner<unknown, unknown> {
   counts(): RunnerCounts {
     return { workers: 0, replaced: 0, retried: this.#retried };
   }
-}
-
-/** A name unique among the producers of a stream. */
-function producerName(): string {
-  const random = crypto.getRandomValues(new Uint8Array(4));
-  const hex = Array.from(random, (b) => b.toString(16).padStart(2, "0"))
-    .join("");
-  const host = hostName();
-  return `${host === undefined ? "" : host + "-"}${Deno.pid}-${hex}`;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }

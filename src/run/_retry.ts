@@ -6,8 +6,9 @@
 // chunks in flight holds, and its task (buffer and info) is the same one, so
 // `onDone` or `onError` hears of it once, with its own ChunkInfo.
 
-import { ChunkError, type ChunkErrorKind } from "../chunk_error.ts";
+import { ChunkError } from "../chunk_error.ts";
 import type { Mode } from "../chunk_info.ts";
+import { isRetryable, retryDelay } from "./_retry_policy.ts";
 import {
   message,
   type Runner,
@@ -15,36 +16,7 @@ import {
   type Task,
 } from "./_runner.ts";
 
-/** The longest delay before a retry, in milliseconds, however many attempts. */
-export const MAX_RETRY_DELAY = 10_000;
-
-/**
- * What is worth a second attempt: a crash or a timeout may be the machine's
- * or the moment's doing. A throw of the callback is deterministic; start-up,
- * an abort and a chunk over the frame limit would fail the same way again; a
- * protocol break means the module writes where it must not (process mode's
- * stdout), which it would do again.
- */
-const RETRYABLE: ReadonlySet<ChunkErrorKind> = new Set(["crash", "timeout"]);
-
-/**
- * Milliseconds to wait before attempt `attempt + 1`, after `attempt` failed:
- * `base` doubled per attempt, capped at {@linkcode MAX_RETRY_DELAY}, of which
- * a random half is taken off ("equal jitter"), so that chunks that failed
- * together do not all come back at once.
- *
- * @param base The delay after the first attempt, before jitter.
- * @param attempt The attempts made so far, from 1.
- * @param random A number in [0, 1).
- */
-export function retryDelay(
-  base: number,
-  attempt: number,
-  random: number = Math.random(),
-): number {
-  const full = Math.min(MAX_RETRY_DELAY, base * 2 ** (attempt - 1));
-  return full / 2 + random * full / 2;
-}
+export { MAX_RETRY_DELAY, retryDelay } from "./_retry_policy.ts";
 
 interface Waiting {
   readonly info: Task<unknown>["info"];
@@ -92,7 +64,7 @@ export class RetryingRunner<C, R> implements Runner<C, R> {
   #again(task: Task<C>, error: unknown, attempts: number): Promise<R> {
     if (
       this.#aborted || attempts > this.#retries ||
-      !(error instanceof ChunkError) || !RETRYABLE.has(error.kind)
+      !(error instanceof ChunkError) || !isRetryable(error.kind)
     ) {
       if (attempts > 1 && error instanceof Error) {
         error.message += ` (after ${attempts} attempts)`;
