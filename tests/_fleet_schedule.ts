@@ -86,6 +86,8 @@ export interface Schedule {
   readonly inFlight: number | undefined;
   /** The index of the poison chunk, if any. */
   readonly poison: number | undefined;
+  /** Made with `harsh`: longer outages (server pauses past the 5 s command deadline), more faults and traffic. */
+  readonly harsh: boolean;
   readonly faults: readonly Fault[];
 }
 
@@ -100,21 +102,34 @@ export function prng(seed: number): () => number {
   };
 }
 
-/** The schedule of `seed`: traffic of about `seconds` (5 to 8 by default). */
+/**
+ * The schedule of `seed`: traffic of about `seconds` (5 to 8 by default).
+ * `harsh` draws from wider ranges (the same seed makes another schedule):
+ * server pauses of up to 9 s, past every command's 5 s deadline but well
+ * within the 30 s after which the producer gives up on an unreachable
+ * server, worker pauses of up to 12 s, restarts down for up to 4 s, up to 10
+ * faults, up to 120 chunks/s, 5 workers and an inFlight of 1000.
+ */
 export function makeSchedule(
   seed: number,
-  { seconds }: { seconds?: number } = {},
+  { seconds, harsh = false }: { seconds?: number; harsh?: boolean } = {},
 ): Schedule {
   const rand = prng(seed);
   const between = (a: number, b: number) =>
     a + Math.floor(rand() * (b - a + 1));
   const traffic = (seconds ?? between(5, 8)) * 1000;
-  const rate = between(25, 60);
+  const rate = harsh ? between(40, 120) : between(25, 60);
   const chunks = Math.max(1, Math.round((traffic / 1000) * rate));
-  const workers = between(2, 4);
+  const workers = between(2, harsh ? 5 : 4);
   const producer = rand() < 0.35 ? "cli" : "library";
   const aof = rand() < 0.5;
-  const inFlight = rand() < 0.5 ? undefined : rand() < 0.5 ? 16 : 200;
+  const inFlight = rand() < 0.5
+    ? undefined
+    : harsh
+    ? [16, 200, 1000][between(0, 2)]
+    : rand() < 0.5
+    ? 16
+    : 200;
   const poison = rand() < 0.3 ? between(0, chunks - 1) : undefined;
   const weights: [Fault["kind"], number][] = [
     ["kill-worker", 3],
@@ -125,7 +140,7 @@ export function makeSchedule(
   ];
   const total = weights.reduce((a, [, w]) => a + w, 0);
   const faults: Fault[] = [];
-  const count = between(3, 7);
+  const count = harsh ? between(5, 10) : between(3, 7);
   for (let i = 0; i < count; i++) {
     const at = between(300, traffic + 1000);
     let r = rand() * total;
@@ -136,25 +151,29 @@ export function makeSchedule(
         faults.push({ at, kind, slot });
         break;
       case "stop-worker":
-        faults.push({ at, kind, slot, ms: between(300, 7000) });
+        faults.push({ at, kind, slot, ms: between(300, harsh ? 12000 : 7000) });
         break;
       case "stop-server":
-        faults.push({ at, kind, ms: between(300, 3000) });
+        faults.push({
+          at,
+          kind,
+          ms: harsh ? between(1000, 9000) : between(300, 3000),
+        });
         break;
       case "restart-server":
         faults.push({
           at,
           kind,
           keep: aof && rand() < 0.6,
-          down: between(100, 1500),
+          down: between(100, harsh ? 4000 : 1500),
         });
         break;
       case "slow-done":
         faults.push({
           at,
           kind,
-          ms: between(1000, 3000),
-          busy: between(5, 30),
+          ms: between(1000, harsh ? 4000 : 3000),
+          busy: harsh ? between(10, 40) : between(5, 30),
         });
         break;
     }
@@ -181,6 +200,7 @@ export function makeSchedule(
     rate,
     inFlight,
     poison,
+    harsh,
     faults,
   };
 }
@@ -207,7 +227,7 @@ export function describeFault(fault: Fault): string {
 /** The schedule, as printed on failure. */
 export function describeSchedule(s: Schedule): string {
   return [
-    `seed ${s.seed}: ${s.producer} producer${
+    `seed ${s.seed}${s.harsh ? " (harsh)" : ""}: ${s.producer} producer${
       s.producer === "cli" ? " (-k)" : ""
     }, ${s.workers} workers, ${s.chunks} chunks of ${s.size} B at ${s.rate}/s, inFlight ${
       s.inFlight ?? "default"
@@ -390,7 +410,9 @@ export interface RunReport {
 /** The report as printed on failure: seed, schedule, problems, events, tails. */
 export function describeReport(r: RunReport): string {
   return [
-    `fault schedule FAILED (run it again with --seed ${r.schedule.seed}):`,
+    `fault schedule FAILED (run it again with --seed ${r.schedule.seed}${
+      r.schedule.harsh ? " --harsh" : ""
+    }):`,
     describeSchedule(r.schedule),
     "what the checker saw:",
     ...r.problems.map((p) => `  - ${p}`),

@@ -69,6 +69,7 @@ function schedule(over: Partial<Schedule>): Schedule {
     rate: 10,
     inFlight: undefined,
     poison: undefined,
+    harsh: false,
     faults: [],
     ...over,
   };
@@ -81,8 +82,15 @@ Deno.test("fault schedule: a seed makes one schedule, always the same", () => {
     describeSchedule(makeSchedule(42)),
   );
   assertNotEquals(makeSchedule(42), makeSchedule(43));
-  for (let seed = 1; seed <= 200; seed++) {
-    const s = makeSchedule(seed);
+  assertNotEquals(makeSchedule(42), makeSchedule(42, { harsh: true }));
+  for (let n = 1; n <= 400; n++) {
+    const seed = n > 200 ? n - 200 : n;
+    const s = makeSchedule(seed, { harsh: n > 200 });
+    // Outages stay well within the producer's 30 s for an unreachable server.
+    for (const f of s.faults) {
+      if (f.kind === "stop-server") assert(f.ms <= 9000);
+      if (f.kind === "restart-server") assert(f.down <= 4000);
+    }
     // Server faults never overlap: one ends half a second before the next.
     let free = 0;
     for (const f of s.faults) {

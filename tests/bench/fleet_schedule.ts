@@ -10,7 +10,8 @@
 //
 // `--seconds 0` runs the one schedule of `--seed` (to reproduce a failure);
 // `--traffic T` sets each schedule's traffic to T seconds (5 to 8 by
-// default); `--verbose` prints each event as it happens.
+// default); `--harsh` draws harsher schedules (tests/_fleet_schedule.ts's
+// makeSchedule); `--verbose` prints each event as it happens.
 import { parseArgs } from "@std/cli";
 import {
   classify,
@@ -22,7 +23,7 @@ import {
 
 const args = parseArgs(Deno.args, {
   string: ["seed", "seconds", "traffic"],
-  boolean: ["verbose"],
+  boolean: ["verbose", "harsh"],
   default: { seed: "1", seconds: "300" },
 });
 for (const name of ["seed", "seconds", "traffic"] as const) {
@@ -42,10 +43,10 @@ let schedules = 0, chunks = 0, faults = 0;
 const failed: number[] = [];
 const kinds = new Map<string, number[]>();
 for (let seed = first;; seed++) {
-  const schedule = makeSchedule(
-    seed,
-    traffic === undefined ? {} : { seconds: traffic },
-  );
+  const schedule = makeSchedule(seed, {
+    harsh: args.harsh,
+    ...(traffic === undefined ? {} : { seconds: traffic }),
+  });
   console.log(describeSchedule(schedule));
   const report = await runSchedule(schedule, {
     ...(args.verbose
