@@ -171,7 +171,10 @@ class Fleet implements AsyncDisposable {
   }
 
   /** Starts worker process `name` (serial mode, staleAfter 1000 ms, heartbeat 200 ms). */
-  spawn(name: string): WorkerProcess {
+  spawn(
+    name: string,
+    { mode = "serial", pool = 1 }: { mode?: string; pool?: number } = {},
+  ): WorkerProcess {
     const child = denoCommand(WORKER_MAIN, [
       "--url",
       this.url,
@@ -183,6 +186,10 @@ class Fleet implements AsyncDisposable {
       "1000",
       "--heartbeat",
       "200",
+      "--mode",
+      mode,
+      "--pool",
+      String(pool),
     ], { env: { OCYCLE_SLEEP_MS: String(this.#sleepMs) } }).spawn();
     const stdout = new Response(child.stdout).text();
     const stderr = new Response(child.stderr).text();
@@ -804,6 +811,64 @@ Deno.test({
     await fleet.stop();
     await fleet.assertClean();
     console.log(`test ${Math.round(performance.now() - started)} ms`);
+  },
+});
+
+Deno.test({
+  name:
+    "redis mode: a killed worker's entry behind more live pending entries than one XAUTOCLAIM scans is taken over within seconds, while they run",
+  ignore,
+  async fn() {
+    const started = performance.now();
+    // Every chunk runs 20 s: the live ones stay pending all through the test.
+    await using fleet = await Fleet.start({ sleepMs: 20_000 });
+    const live = fleet.spawn("live", { mode: "thread", pool: 12 });
+    await fleet.ready(1);
+    const p = producer(fleet.url, { retries: 0 });
+    try {
+      for (let i = 0; i < 12; i++) p.write(i);
+      await until(
+        "the live worker holds 12",
+        async () => (await fleet.pendingFor("live")).length === 12,
+        20_000,
+      );
+      const doomed = fleet.spawn("doomed");
+      await until(
+        "the doomed worker reads",
+        async () =>
+          (await fleet.pendingFor("live")).length === 12 &&
+          decoder.decode(
+              await fleet.admin.command("CLIENT", "LIST") as Uint8Array,
+            ).split("\n").filter((l) => l.includes(" cmd=xreadgroup"))
+              .length >= 2,
+        20_000,
+      );
+      p.write(12);
+      let held: string[] = [];
+      await until(
+        "the doomed worker holds the 13th",
+        async () => (held = await fleet.pendingFor("doomed")).length === 1,
+      );
+      doomed.child.kill("SIGKILL");
+      await doomed.exited;
+      const [id] = held;
+      // Its reclaims ask for 1 entry: XAUTOCLAIM ... COUNT 1 scans about 10.
+      fleet.spawn("heir");
+      const took = await until(
+        "the heir takes the killed worker's entry over",
+        async () => (await fleet.holder(id!)) === "heir",
+        10_000,
+      );
+      assertEquals((await fleet.pendingFor("live")).length, 12);
+      assert(!live.gone, "the live worker still runs its 12");
+      console.log(
+        `taken over ${Math.round(took)} ms after the heir started; test ${
+          Math.round(performance.now() - started)
+        } ms`,
+      );
+    } finally {
+      await p.emitter.abort(new Error("the test is over"));
+    }
   },
 });
 
