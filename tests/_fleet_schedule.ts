@@ -606,8 +606,40 @@ export async function runSchedule(
     })()
     : Promise.resolve();
 
-  // The faults, each at its time; a stop's SIGCONT is awaited before the end.
+  // The faults, each at its time; a stop's SIGCONT, and the server's faults,
+  // are awaited before the end.
   const thaws: Promise<void>[] = [];
+  let serverFaults = Promise.resolve();
+  let serverError: unknown;
+  const serverFault = async (
+    fault: Extract<Fault, { kind: "stop-server" | "restart-server" }>,
+  ): Promise<void> => {
+    switch (fault.kind) {
+      case "stop-server":
+        note(`SIGSTOP redis-server for ${fault.ms} ms`);
+        server.signal("SIGSTOP");
+        await sleep(fault.ms);
+        note("SIGCONT redis-server");
+        server.signal("SIGCONT");
+        break;
+      case "restart-server":
+        note(
+          `SIGKILL redis-server (${fault.keep ? "AOF kept" : "data lost"})`,
+        );
+        await server.stop("SIGKILL");
+        if (!fault.keep) {
+          lostData = true;
+          for (const file of ["appendonlydir", "dump.rdb"]) {
+            await Deno.remove(`${server.dir}/${file}`, { recursive: true })
+              .catch(() => {});
+          }
+        }
+        await sleep(fault.down);
+        await server.restart();
+        note("redis-server answers again");
+        break;
+    }
+  };
   const timeline = (async () => {
     for (const fault of s.faults) {
       const wait = t0 + fault.at - performance.now();
@@ -641,27 +673,12 @@ export async function runSchedule(
           break;
         }
         case "stop-server":
-          note(`SIGSTOP redis-server for ${fault.ms} ms`);
-          server.signal("SIGSTOP");
-          await sleep(fault.ms);
-          note("SIGCONT redis-server");
-          server.signal("SIGCONT");
-          break;
         case "restart-server":
-          note(
-            `SIGKILL redis-server (${fault.keep ? "AOF kept" : "data lost"})`,
+          // In the background, one after the other: the workers' faults
+          // meanwhile come at their times.
+          serverFaults = serverFaults.then(() => serverFault(fault)).catch(
+            (error) => void (serverError ??= error),
           );
-          await server.stop("SIGKILL");
-          if (!fault.keep) {
-            lostData = true;
-            for (const file of ["appendonlydir", "dump.rdb"]) {
-              await Deno.remove(`${server.dir}/${file}`, { recursive: true })
-                .catch(() => {});
-            }
-          }
-          await sleep(fault.down);
-          await server.restart();
-          note("redis-server answers again");
           break;
         case "slow-done":
           note(`onDone slow (${fault.busy} ms each) for ${fault.ms} ms`);
@@ -669,6 +686,8 @@ export async function runSchedule(
       }
     }
     await Promise.all(thaws);
+    await serverFaults;
+    if (serverError !== undefined) throw serverError;
   })();
 
   // The producer's deadline: its traffic, then `drain`.
