@@ -301,8 +301,9 @@ export class WorkerEngine {
     }
     if (start.outcome === "poison") {
       slots.give();
-      const detail =
-        `it took down ${start.before} workers in a row (each started it and vanished; 'maxStalls' is ${this.#s.maxStalls})`;
+      const detail = `it took down ${start.before} worker${
+        start.before === 1 ? "" : "s"
+      } in a row (each started it and vanished; 'maxStalls' is ${this.#s.maxStalls})`;
       return await this.#out.dead(entry, detail, task.id, {
         worker: this.#s.name,
         error: { name: "Error", message: detail },
