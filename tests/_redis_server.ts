@@ -172,6 +172,15 @@ export class RedisServer {
     }
   }
 
+  /** Sends `signal` to the server if it runs (SIGSTOP and SIGCONT freeze and thaw it). */
+  signal(signal: Deno.Signal): void {
+    try {
+      this.#child?.kill(signal);
+    } catch {
+      // already gone
+    }
+  }
+
   async stop(signal: Deno.Signal = "SIGTERM"): Promise<void> {
     const child = this.#child;
     if (child === null) return;
