@@ -10,6 +10,16 @@
 import type { ChildPermissions } from "./emitter_options.ts";
 import { defaultConcurrency } from "./core/_options.ts";
 import { describeValue } from "./core/_kinds.ts";
+import {
+  checkRules,
+  FINITE_MILLISECONDS,
+  FUNCTION,
+  MILLISECONDS,
+  POSITIVE,
+  type Rule,
+  SIGNAL,
+  TEXT,
+} from "./core/_rules.ts";
 import { HANDED_BACK } from "./fleet/_scripts.ts";
 import { hostName } from "./fleet/_host.ts";
 import { parseRedisUrl } from "./fleet/_url.ts";
@@ -194,27 +204,9 @@ export function runWorker(options: RedisWorkerOptions): RedisWorker {
   return new FleetWorkerHandle(options);
 }
 
-type Rule = readonly [
-  test: (value: unknown) => boolean,
-  must: string,
-  error: typeof TypeError | typeof RangeError,
-];
-
-const text: Rule = [
-  (v) => typeof v === "string" && v !== "",
-  "a non-empty string",
-  TypeError,
-];
-const positive: Rule = [
-  (v) => Number.isSafeInteger(v) && (v as number) > 0,
-  "a positive integer",
-  RangeError,
-];
-const finiteMs: Rule = [
-  (v) => typeof v === "number" && v > 0 && v < Infinity,
-  "a finite number of milliseconds > 0",
-  RangeError,
-];
+const text = TEXT;
+const positive = POSITIVE;
+const finiteMs = FINITE_MILLISECONDS;
 
 const RULES: Readonly<Record<string, Rule>> = {
   url: text,
@@ -233,11 +225,7 @@ const RULES: Readonly<Record<string, Rule>> = {
   ],
   pool: positive,
   concurrency: positive,
-  timeout: [
-    (v) => typeof v === "number" && v > 0,
-    "a number of milliseconds > 0",
-    RangeError,
-  ],
+  timeout: MILLISECONDS,
   startTimeout: finiteMs,
   name: [
     (v) =>
@@ -248,8 +236,8 @@ const RULES: Readonly<Record<string, Rule>> = {
   staleAfter: finiteMs,
   heartbeat: finiteMs,
   maxStalls: positive,
-  signal: [(v) => v instanceof AbortSignal, "an AbortSignal", TypeError],
-  log: [(v) => typeof v === "function", "a function", TypeError],
+  signal: SIGNAL,
+  log: FUNCTION,
 };
 
 class FleetWorkerHandle implements RedisWorker {
@@ -300,17 +288,7 @@ class FleetWorkerHandle implements RedisWorker {
       signal,
       log: options.log,
     };
-    for (const [key, value] of Object.entries(values)) {
-      const [test, must, ErrorClass] = RULES[key]!;
-      const required = key === "url" || key === "stream" || key === "module";
-      if ((value !== undefined || required) && !test(value)) {
-        throw new ErrorClass(
-          `Cannot create ${OWNER} as '${key}' must be ${must}: received ${
-            describeValue(value)
-          }`,
-        );
-      }
-    }
+    checkRules(OWNER, RULES, values, ["url", "stream", "module"]);
     try {
       parseRedisUrl(url);
     } catch (error) {

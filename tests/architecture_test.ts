@@ -162,6 +162,7 @@ Deno.test("a serial program evaluates the serial path and no other mode", async 
     "src/core/_kinds.ts",
     "src/core/_options.ts",
     "src/core/_queue.ts",
+    "src/core/_rules.ts",
     // SampleEmit's raw bytes to whole frames.
     "src/core/_sample_bytes.ts",
     "src/core/_write_path.ts",

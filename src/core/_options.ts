@@ -25,6 +25,16 @@ import {
   type Kind,
 } from "./_kinds.ts";
 import type { QueueSettings } from "./_queue.ts";
+import {
+  checkRules,
+  FUNCTION,
+  isPositiveInteger,
+  MILLISECONDS,
+  POSITIVE,
+  type Rule,
+  SIGNAL,
+  TEXT,
+} from "./_rules.ts";
 import type { CutSettings } from "./_write_types.ts";
 
 /**
@@ -54,20 +64,9 @@ export interface Settings<C, R> {
   readonly signal: AbortSignal | undefined;
 }
 
-/** One option's rule: a test, what the value must be, and the error class. */
-type Rule = readonly [
-  test: (value: unknown) => boolean,
-  must: string,
-  error: typeof TypeError | typeof RangeError,
-];
-
-const positive: Rule = [isPositiveInteger, "a positive integer", RangeError];
-const milliseconds: Rule = [
-  (v) => typeof v === "number" && v > 0,
-  "a number of milliseconds > 0",
-  RangeError,
-];
-const fn: Rule = [(v) => typeof v === "function", "a function", TypeError];
+const positive = POSITIVE;
+const milliseconds = MILLISECONDS;
+const fn = FUNCTION;
 
 /** The rule of every option that has one, checked on the value after defaults. */
 const RULES: Readonly<Record<string, Rule>> = {
@@ -119,12 +118,8 @@ const RULES: Readonly<Record<string, Rule>> = {
   ],
   onDone: fn,
   onError: fn,
-  signal: [(v) => v instanceof AbortSignal, "an AbortSignal", TypeError],
-  exportName: [
-    (v) => typeof v === "string" && v !== "",
-    "a non-empty string",
-    TypeError,
-  ],
+  signal: SIGNAL,
+  exportName: TEXT,
 };
 
 /**
@@ -187,16 +182,7 @@ export function checkOptions<C, R>(
     signal,
     exportName,
   };
-  for (const [name, value] of Object.entries(values)) {
-    const [test, must, ErrorClass] = RULES[name]!;
-    if (value !== undefined && !test(value)) {
-      throw new ErrorClass(
-        `Cannot create ${owner} as '${name}' must be ${must}: received ${
-          describeValue(value)
-        }`,
-      );
-    }
-  }
+  checkRules(owner, RULES, values);
   if (maxQueued < maxPending) {
     throw new RangeError(
       `Cannot create ${owner} as 'maxQueued' must be at least 'maxPending' (${maxPending}): received ${maxQueued}`,
@@ -356,8 +342,4 @@ function redisOptions(
     );
   }
   return { url, stream, group, inFlight };
-}
-
-function isPositiveInteger(value: unknown): value is number {
-  return Number.isSafeInteger(value) && (value as number) > 0;
 }
