@@ -25,7 +25,7 @@ import {
   type Kind,
 } from "./_kinds.ts";
 import type { QueueSettings } from "./_queue.ts";
-import type { CutSettings } from "./_write_path.ts";
+import type { CutSettings } from "./_write_types.ts";
 
 /**
  * The key of an option only this package's own code passes: a transport of
