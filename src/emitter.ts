@@ -48,6 +48,9 @@ const OPEN = 0, CLOSING = 1, CLOSED = 2, ABORTED = 3;
 
 const RESOLVED: Promise<void> = Promise.resolve();
 
+/** The lent buffer of an emitter that holds none: no frame fits. */
+const NOTHING_LENT = new Uint8Array(0);
+
 /**
  * The engine behind every emitter: it collects written frames in recycled
  * buffers and, once `size` is reached, hands the chunk to a callback. Use one
@@ -60,7 +63,15 @@ const RESOLVED: Promise<void> = Promise.resolve();
  * @typeParam R The callback's result.
  */
 export class Emitter<I, C, R = unknown> implements AsyncDisposable {
-  // What every write reads first, in the object's first cache line.
+  // What the common write reads, first, in the object's first cache line: the
+  // buffer the write path lent (core/_write_path.ts, `lend()`), its fill, and
+  // the fill a frame may take it to. With thousands of emitters written in
+  // turn each object a write reaches is a cache miss, and the common write
+  // then reaches this one, the buffer and the frame, as a hand-written
+  // accumulator does. `#limit` is 0 while nothing is lent.
+  #lent: Uint8Array = NOTHING_LENT;
+  #fill = 0;
+  #limit = 0;
   #state = OPEN;
   // deno-lint-ignore no-explicit-any
   readonly #path: WritePath<any, any, C>;
@@ -107,7 +118,10 @@ export class Emitter<I, C, R = unknown> implements AsyncDisposable {
     this.#unit = data.unit;
     this.#runner = createRunner<C, R>({
       ...runner,
-      activity: () => this.#path.written,
+      activity: () => {
+        this.#settle();
+        return this.#path.written;
+      },
     });
     // Enough free buffers for every running and every waiting chunk, so that
     // a steady stream allocates nothing.
@@ -126,8 +140,10 @@ export class Emitter<I, C, R = unknown> implements AsyncDisposable {
       (chunk, info, buffer) => chunks.submit(chunk, info, buffer),
       (error) => chunks.report(error),
       () => chunks.room(),
+      () => this.#settle(),
     );
     const path = this.#path;
+    // No loan while part of a write waits for room: resume() needs no settle.
     chunks.onRoom = () => path.resume();
     this.#signal = signal;
     if (signal !== undefined) {
@@ -172,8 +188,18 @@ export class Emitter<I, C, R = unknown> implements AsyncDisposable {
    * that ignored `false`); nothing of the frame was written then.
    */
   write(data: I, t0?: number): boolean {
-    if (this.#state !== OPEN) throw this.#closedError();
-    return this.#path.write(data, t0, false) || this.#room();
+    // The common write: bytes that fit in the lent buffer. A lent buffer
+    // means the emitter is open and the queue has room (see `#lend()`).
+    if (data instanceof Uint8Array && t0 === undefined) {
+      const fill = this.#fill;
+      const end = fill + data.length;
+      if (end <= this.#limit && end !== fill) {
+        this.#lent.set(data, fill);
+        this.#fill = end;
+        return true;
+      }
+    }
+    return this.#write(data, t0, false);
   }
 
   /**
@@ -183,8 +209,38 @@ export class Emitter<I, C, R = unknown> implements AsyncDisposable {
    * @ignore
    */
   [WALL_T0](data: I, t0: number): boolean {
+    return this.#write(data, t0, true);
+  }
+
+  /** Every write but the common one, through the write path. */
+  #write(data: I, t0: number | undefined, wall: boolean): boolean {
     if (this.#state !== OPEN) throw this.#closedError();
-    return this.#path.write(data, t0, true) || this.#room();
+    this.#settle();
+    const open = this.#path.write(data, t0, wall) || this.#room();
+    // Not once closed from a callback of this write: a carry may be left.
+    if (this.#state === OPEN) this.#lend();
+    return open;
+  }
+
+  /** Takes the buffer being filled on loan, when the write path lends it. */
+  #lend(): void {
+    const path = this.#path;
+    const limit = path.lend();
+    if (limit === 0) return;
+    this.#lent = path.lent as Uint8Array;
+    this.#fill = path.fill;
+    this.#limit = limit;
+  }
+
+  /**
+   * Hands back the lent buffer with what was copied into it: before the
+   * path is asked anything, so that it sees every byte written.
+   */
+  #settle(): void {
+    if (this.#limit === 0) return;
+    this.#limit = 0;
+    this.#lent = NOTHING_LENT;
+    this.#path.settle(this.#fill);
   }
 
   /**
@@ -196,6 +252,7 @@ export class Emitter<I, C, R = unknown> implements AsyncDisposable {
    */
   flush(): void {
     if (this.#state !== OPEN) throw this.#closedError();
+    this.#settle();
     this.#path.flush("flush");
   }
 
@@ -225,6 +282,7 @@ export class Emitter<I, C, R = unknown> implements AsyncDisposable {
     if (this.#state === ABORTED) return this.#rejectAborted();
     if (this.#closing !== undefined) return this.#closing;
     const { flush = true } = options;
+    this.#settle();
     this.#state = CLOSING;
     // Set before the tail is flushed, so that a close() from its callback
     // gets this promise.
@@ -285,6 +343,7 @@ export class Emitter<I, C, R = unknown> implements AsyncDisposable {
   }
 
   async #stop(reason: unknown): Promise<void> {
+    this.#settle();
     this.#state = ABORTED;
     this.#abortReason = reason ?? new DOMException(
       `${this.#owner} was aborted`,
@@ -320,6 +379,7 @@ export class Emitter<I, C, R = unknown> implements AsyncDisposable {
 
   /** Live counts: what was written, emitted, dropped, what is pending, and the buffers. */
   get stats(): EmitterStats {
+    this.#settle();
     const unit = this.#unit;
     const path = this.#path;
     const queue = this.#queue;

@@ -13,6 +13,8 @@ import {
   type ChunkInfo,
   type EmitterStats,
   fanout,
+  ItemEmit,
+  SampleEmit,
 } from "../mod.ts";
 import { MAX_RETRY_DELAY, retryDelay } from "../src/run/_retry.ts";
 
@@ -1610,4 +1612,213 @@ Deno.test("retryDelay() doubles per attempt, with jitter, up to a cap", () => {
   assertEquals(retryDelay(100, 30, 0), MAX_RETRY_DELAY / 2);
   assertEquals(retryDelay(100, 30, 1), MAX_RETRY_DELAY);
   assertEquals(retryDelay(0, 5, 0.5), 0);
+});
+
+Deno.test("BufferEmit.write() copies the common write into a lent buffer and loses none of it", async (t) => {
+  // After one write through the write path, the emitter copies frames that
+  // fit in the partial chunk itself (WritePath.lend()); every way out of
+  // that must hand the copied bytes back first.
+  const join = (chunks: Uint8Array[]) => {
+    const all = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+    let at = 0;
+    for (const c of chunks) all.set(c, (at += c.length) - c.length);
+    return all;
+  };
+
+  await t.step(
+    "chunks, flush(), stats and close() see every byte",
+    async () => {
+      const seen: Uint8Array[] = [];
+      const buff = new BufferEmit((chunk) => void seen.push(chunk.slice()), 50);
+      const sent: Uint8Array[] = [];
+      for (let i = 0; i < 40; i++) {
+        const frame = range(1 + (i * 7) % 13, i * 3);
+        assert(buff.write(frame));
+        sent.push(frame);
+        // Each of these hands the loan back: most writes come between.
+        if (i % 11 === 10) {
+          assertEquals(buff.stats.written, join(sent).length);
+        }
+        if (i === 25) buff.flush();
+      }
+      await buff.close();
+      assertEquals(join(seen), join(sent));
+    },
+  );
+
+  await t.step("the maxWait timer emits what was copied", async () => {
+    const seen: Uint8Array[] = [];
+    const buff = new BufferEmit((chunk) => void seen.push(chunk.slice()), 100, {
+      maxWait: 20,
+    });
+    buff.write(range(10));
+    buff.write(range(10, 10));
+    buff.write(range(10, 20));
+    await until(() => seen.length === 1, "the maxWait chunk");
+    assertEquals(seen[0], range(30));
+    await buff.close();
+  });
+
+  await t.step(
+    "a carry after a cut starts the maxWait clock again",
+    async () => {
+      const seen: number[] = [];
+      const buff = new BufferEmit((chunk) => void seen.push(chunk.length), 10, {
+        clip: true,
+        hop: 7,
+        maxWait: 20,
+      });
+      buff.write(range(10)); // a chunk; its last 3 bytes carried
+      buff.write(range(2));
+      await until(() => seen.length === 2, "the maxWait chunk");
+      assertEquals(seen, [10, 5]);
+      await buff.close();
+    },
+  );
+
+  await t.step("a detached view or a bad t0 is refused as before", async () => {
+    const buff = new BufferEmit(() => {}, 100);
+    buff.write(range(4));
+    buff.write(range(4));
+    const view = new Uint8Array(8);
+    view.buffer.transfer();
+    assertThrows(
+      () => buff.write(view),
+      TypeError,
+      "Cannot write to BufferEmit as 'data' must not be a view of a detached",
+    );
+    buff.write(range(4));
+    buff.write(range(4));
+    assertThrows(() => buff.write(range(4), NaN), RangeError, "'t0'");
+    assertEquals(buff.stats.written, 16);
+    await buff.close();
+  });
+
+  await t.step(
+    "write() after close() or abort() throws; abort counts the copy",
+    async () => {
+      const closed = new BufferEmit(() => {}, 100);
+      closed.write(range(4));
+      closed.write(range(4));
+      const closing = closed.close();
+      assertThrows(() => closed.write(range(4)), TypeError, "closed");
+      await closing;
+      const aborted = new BufferEmit(() => {}, 100);
+      aborted.write(range(4));
+      aborted.write(range(6));
+      const stopping = aborted.abort(new Error("stop"));
+      assertThrows(() => aborted.write(range(4)), Error, "stop");
+      await stopping;
+      assertEquals(aborted.stats.dropped, 10);
+    },
+  );
+
+  await t.step(
+    "close() from a callback ends the writes, a carry or not",
+    async () => {
+      const buff = new BufferEmit(() => void buff.close(), 4, {
+        clip: true,
+        hop: 3,
+      });
+      buff.write(range(4)); // a chunk, whose callback closes; 1 byte carried
+      assertThrows(() => buff.write(range(1)), TypeError, "closed");
+      await buff.close();
+    },
+  );
+
+  await t.step(
+    "a write from a callback waits for the write that cut",
+    async () => {
+      const seen: Uint8Array[] = [];
+      const buff = new BufferEmit(
+        (chunk) => {
+          seen.push(chunk.slice());
+          if (seen.length === 1) {
+            buff.write(bytes(99));
+            buff.write(bytes(98));
+          }
+        },
+        4,
+        { clip: true, hop: 3 },
+      );
+      buff.write(bytes(0, 1, 2, 3, 4)); // 4 follows the cut, then 99, 98
+      buff.write(bytes(5, 6, 7));
+      await buff.close();
+      assertEquals(seen.slice(0, 2), [bytes(0, 1, 2, 3), bytes(3, 4, 99, 98)]);
+      assertEquals(buff.stats.written, 10);
+    },
+  );
+
+  await t.step("a frame that completes the chunk cuts it at once", () => {
+    const seen: number[] = [];
+    const buff = new BufferEmit((chunk) => void seen.push(chunk.length), 8);
+    buff.write(range(4));
+    buff.write(range(4));
+    assertEquals(seen, [8]);
+    return buff.close();
+  });
+
+  await t.step(
+    "a window started by a copied frame is stamped then",
+    async () => {
+      const infos: ChunkInfo[] = [];
+      const buff = new BufferEmit(
+        (_chunk, _t0, info) => void infos.push(info),
+        10,
+        {
+          clip: true,
+          hop: 3,
+        },
+      );
+      buff.write(range(1)); // the window at 0
+      await sleep(5);
+      buff.write(range(5)); // the window at 3 starts in this frame
+      const after = Date.now();
+      await sleep(20);
+      buff.write(range(4)); // completes the window at 0, starts the one at 9
+      buff.write(range(1)); // so that close() emits the window at 3
+      await buff.close();
+      assertEquals(infos[1]!.offset, 3);
+      assert(infos[1]!.t0 <= after, `stamped ${infos[1]!.t0 - after} ms late`);
+    },
+  );
+
+  await t.step(
+    "only bytes are copied so: other kinds still check each frame",
+    async () => {
+      const pairs = new SampleEmit(() => {}, 100, {
+        type: Uint8Array,
+        channels: 2,
+      });
+      pairs.write(Uint8Array.of(1, 2));
+      pairs.write(Uint8Array.of(3, 4));
+      assertThrows(
+        () => pairs.write(Uint8Array.of(5)),
+        TypeError,
+        "whole frames",
+      );
+      await pairs.close();
+      const items = new ItemEmit(() => {}, 100);
+      items.write([1, 2]);
+      items.write([3]);
+      assertThrows(
+        () => items.write(Uint8Array.of(4) as unknown as number[]),
+        TypeError,
+        "must be an array of items",
+      );
+      await items.close();
+    },
+  );
+
+  await t.step("write() says false while the queue has no room", async () => {
+    const gate = Promise.withResolvers<void>();
+    const buff = new BufferEmit(() => gate.promise, 4, { maxPending: 1 });
+    assert(buff.write(range(4))); // runs
+    assertFalse(buff.write(range(4))); // waits: no room
+    assertFalse(buff.write(range(1)));
+    assertFalse(buff.write(range(1)));
+    gate.resolve();
+    await buff.close();
+    assertEquals(buff.stats.done, 3);
+  });
 });

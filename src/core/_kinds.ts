@@ -10,6 +10,7 @@ import {
   type TypedArrayConstructor,
   typedArrayType,
 } from "../wire/_layout.ts";
+import type { BufferPool } from "./_buffer_pool.ts";
 
 export type { TypedArray, TypedArrayConstructor } from "../wire/_layout.ts";
 
@@ -335,6 +336,29 @@ class TextKind implements Kind<TextFrame, TextBuffer, string> {
     const text = buffer.parts.join("");
     if (length === buffer.length) return text;
     return sliceText(textFrame(text), 0, length);
+  }
+}
+
+/**
+ * The first buffer, which shows whether `size` can be allocated at all.
+ *
+ * @throws {RangeError} If it cannot, naming `size`.
+ */
+export function firstBuffer<B>(
+  kind: Kind<unknown, B, unknown>,
+  pool: BufferPool<B> | undefined,
+  scalars: number,
+  settings: { readonly owner: string; readonly size: number },
+): B {
+  try {
+    return pool ? pool.take() : kind.alloc(scalars);
+  } catch (error) {
+    if (!(error instanceof RangeError)) throw error;
+    const unit = kind.unit === 1 ? "" : ` of ${kind.unit} channels`;
+    throw new RangeError(
+      `Cannot create ${settings.owner} as 'size' must be small enough to allocate a buffer of that many elements${unit}: received ${settings.size} (${error.message})`,
+      { cause: error },
+    );
   }
 }
 

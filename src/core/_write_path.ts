@@ -17,7 +17,7 @@
 
 import type { ChunkInfo } from "../chunk_info.ts";
 import type { BufferPool } from "./_buffer_pool.ts";
-import { describeValue, type Kind } from "./_kinds.ts";
+import { describeValue, firstBuffer, type Kind } from "./_kinds.ts";
 import type {
   CutSettings,
   Emit,
@@ -27,6 +27,8 @@ import type {
   Room,
 } from "./_write_types.ts";
 
+export type { CutSettings, Emit, Fail, Room } from "./_write_types.ts";
+
 /** The error for a `t0` that is not a finite number. */
 function badT0(owner: string, t0: unknown): RangeError {
   return new RangeError(
@@ -34,29 +36,6 @@ function badT0(owner: string, t0: unknown): RangeError {
       describeValue(t0)
     }`,
   );
-}
-
-/**
- * The first buffer, which shows whether `size` can be allocated at all.
- *
- * @throws {RangeError} If it cannot, naming `size`.
- */
-function firstBuffer<B>(
-  kind: Kind<unknown, B, unknown>,
-  pool: BufferPool<B> | undefined,
-  scalars: number,
-  settings: CutSettings,
-): B {
-  try {
-    return pool ? pool.take() : kind.alloc(scalars);
-  } catch (error) {
-    if (!(error instanceof RangeError)) throw error;
-    const unit = kind.unit === 1 ? "" : ` of ${kind.unit} channels`;
-    throw new RangeError(
-      `Cannot create ${settings.owner} as 'size' must be small enough to allocate a buffer of that many elements${unit}: received ${settings.size} (${error.message})`,
-      { cause: error },
-    );
-  }
 }
 
 /** Frames in, chunks out. */
@@ -126,6 +105,8 @@ export class WritePath<F, B, C> {
   dropped = 0;
   /** Elements skipped between windows when `hop > size`. */
   skipped = 0;
+  /** Called before the `maxWait` timer acts: the emitter settles a loan. */
+  readonly #collect: () => void;
 
   constructor(
     kind: Kind<F, B, C>,
@@ -134,8 +115,10 @@ export class WritePath<F, B, C> {
     emit: Emit<C>,
     fail: Fail,
     room: Room = () => undefined,
+    collect: () => void = () => {},
   ) {
     this.#kind = kind;
+    this.#collect = collect;
     this.#owner = settings.owner;
     this.#unit = kind.unit;
     this.#size = settings.size * kind.unit;
@@ -195,6 +178,38 @@ export class WritePath<F, B, C> {
     }
     this.#cutWrite(frame, n, start, t0, wall);
     return false;
+  }
+
+  /**
+   * Lends the buffer being filled (`lent`, at `fill`) to the emitter, which
+   * then copies the common write itself: with thousands of emitters each
+   * object a write reaches is a cache miss. Returns the fill it may copy up
+   * to (a frame then neither completes the chunk nor starts a window), or 0:
+   * not bytes, busy, halted, no room, a `maxWait` clock to start, a sampler
+   * pause or an empty buffer. Nothing else is asked until `settle()`.
+   */
+  lend(): number {
+    const fill = this.#fill;
+    // `open` is false while a write waits; a pause or a halt empties the tail.
+    if (
+      this.#kind.layout.kind !== "bytes" || fill === 0 || !this.open ||
+      this.#emitting || this.#unarmed
+    ) return 0;
+    return Math.min(this.#size - 1, fill + (this.#nextStart - this.#offset));
+  }
+  get lent(): B {
+    return this.#buffer!;
+  }
+  get fill(): number {
+    return this.#fill;
+  }
+
+  /** The emitter copied frames into the lent buffer up to `fill`. */
+  settle(fill: number): void {
+    const n = fill - this.#fill;
+    this.#fill = fill;
+    this.#offset += n;
+    this.written += n;
   }
 
   /**
@@ -561,6 +576,7 @@ export class WritePath<F, B, C> {
    */
   #expire(): void {
     this.#timer = undefined;
+    this.#collect();
     if (this.#unarmed || this.#buffer === undefined) return;
     const left = this.#firstAt + this.#maxWait - performance.now();
     if (left > 0) {

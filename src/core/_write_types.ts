@@ -1,8 +1,6 @@
 // Copyright the @ocycle/core authors. MIT license.
-// The write path's types (core/_write_path.ts), types only: what it is given
-// (how to cut, where each chunk goes, whether the queue has room) and what it
-// holds while it cannot go on (writes deferred while a chunk is handed on, the
-// rest of a write the full queue stopped).
+// The types the write path (core/_write_path.ts) shares with the emitter and
+// the options, and keeps of its own: types only, so nothing here is loaded.
 
 import type { ChunkInfo } from "../chunk_info.ts";
 
