@@ -24,7 +24,7 @@ import { HANDED_BACK } from "./fleet/_scripts.ts";
 import { hostName } from "./fleet/_host.ts";
 import { parseRedisUrl } from "./fleet/_url.ts";
 import { WorkerEngine } from "./fleet/_worker_engine.ts";
-import type { RedisWorkerStats } from "./fleet/_worker_outcomes.ts";
+import type { RedisWorkerStats } from "./fleet_worker_stats.ts";
 import { toModuleUrl } from "./run/_module_url.ts";
 import { processOptions } from "./pool/_process_args.ts";
 import { START_TIMEOUT } from "./pool/_slot.ts";
@@ -127,7 +127,7 @@ export interface RedisWorkerOptions {
   log?: (line: string) => void;
 }
 
-export type { RedisWorkerStats } from "./fleet/_worker_outcomes.ts";
+export type { RedisWorkerStats } from "./fleet_worker_stats.ts";
 
 /** A running fleet worker; `await using` shuts it down. */
 export interface RedisWorker extends AsyncDisposable {

@@ -12,6 +12,9 @@ import { encodeResultEntry, type ResultOutcome } from "../wire/_entries.ts";
 import type { CloneEncoder } from "../wire/_values.ts";
 import { RedisError } from "./_errors.ts";
 import type { ClaimedEntry, FleetWorker, StartOutcome } from "./_protocol.ts";
+import type { RedisWorkerStats } from "../fleet_worker_stats.ts";
+
+export type { RedisWorkerStats };
 
 /** Attempts of a Redis operation once the worker is aborting, so that stopping always ends. */
 export const ABORT_ATTEMPTS = 5;
@@ -23,26 +26,6 @@ export const ABORT_ATTEMPTS = 5;
  * to other workers once stale.
  */
 export const ABORT_WITHIN = 3000;
-
-/** What a worker has done, from its start. */
-export interface RedisWorkerStats {
-  /** Entries read as new. */
-  claimed: number;
-  /** Entries taken over from a worker that died or stalled. */
-  reclaimed: number;
-  /** Results sent back. */
-  done: number;
-  /** Errors sent back or dead-lettered. */
-  failed: number;
-  /** Outcomes discarded as another worker had taken the entry over. */
-  fenced: number;
-  /** Entries moved to the dead-letter stream `STREAM:dead`. */
-  deadLettered: number;
-  /** Entries handed back unfinished, for another worker to take at once. */
-  handedBack: number;
-  /** Runs started again after a crash or a timeout. */
-  retried: number;
-}
 
 /** Sends outcomes back through a worker's FleetWorker. */
 export class Outcomes {
