@@ -96,12 +96,21 @@ return {'started', n}
  * A result stream written to expires RESULTS_TTL after its last result.
  * Then XACK and XDEL the chunk entry, and drop its start count. Returns `{"committed", ids...}`; or
  * `{"fenced"}`, having changed nothing, when the entry is not pending for
- * this consumer (reclaimed by another, or committed already).
+ * this consumer (reclaimed by another, or committed already); or
+ * `{"wrongtype", key}`, having changed nothing, when a key it would append
+ * to holds something other than a stream (a reply field written by hand):
+ * checked before any write, as a script's writes are not undone by a later
+ * error.
  */
 export const COMMIT_SCRIPT = new Script(
   OWNS + `
 local RESULTS_TTL = ${RESULTS_TTL}
 if not owns(ARGV[3]) then return {'fenced'} end
+for i = 3, #KEYS do
+  local t = redis.call('TYPE', KEYS[i])
+  t = t.ok or t
+  if t ~= 'stream' and t ~= 'none' then return {'wrongtype', KEYS[i]} end
+end
 local ids = {}
 if ARGV[4] == 'result' then
   ids[1] = redis.call('XADD', KEYS[3], '*', unpack(ARGV, 5))
