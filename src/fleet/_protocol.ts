@@ -30,6 +30,7 @@ import {
   PRUNE_SCRIPT,
   REPLY_FIELD,
   START_SCRIPT,
+  startedBy,
   startedHash,
 } from "./_scripts.ts";
 import { MAX_STALLS } from "../run/_retry_policy.ts";
@@ -214,7 +215,11 @@ export class FleetWorker {
     }
     // Entries deleted while pending (given up on): their start counts go too.
     if (deleted.length > 0) {
-      await this.#client.command("HDEL", this.#startedKey, ...deleted);
+      await this.#client.command(
+        "HDEL",
+        this.#startedKey,
+        ...deleted.flatMap((id) => [id, startedBy(id)]),
+      );
     }
     return await this.#hold(taken, true);
   }
