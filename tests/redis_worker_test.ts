@@ -691,6 +691,29 @@ Deno.test({
 
 Deno.test({
   name:
+    "runWorker() on a stream name whose key holds no stream rejects finished, naming it, instead of retrying forever",
+  ignore,
+  async fn() {
+    await using f = await fleet();
+    await f.admin.command("SET", STREAM, "not a stream");
+    const worker = f.start("w1", { mode: "serial" });
+    const error = await worker.finished.then(
+      () => new Error("finished resolved"),
+      (e: unknown) => e as Error,
+    );
+    assertEquals(error.name, "TypeError");
+    assertStringIncludes(error.message, `the stream '${STREAM}'`);
+    assertStringIncludes(error.message, "WRONGTYPE");
+    assertEquals(
+      text(await f.admin.command("GET", STREAM) as Uint8Array),
+      "not a stream",
+    );
+    await f.admin.command("DEL", STREAM);
+  },
+});
+
+Deno.test({
+  name:
     "runWorker() bounds a run with timeout, retries it, then dead-letters it as kind timeout",
   ignore,
   async fn() {

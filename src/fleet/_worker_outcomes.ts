@@ -195,3 +195,8 @@ export class Outcomes {
 export function isNoGroup(error: unknown): boolean {
   return error instanceof RedisError && error.code === "NOGROUP";
 }
+
+/** A key of the fleet holds another type of value (a name shared by mistake). */
+export function isWrongType(error: unknown): boolean {
+  return error instanceof RedisError && error.code === "WRONGTYPE";
+}
