@@ -209,6 +209,11 @@ Deno.test("parseRedisUrl() reads user, password, port and db, and redacts the pa
   assertEquals(redactUrl("hunter2"), NOT_A_URL);
   assertEquals(redactUrl("redis:hunter2@h"), NOT_A_URL);
   assertEquals(redactUrl("hunter2 ://h"), NOT_A_URL);
+  assertEquals(
+    redactUrl("redis://u:p@h:1/0?password=pw#x"),
+    "redis://u:***@h:1/0?***",
+  );
+  assertEquals(redactUrl("redis://h#pw"), "redis://h#***");
   for (
     const bad of [
       "http://u:hunter2@h",
@@ -216,6 +221,10 @@ Deno.test("parseRedisUrl() reads user, password, port and db, and redacts the pa
       "nope",
       "hunter2",
       "redis:hunter2@h",
+      // the form other clients read (redis-py, ioredis): refused, not shown
+      "redis://h?password=hunter2",
+      "redis://u@h/0?password=hunter2",
+      "redis://h#hunter2",
     ]
   ) {
     const error = (() => {

@@ -9,6 +9,7 @@ import { assert, assertEquals, assertRejects } from "@std/assert";
 import { deserialize, serialize } from "node:v8";
 import { RedisClient } from "../src/fleet/_client.ts";
 import {
+  type ClaimedEntry,
   deadStream,
   FleetProducer,
   FleetWorker,
@@ -472,6 +473,61 @@ Deno.test({
     const e3 = one(await c.reclaim());
     assertEquals(await c.start(e3), { outcome: "poison", before: 2 });
     assertEquals(await c.deadLetter(e3, "poison"), "committed");
+    assertEquals(await f.admin.command("HLEN", `${STREAM}:started`), 0);
+    await assertDrained(f.admin);
+  },
+});
+
+Deno.test({
+  name:
+    "fleet: a start() run again after its reply was lost (the server frozen past the command deadline) counts once",
+  ignore,
+  async fn() {
+    await using f = await fleet([{
+      maxStalls: 2,
+      heartbeat: 0,
+      client: { commandTimeout: 300, connectTimeout: 2000 },
+    }, {}]);
+    const [a, b] = f.workers as [FleetWorker, FleetWorker];
+    await f.producer.submit(["id", "t0"]);
+    await f.producer.submit(["id", "t1"]);
+    const started = async (id: string) =>
+      Number(
+        text(
+          (await f.admin.command("HGET", `${STREAM}:started`, id) ??
+            undefined) as Uint8Array | undefined,
+        ) || "0",
+      );
+    const [first, entry] = await a.claim(2) as [ClaimedEntry, ClaimedEntry];
+    // The script is loaded (EVALSHA finds it when the server thaws).
+    assertEquals((await a.start(first)).outcome, "started");
+    assertEquals(
+      await a.commit(first, ["id", "t0", "value", "a"]),
+      "committed",
+    );
+    const info = text(await f.admin.command("INFO", "server") as Uint8Array);
+    const pid = Number(/process_id:(\d+)/.exec(info)![1]);
+    // START is written to a frozen server: no reply within the deadline,
+    // the connection is torn down; the server runs it once thawed.
+    Deno.kill(pid, "SIGSTOP");
+    try {
+      await assertRejects(() => a.start(entry), Error, "commandTimeout");
+    } finally {
+      Deno.kill(pid, "SIGCONT");
+    }
+    await f.admin.command("PING");
+    // The worker tries it again (fleet/_worker_outcomes.ts): counted once.
+    assertEquals(await a.start(entry), { outcome: "started", before: 0 });
+    assertEquals(await started(entry.id), 1);
+    // So one worker vanishing with it leaves the next one a start (maxStalls 2).
+    await sleep(350);
+    const again = one(await b.reclaim());
+    assertEquals(await b.start(again), { outcome: "started", before: 1 });
+    assertEquals(await started(entry.id), 2);
+    assertEquals(
+      await b.commit(again, ["id", "t1", "value", "b"]),
+      "committed",
+    );
     assertEquals(await f.admin.command("HLEN", `${STREAM}:started`), 0);
     await assertDrained(f.admin);
   },

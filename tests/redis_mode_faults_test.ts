@@ -2,7 +2,12 @@
 // Redis mode, the producer side (fleet/_producer.ts, fleet/_protocol_producer.ts):
 // faults found by red-teaming, each against a real redis-server.
 
-import { assert, assertEquals, assertRejects } from "@std/assert";
+import {
+  assert,
+  assertEquals,
+  assertRejects,
+  assertStringIncludes,
+} from "@std/assert";
 import { deadline } from "@std/async";
 import { deserialize, serialize } from "node:v8";
 import { ChunkError } from "../mod.ts";
@@ -598,5 +603,31 @@ Deno.test({
       await producer.close();
       await admin.close();
     }
+  },
+});
+
+Deno.test({
+  name:
+    "redis mode faults: a chunk over the server's proto-max-bulk-len fails at once with the server's error, not as an outage",
+  ignore,
+  async fn() {
+    await using server = await RedisServer.start();
+    const admin = await RedisClient.connect(server.url);
+    await admin.command("CONFIG", "SET", "proto-max-bulk-len", "1048576");
+    const runner = new RedisRunner(settings(server.url));
+    const big = task(1);
+    big.chunk = new Uint8Array(2 << 20);
+    const error = await assertRejects(() => runner.run(big), ChunkError);
+    assertEquals(error.kind, "crash");
+    assertStringIncludes(error.message, "invalid bulk length");
+    assert(!error.message.includes("unreachable"), error.message);
+    // The server dropped that connection; the next chunk is added all the same.
+    await admin.command("CONFIG", "SET", "proto-max-bulk-len", "536870912");
+    const small = runner.run(task(2));
+    small.catch(() => {});
+    while (await admin.command("XLEN", STREAM) !== 1) await sleep(20);
+    await runner.abort(new Error("done"));
+    await assertRejects(() => small, ChunkError, "aborted");
+    await admin.close();
   },
 });

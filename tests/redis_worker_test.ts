@@ -364,6 +364,65 @@ Deno.test({
 
 Deno.test({
   name:
+    "runWorker() dead-letters once an entry whose reply names a key that is no stream",
+  ignore,
+  async fn() {
+    await using f = await fleet();
+    // Written by hand: garbage fields, and a reply field naming a string key.
+    await f.admin.command("SET", "victim", "x");
+    await f.admin.command(
+      "XADD",
+      STREAM,
+      "*",
+      "v",
+      "1",
+      "id",
+      "p",
+      "info",
+      "short",
+      "reply",
+      "victim",
+    );
+    // A good task whose result would go to that key.
+    await f.admin.command(
+      "XADD",
+      STREAM,
+      "*",
+      ...encodeTaskEntry("t", info(0, 3), { kind: "text" }, "abc", clone),
+      "reply",
+      "victim",
+    );
+    const worker = f.start("w1", { mode: "serial" });
+    await until(
+      "both entries are dead-lettered",
+      () =>
+        f.lines.filter((l) => l.includes("went to the dead letter")).length ===
+          2,
+    );
+    // Some more loop rounds: nothing written again.
+    await sleep(1500);
+    const stats = await worker.shutdown();
+    const dead = await f.dead();
+    assertEquals(dead.length, 2, Deno.inspect(f.lines.slice(0, 8)));
+    assertStringIncludes(dead[0]?.get("error") ?? "", "poison entry");
+    for (const d of dead) {
+      assertStringIncludes(
+        d.get("error") ?? "",
+        "its reply key 'victim' holds no stream",
+      );
+    }
+    assertEquals(dead[1]?.get("id"), "t");
+    assertEquals([stats.deadLettered, stats.failed, stats.done], [2, 2, 0]);
+    assertEquals(
+      text(await f.admin.command("GET", "victim") as Uint8Array),
+      "x",
+    );
+    await f.assertDrained();
+  },
+});
+
+Deno.test({
+  name:
     "runWorker() dead-letters without running an entry that maxStalls workers started and never ended; one delivered as often but never started runs, its retries unspent",
   ignore,
   async fn() {
@@ -627,6 +686,29 @@ Deno.test({
     assertEquals(valueOf(r), "X");
     assertEquals((await healthy.shutdown()).reclaimed, 1);
     await f.assertDrained();
+  },
+});
+
+Deno.test({
+  name:
+    "runWorker() on a stream name whose key holds no stream rejects finished, naming it, instead of retrying forever",
+  ignore,
+  async fn() {
+    await using f = await fleet();
+    await f.admin.command("SET", STREAM, "not a stream");
+    const worker = f.start("w1", { mode: "serial" });
+    const error = await worker.finished.then(
+      () => new Error("finished resolved"),
+      (e: unknown) => e as Error,
+    );
+    assertEquals(error.name, "TypeError");
+    assertStringIncludes(error.message, `the stream '${STREAM}'`);
+    assertStringIncludes(error.message, "WRONGTYPE");
+    assertEquals(
+      text(await f.admin.command("GET", STREAM) as Uint8Array),
+      "not a stream",
+    );
+    await f.admin.command("DEL", STREAM);
   },
 });
 

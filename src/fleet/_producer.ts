@@ -213,9 +213,10 @@ export class RedisRunner implements Runner<unknown, unknown> {
           entry = await this.#producer.submit(fields, key);
           break;
         } catch (error) {
+          // A server's error reply is no outage: said as it is.
+          if (!(error instanceof RedisConnectionError)) throw error;
           since ??= performance.now();
           if (
-            !(error instanceof RedisConnectionError) ||
             this.#state === "closed" ||
             performance.now() - since >= limit
           ) throw error;

@@ -30,6 +30,7 @@ import {
   PRUNE_SCRIPT,
   REPLY_FIELD,
   START_SCRIPT,
+  startedBy,
   startedHash,
 } from "./_scripts.ts";
 import { MAX_STALLS } from "../run/_retry_policy.ts";
@@ -51,8 +52,11 @@ export interface ClaimedEntry {
   deliveries: number;
 }
 
-/** What a fenced commit did. */
-export type CommitOutcome = "committed" | "fenced";
+/**
+ * What a fenced commit did: `wrongtype` (nothing changed) when the stream it
+ * appends to (the entry's reply, or NAME:dead) holds another type of value.
+ */
+export type CommitOutcome = "committed" | "fenced" | "wrongtype";
 
 /**
  * What a fenced start did: counted this worker (`started`), refused as
@@ -211,7 +215,11 @@ export class FleetWorker {
     }
     // Entries deleted while pending (given up on): their start counts go too.
     if (deleted.length > 0) {
-      await this.#client.command("HDEL", this.#startedKey, ...deleted);
+      await this.#client.command(
+        "HDEL",
+        this.#startedKey,
+        ...deleted.flatMap((id) => [id, startedBy(id)]),
+      );
     }
     return await this.#hold(taken, true);
   }
@@ -327,7 +335,8 @@ export class FleetWorker {
    * entry's reply stream, acks and deletes the entry, all at once, only if
    * this worker still holds it.
    *
-   * @returns `"fenced"` (nothing changed) if another worker took it over.
+   * @returns `"fenced"` (nothing changed) if another worker took it over;
+   * `"wrongtype"` (nothing changed) if its reply key holds no stream.
    * @throws {TypeError} If the task entry named no reply stream, or `result` is no field list.
    */
   async commit(
@@ -352,7 +361,8 @@ export class FleetWorker {
    * count; when given, appends `result` (an error result) to its reply
    * stream; acks and deletes it; all only if this worker still holds it.
    *
-   * @returns `"fenced"` (nothing changed) if another worker took it over.
+   * @returns `"fenced"` (nothing changed) if another worker took it over;
+   * `"wrongtype"` (nothing changed) if NAME:dead or the reply key holds no stream.
    */
   async deadLetter(
     entry: ClaimedEntry,
@@ -375,8 +385,10 @@ export class FleetWorker {
       keys,
       [this.group, this.consumer, ...args],
     ) as Uint8Array[];
+    const outcome = decoder.decode(reply[0]);
+    if (outcome === "wrongtype") return outcome;
     this.#held.delete(args[0] as string);
-    return decoder.decode(reply[0]) === "committed" ? "committed" : "fenced";
+    return outcome === "committed" ? "committed" : "fenced";
   }
 
   /**

@@ -14,6 +14,7 @@ import {
   REPLY_FIELD,
   RESULTS_TTL,
   resultStream,
+  startedBy,
   startedHash,
 } from "./_scripts.ts";
 
@@ -218,7 +219,11 @@ export class FleetProducer {
     if (ids.length === 0) return;
     await Promise.all([
       xdel(this.#client, this.stream, ids),
-      this.#client.command("HDEL", this.#started, ...ids),
+      this.#client.command(
+        "HDEL",
+        this.#started,
+        ...ids.flatMap((id) => [id, startedBy(id)]),
+      ),
     ]);
   }
 

@@ -67,22 +67,36 @@ return id
 `);
 
 /**
+ * The field of the started hash that names the delivery whose start was
+ * counted last (`consumer delivery-count`), so that a START run again (its
+ * reply lost with the connection, the script run all the same) counts once.
+ */
+export function startedBy(id: string): string {
+  return `${id}:by`;
+}
+
+/**
  * The fenced start. KEYS[1] the chunk stream, KEYS[2] its started hash;
  * ARGV[1] group, ARGV[2] consumer, ARGV[3] entry id, ARGV[4] the most
  * workers that may have started it and vanished (maxStalls). Returns
  * `{"started", n}` having counted this worker (n started it before),
  * `{"poison", n}` when n reached ARGV[4] (nothing changed), or
  * `{"fenced", 0}` when the entry is not pending for this consumer.
+ * Idempotent per delivery: run again by the same consumer for the same
+ * delivery (the same delivery count), it counts nothing more and answers
+ * as the first run did.
  */
-export const START_SCRIPT = new Script(
-  OWNS + `
-if not owns(ARGV[3]) then return {'fenced', 0} end
+export const START_SCRIPT = new Script(`
+local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
+if #p ~= 1 or p[1][2] ~= ARGV[2] then return {'fenced', 0} end
+local mark = ARGV[2] .. ' ' .. p[1][4]
+local by = ARGV[3] .. ':by'
 local n = tonumber(redis.call('HGET', KEYS[2], ARGV[3]) or '0')
+if redis.call('HGET', KEYS[2], by) == mark then return {'started', n - 1} end
 if n >= tonumber(ARGV[4]) then return {'poison', n} end
-redis.call('HSET', KEYS[2], ARGV[3], n + 1)
+redis.call('HSET', KEYS[2], ARGV[3], n + 1, by, mark)
 return {'started', n}
-`,
-);
+`);
 
 /**
  * The fenced commit. KEYS[1] the chunk stream, KEYS[2] its started hash,
@@ -96,12 +110,21 @@ return {'started', n}
  * A result stream written to expires RESULTS_TTL after its last result.
  * Then XACK and XDEL the chunk entry, and drop its start count. Returns `{"committed", ids...}`; or
  * `{"fenced"}`, having changed nothing, when the entry is not pending for
- * this consumer (reclaimed by another, or committed already).
+ * this consumer (reclaimed by another, or committed already); or
+ * `{"wrongtype", key}`, having changed nothing, when a key it would append
+ * to holds something other than a stream (a reply field written by hand):
+ * checked before any write, as a script's writes are not undone by a later
+ * error.
  */
 export const COMMIT_SCRIPT = new Script(
   OWNS + `
 local RESULTS_TTL = ${RESULTS_TTL}
 if not owns(ARGV[3]) then return {'fenced'} end
+for i = 3, #KEYS do
+  local t = redis.call('TYPE', KEYS[i])
+  t = t.ok or t
+  if t ~= 'stream' and t ~= 'none' then return {'wrongtype', KEYS[i]} end
+end
 local ids = {}
 if ARGV[4] == 'result' then
   ids[1] = redis.call('XADD', KEYS[3], '*', unpack(ARGV, 5))
@@ -121,7 +144,7 @@ else
 end
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
 redis.call('XDEL', KEYS[1], ARGV[3])
-redis.call('HDEL', KEYS[2], ARGV[3])
+redis.call('HDEL', KEYS[2], ARGV[3], ARGV[3] .. ':by')
 return {'committed', unpack(ids)}
 `,
 );
@@ -191,8 +214,11 @@ for i, id in ipairs(ids) do
     local count = math.max(p[1][4] - 1, 0)
     redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[4], 0, id, 'IDLE', ARGV[3],
       'RETRYCOUNT', count, 'JUSTID')
-    if i <= started and redis.call('HINCRBY', KEYS[2], id, -1) <= 0 then
-      redis.call('HDEL', KEYS[2], id)
+    if i <= started then
+      redis.call('HDEL', KEYS[2], id .. ':by')
+      if redis.call('HINCRBY', KEYS[2], id, -1) <= 0 then
+        redis.call('HDEL', KEYS[2], id)
+      end
     end
     n = n + 1
   end

@@ -108,8 +108,8 @@ export const NOT_A_URL = "(not a URL: not shown, as it may be a password)";
 
 /**
  * `url` with its password (what stands between the user's `:`, or `//`, and
- * the last `@`) replaced by `***`; a value with no `scheme://` is not shown
- * at all, since it may be the bare password.
+ * the last `@`) and any query or fragment replaced by `***`; a value with no
+ * `scheme://` is not shown at all, since it may be the bare password.
  */
 export function redactUrl(url: string): string {
   const scheme = url.indexOf("://");
@@ -119,10 +119,17 @@ export function redactUrl(url: string): string {
   const start = scheme + 3;
   // the last `@`: a password may hold `/` or `@`, a database number neither
   const at = url.lastIndexOf("@");
-  if (at < start) return url;
+  // A query or a fragment (refused, but where other clients read
+  // `?password=`) is not shown either.
+  const rest = (from: number) => {
+    const tail = url.slice(from);
+    const query = tail.search(/[?#]/);
+    return query === -1 ? tail : `${tail.slice(0, query + 1)}***`;
+  };
+  if (at < start) return url.slice(0, start) + rest(start);
   const userinfo = url.slice(start, at);
   const colon = userinfo.indexOf(":");
   return colon === -1
-    ? `${url.slice(0, start)}***${url.slice(at)}`
-    : `${url.slice(0, start + colon + 1)}***${url.slice(at)}`;
+    ? `${url.slice(0, start)}***${rest(at)}`
+    : `${url.slice(0, start + colon + 1)}***${rest(at)}`;
 }

@@ -34,6 +34,7 @@ import {
   ABORT_ATTEMPTS,
   ABORT_WITHIN,
   isNoGroup,
+  isWrongType,
   Outcomes,
   type RedisWorkerStats,
 } from "./_worker_outcomes.ts";
@@ -216,6 +217,15 @@ export class WorkerEngine {
         }
         failures = 0;
       } catch (error) {
+        if (isWrongType(error)) {
+          // Another fleet's or program's key: no retry will change it.
+          throw new TypeError(
+            `Cannot take chunks from the stream '${this.#s.stream}' as its key or '${this.#s.stream}:started' holds another type of value: ${
+              message(error)
+            }`,
+            { cause: error },
+          );
+        }
         failures++;
         if (isNoGroup(error)) this.#fleet.resetGroup();
         const wait = redisDelay(failures);
@@ -423,7 +433,7 @@ export class WorkerEngine {
         }
         break;
       } catch (error) {
-        if (isNoGroup(error)) break;
+        if (isNoGroup(error) || isWrongType(error)) break;
         this.#s.log(`handing back failed: ${message(error)}`);
         if (performance.now() >= this.#abortBy) break;
         if (attempt < ABORT_ATTEMPTS) {

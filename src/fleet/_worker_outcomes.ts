@@ -11,7 +11,12 @@ import { message } from "../run/_runner.ts";
 import { encodeResultEntry, type ResultOutcome } from "../wire/_entries.ts";
 import type { CloneEncoder } from "../wire/_values.ts";
 import { RedisError } from "./_errors.ts";
-import type { ClaimedEntry, FleetWorker, StartOutcome } from "./_protocol.ts";
+import {
+  type ClaimedEntry,
+  deadStream,
+  type FleetWorker,
+  type StartOutcome,
+} from "./_protocol.ts";
 import type { RedisWorkerStats } from "../fleet_worker_stats.ts";
 
 export type { RedisWorkerStats };
@@ -57,6 +62,15 @@ export class Outcomes {
   ): Promise<void> {
     const fields = encodeResultEntry(id, outcome, this.#clone);
     const done = await this.#redis(() => this.#fleet.commit(entry, fields));
+    if (done === "wrongtype") {
+      // A reply field written by hand: no producer reads that key.
+      return await this.dead(
+        entry,
+        `its reply key '${entry.reply}' holds no stream`,
+        undefined,
+        outcome,
+      );
+    }
     if (done === "committed") {
       if ("value" in outcome) this.#counts.done++;
       else this.#counts.failed++;
@@ -72,9 +86,22 @@ export class Outcomes {
     const result = id === undefined || entry.reply === ""
       ? undefined
       : encodeResultEntry(id, outcome, this.#clone);
-    const done = await this.#redis(() =>
+    let done = await this.#redis(() =>
       this.#fleet.deadLetter(entry, detail, result)
     );
+    if (done === "wrongtype" && result !== undefined) {
+      // The reply key holds no stream: the dead letter alone.
+      detail += `; its reply key '${entry.reply}' holds no stream`;
+      done = await this.#redis(() => this.#fleet.deadLetter(entry, detail));
+    }
+    if (done === "wrongtype") {
+      // Retrying would fail alike: left pending (and held) for an operator.
+      throw new Error(
+        `cannot dead-letter it: '${
+          deadStream(this.#fleet.stream)
+        }' holds no stream (${detail})`,
+      );
+    }
     if (done === "committed") {
       this.#counts.deadLettered++;
       this.#counts.failed++;
@@ -150,4 +177,9 @@ export class Outcomes {
 
 export function isNoGroup(error: unknown): boolean {
   return error instanceof RedisError && error.code === "NOGROUP";
+}
+
+/** A key of the fleet holds another type of value (a name shared by mistake). */
+export function isWrongType(error: unknown): boolean {
+  return error instanceof RedisError && error.code === "WRONGTYPE";
 }
