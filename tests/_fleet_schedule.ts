@@ -736,7 +736,10 @@ export async function runSchedule(
       done.push({ index: result.index, result });
     }
     for (const line of err.split("\n")) {
-      const match = /^ocycle: Chunk (\d+) \(offset/.exec(line);
+      // The CLI's one failed-chunk line: "ocycle: chunk N (bytes A..B, t0 T) failed: why".
+      const match =
+        /^ocycle: chunk (\d+) \(bytes \d+\.\.\d+, t0 [^)]*\) failed: /
+          .exec(line);
       if (match) errors.push({ index: Number(match[1]), message: line });
     }
   }
@@ -843,10 +846,9 @@ export function classify(r: RunReport): string[] {
   const o = r.observed;
   for (const { index, message } of o.errors) {
     if (index === r.schedule.poison) continue;
-    const why = message.replace(/^ocycle: /, "").replace(
-      /^Chunk \d+ \([^)]*\) failed in redis mode: /,
-      "",
-    );
+    const why = message
+      .replace(/^ocycle: chunk \d+ \([^)]*\) failed: /, "")
+      .replace(/^Chunk \d+ \([^)]*\) failed in redis mode: /, "");
     let tag = why
       .replace(/redis:\/\/[^\s:]+:\d+/g, "URL")
       .replace(/\(worker [^)]*\)/g, "")
