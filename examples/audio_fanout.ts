@@ -67,7 +67,7 @@ const FRAME = 320; // 20 ms
 const KEY_FILE = "demo.key";
 /** The directory of the consumers' modules, which a child may read. */
 const AUDIO_DIR = decodeURIComponent(
-  new URL("./audio", import.meta.url).pathname,
+  new URL("./audio/", import.meta.url).pathname,
 );
 /** Real speech for the default input: see audio/synth.ts. */
 const SPEECH = new URL("./audio/speech.flac", import.meta.url);

@@ -41,7 +41,7 @@ import {
 
 const IMPORT_MAP = new URL("../.ci/import_map.json", import.meta.url).pathname;
 const CLI = new URL("../cli.ts", import.meta.url).pathname;
-const FIXTURES = new URL("./fixtures/redis", import.meta.url);
+const FIXTURES = new URL("./fixtures/redis/", import.meta.url);
 const PRODUCER = new URL("schedule_producer.ts", FIXTURES).pathname;
 const HANDLER = new URL("schedule_handler.ts", FIXTURES).pathname;
 const STREAM = "schedule";

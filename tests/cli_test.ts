@@ -19,7 +19,7 @@ import { Sink } from "../src/cli/_sink.ts";
 const CLI = new URL("../cli.ts", import.meta.url).pathname;
 // The published module imports @std: the child finds it where these tests do.
 const IMPORT_MAP = new URL("../.ci/import_map.json", import.meta.url).pathname;
-const FIXTURES = new URL("./fixtures/cli", import.meta.url).pathname;
+const FIXTURES = new URL("./fixtures/cli/", import.meta.url).pathname;
 const decoder = new TextDecoder();
 
 interface Run {

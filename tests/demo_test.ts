@@ -20,7 +20,7 @@ import {
 } from "../examples/audio/seal.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
-const EXAMPLES = new URL("../examples", import.meta.url).pathname;
+const EXAMPLES = new URL("../examples/", import.meta.url).pathname;
 const IMPORT_MAP = new URL("../.ci/import_map.json", import.meta.url).pathname;
 const DEMO = `${EXAMPLES}audio_fanout.ts`;
 const decoder = new TextDecoder();

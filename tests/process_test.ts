@@ -863,7 +863,7 @@ Deno.test("process mode forwards a child's stderr without newlines in pieces, in
 });
 
 Deno.test("process mode resolves the callback module's imports through its own project's deno.json (RELIABILITY 36)", async () => {
-  const project = new URL("./fixtures/process/project", import.meta.url);
+  const project = new URL("./fixtures/process/project/", import.meta.url);
   const lock = new URL("../deno.lock", import.meta.url);
   const before = await Deno.readTextFile(lock).catch(() => undefined);
   const results: number[] = [];

@@ -30,7 +30,7 @@ if (!LINUX) {
 }
 const ignore = skipWithoutRedis("redis_faults_test.ts") || !LINUX;
 const IMPORT_MAP = new URL("../.ci/import_map.json", import.meta.url).pathname;
-const FIXTURES = new URL("./fixtures/redis", import.meta.url);
+const FIXTURES = new URL("./fixtures/redis/", import.meta.url);
 const WORKER_MAIN = new URL("worker_main.ts", FIXTURES).pathname;
 const PRODUCER_MAIN = new URL("producer_main.ts", FIXTURES).pathname;
 const HANDLER = new URL("fault_handler.ts", FIXTURES);

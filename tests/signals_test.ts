@@ -9,7 +9,7 @@ import { BufferEmit, type Closable, closeOnSignals } from "@ocycle/core";
 const ROOT = new URL("../", import.meta.url).pathname;
 const IMPORT_MAP = new URL("../.ci/import_map.json", import.meta.url).pathname;
 const CLI = new URL("../cli.ts", import.meta.url).pathname;
-const FIXTURES = new URL("./fixtures/signals", import.meta.url).pathname;
+const FIXTURES = new URL("./fixtures/signals/", import.meta.url).pathname;
 const decoder = new TextDecoder();
 const encoder = new TextEncoder();
 

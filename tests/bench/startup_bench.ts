@@ -21,7 +21,7 @@
  * @module
  */
 
-const ROOT = new URL("../..", import.meta.url);
+const ROOT = new URL("../../", import.meta.url);
 const EMPTY = new URL("tests/fixtures/empty_program.ts", ROOT).pathname;
 const SERIAL = "tests/fixtures/serial_program.ts";
 
