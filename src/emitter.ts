@@ -86,6 +86,8 @@ export class Emitter<I, C, R = unknown> implements AsyncDisposable {
   #aborting: Promise<void> | undefined;
   #closing: Promise<void> | undefined;
   #writable: WritableStream<I> | undefined;
+  /** The signal's listener, made only for an emitter that has a signal. */
+  #onAbort: (() => void) | undefined;
 
   /**
    * Constructs an emitter of the given kind. The package's subclasses pass
@@ -128,23 +130,23 @@ export class Emitter<I, C, R = unknown> implements AsyncDisposable {
     const maxPending = queue.maxPending;
     const keep = this.#runner.capacity +
       (Number.isFinite(maxPending) ? maxPending : 64) + 2;
+    // The kind, shared by every emitter of it, makes the buffers.
     this.#pool = data.pooled
-      ? new BufferPool((n) => data.alloc(n), size * data.unit, keep)
+      ? new BufferPool(data, size * data.unit, keep)
       : undefined;
+    // With thousands of emitters each closure is memory per emitter: the
+    // queue is the path's sink, the path the queue's room listener, and only
+    // a `maxWait` timer (which must settle a loan first) gets a closure.
     this.#queue = new ChunkQueue(queue, this.#runner, this.#pool);
-    const chunks = this.#queue;
     this.#path = new WritePath(
       data,
       settings.cut,
       this.#pool,
-      (chunk, info, buffer) => chunks.submit(chunk, info, buffer),
-      (error) => chunks.report(error),
-      () => chunks.room(),
-      () => this.#settle(),
+      this.#queue,
+      settings.cut.maxWait === Infinity ? undefined : () => this.#settle(),
     );
-    const path = this.#path;
     // No loan while part of a write waits for room: resume() needs no settle.
-    chunks.onRoom = () => path.resume();
+    this.#queue.onRoom = this.#path;
     this.#signal = signal;
     if (signal !== undefined) {
       if (signal.aborted) {
@@ -152,7 +154,12 @@ export class Emitter<I, C, R = unknown> implements AsyncDisposable {
         this.#abortReason = signal.reason;
         this.#queue.abort(signal.reason);
         this.#path.stop();
-      } else signal.addEventListener("abort", this.#onAbort, { once: true });
+      } else {
+        this.#onAbort = () => {
+          this.abort(signal.reason);
+        };
+        signal.addEventListener("abort", this.#onAbort, { once: true });
+      }
     }
   }
 
@@ -161,10 +168,6 @@ export class Emitter<I, C, R = unknown> implements AsyncDisposable {
     const path = this.#path;
     return path.open = this.#queue.mayWrite() && !path.waiting;
   }
-
-  #onAbort = () => {
-    this.abort(this.#signal?.reason);
-  };
 
   /**
    * Writes one frame. Never blocks: returns `false` when `maxPending` chunks
@@ -410,7 +413,9 @@ export class Emitter<I, C, R = unknown> implements AsyncDisposable {
 
   /** Returns the buffer being filled to the pool once nothing will write again. */
   #release(): void {
-    this.#signal?.removeEventListener("abort", this.#onAbort);
+    if (this.#onAbort !== undefined) {
+      this.#signal!.removeEventListener("abort", this.#onAbort);
+    }
     this.#path.stop();
   }
 

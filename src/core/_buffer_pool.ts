@@ -29,17 +29,22 @@ export class BufferPool<B> {
   #given = 0;
   #lost = 0;
   #discarded = 0;
-  readonly #alloc: (capacity: number) => B;
+  /** Makes buffers: the emitter's kind, an object shared by every emitter, not a closure each. */
+  readonly #maker: { alloc(capacity: number): B };
   readonly #capacity: number;
   readonly #keep: number;
 
   /**
-   * @param alloc Makes a buffer of the given capacity.
+   * @param maker Makes a buffer of the given capacity (`maker.alloc()`).
    * @param capacity The capacity of every new buffer.
    * @param keep How many free buffers to keep at most; extra ones are let go.
    */
-  constructor(alloc: (capacity: number) => B, capacity: number, keep: number) {
-    this.#alloc = alloc;
+  constructor(
+    maker: { alloc(capacity: number): B },
+    capacity: number,
+    keep: number,
+  ) {
+    this.#maker = maker;
     this.#capacity = capacity;
     this.#keep = keep;
   }
@@ -50,14 +55,14 @@ export class BufferPool<B> {
     const b = this.#free.pop();
     if (b !== undefined) return b;
     this.#created++;
-    return this.#alloc(this.#capacity);
+    return this.#maker.alloc(this.#capacity);
   }
 
   /** Makes a buffer of a larger capacity to replace one that is out, which is let go. */
   grow(capacity: number): B {
     this.#created++;
     this.#discarded++;
-    return this.#alloc(capacity);
+    return this.#maker.alloc(capacity);
   }
 
   /** Returns a buffer for reuse. */

@@ -78,14 +78,16 @@ export class ChunkQueue<C, R> {
   readonly #maxPending: number;
   #inFlight = 0;
   #pumping = false;
+  // The lists below are made when first needed: with thousands of emitters
+  // most never hold an error or a waiter, and each empty array is an object.
   /** Errors for the next `ready` and `close()`: chunks' without `onError`, and others. */
-  #errors: Error[] = [];
-  #readyWaiters: Waiter[] = [];
-  #idleWaiters: (() => void)[] = [];
+  #errors: Error[] | undefined;
+  #readyWaiters: Waiter[] | undefined;
+  #idleWaiters: (() => void)[] | undefined;
   /** Set once the emitter is aborted: waiters reject with it. */
   #abortReason: { reason: unknown } | undefined;
-  /** Told when the queue has room again after it was full. */
-  onRoom: (() => void) | undefined;
+  /** Told when the queue has room again after it was full: the write path. */
+  onRoom: { resume(): void } | undefined;
 
   emitted = 0;
   done = 0;
@@ -170,17 +172,19 @@ export class ChunkQueue<C, R> {
     if (this.#abortReason !== undefined) {
       return Promise.reject(this.#abortReason.reason);
     }
-    if (this.#errors.length > 0) return Promise.reject(this.takeErrors());
+    if (this.#errors !== undefined && this.#errors.length > 0) {
+      return Promise.reject(this.takeErrors());
+    }
     if (this.mayWrite()) return RESOLVED;
     return new Promise((resolve, reject) =>
-      this.#readyWaiters.push({ resolve, reject })
+      (this.#readyWaiters ??= []).push({ resolve, reject })
     );
   }
 
   /** Resolves once nothing waits and nothing runs. */
   idle(): Promise<void> {
     if (this.#queue.length === 0 && this.#inFlight === 0) return RESOLVED;
-    return new Promise((resolve) => this.#idleWaiters.push(resolve));
+    return new Promise((resolve) => (this.#idleWaiters ??= []).push(resolve));
   }
 
   /** Fails every waiting chunk as aborted; waiters reject with `reason`. */
@@ -211,7 +215,7 @@ export class ChunkQueue<C, R> {
    * callback failed) for the next `ready` and `close()`.
    */
   report(error: unknown): void {
-    this.#errors.push(
+    (this.#errors ??= []).push(
       error instanceof Error ? error : new Error(message(error)),
     );
     watchErrors(this);
@@ -220,7 +224,8 @@ export class ChunkQueue<C, R> {
 
   /** The errors kept for `ready` and `close()`, as one error. */
   takeErrors(): Error | undefined {
-    const errors = this.#errors.splice(0);
+    const errors = this.#errors ?? [];
+    this.#errors = undefined;
     unobserved.delete(this);
     if (errors.length <= 1) return errors[0];
     const what = errors.every((e) => e instanceof ChunkError)
@@ -315,7 +320,7 @@ export class ChunkQueue<C, R> {
         onError(chunkError, info);
         return;
       } catch (thrown) {
-        this.#errors.push(
+        (this.#errors ??= []).push(
           new ChunkError(
             "callback",
             info,
@@ -325,8 +330,12 @@ export class ChunkQueue<C, R> {
           ),
         );
       }
-    } else if (chunkError.kind !== "aborted") this.#errors.push(chunkError);
-    if (this.#errors.length > 0) watchErrors(this);
+    } else if (chunkError.kind !== "aborted") {
+      (this.#errors ??= []).push(chunkError);
+    }
+    if (this.#errors !== undefined && this.#errors.length > 0) {
+      watchErrors(this);
+    }
     this.#wake();
   }
 
@@ -346,28 +355,28 @@ export class ChunkQueue<C, R> {
     if (
       this.onRoom !== undefined &&
       this.#queue.length < this.#settings.maxQueued
-    ) this.onRoom();
+    ) this.onRoom.resume();
     this.#wake();
   }
 
   #wake(): void {
-    if (this.#readyWaiters.length > 0) {
+    const ready = this.#readyWaiters;
+    if (ready !== undefined && ready.length > 0) {
       if (this.#abortReason !== undefined) {
-        for (const w of this.#readyWaiters.splice(0)) {
-          w.reject(this.#abortReason.reason);
-        }
-      } else if (this.#errors.length > 0) {
+        for (const w of ready.splice(0)) w.reject(this.#abortReason.reason);
+      } else if (this.#errors !== undefined && this.#errors.length > 0) {
         const error = this.takeErrors();
-        for (const w of this.#readyWaiters.splice(0)) w.reject(error);
+        for (const w of ready.splice(0)) w.reject(error);
       } else if (this.mayWrite()) {
-        for (const w of this.#readyWaiters.splice(0)) w.resolve();
+        for (const w of ready.splice(0)) w.resolve();
       }
     }
+    const idle = this.#idleWaiters;
     if (
-      this.#idleWaiters.length > 0 && this.#queue.length === 0 &&
+      idle !== undefined && idle.length > 0 && this.#queue.length === 0 &&
       this.#inFlight === 0
     ) {
-      for (const resolve of this.#idleWaiters.splice(0)) resolve();
+      for (const resolve of idle.splice(0)) resolve();
     }
   }
 }

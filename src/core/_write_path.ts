@@ -18,16 +18,9 @@
 import type { ChunkInfo } from "../chunk_info.ts";
 import type { BufferPool } from "./_buffer_pool.ts";
 import { describeValue, firstBuffer, type Kind } from "./_kinds.ts";
-import type {
-  CutSettings,
-  Emit,
-  Fail,
-  Later,
-  Rest,
-  Room,
-} from "./_write_types.ts";
+import type { CutSettings, Later, Rest, Sink } from "./_write_types.ts";
 
-export type { CutSettings, Emit, Fail, Room } from "./_write_types.ts";
+export type { CutSettings, Emit, Fail, Room, Sink } from "./_write_types.ts";
 
 /** The error for a `t0` that is not a finite number. */
 function badT0(owner: string, t0: unknown): RangeError {
@@ -73,15 +66,19 @@ export class WritePath<F, B, C> {
   readonly #sampler: (() => number) | undefined;
   readonly #maxWait: number;
   readonly #pool: BufferPool<B> | undefined;
-  readonly #emit: Emit<C>;
-  readonly #fail: Fail;
-  readonly #room: Room;
+  /** Where chunks, late errors and the question of room go: the queue. */
+  readonly #sink: Sink<C>;
   /** Absolute offset of the buffer's first element. */
   #winStart = 0;
   /** Absolute offset up to which everything has been emitted. */
   #emittedTo = 0;
-  /** Timestamps of window starts already written, oldest first. */
-  #t0s: number[] = [];
+  /**
+   * The timestamp of the oldest window start already written and not cut
+   * yet, NaN for none; later ones (only `clip` windows that overlap hold
+   * more than one) wait in `#t0More`, made when first needed.
+   */
+  #t0 = NaN;
+  #t0More: number[] | undefined;
   /** The monotonic time (performance.now()) before which the sampler drops writes. */
   #resumeAt: number | undefined;
   /** The same in the caller's clock, when the write that paused had a `t0`. */
@@ -99,23 +96,25 @@ export class WritePath<F, B, C> {
   #draining = false;
   /** Set by `halt()`: the current write stops and what waits is dropped. */
   #halted = false;
-  readonly #later: Later[] = [];
+  /** What was asked while a chunk was handed on, made when first needed. */
+  #later: Later[] | undefined;
 
   /** Elements dropped by the sampler or with the tail. */
   dropped = 0;
   /** Elements skipped between windows when `hop > size`. */
   skipped = 0;
-  /** Called before the `maxWait` timer acts: the emitter settles a loan. */
-  readonly #collect: () => void;
+  /**
+   * Called before the `maxWait` timer acts: the emitter settles a loan.
+   * Without `maxWait` there is no timer, and the emitter passes none.
+   */
+  readonly #collect: (() => void) | undefined;
 
   constructor(
     kind: Kind<F, B, C>,
     settings: CutSettings,
     pool: BufferPool<B> | undefined,
-    emit: Emit<C>,
-    fail: Fail,
-    room: Room = () => undefined,
-    collect: () => void = () => {},
+    sink: Sink<C>,
+    collect?: () => void,
   ) {
     this.#kind = kind;
     this.#collect = collect;
@@ -128,9 +127,7 @@ export class WritePath<F, B, C> {
     this.#maxWait = settings.maxWait;
     this.#unarmed = settings.maxWait !== Infinity;
     this.#pool = pool;
-    this.#emit = emit;
-    this.#fail = fail;
-    this.#room = room;
+    this.#sink = sink;
     this.#buffer = firstBuffer(kind, pool, this.#size, settings);
   }
 
@@ -226,7 +223,7 @@ export class WritePath<F, B, C> {
   ): void {
     // A write that may complete a chunk while the queue is full is refused
     // whole: memory stays bounded even for a writer that ignores `false`.
-    const full = this.#rest === undefined ? this.#room() : this.#full();
+    const full = this.#rest === undefined ? this.#sink.room() : this.#full();
     if (full !== undefined) throw full;
     // The sampler's clock: the caller's t0, else the monotonic clock.
     const own = wall ? undefined : t0;
@@ -252,7 +249,7 @@ export class WritePath<F, B, C> {
     }
     if (this.#unarmed) this.#arm();
     this.#cutFrom(frame, n, start, t0, own, pause, pausedAt);
-    if (this.#later.length !== 0 && this.#rest === undefined) this.#drain();
+    if (this.#later !== undefined && this.#rest === undefined) this.#drain();
   }
 
   /**
@@ -288,11 +285,11 @@ export class WritePath<F, B, C> {
         stamp ??= Date.now();
         if (clip) {
           do {
-            this.#t0s.push(stamp);
+            this.#pushT0(stamp);
             this.#nextStart += this.#hop;
           } while (this.#nextStart < start + end);
         } else {
-          this.#t0s.push(stamp);
+          this.#pushT0(stamp);
           this.#nextStart = Infinity;
         }
       }
@@ -320,7 +317,7 @@ export class WritePath<F, B, C> {
           this.dropped += n - pos;
           break;
         }
-        if (pos < n && this.#room() !== undefined) {
+        if (pos < n && this.#sink.room() !== undefined) {
           this.#rest = {
             data: kind.keep(frame, pos),
             n: n - pos,
@@ -340,7 +337,7 @@ export class WritePath<F, B, C> {
    */
   flush(reason: "flush" | "close" | "maxWait"): void {
     if (this.#emitting) {
-      this.#later.push(() => this.flush(reason));
+      (this.#later ??= []).push(() => this.flush(reason));
       return;
     }
     if (this.#halted) return;
@@ -348,7 +345,7 @@ export class WritePath<F, B, C> {
     if (this.#winStart + this.#fill > this.#emittedTo && this.#fill > 0) {
       this.#cut(reason, reason === "close");
     }
-    if (this.#later.length !== 0) this.#drain();
+    if (this.#later !== undefined) this.#drain();
   }
 
   /** Whether a chunk is being handed on: what is asked now must wait for `defer`. */
@@ -358,7 +355,7 @@ export class WritePath<F, B, C> {
 
   /** Runs `op` once the outer write or flush is done, after what was deferred before it. */
   defer(op: () => void): void {
-    this.#later.push(op);
+    (this.#later ??= []).push(op);
   }
 
   /** Whether part of a write waits for room in the queue. */
@@ -373,7 +370,7 @@ export class WritePath<F, B, C> {
     this.#rest = undefined;
     const frame = this.#kind.frame(rest.data, this.#owner);
     this.#cutFrom(frame, rest.n, rest.start, rest.stamp, rest.own, -1, 0);
-    if (this.#later.length !== 0 && this.#rest === undefined) this.#drain();
+    if (this.#later !== undefined && this.#rest === undefined) this.#drain();
   }
 
   /**
@@ -392,7 +389,7 @@ export class WritePath<F, B, C> {
 
   /** The error for a write made while part of an earlier one waits for room. */
   #full(): Error {
-    return this.#room() ?? new RangeError(
+    return this.#sink.room() ?? new RangeError(
       `Cannot write to ${this.#owner} as part of an earlier write still waits for room in the queue: await 'ready' before writing more`,
     );
   }
@@ -431,7 +428,7 @@ export class WritePath<F, B, C> {
     if (t0 !== undefined && !Number.isFinite(t0)) throw badT0(this.#owner, t0);
     const n = kind.length(frame);
     if (n === 0) return kind.empty(frame, this.#owner);
-    this.#later.push({ data: kind.keep(frame), n, t0, wall });
+    (this.#later ??= []).push({ data: kind.keep(frame), n, t0, wall });
   }
 
   /**
@@ -441,9 +438,9 @@ export class WritePath<F, B, C> {
    * the outer write must not hear of it as a failure of its own frame.
    */
   #drain(): void {
-    if (this.#draining) return;
-    this.#draining = true;
     const later = this.#later;
+    if (this.#draining || later === undefined) return;
+    this.#draining = true;
     for (let i = 0; i < later.length; i++) {
       const op = later[i]!;
       try {
@@ -458,10 +455,11 @@ export class WritePath<F, B, C> {
           this.written += op.n;
           this.dropped += op.n;
         }
-        this.#fail(error);
+        this.#sink.report(error);
       }
     }
-    later.length = 0;
+    // Let go once drained: a stream deferred to once holds no array after.
+    this.#later = undefined;
     this.#draining = false;
   }
 
@@ -507,7 +505,7 @@ export class WritePath<F, B, C> {
     // windows, which holds nothing yet).
     this.dropped += this.#winStart + this.#fill - this.#unemittedFrom();
     this.#fill = 0;
-    this.#t0s.length = 0;
+    this.#clearT0s();
   }
 
   /** Emits `buffer[0, fill)` and sets up the next buffer. */
@@ -517,7 +515,7 @@ export class WritePath<F, B, C> {
     const length = this.#fill;
     const winStart = this.#winStart;
     const unit = this.#unit;
-    const t0 = this.#t0s.shift() ?? Date.now();
+    const t0 = this.#shiftT0() ?? Date.now();
     const info: ChunkInfo = {
       index: this.#index++,
       offset: winStart / unit,
@@ -544,7 +542,7 @@ export class WritePath<F, B, C> {
     } else {
       this.#fill = 0;
       this.#winStart = this.#nextStart = winStart + length;
-      this.#t0s.length = 0;
+      this.#clearT0s();
     }
     // The carry was emitted already: `maxWait` counts from the next element.
     this.#disarm();
@@ -552,11 +550,31 @@ export class WritePath<F, B, C> {
     this.open = false;
     this.#emitting = true;
     try {
-      this.#emit(kind.chunk(buffer, length), info, buffer);
+      this.#sink.submit(kind.chunk(buffer, length), info, buffer);
     } finally {
       this.#emitting = false;
       this.#buffer ??= this.#take();
     }
+  }
+
+  /** Queues the timestamp of a window start. */
+  #pushT0(t0: number): void {
+    if (Number.isNaN(this.#t0)) this.#t0 = t0;
+    else (this.#t0More ??= []).push(t0);
+  }
+
+  /** The oldest queued timestamp, taken off the queue; `undefined` for none. */
+  #shiftT0(): number | undefined {
+    const t0 = this.#t0;
+    if (Number.isNaN(t0)) return undefined;
+    const more = this.#t0More;
+    this.#t0 = more !== undefined && more.length !== 0 ? more.shift()! : NaN;
+    return t0;
+  }
+
+  #clearT0s(): void {
+    this.#t0 = NaN;
+    if (this.#t0More !== undefined) this.#t0More.length = 0;
   }
 
   #take(): B {
@@ -576,7 +594,7 @@ export class WritePath<F, B, C> {
    */
   #expire(): void {
     this.#timer = undefined;
-    this.#collect();
+    this.#collect?.();
     if (this.#unarmed || this.#buffer === undefined) return;
     const left = this.#firstAt + this.#maxWait - performance.now();
     if (left > 0) {

@@ -25,15 +25,23 @@ interface Running {
  * an async callback: inline code cannot be killed.
  */
 export class SerialRunner<C, R> implements Runner<C, R> {
-  readonly capacity = 1;
-  readonly copies = false;
+  // Constants on the prototype, not fields: thousands of emitters each hold a
+  // runner, and every field is memory per emitter.
+  /** One chunk at a time. */
+  get capacity(): number {
+    return 1;
+  }
+  /** The callback gets the buffer itself. */
+  get copies(): boolean {
+    return false;
+  }
   #fn: Callback<C, R> | undefined;
   #loading: Promise<Callback<C, R>> | undefined;
   readonly #source: Callback<C, R> | URL;
   readonly #exportName: string;
   readonly #timeout: number;
-  /** The running async callbacks, each failed at once on abort. */
-  readonly #running = new Set<Running>();
+  /** The running async callbacks, each failed at once on abort; made for the first. */
+  #running: Set<Running> | undefined;
 
   /**
    * @param callback The callback, or the URL of the module that exports it.
@@ -89,14 +97,15 @@ export class SerialRunner<C, R> implements Runner<C, R> {
     let running: Running | undefined;
     const guarded = new Promise<R>((resolve, reject) => {
       const entry: Running = running = { info, reject };
-      this.#running.add(entry);
+      const set = this.#running ??= new Set();
+      set.add(entry);
       promise.then(
         (value) => {
-          this.#running.delete(entry);
+          set.delete(entry);
           resolve(value);
         },
         (error) => {
-          this.#running.delete(entry);
+          set.delete(entry);
           reject(error);
         },
       );
@@ -104,7 +113,7 @@ export class SerialRunner<C, R> implements Runner<C, R> {
     if (this.#timeout === Infinity) return guarded;
     return race(guarded, this.#timeout).catch((error) => {
       // Still running: the deadline passed, whatever the error says.
-      if (!this.#running.delete(running!)) throw error;
+      if (!this.#running!.delete(running!)) throw error;
       throw new ChunkError(
         "timeout",
         info,
@@ -119,6 +128,7 @@ export class SerialRunner<C, R> implements Runner<C, R> {
   }
 
   abort(reason: unknown): Promise<void> {
+    if (this.#running === undefined) return Promise.resolve();
     for (const entry of this.#running) {
       entry.reject(
         new ChunkError(
