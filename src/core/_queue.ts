@@ -75,7 +75,6 @@ export class ChunkQueue<C, R> {
    * with thousands of emitters one field read is one cache line, not three.
    */
   #mayWrite = true;
-  readonly #maxPending: number;
   #inFlight = 0;
   #pumping = false;
   // The lists below are made when first needed: with thousands of emitters
@@ -102,7 +101,6 @@ export class ChunkQueue<C, R> {
     pool: BufferPool<unknown> | undefined,
   ) {
     this.#settings = settings;
-    this.#maxPending = settings.maxPending;
     this.#runner = runner;
     this.#pool = pool;
   }
@@ -110,6 +108,21 @@ export class ChunkQueue<C, R> {
   /** Chunks waiting for a free slot. */
   get queued(): number {
     return this.#queue.length;
+  }
+
+  /** The runner the queue hands chunks to. */
+  get runner(): Runner<C, R> {
+    return this.#runner;
+  }
+
+  /** The pool of the chunks' buffers, if they are pooled. */
+  get pool(): BufferPool<unknown> | undefined {
+    return this.#pool;
+  }
+
+  /** The settings, shared by emitters made alike (core/_options.ts). */
+  get settings(): QueueSettings<R> {
+    return this.#settings;
   }
 
   /** Chunks running. */
@@ -125,7 +138,7 @@ export class ChunkQueue<C, R> {
   /** Sets what `mayWrite()` says, after the queue changed. */
   #changed(): void {
     const queued = this.#queue.length;
-    this.#mayWrite = queued === 0 || queued < this.#maxPending;
+    this.#mayWrite = queued === 0 || queued < this.#settings.maxPending;
   }
 
   /**

@@ -56,15 +56,15 @@ export class WritePath<F, B, C> {
    * nothing need not ask the queue again.
    */
   open = false;
-  readonly #owner: string;
   /** What a write could not cut for want of room, cut as the queue drains. */
   #rest: Rest | undefined;
 
-  readonly #unit: number;
-  readonly #hop: number;
-  readonly #clip: boolean;
-  readonly #sampler: (() => number) | undefined;
-  readonly #maxWait: number;
+  /**
+   * The settings (owner, hop, clip, sampler, maxWait), read where they are
+   * needed rather than copied: emitters made alike share one object
+   * (core/_options.ts), and each field copied is memory per emitter.
+   */
+  readonly #settings: CutSettings;
   readonly #pool: BufferPool<B> | undefined;
   /** Where chunks, late errors and the question of room go: the queue. */
   readonly #sink: Sink<C>;
@@ -118,13 +118,8 @@ export class WritePath<F, B, C> {
   ) {
     this.#kind = kind;
     this.#collect = collect;
-    this.#owner = settings.owner;
-    this.#unit = kind.unit;
+    this.#settings = settings;
     this.#size = settings.size * kind.unit;
-    this.#hop = settings.hop * kind.unit;
-    this.#clip = settings.clip;
-    this.#sampler = settings.sampler;
-    this.#maxWait = settings.maxWait;
     this.#unarmed = settings.maxWait !== Infinity;
     this.#pool = pool;
     this.#sink = sink;
@@ -150,11 +145,13 @@ export class WritePath<F, B, C> {
       return false;
     }
     const kind = this.#kind;
-    const frame = kind.frame(data, this.#owner);
-    if (t0 !== undefined && !Number.isFinite(t0)) throw badT0(this.#owner, t0);
+    const frame = kind.frame(data, this.#settings.owner);
+    if (t0 !== undefined && !Number.isFinite(t0)) {
+      throw badT0(this.#settings.owner, t0);
+    }
     const n = kind.length(frame);
     if (n === 0) {
-      kind.empty(frame, this.#owner);
+      kind.empty(frame, this.#settings.owner);
       return false;
     }
     const start = this.#offset;
@@ -237,7 +234,7 @@ export class WritePath<F, B, C> {
     // The sampler is asked before anything changes, so that a sampler that
     // throws fails the write with nothing of it emitted.
     let pause = -1, pausedAt = 0;
-    if (this.#sampler !== undefined && this.#completes(n, resuming)) {
+    if (this.#settings.sampler !== undefined && this.#completes(n, resuming)) {
       pause = this.#pauseLength();
       pausedAt = performance.now();
     }
@@ -269,7 +266,7 @@ export class WritePath<F, B, C> {
   ): void {
     const kind = this.#kind;
     let stamp = t0;
-    const size = this.#size, clip = this.#clip;
+    const size = this.#size, clip = this.#settings.clip;
     let pos = 0;
     while (pos < n) {
       let fill = this.#fill;
@@ -286,7 +283,7 @@ export class WritePath<F, B, C> {
         if (clip) {
           do {
             this.#pushT0(stamp);
-            this.#nextStart += this.#hop;
+            this.#nextStart += this.#hop();
           } while (this.#nextStart < start + end);
         } else {
           this.#pushT0(stamp);
@@ -368,7 +365,7 @@ export class WritePath<F, B, C> {
     const rest = this.#rest;
     if (rest === undefined || this.#emitting || this.#halted) return;
     this.#rest = undefined;
-    const frame = this.#kind.frame(rest.data, this.#owner);
+    const frame = this.#kind.frame(rest.data, this.#settings.owner);
     this.#cutFrom(frame, rest.n, rest.start, rest.stamp, rest.own, -1, 0);
     if (this.#later !== undefined && this.#rest === undefined) this.#drain();
   }
@@ -390,7 +387,7 @@ export class WritePath<F, B, C> {
   /** The error for a write made while part of an earlier one waits for room. */
   #full(): Error {
     return this.#sink.room() ?? new RangeError(
-      `Cannot write to ${this.#owner} as part of an earlier write still waits for room in the queue: await 'ready' before writing more`,
+      `Cannot write to ${this.#settings.owner} as part of an earlier write still waits for room in the queue: await 'ready' before writing more`,
     );
   }
 
@@ -424,10 +421,12 @@ export class WritePath<F, B, C> {
   /** Checks a write made while a chunk is handed on, and keeps a copy for later. */
   #defer(data: unknown, t0: number | undefined, wall: boolean): void {
     const kind = this.#kind;
-    const frame = kind.frame(data, this.#owner);
-    if (t0 !== undefined && !Number.isFinite(t0)) throw badT0(this.#owner, t0);
+    const frame = kind.frame(data, this.#settings.owner);
+    if (t0 !== undefined && !Number.isFinite(t0)) {
+      throw badT0(this.#settings.owner, t0);
+    }
     const n = kind.length(frame);
-    if (n === 0) return kind.empty(frame, this.#owner);
+    if (n === 0) return kind.empty(frame, this.#settings.owner);
     (this.#later ??= []).push({ data: kind.keep(frame), n, t0, wall });
   }
 
@@ -481,10 +480,10 @@ export class WritePath<F, B, C> {
 
   /** The sampler's next pause, checked. */
   #pauseLength(): number {
-    const pause = this.#sampler!();
+    const pause = this.#settings.sampler!();
     if (!(typeof pause === "number" && pause >= 0 && pause < Infinity)) {
       throw new RangeError(
-        `Cannot pause ${this.#owner} as 'sampler' must return a finite number of milliseconds >= 0: received ${
+        `Cannot pause ${this.#settings.owner} as 'sampler' must return a finite number of milliseconds >= 0: received ${
           describeValue(pause)
         }`,
       );
@@ -514,7 +513,7 @@ export class WritePath<F, B, C> {
     const buffer = this.#buffer!;
     const length = this.#fill;
     const winStart = this.#winStart;
-    const unit = this.#unit;
+    const unit = this.#kind.unit;
     const t0 = this.#shiftT0() ?? Date.now();
     const info: ChunkInfo = {
       index: this.#index++,
@@ -531,8 +530,8 @@ export class WritePath<F, B, C> {
     // buffer back in time to be filled again: one buffer per emitter, and a
     // second only while a callback really holds the first.
     let next: B | undefined;
-    if (reason === "size" && this.#clip) {
-      const hop = this.#hop, size = this.#size;
+    if (reason === "size" && this.#settings.clip) {
+      const hop = this.#hop(), size = this.#size;
       if (hop < size) {
         next = this.#take();
         kind.carry(buffer, hop, size, next);
@@ -577,6 +576,11 @@ export class WritePath<F, B, C> {
     if (this.#t0More !== undefined) this.#t0More.length = 0;
   }
 
+  /** Scalars between window starts. */
+  #hop(): number {
+    return this.#settings.hop * this.#kind.unit;
+  }
+
   #take(): B {
     return this.#pool ? this.#pool.take() : this.#kind.alloc(this.#size);
   }
@@ -585,7 +589,7 @@ export class WritePath<F, B, C> {
   #arm(): void {
     this.#unarmed = false;
     this.#firstAt = performance.now();
-    this.#timer ??= setTimeout(() => this.#expire(), this.#maxWait);
+    this.#timer ??= setTimeout(() => this.#expire(), this.#settings.maxWait);
   }
 
   /**
@@ -596,7 +600,7 @@ export class WritePath<F, B, C> {
     this.#timer = undefined;
     this.#collect?.();
     if (this.#unarmed || this.#buffer === undefined) return;
-    const left = this.#firstAt + this.#maxWait - performance.now();
+    const left = this.#firstAt + this.#settings.maxWait - performance.now();
     if (left > 0) {
       this.#timer = setTimeout(() => this.#expire(), Math.ceil(left));
     } else this.flush("maxWait");
@@ -604,7 +608,8 @@ export class WritePath<F, B, C> {
 
   /** Nothing unemitted waits now: the next element starts the clock again. */
   #disarm(): void {
-    this.#unarmed = this.#maxWait !== Infinity && this.#buffer !== undefined;
+    this.#unarmed = this.#settings.maxWait !== Infinity &&
+      this.#buffer !== undefined;
   }
 
   /** Clears the timer, for good. */
