@@ -69,7 +69,8 @@ export class ChunkQueue<C, R> {
   readonly #settings: QueueSettings<R>;
   readonly #runner: Runner<C, R>;
   readonly #pool: BufferPool<unknown> | undefined;
-  #queue: Task<C>[] = [];
+  /** The chunks waiting for the runner, made for the first that waits. */
+  #queue: Task<C>[] | undefined;
   /**
    * What `mayWrite()` says, kept as the queue changes: every write asks, and
    * with thousands of emitters one field read is one cache line, not three.
@@ -105,9 +106,13 @@ export class ChunkQueue<C, R> {
     this.#pool = pool;
   }
 
+  get #waiting(): number {
+    return this.#queue === undefined ? 0 : this.#queue.length;
+  }
+
   /** Chunks waiting for a free slot. */
   get queued(): number {
-    return this.#queue.length;
+    return this.#waiting;
   }
 
   /** The runner the queue hands chunks to. */
@@ -137,7 +142,7 @@ export class ChunkQueue<C, R> {
 
   /** Sets what `mayWrite()` says, after the queue changed. */
   #changed(): void {
-    const queued = this.#queue.length;
+    const queued = this.#waiting;
     this.#mayWrite = queued === 0 || queued < this.#settings.maxPending;
   }
 
@@ -147,7 +152,7 @@ export class ChunkQueue<C, R> {
    */
   room(): Error | undefined {
     const { maxQueued, overflow, owner } = this.#settings;
-    if (this.#queue.length < maxQueued || overflow !== "queue") return;
+    if (this.#waiting < maxQueued || overflow !== "queue") return;
     return new RangeError(
       `Cannot write to ${owner} as ${maxQueued} chunks wait already ('maxQueued'): await 'ready' before writing more, or set 'overflow' to "drop-newest" or "drop-oldest" to drop chunks instead`,
     );
@@ -167,16 +172,16 @@ export class ChunkQueue<C, R> {
       owned: !this.#settings.borrow,
     };
     this.emitted++;
-    if (this.#inFlight < this.#runner.capacity && this.#queue.length === 0) {
+    if (this.#inFlight < this.#runner.capacity && this.#waiting === 0) {
       this.#start(task);
       return;
     }
     const { maxPending, overflow } = this.#settings;
-    if (this.#queue.length >= maxPending) {
+    if (this.#waiting >= maxPending) {
       if (overflow === "drop-newest") return this.#drop(task);
-      if (overflow === "drop-oldest") this.#drop(this.#queue.shift()!);
+      if (overflow === "drop-oldest") this.#drop(this.#queue?.shift()!);
     }
-    this.#queue.push(task);
+    (this.#queue ??= []).push(task);
     this.#changed();
   }
 
@@ -196,15 +201,15 @@ export class ChunkQueue<C, R> {
 
   /** Resolves once nothing waits and nothing runs. */
   idle(): Promise<void> {
-    if (this.#queue.length === 0 && this.#inFlight === 0) return RESOLVED;
+    if (this.#waiting === 0 && this.#inFlight === 0) return RESOLVED;
     return new Promise((resolve) => (this.#idleWaiters ??= []).push(resolve));
   }
 
   /** Fails every waiting chunk as aborted; waiters reject with `reason`. */
   abort(reason: unknown): void {
     this.#abortReason = { reason };
-    const queued = this.#queue;
-    this.#queue = [];
+    const queued = this.#queue ?? [];
+    this.#queue = undefined;
     this.#changed();
     for (const task of queued) {
       this.droppedChunks++;
@@ -357,9 +362,9 @@ export class ChunkQueue<C, R> {
     this.#pumping = true;
     try {
       while (
-        this.#inFlight < this.#runner.capacity && this.#queue.length > 0
+        this.#inFlight < this.#runner.capacity && this.#waiting > 0
       ) {
-        this.#start(this.#queue.shift()!);
+        this.#start(this.#queue!.shift()!);
       }
     } finally {
       this.#pumping = false;
@@ -367,7 +372,7 @@ export class ChunkQueue<C, R> {
     }
     if (
       this.onRoom !== undefined &&
-      this.#queue.length < this.#settings.maxQueued
+      this.#waiting < this.#settings.maxQueued
     ) this.onRoom.resume();
     this.#wake();
   }
@@ -386,7 +391,7 @@ export class ChunkQueue<C, R> {
     }
     const idle = this.#idleWaiters;
     if (
-      idle !== undefined && idle.length > 0 && this.#queue.length === 0 &&
+      idle !== undefined && idle.length > 0 && this.#waiting === 0 &&
       this.#inFlight === 0
     ) {
       for (const resolve of idle.splice(0)) resolve();

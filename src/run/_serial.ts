@@ -37,9 +37,12 @@ export class SerialRunner<C, R> implements Runner<C, R> {
   }
   #fn: Callback<C, R> | undefined;
   #loading: Promise<Callback<C, R>> | undefined;
-  readonly #source: Callback<C, R> | URL;
-  readonly #exportName: string;
-  readonly #timeout: number;
+  /** The callback's module, when it was given as one. */
+  readonly #module:
+    | { readonly url: URL; readonly exportName: string }
+    | undefined;
+  /** `undefined` for no limit: a field that holds Infinity is a number box each. */
+  readonly #timeout: number | undefined;
   /** The running async callbacks, each failed at once on abort; made for the first. */
   #running: Set<Running> | undefined;
 
@@ -53,19 +56,18 @@ export class SerialRunner<C, R> implements Runner<C, R> {
     exportName: string,
     timeout: number,
   ) {
-    this.#source = callback;
-    this.#exportName = exportName;
-    this.#timeout = timeout;
     if (typeof callback === "function") this.#fn = callback;
+    else this.#module = { url: callback, exportName };
+    this.#timeout = timeout === Infinity ? undefined : timeout;
   }
 
   run(task: Task<C>): R | Promise<R> {
     const fn = this.#fn;
     if (fn !== undefined) return this.#call(fn, task);
-    this.#loading ??= loadCallback<C, R>(
-      this.#source as URL,
-      this.#exportName,
-    ).then((f) => this.#fn = f);
+    const { url, exportName } = this.#module!;
+    this.#loading ??= loadCallback<C, R>(url, exportName).then((f) =>
+      this.#fn = f
+    );
     return this.#guard(
       task.info,
       this.#loading.then(
@@ -75,7 +77,7 @@ export class SerialRunner<C, R> implements Runner<C, R> {
             "startup",
             task.info,
             "serial",
-            loadFailure((this.#source as URL).href, message(error)),
+            loadFailure(url.href, message(error)),
             { cause: error },
           );
         },
@@ -110,15 +112,16 @@ export class SerialRunner<C, R> implements Runner<C, R> {
         },
       );
     });
-    if (this.#timeout === Infinity) return guarded;
-    return race(guarded, this.#timeout).catch((error) => {
+    const timeout = this.#timeout;
+    if (timeout === undefined) return guarded;
+    return race(guarded, timeout).catch((error) => {
       // Still running: the deadline passed, whatever the error says.
       if (!this.#running!.delete(running!)) throw error;
       throw new ChunkError(
         "timeout",
         info,
         "serial",
-        `the callback did not settle within ${this.#timeout} ms`,
+        `the callback did not settle within ${timeout} ms`,
       );
     });
   }
