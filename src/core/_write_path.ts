@@ -59,11 +59,7 @@ export class WritePath<F, B, C> {
   /** What a write could not cut for want of room, cut as the queue drains. */
   #rest: Rest | undefined;
 
-  /**
-   * The settings (owner, hop, clip, sampler, maxWait), read where they are
-   * needed rather than copied: emitters made alike share one object
-   * (core/_options.ts), and each field copied is memory per emitter.
-   */
+  /** Read, not copied: emitters made alike share them (core/_options.ts). */
   readonly #settings: CutSettings;
   readonly #pool: BufferPool<B> | undefined;
   /** Where chunks, late errors and the question of room go: the queue. */
@@ -72,11 +68,7 @@ export class WritePath<F, B, C> {
   #winStart = 0;
   /** Absolute offset up to which everything has been emitted. */
   #emittedTo = 0;
-  /**
-   * The timestamp of the oldest window start already written and not cut
-   * yet, NaN for none; later ones (only `clip` windows that overlap hold
-   * more than one) wait in `#t0More`, made when first needed.
-   */
+  /** The oldest uncut window start's timestamp (NaN: none); later ones in `#t0More`. */
   #t0 = NaN;
   #t0More: number[] | undefined;
   /** The monotonic time (performance.now()) before which the sampler drops writes. */
@@ -103,10 +95,7 @@ export class WritePath<F, B, C> {
   dropped = 0;
   /** Elements skipped between windows when `hop > size`. */
   skipped = 0;
-  /**
-   * Called before the `maxWait` timer acts: the emitter settles a loan.
-   * Without `maxWait` there is no timer, and the emitter passes none.
-   */
+  /** Called before the `maxWait` timer acts: the emitter settles a loan. */
   readonly #collect: (() => void) | undefined;
 
   constructor(
@@ -144,14 +133,12 @@ export class WritePath<F, B, C> {
       this.#defer(data, t0, wall);
       return false;
     }
-    const kind = this.#kind;
-    const frame = kind.frame(data, this.#settings.owner);
-    if (t0 !== undefined && !Number.isFinite(t0)) {
-      throw badT0(this.#settings.owner, t0);
-    }
+    const kind = this.#kind, owner = this.#settings.owner;
+    const frame = kind.frame(data, owner);
+    if (t0 !== undefined && !Number.isFinite(t0)) throw badT0(owner, t0);
     const n = kind.length(frame);
     if (n === 0) {
-      kind.empty(frame, this.#settings.owner);
+      kind.empty(frame, owner);
       return false;
     }
     const start = this.#offset;
@@ -283,7 +270,7 @@ export class WritePath<F, B, C> {
         if (clip) {
           do {
             this.#pushT0(stamp);
-            this.#nextStart += this.#hop();
+            this.#nextStart += this.#settings.hop * this.#kind.unit;
           } while (this.#nextStart < start + end);
         } else {
           this.#pushT0(stamp);
@@ -420,13 +407,11 @@ export class WritePath<F, B, C> {
 
   /** Checks a write made while a chunk is handed on, and keeps a copy for later. */
   #defer(data: unknown, t0: number | undefined, wall: boolean): void {
-    const kind = this.#kind;
-    const frame = kind.frame(data, this.#settings.owner);
-    if (t0 !== undefined && !Number.isFinite(t0)) {
-      throw badT0(this.#settings.owner, t0);
-    }
+    const kind = this.#kind, owner = this.#settings.owner;
+    const frame = kind.frame(data, owner);
+    if (t0 !== undefined && !Number.isFinite(t0)) throw badT0(owner, t0);
     const n = kind.length(frame);
-    if (n === 0) return kind.empty(frame, this.#settings.owner);
+    if (n === 0) return kind.empty(frame, owner);
     (this.#later ??= []).push({ data: kind.keep(frame), n, t0, wall });
   }
 
@@ -504,7 +489,8 @@ export class WritePath<F, B, C> {
     // windows, which holds nothing yet).
     this.dropped += this.#winStart + this.#fill - this.#unemittedFrom();
     this.#fill = 0;
-    this.#clearT0s();
+    this.#t0 = NaN;
+    this.#t0More = undefined;
   }
 
   /** Emits `buffer[0, fill)` and sets up the next buffer. */
@@ -531,7 +517,7 @@ export class WritePath<F, B, C> {
     // second only while a callback really holds the first.
     let next: B | undefined;
     if (reason === "size" && this.#settings.clip) {
-      const hop = this.#hop(), size = this.#size;
+      const hop = this.#settings.hop * this.#kind.unit, size = this.#size;
       if (hop < size) {
         next = this.#take();
         kind.carry(buffer, hop, size, next);
@@ -541,7 +527,8 @@ export class WritePath<F, B, C> {
     } else {
       this.#fill = 0;
       this.#winStart = this.#nextStart = winStart + length;
-      this.#clearT0s();
+      this.#t0 = NaN;
+      this.#t0More = undefined;
     }
     // The carry was emitted already: `maxWait` counts from the next element.
     this.#disarm();
@@ -564,21 +551,9 @@ export class WritePath<F, B, C> {
 
   /** The oldest queued timestamp, taken off the queue; `undefined` for none. */
   #shiftT0(): number | undefined {
-    const t0 = this.#t0;
-    if (Number.isNaN(t0)) return undefined;
-    const more = this.#t0More;
+    const t0 = this.#t0, more = this.#t0More;
     this.#t0 = more !== undefined && more.length !== 0 ? more.shift()! : NaN;
-    return t0;
-  }
-
-  #clearT0s(): void {
-    this.#t0 = NaN;
-    if (this.#t0More !== undefined) this.#t0More.length = 0;
-  }
-
-  /** Scalars between window starts. */
-  #hop(): number {
-    return this.#settings.hop * this.#kind.unit;
+    return Number.isNaN(t0) ? undefined : t0;
   }
 
   #take(): B {
