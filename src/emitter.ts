@@ -51,6 +51,17 @@ const RESOLVED: Promise<void> = Promise.resolve();
 /** The lent buffer of an emitter that holds none: no frame fits. */
 const NOTHING_LENT = new Uint8Array(0);
 
+/** The state of an emitter's end, and what it rarely needs, apart. */
+class Life<I> {
+  signal: AbortSignal | undefined = undefined;
+  /** The signal's listener. */
+  onAbort: (() => void) | undefined = undefined;
+  abortReason: unknown = undefined;
+  aborting: Promise<void> | undefined = undefined;
+  closing: Promise<void> | undefined = undefined;
+  writable: WritableStream<I> | undefined = undefined;
+}
+
 /**
  * The engine behind every emitter: it collects written frames in recycled
  * buffers and, once `size` is reached, hands the chunk to a callback. Use one
@@ -76,16 +87,12 @@ export class Emitter<I, C, R = unknown> implements AsyncDisposable {
   // deno-lint-ignore no-explicit-any
   readonly #path: WritePath<any, any, C>;
   readonly #queue: ChunkQueue<C, R>;
-  readonly #owner: string;
-  readonly #mode: Mode;
-  readonly #unit: number;
-  readonly #runner: Runner<C, R>;
-  readonly #pool: BufferPool<unknown> | undefined;
-  readonly #signal: AbortSignal | undefined;
-  #abortReason: unknown;
-  #aborting: Promise<void> | undefined;
-  #closing: Promise<void> | undefined;
-  #writable: WritableStream<I> | undefined;
+  // Only what every emitter needs is a field: with thousands of emitters each
+  // field is memory per emitter. The owner, mode and unit are read from the
+  // queue's settings (shared by emitters made alike), the runner and pool
+  // from the queue; what only a signal, close(), abort() or `writable` need
+  // lives in `#life`, made when first needed.
+  #life: Life<I> | undefined;
 
   /**
    * Constructs an emitter of the given kind. The package's subclasses pass
@@ -112,12 +119,9 @@ export class Emitter<I, C, R = unknown> implements AsyncDisposable {
       size,
       options as AllOptions<R>,
     );
-    const { kind: data, queue, runner, signal } = settings;
-    this.#owner = owner;
-    this.#mode = queue.mode;
-    this.#unit = data.unit;
-    this.#runner = createRunner<C, R>({
-      ...runner,
+    const { kind: data, queue, signal } = settings;
+    const runner = createRunner<C, R>({
+      ...settings.runner,
       activity: () => {
         this.#settle();
         return this.#path.written;
@@ -126,34 +130,57 @@ export class Emitter<I, C, R = unknown> implements AsyncDisposable {
     // Enough free buffers for every running and every waiting chunk, so that
     // a steady stream allocates nothing.
     const maxPending = queue.maxPending;
-    const keep = this.#runner.capacity +
+    const keep = runner.capacity +
       (Number.isFinite(maxPending) ? maxPending : 64) + 2;
-    this.#pool = data.pooled
-      ? new BufferPool((n) => data.alloc(n), size * data.unit, keep)
+    // The kind, shared by every emitter of it, makes the buffers.
+    const pool = data.pooled
+      ? new BufferPool(data, size * data.unit, keep)
       : undefined;
-    this.#queue = new ChunkQueue(queue, this.#runner, this.#pool);
-    const chunks = this.#queue;
+    // With thousands of emitters each closure is memory per emitter: the
+    // queue is the path's sink, the path the queue's room listener, and only
+    // a `maxWait` timer (which must settle a loan first) gets a closure.
+    this.#queue = new ChunkQueue(queue, runner, pool);
     this.#path = new WritePath(
       data,
       settings.cut,
-      this.#pool,
-      (chunk, info, buffer) => chunks.submit(chunk, info, buffer),
-      (error) => chunks.report(error),
-      () => chunks.room(),
-      () => this.#settle(),
+      pool,
+      this.#queue,
+      settings.cut.maxWait === Infinity ? undefined : () => this.#settle(),
     );
-    const path = this.#path;
     // No loan while part of a write waits for room: resume() needs no settle.
-    chunks.onRoom = () => path.resume();
-    this.#signal = signal;
+    this.#queue.onRoom = this.#path;
     if (signal !== undefined) {
+      const life = this.#lifeState();
+      life.signal = signal;
       if (signal.aborted) {
         this.#state = ABORTED;
-        this.#abortReason = signal.reason;
+        life.abortReason = signal.reason;
         this.#queue.abort(signal.reason);
         this.#path.stop();
-      } else signal.addEventListener("abort", this.#onAbort, { once: true });
+      } else {
+        life.onAbort = () => {
+          this.abort(signal.reason);
+        };
+        signal.addEventListener("abort", life.onAbort, { once: true });
+      }
     }
+  }
+
+  #lifeState(): Life<I> {
+    return this.#life ??= new Life();
+  }
+
+  get #owner(): string {
+    return this.#queue.settings.owner;
+  }
+
+  get #runner(): Runner<C, R> {
+    return this.#queue.runner;
+  }
+
+  /** What was aborted with, once aborted. */
+  get #abortReason(): unknown {
+    return this.#life?.abortReason;
   }
 
   /** Whether the writer may go on: the queue has room and no write waits for it. */
@@ -161,10 +188,6 @@ export class Emitter<I, C, R = unknown> implements AsyncDisposable {
     const path = this.#path;
     return path.open = this.#queue.mayWrite() && !path.waiting;
   }
-
-  #onAbort = () => {
-    this.abort(this.#signal?.reason);
-  };
 
   /**
    * Writes one frame. Never blocks: returns `false` when `maxPending` chunks
@@ -280,14 +303,15 @@ export class Emitter<I, C, R = unknown> implements AsyncDisposable {
    */
   close(options: CloseOptions = {}): Promise<void> {
     if (this.#state === ABORTED) return this.#rejectAborted();
-    if (this.#closing !== undefined) return this.#closing;
+    const life = this.#lifeState();
+    if (life.closing !== undefined) return life.closing;
     const { flush = true } = options;
     this.#settle();
     this.#state = CLOSING;
     // Set before the tail is flushed, so that a close() from its callback
     // gets this promise.
     const { promise, resolve } = Promise.withResolvers<void>();
-    this.#closing = promise;
+    life.closing = promise;
     const finish = () =>
       resolve(
         this.#state === ABORTED ? this.#rejectAborted() : this.#finish(flush),
@@ -316,7 +340,7 @@ export class Emitter<I, C, R = unknown> implements AsyncDisposable {
 
   /** Settles only once the abort has ended every Worker and child. */
   #rejectAborted(): Promise<void> {
-    return (this.#aborting ?? RESOLVED).then(() => {
+    return (this.#life?.aborting ?? RESOLVED).then(() => {
       throw this.#abortReason;
     });
   }
@@ -338,14 +362,15 @@ export class Emitter<I, C, R = unknown> implements AsyncDisposable {
    */
   abort(reason?: unknown): Promise<void> {
     if (this.#state === CLOSED) return RESOLVED;
-    if (this.#state === ABORTED) return this.#aborting ?? RESOLVED;
-    return this.#aborting = this.#stop(reason);
+    if (this.#state === ABORTED) return this.#life?.aborting ?? RESOLVED;
+    return this.#lifeState().aborting = this.#stop(reason);
   }
 
   async #stop(reason: unknown): Promise<void> {
     this.#settle();
     this.#state = ABORTED;
-    this.#abortReason = reason ?? new DOMException(
+    const life = this.#lifeState();
+    life.abortReason = reason ?? new DOMException(
       `${this.#owner} was aborted`,
       "AbortError",
     );
@@ -367,7 +392,7 @@ export class Emitter<I, C, R = unknown> implements AsyncDisposable {
    * (backpressure), closes the emitter on close and aborts it on abort.
    */
   get writable(): WritableStream<I> {
-    return this.#writable ??= new WritableStream<I>({
+    return this.#lifeState().writable ??= new WritableStream<I>({
       write: (chunk) => {
         this.write(chunk);
         return this.ready;
@@ -380,7 +405,7 @@ export class Emitter<I, C, R = unknown> implements AsyncDisposable {
   /** Live counts: what was written, emitted, dropped, what is pending, and the buffers. */
   get stats(): EmitterStats {
     this.#settle();
-    const unit = this.#unit;
+    const unit = this.#queue.settings.unit;
     const path = this.#path;
     const queue = this.#queue;
     const counts = this.#runner.counts();
@@ -395,7 +420,7 @@ export class Emitter<I, C, R = unknown> implements AsyncDisposable {
       pending: queue.queued + queue.inFlight,
       queued: queue.queued,
       inFlight: queue.inFlight,
-      buffers: this.#pool?.counts() ??
+      buffers: queue.pool?.counts() ??
         { created: 0, free: 0, out: 0, given: 0, discarded: 0, lost: 0 },
       workers: counts.workers,
       replaced: counts.replaced,
@@ -405,12 +430,15 @@ export class Emitter<I, C, R = unknown> implements AsyncDisposable {
 
   /** The emitter's execution mode. */
   get mode(): Mode {
-    return this.#mode;
+    return this.#queue.settings.mode;
   }
 
   /** Returns the buffer being filled to the pool once nothing will write again. */
   #release(): void {
-    this.#signal?.removeEventListener("abort", this.#onAbort);
+    const life = this.#life;
+    if (life?.onAbort !== undefined) {
+      life.signal!.removeEventListener("abort", life.onAbort);
+    }
     this.#path.stop();
   }
 

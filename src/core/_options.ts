@@ -122,6 +122,34 @@ const RULES: Readonly<Record<string, Rule>> = {
   exportName: TEXT,
 };
 
+/** The settings made last, held weakly, only to be shared by the next emitter. */
+const LAST_CUT: { last?: WeakRef<CutSettings> } = {};
+// deno-lint-ignore no-explicit-any
+const LAST_QUEUE: { last?: WeakRef<QueueSettings<any>> } = {};
+
+/**
+ * The settings made last when `made` equals them, else `made`, kept for the
+ * next: the parts keep their settings, never change them, and thousands of
+ * emitters made alike then hold one object, which stays in the cache,
+ * rather than a copy each. Only the last is kept, and weakly: no table
+ * grows, and an `onDone` (with all it holds) goes with its last emitter.
+ */
+function shared<T extends object>(slot: { last?: WeakRef<T> }, made: T): T {
+  const last = slot.last?.deref();
+  if (last !== undefined) {
+    let equal = true;
+    for (const key in made) {
+      if (!Object.is(made[key], last[key])) {
+        equal = false;
+        break;
+      }
+    }
+    if (equal) return last;
+  }
+  slot.last = new WeakRef(made);
+  return made;
+}
+
 /**
  * Checks an emitter's arguments.
  *
@@ -209,15 +237,15 @@ export function checkOptions<C, R>(
   }
   return {
     kind,
-    cut: {
+    cut: shared(LAST_CUT, {
       owner,
       size,
       hop: hop ?? size,
       clip,
       sampler: typeof sampler === "number" ? () => sampler : sampler,
       maxWait,
-    },
-    queue: {
+    }),
+    queue: shared(LAST_QUEUE, {
       owner,
       mode,
       borrow,
@@ -227,7 +255,7 @@ export function checkOptions<C, R>(
       unit: kind.unit,
       onDone,
       onError,
-    },
+    }),
     runner: {
       mode,
       callback: source,

@@ -69,23 +69,25 @@ export class ChunkQueue<C, R> {
   readonly #settings: QueueSettings<R>;
   readonly #runner: Runner<C, R>;
   readonly #pool: BufferPool<unknown> | undefined;
-  #queue: Task<C>[] = [];
+  /** The chunks waiting for the runner, made for the first that waits. */
+  #queue: Task<C>[] | undefined;
   /**
    * What `mayWrite()` says, kept as the queue changes: every write asks, and
    * with thousands of emitters one field read is one cache line, not three.
    */
   #mayWrite = true;
-  readonly #maxPending: number;
   #inFlight = 0;
   #pumping = false;
+  // The lists below are made when first needed: with thousands of emitters
+  // most never hold an error or a waiter, and each empty array is an object.
   /** Errors for the next `ready` and `close()`: chunks' without `onError`, and others. */
-  #errors: Error[] = [];
-  #readyWaiters: Waiter[] = [];
-  #idleWaiters: (() => void)[] = [];
+  #errors: Error[] | undefined;
+  #readyWaiters: Waiter[] | undefined;
+  #idleWaiters: (() => void)[] | undefined;
   /** Set once the emitter is aborted: waiters reject with it. */
   #abortReason: { reason: unknown } | undefined;
-  /** Told when the queue has room again after it was full. */
-  onRoom: (() => void) | undefined;
+  /** Told when the queue has room again after it was full: the write path. */
+  onRoom: { resume(): void } | undefined;
 
   emitted = 0;
   done = 0;
@@ -100,14 +102,32 @@ export class ChunkQueue<C, R> {
     pool: BufferPool<unknown> | undefined,
   ) {
     this.#settings = settings;
-    this.#maxPending = settings.maxPending;
     this.#runner = runner;
     this.#pool = pool;
   }
 
+  get #waiting(): number {
+    return this.#queue === undefined ? 0 : this.#queue.length;
+  }
+
   /** Chunks waiting for a free slot. */
   get queued(): number {
-    return this.#queue.length;
+    return this.#waiting;
+  }
+
+  /** The runner the queue hands chunks to. */
+  get runner(): Runner<C, R> {
+    return this.#runner;
+  }
+
+  /** The pool of the chunks' buffers, if they are pooled. */
+  get pool(): BufferPool<unknown> | undefined {
+    return this.#pool;
+  }
+
+  /** The settings, shared by emitters made alike (core/_options.ts). */
+  get settings(): QueueSettings<R> {
+    return this.#settings;
   }
 
   /** Chunks running. */
@@ -122,8 +142,8 @@ export class ChunkQueue<C, R> {
 
   /** Sets what `mayWrite()` says, after the queue changed. */
   #changed(): void {
-    const queued = this.#queue.length;
-    this.#mayWrite = queued === 0 || queued < this.#maxPending;
+    const queued = this.#waiting;
+    this.#mayWrite = queued === 0 || queued < this.#settings.maxPending;
   }
 
   /**
@@ -132,7 +152,7 @@ export class ChunkQueue<C, R> {
    */
   room(): Error | undefined {
     const { maxQueued, overflow, owner } = this.#settings;
-    if (this.#queue.length < maxQueued || overflow !== "queue") return;
+    if (this.#waiting < maxQueued || overflow !== "queue") return;
     return new RangeError(
       `Cannot write to ${owner} as ${maxQueued} chunks wait already ('maxQueued'): await 'ready' before writing more, or set 'overflow' to "drop-newest" or "drop-oldest" to drop chunks instead`,
     );
@@ -152,16 +172,16 @@ export class ChunkQueue<C, R> {
       owned: !this.#settings.borrow,
     };
     this.emitted++;
-    if (this.#inFlight < this.#runner.capacity && this.#queue.length === 0) {
+    if (this.#inFlight < this.#runner.capacity && this.#waiting === 0) {
       this.#start(task);
       return;
     }
     const { maxPending, overflow } = this.#settings;
-    if (this.#queue.length >= maxPending) {
+    if (this.#waiting >= maxPending) {
       if (overflow === "drop-newest") return this.#drop(task);
-      if (overflow === "drop-oldest") this.#drop(this.#queue.shift()!);
+      if (overflow === "drop-oldest") this.#drop(this.#queue?.shift()!);
     }
-    this.#queue.push(task);
+    (this.#queue ??= []).push(task);
     this.#changed();
   }
 
@@ -170,24 +190,26 @@ export class ChunkQueue<C, R> {
     if (this.#abortReason !== undefined) {
       return Promise.reject(this.#abortReason.reason);
     }
-    if (this.#errors.length > 0) return Promise.reject(this.takeErrors());
+    if (this.#errors !== undefined && this.#errors.length > 0) {
+      return Promise.reject(this.takeErrors());
+    }
     if (this.mayWrite()) return RESOLVED;
     return new Promise((resolve, reject) =>
-      this.#readyWaiters.push({ resolve, reject })
+      (this.#readyWaiters ??= []).push({ resolve, reject })
     );
   }
 
   /** Resolves once nothing waits and nothing runs. */
   idle(): Promise<void> {
-    if (this.#queue.length === 0 && this.#inFlight === 0) return RESOLVED;
-    return new Promise((resolve) => this.#idleWaiters.push(resolve));
+    if (this.#waiting === 0 && this.#inFlight === 0) return RESOLVED;
+    return new Promise((resolve) => (this.#idleWaiters ??= []).push(resolve));
   }
 
   /** Fails every waiting chunk as aborted; waiters reject with `reason`. */
   abort(reason: unknown): void {
     this.#abortReason = { reason };
-    const queued = this.#queue;
-    this.#queue = [];
+    const queued = this.#queue ?? [];
+    this.#queue = undefined;
     this.#changed();
     for (const task of queued) {
       this.droppedChunks++;
@@ -211,7 +233,7 @@ export class ChunkQueue<C, R> {
    * callback failed) for the next `ready` and `close()`.
    */
   report(error: unknown): void {
-    this.#errors.push(
+    (this.#errors ??= []).push(
       error instanceof Error ? error : new Error(message(error)),
     );
     watchErrors(this);
@@ -220,7 +242,8 @@ export class ChunkQueue<C, R> {
 
   /** The errors kept for `ready` and `close()`, as one error. */
   takeErrors(): Error | undefined {
-    const errors = this.#errors.splice(0);
+    const errors = this.#errors ?? [];
+    this.#errors = undefined;
     unobserved.delete(this);
     if (errors.length <= 1) return errors[0];
     const what = errors.every((e) => e instanceof ChunkError)
@@ -315,7 +338,7 @@ export class ChunkQueue<C, R> {
         onError(chunkError, info);
         return;
       } catch (thrown) {
-        this.#errors.push(
+        (this.#errors ??= []).push(
           new ChunkError(
             "callback",
             info,
@@ -325,8 +348,12 @@ export class ChunkQueue<C, R> {
           ),
         );
       }
-    } else if (chunkError.kind !== "aborted") this.#errors.push(chunkError);
-    if (this.#errors.length > 0) watchErrors(this);
+    } else if (chunkError.kind !== "aborted") {
+      (this.#errors ??= []).push(chunkError);
+    }
+    if (this.#errors !== undefined && this.#errors.length > 0) {
+      watchErrors(this);
+    }
     this.#wake();
   }
 
@@ -335,9 +362,9 @@ export class ChunkQueue<C, R> {
     this.#pumping = true;
     try {
       while (
-        this.#inFlight < this.#runner.capacity && this.#queue.length > 0
+        this.#inFlight < this.#runner.capacity && this.#waiting > 0
       ) {
-        this.#start(this.#queue.shift()!);
+        this.#start(this.#queue!.shift()!);
       }
     } finally {
       this.#pumping = false;
@@ -345,29 +372,29 @@ export class ChunkQueue<C, R> {
     }
     if (
       this.onRoom !== undefined &&
-      this.#queue.length < this.#settings.maxQueued
-    ) this.onRoom();
+      this.#waiting < this.#settings.maxQueued
+    ) this.onRoom.resume();
     this.#wake();
   }
 
   #wake(): void {
-    if (this.#readyWaiters.length > 0) {
+    const ready = this.#readyWaiters;
+    if (ready !== undefined && ready.length > 0) {
       if (this.#abortReason !== undefined) {
-        for (const w of this.#readyWaiters.splice(0)) {
-          w.reject(this.#abortReason.reason);
-        }
-      } else if (this.#errors.length > 0) {
+        for (const w of ready.splice(0)) w.reject(this.#abortReason.reason);
+      } else if (this.#errors !== undefined && this.#errors.length > 0) {
         const error = this.takeErrors();
-        for (const w of this.#readyWaiters.splice(0)) w.reject(error);
+        for (const w of ready.splice(0)) w.reject(error);
       } else if (this.mayWrite()) {
-        for (const w of this.#readyWaiters.splice(0)) w.resolve();
+        for (const w of ready.splice(0)) w.resolve();
       }
     }
+    const idle = this.#idleWaiters;
     if (
-      this.#idleWaiters.length > 0 && this.#queue.length === 0 &&
+      idle !== undefined && idle.length > 0 && this.#waiting === 0 &&
       this.#inFlight === 0
     ) {
-      for (const resolve of this.#idleWaiters.splice(0)) resolve();
+      for (const resolve of idle.splice(0)) resolve();
     }
   }
 }

@@ -18,16 +18,9 @@
 import type { ChunkInfo } from "../chunk_info.ts";
 import type { BufferPool } from "./_buffer_pool.ts";
 import { describeValue, firstBuffer, type Kind } from "./_kinds.ts";
-import type {
-  CutSettings,
-  Emit,
-  Fail,
-  Later,
-  Rest,
-  Room,
-} from "./_write_types.ts";
+import type { CutSettings, Later, Rest, Sink } from "./_write_types.ts";
 
-export type { CutSettings, Emit, Fail, Room } from "./_write_types.ts";
+export type { CutSettings, Emit, Fail, Room, Sink } from "./_write_types.ts";
 
 /** The error for a `t0` that is not a finite number. */
 function badT0(owner: string, t0: unknown): RangeError {
@@ -63,25 +56,21 @@ export class WritePath<F, B, C> {
    * nothing need not ask the queue again.
    */
   open = false;
-  readonly #owner: string;
   /** What a write could not cut for want of room, cut as the queue drains. */
   #rest: Rest | undefined;
 
-  readonly #unit: number;
-  readonly #hop: number;
-  readonly #clip: boolean;
-  readonly #sampler: (() => number) | undefined;
-  readonly #maxWait: number;
+  /** Read, not copied: emitters made alike share them (core/_options.ts). */
+  readonly #settings: CutSettings;
   readonly #pool: BufferPool<B> | undefined;
-  readonly #emit: Emit<C>;
-  readonly #fail: Fail;
-  readonly #room: Room;
+  /** Where chunks, late errors and the question of room go: the queue. */
+  readonly #sink: Sink<C>;
   /** Absolute offset of the buffer's first element. */
   #winStart = 0;
   /** Absolute offset up to which everything has been emitted. */
   #emittedTo = 0;
-  /** Timestamps of window starts already written, oldest first. */
-  #t0s: number[] = [];
+  /** The oldest uncut window start's timestamp (NaN: none); later ones in `#t0More`. */
+  #t0 = NaN;
+  #t0More: number[] | undefined;
   /** The monotonic time (performance.now()) before which the sampler drops writes. */
   #resumeAt: number | undefined;
   /** The same in the caller's clock, when the write that paused had a `t0`. */
@@ -99,38 +88,30 @@ export class WritePath<F, B, C> {
   #draining = false;
   /** Set by `halt()`: the current write stops and what waits is dropped. */
   #halted = false;
-  readonly #later: Later[] = [];
+  /** What was asked while a chunk was handed on, made when first needed. */
+  #later: Later[] | undefined;
 
   /** Elements dropped by the sampler or with the tail. */
   dropped = 0;
   /** Elements skipped between windows when `hop > size`. */
   skipped = 0;
   /** Called before the `maxWait` timer acts: the emitter settles a loan. */
-  readonly #collect: () => void;
+  readonly #collect: (() => void) | undefined;
 
   constructor(
     kind: Kind<F, B, C>,
     settings: CutSettings,
     pool: BufferPool<B> | undefined,
-    emit: Emit<C>,
-    fail: Fail,
-    room: Room = () => undefined,
-    collect: () => void = () => {},
+    sink: Sink<C>,
+    collect?: () => void,
   ) {
     this.#kind = kind;
     this.#collect = collect;
-    this.#owner = settings.owner;
-    this.#unit = kind.unit;
+    this.#settings = settings;
     this.#size = settings.size * kind.unit;
-    this.#hop = settings.hop * kind.unit;
-    this.#clip = settings.clip;
-    this.#sampler = settings.sampler;
-    this.#maxWait = settings.maxWait;
     this.#unarmed = settings.maxWait !== Infinity;
     this.#pool = pool;
-    this.#emit = emit;
-    this.#fail = fail;
-    this.#room = room;
+    this.#sink = sink;
     this.#buffer = firstBuffer(kind, pool, this.#size, settings);
   }
 
@@ -152,12 +133,12 @@ export class WritePath<F, B, C> {
       this.#defer(data, t0, wall);
       return false;
     }
-    const kind = this.#kind;
-    const frame = kind.frame(data, this.#owner);
-    if (t0 !== undefined && !Number.isFinite(t0)) throw badT0(this.#owner, t0);
+    const kind = this.#kind, owner = this.#settings.owner;
+    const frame = kind.frame(data, owner);
+    if (t0 !== undefined && !Number.isFinite(t0)) throw badT0(owner, t0);
     const n = kind.length(frame);
     if (n === 0) {
-      kind.empty(frame, this.#owner);
+      kind.empty(frame, owner);
       return false;
     }
     const start = this.#offset;
@@ -226,7 +207,7 @@ export class WritePath<F, B, C> {
   ): void {
     // A write that may complete a chunk while the queue is full is refused
     // whole: memory stays bounded even for a writer that ignores `false`.
-    const full = this.#rest === undefined ? this.#room() : this.#full();
+    const full = this.#rest === undefined ? this.#sink.room() : this.#full();
     if (full !== undefined) throw full;
     // The sampler's clock: the caller's t0, else the monotonic clock.
     const own = wall ? undefined : t0;
@@ -240,7 +221,7 @@ export class WritePath<F, B, C> {
     // The sampler is asked before anything changes, so that a sampler that
     // throws fails the write with nothing of it emitted.
     let pause = -1, pausedAt = 0;
-    if (this.#sampler !== undefined && this.#completes(n, resuming)) {
+    if (this.#settings.sampler !== undefined && this.#completes(n, resuming)) {
       pause = this.#pauseLength();
       pausedAt = performance.now();
     }
@@ -252,7 +233,7 @@ export class WritePath<F, B, C> {
     }
     if (this.#unarmed) this.#arm();
     this.#cutFrom(frame, n, start, t0, own, pause, pausedAt);
-    if (this.#later.length !== 0 && this.#rest === undefined) this.#drain();
+    if (this.#later !== undefined && this.#rest === undefined) this.#drain();
   }
 
   /**
@@ -272,7 +253,7 @@ export class WritePath<F, B, C> {
   ): void {
     const kind = this.#kind;
     let stamp = t0;
-    const size = this.#size, clip = this.#clip;
+    const size = this.#size, clip = this.#settings.clip;
     let pos = 0;
     while (pos < n) {
       let fill = this.#fill;
@@ -288,11 +269,11 @@ export class WritePath<F, B, C> {
         stamp ??= Date.now();
         if (clip) {
           do {
-            this.#t0s.push(stamp);
-            this.#nextStart += this.#hop;
+            this.#pushT0(stamp);
+            this.#nextStart += this.#settings.hop * this.#kind.unit;
           } while (this.#nextStart < start + end);
         } else {
-          this.#t0s.push(stamp);
+          this.#pushT0(stamp);
           this.#nextStart = Infinity;
         }
       }
@@ -320,7 +301,7 @@ export class WritePath<F, B, C> {
           this.dropped += n - pos;
           break;
         }
-        if (pos < n && this.#room() !== undefined) {
+        if (pos < n && this.#sink.room() !== undefined) {
           this.#rest = {
             data: kind.keep(frame, pos),
             n: n - pos,
@@ -340,7 +321,7 @@ export class WritePath<F, B, C> {
    */
   flush(reason: "flush" | "close" | "maxWait"): void {
     if (this.#emitting) {
-      this.#later.push(() => this.flush(reason));
+      (this.#later ??= []).push(() => this.flush(reason));
       return;
     }
     if (this.#halted) return;
@@ -348,7 +329,7 @@ export class WritePath<F, B, C> {
     if (this.#winStart + this.#fill > this.#emittedTo && this.#fill > 0) {
       this.#cut(reason, reason === "close");
     }
-    if (this.#later.length !== 0) this.#drain();
+    if (this.#later !== undefined) this.#drain();
   }
 
   /** Whether a chunk is being handed on: what is asked now must wait for `defer`. */
@@ -358,7 +339,7 @@ export class WritePath<F, B, C> {
 
   /** Runs `op` once the outer write or flush is done, after what was deferred before it. */
   defer(op: () => void): void {
-    this.#later.push(op);
+    (this.#later ??= []).push(op);
   }
 
   /** Whether part of a write waits for room in the queue. */
@@ -371,9 +352,9 @@ export class WritePath<F, B, C> {
     const rest = this.#rest;
     if (rest === undefined || this.#emitting || this.#halted) return;
     this.#rest = undefined;
-    const frame = this.#kind.frame(rest.data, this.#owner);
+    const frame = this.#kind.frame(rest.data, this.#settings.owner);
     this.#cutFrom(frame, rest.n, rest.start, rest.stamp, rest.own, -1, 0);
-    if (this.#later.length !== 0 && this.#rest === undefined) this.#drain();
+    if (this.#later !== undefined && this.#rest === undefined) this.#drain();
   }
 
   /**
@@ -392,8 +373,8 @@ export class WritePath<F, B, C> {
 
   /** The error for a write made while part of an earlier one waits for room. */
   #full(): Error {
-    return this.#room() ?? new RangeError(
-      `Cannot write to ${this.#owner} as part of an earlier write still waits for room in the queue: await 'ready' before writing more`,
+    return this.#sink.room() ?? new RangeError(
+      `Cannot write to ${this.#settings.owner} as part of an earlier write still waits for room in the queue: await 'ready' before writing more`,
     );
   }
 
@@ -426,12 +407,12 @@ export class WritePath<F, B, C> {
 
   /** Checks a write made while a chunk is handed on, and keeps a copy for later. */
   #defer(data: unknown, t0: number | undefined, wall: boolean): void {
-    const kind = this.#kind;
-    const frame = kind.frame(data, this.#owner);
-    if (t0 !== undefined && !Number.isFinite(t0)) throw badT0(this.#owner, t0);
+    const kind = this.#kind, owner = this.#settings.owner;
+    const frame = kind.frame(data, owner);
+    if (t0 !== undefined && !Number.isFinite(t0)) throw badT0(owner, t0);
     const n = kind.length(frame);
-    if (n === 0) return kind.empty(frame, this.#owner);
-    this.#later.push({ data: kind.keep(frame), n, t0, wall });
+    if (n === 0) return kind.empty(frame, owner);
+    (this.#later ??= []).push({ data: kind.keep(frame), n, t0, wall });
   }
 
   /**
@@ -441,9 +422,9 @@ export class WritePath<F, B, C> {
    * the outer write must not hear of it as a failure of its own frame.
    */
   #drain(): void {
-    if (this.#draining) return;
-    this.#draining = true;
     const later = this.#later;
+    if (this.#draining || later === undefined) return;
+    this.#draining = true;
     for (let i = 0; i < later.length; i++) {
       const op = later[i]!;
       try {
@@ -458,10 +439,11 @@ export class WritePath<F, B, C> {
           this.written += op.n;
           this.dropped += op.n;
         }
-        this.#fail(error);
+        this.#sink.report(error);
       }
     }
-    later.length = 0;
+    // Let go once drained: a stream deferred to once holds no array after.
+    this.#later = undefined;
     this.#draining = false;
   }
 
@@ -483,10 +465,10 @@ export class WritePath<F, B, C> {
 
   /** The sampler's next pause, checked. */
   #pauseLength(): number {
-    const pause = this.#sampler!();
+    const pause = this.#settings.sampler!();
     if (!(typeof pause === "number" && pause >= 0 && pause < Infinity)) {
       throw new RangeError(
-        `Cannot pause ${this.#owner} as 'sampler' must return a finite number of milliseconds >= 0: received ${
+        `Cannot pause ${this.#settings.owner} as 'sampler' must return a finite number of milliseconds >= 0: received ${
           describeValue(pause)
         }`,
       );
@@ -507,7 +489,8 @@ export class WritePath<F, B, C> {
     // windows, which holds nothing yet).
     this.dropped += this.#winStart + this.#fill - this.#unemittedFrom();
     this.#fill = 0;
-    this.#t0s.length = 0;
+    this.#t0 = NaN;
+    this.#t0More = undefined;
   }
 
   /** Emits `buffer[0, fill)` and sets up the next buffer. */
@@ -516,8 +499,8 @@ export class WritePath<F, B, C> {
     const buffer = this.#buffer!;
     const length = this.#fill;
     const winStart = this.#winStart;
-    const unit = this.#unit;
-    const t0 = this.#t0s.shift() ?? Date.now();
+    const unit = this.#kind.unit;
+    const t0 = this.#shiftT0() ?? Date.now();
     const info: ChunkInfo = {
       index: this.#index++,
       offset: winStart / unit,
@@ -533,8 +516,8 @@ export class WritePath<F, B, C> {
     // buffer back in time to be filled again: one buffer per emitter, and a
     // second only while a callback really holds the first.
     let next: B | undefined;
-    if (reason === "size" && this.#clip) {
-      const hop = this.#hop, size = this.#size;
+    if (reason === "size" && this.#settings.clip) {
+      const hop = this.#settings.hop * this.#kind.unit, size = this.#size;
       if (hop < size) {
         next = this.#take();
         kind.carry(buffer, hop, size, next);
@@ -544,7 +527,8 @@ export class WritePath<F, B, C> {
     } else {
       this.#fill = 0;
       this.#winStart = this.#nextStart = winStart + length;
-      this.#t0s.length = 0;
+      this.#t0 = NaN;
+      this.#t0More = undefined;
     }
     // The carry was emitted already: `maxWait` counts from the next element.
     this.#disarm();
@@ -552,11 +536,24 @@ export class WritePath<F, B, C> {
     this.open = false;
     this.#emitting = true;
     try {
-      this.#emit(kind.chunk(buffer, length), info, buffer);
+      this.#sink.submit(kind.chunk(buffer, length), info, buffer);
     } finally {
       this.#emitting = false;
       this.#buffer ??= this.#take();
     }
+  }
+
+  /** Queues the timestamp of a window start. */
+  #pushT0(t0: number): void {
+    if (Number.isNaN(this.#t0)) this.#t0 = t0;
+    else (this.#t0More ??= []).push(t0);
+  }
+
+  /** The oldest queued timestamp, taken off the queue; `undefined` for none. */
+  #shiftT0(): number | undefined {
+    const t0 = this.#t0, more = this.#t0More;
+    this.#t0 = more !== undefined && more.length !== 0 ? more.shift()! : NaN;
+    return Number.isNaN(t0) ? undefined : t0;
   }
 
   #take(): B {
@@ -567,7 +564,7 @@ export class WritePath<F, B, C> {
   #arm(): void {
     this.#unarmed = false;
     this.#firstAt = performance.now();
-    this.#timer ??= setTimeout(() => this.#expire(), this.#maxWait);
+    this.#timer ??= setTimeout(() => this.#expire(), this.#settings.maxWait);
   }
 
   /**
@@ -576,9 +573,9 @@ export class WritePath<F, B, C> {
    */
   #expire(): void {
     this.#timer = undefined;
-    this.#collect();
+    this.#collect?.();
     if (this.#unarmed || this.#buffer === undefined) return;
-    const left = this.#firstAt + this.#maxWait - performance.now();
+    const left = this.#firstAt + this.#settings.maxWait - performance.now();
     if (left > 0) {
       this.#timer = setTimeout(() => this.#expire(), Math.ceil(left));
     } else this.flush("maxWait");
@@ -586,7 +583,8 @@ export class WritePath<F, B, C> {
 
   /** Nothing unemitted waits now: the next element starts the clock again. */
   #disarm(): void {
-    this.#unarmed = this.#maxWait !== Infinity && this.#buffer !== undefined;
+    this.#unarmed = this.#settings.maxWait !== Infinity &&
+      this.#buffer !== undefined;
   }
 
   /** Clears the timer, for good. */

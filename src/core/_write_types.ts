@@ -54,3 +54,16 @@ export interface Rest {
  * has, else the error for a writer that goes on regardless.
  */
 export type Room = () => Error | undefined;
+
+/**
+ * Where the path's chunks go: the queue (core/_queue.ts), one object rather
+ * than a closure per call, so that an emitter holds no closures for them.
+ */
+export interface Sink<C> {
+  /** Receives each chunk the path cuts, with the pooled buffer behind it. */
+  submit(chunk: C, info: ChunkInfo, buffer: unknown): void;
+  /** Receives the error of a deferred write, whose caller has returned. */
+  report(error: unknown): void;
+  /** Whether another chunk may be queued (see {@linkcode Room}). */
+  room(): Error | undefined;
+}

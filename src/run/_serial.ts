@@ -25,15 +25,26 @@ interface Running {
  * an async callback: inline code cannot be killed.
  */
 export class SerialRunner<C, R> implements Runner<C, R> {
-  readonly capacity = 1;
-  readonly copies = false;
+  // Constants on the prototype, not fields: thousands of emitters each hold a
+  // runner, and every field is memory per emitter.
+  /** One chunk at a time. */
+  get capacity(): number {
+    return 1;
+  }
+  /** The callback gets the buffer itself. */
+  get copies(): boolean {
+    return false;
+  }
   #fn: Callback<C, R> | undefined;
   #loading: Promise<Callback<C, R>> | undefined;
-  readonly #source: Callback<C, R> | URL;
-  readonly #exportName: string;
-  readonly #timeout: number;
-  /** The running async callbacks, each failed at once on abort. */
-  readonly #running = new Set<Running>();
+  /** The callback's module, when it was given as one. */
+  readonly #module:
+    | { readonly url: URL; readonly exportName: string }
+    | undefined;
+  /** `undefined` for no limit: a field that holds Infinity is a number box each. */
+  readonly #timeout: number | undefined;
+  /** The running async callbacks, each failed at once on abort; made for the first. */
+  #running: Set<Running> | undefined;
 
   /**
    * @param callback The callback, or the URL of the module that exports it.
@@ -45,19 +56,18 @@ export class SerialRunner<C, R> implements Runner<C, R> {
     exportName: string,
     timeout: number,
   ) {
-    this.#source = callback;
-    this.#exportName = exportName;
-    this.#timeout = timeout;
     if (typeof callback === "function") this.#fn = callback;
+    else this.#module = { url: callback, exportName };
+    this.#timeout = timeout === Infinity ? undefined : timeout;
   }
 
   run(task: Task<C>): R | Promise<R> {
     const fn = this.#fn;
     if (fn !== undefined) return this.#call(fn, task);
-    this.#loading ??= loadCallback<C, R>(
-      this.#source as URL,
-      this.#exportName,
-    ).then((f) => this.#fn = f);
+    const { url, exportName } = this.#module!;
+    this.#loading ??= loadCallback<C, R>(url, exportName).then((f) =>
+      this.#fn = f
+    );
     return this.#guard(
       task.info,
       this.#loading.then(
@@ -67,7 +77,7 @@ export class SerialRunner<C, R> implements Runner<C, R> {
             "startup",
             task.info,
             "serial",
-            loadFailure((this.#source as URL).href, message(error)),
+            loadFailure(url.href, message(error)),
             { cause: error },
           );
         },
@@ -89,27 +99,29 @@ export class SerialRunner<C, R> implements Runner<C, R> {
     let running: Running | undefined;
     const guarded = new Promise<R>((resolve, reject) => {
       const entry: Running = running = { info, reject };
-      this.#running.add(entry);
+      const set = this.#running ??= new Set();
+      set.add(entry);
       promise.then(
         (value) => {
-          this.#running.delete(entry);
+          set.delete(entry);
           resolve(value);
         },
         (error) => {
-          this.#running.delete(entry);
+          set.delete(entry);
           reject(error);
         },
       );
     });
-    if (this.#timeout === Infinity) return guarded;
-    return race(guarded, this.#timeout).catch((error) => {
+    const timeout = this.#timeout;
+    if (timeout === undefined) return guarded;
+    return race(guarded, timeout).catch((error) => {
       // Still running: the deadline passed, whatever the error says.
-      if (!this.#running.delete(running!)) throw error;
+      if (!this.#running!.delete(running!)) throw error;
       throw new ChunkError(
         "timeout",
         info,
         "serial",
-        `the callback did not settle within ${this.#timeout} ms`,
+        `the callback did not settle within ${timeout} ms`,
       );
     });
   }
@@ -119,6 +131,7 @@ export class SerialRunner<C, R> implements Runner<C, R> {
   }
 
   abort(reason: unknown): Promise<void> {
+    if (this.#running === undefined) return Promise.resolve();
     for (const entry of this.#running) {
       entry.reject(
         new ChunkError(
