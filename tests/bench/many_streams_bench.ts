@@ -210,6 +210,9 @@ async function throughput(
   frames: number,
   orders: Uint32Array[],
 ): Promise<number> {
+  // The garbage of the variant before (hundreds of MB of dead buffers) is
+  // collected now, not charged to this one's timed loop.
+  gc?.();
   const streams = variant.make(count);
   // A chunk's worth first: every stream has its buffer, the code is warm.
   feed(streams, count, SIZE / FRAME, orders);
