@@ -9,10 +9,9 @@
 // reply for `commandTimeout` (plus the BLOCK of a blocking read at its head)
 // while commands wait is torn down as dead, so a server that stops answering
 // (paused, packets dropped) fails them as one that refuses connections does.
-// A blocking command (XREADGROUP BLOCK) holds up the ones behind it, so it
-// wants a client of its own.
+// A blocking command holds up those behind it: it wants a client of its own.
 
-import { concat } from "@std/bytes";
+import { concat } from "@std/bytes/concat";
 import {
   type Arg,
   encodeCommand,
@@ -29,26 +28,20 @@ export type { Arg, Reply };
 /** Options of {@linkcode RedisClient}. */
 export interface RedisClientOptions {
   /**
-   * How long a command waits for a connection (the first one, or the next one
-   * after a drop) before it fails, in milliseconds; also bounds one attempt
-   * to connect.
+   * How long a command waits for a connection (the first, or the next after a
+   * drop) before it fails, in ms; also bounds one attempt to connect.
    *
    * @default {5000}
    */
   connectTimeout?: number;
   /**
-   * The first delay before reconnecting, in milliseconds; each failed attempt
-   * doubles it, up to `maxDelay`, and each delay is drawn between half and all
-   * of that (jitter).
+   * The first delay before reconnecting, in ms, doubled by each failed attempt
+   * up to `maxDelay`, each drawn between half and all of that (jitter).
    *
    * @default {50}
    */
   minDelay?: number;
-  /**
-   * The longest delay between two attempts to connect, in milliseconds.
-   *
-   * @default {2000}
-   */
+  /** The longest delay between two attempts to connect, in ms. @default {2000} */
   maxDelay?: number;
   /**
    * How long a connection may give no reply while commands wait for one, in
@@ -94,6 +87,8 @@ export class RedisClient {
   #conn: Deno.Conn | null = null;
   /** Commands not written yet, in order. */
   #waiting: Pending[] = [];
+  /** Callers of sent(), until nothing waits to be written. */
+  #sent: (() => void)[] = [];
   /** Commands written and waiting for their reply, in order, from `#head`. */
   #inflight: Pending[] = [];
   #head = 0;
@@ -411,6 +406,7 @@ export class RedisClient {
     if (this.#conn !== conn) return;
     this.#conn = null;
     this.#writing = false;
+    for (const resolve of this.#sent.splice(0)) resolve();
     try {
       conn.close();
     } catch {
@@ -474,6 +470,12 @@ export class RedisClient {
     }, this.#connectTimeout);
   }
 
+  /** Resolves once the commands queued so far are written out (not answered). */
+  sent(): Promise<void> {
+    if (this.#waiting.length === 0 && !this.#writing) return Promise.resolve();
+    return new Promise((resolve) => this.#sent.push(resolve));
+  }
+
   #queueFlush(): void {
     if (this.#flushQueued) return;
     this.#flushQueued = true;
@@ -513,6 +515,11 @@ export class RedisClient {
     if (this.#conn !== conn) return;
     this.#writing = false;
     this.#flush();
+    if (!this.#writing) {
+      for (const resolve of this.#sent.splice(0)) {
+        resolve();
+      }
+    }
   }
 
   /** Starts the deadline clock of the connection, unless it runs. */

@@ -242,6 +242,11 @@ export class FleetWorker {
     };
   }
 
+  /** Resolves once the commands sent so far (a START) are on the wire. */
+  sent(): Promise<void> {
+    return this.#client.sent();
+  }
+
   /** Workers that may start an entry and vanish before it is poison. */
   get maxStalls(): number {
     return this.#maxStalls;

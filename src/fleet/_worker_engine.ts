@@ -302,7 +302,16 @@ export class WorkerEngine {
       return await this.#out.handBack(entry, false);
     }
     // A fact for whoever takes it over if this worker vanishes from here on.
-    const start = await this.#out.start(entry, task.id);
+    // An entry delivered for the first time was started by no one: it cannot
+    // be poison, so it runs once its START is on the wire (a callback that
+    // kills this worker is still counted), not after its round trip.
+    const starting = this.#out.start(entry, task.id);
+    const start = entry.deliveries === 1
+      ? await Promise.race([this.#fleet.sent(), starting]).then(() => ({
+        outcome: "started" as const,
+        before: 0,
+      }))
+      : await starting;
     if (start === undefined || start.outcome === "fenced") {
       // Another worker holds it, the group went with Redis's data, or
       // Redis gave out while aborting: nothing here to run or hand back.
