@@ -24,7 +24,7 @@ export function startedHash(stream: string): string {
   return `${stream}:started`;
 }
 
-/** The hash of one producer's adds: add key → entry id (ADD_SCRIPT). */
+/** The hash of one producer's adds: the add keys it sent (marked with their XADD). */
 export function addedHash(stream: string, producer: string): string {
   return `${stream}:added:${producer}`;
 }
@@ -49,22 +49,6 @@ local function owns(id)
   return #p == 1 and p[1][2] == ARGV[2]
 end
 `;
-
-/**
- * The idempotent add. KEYS[1] the chunk stream, KEYS[2] the producer's
- * added hash; ARGV[1] the add key, ARGV[2] the hash's time to live in ms,
- * ARGV[3..] the entry's fields. The first run XADDs and records the id under
- * the key, in one step; a run again (its reply was lost with the connection)
- * returns the id recorded, adding nothing. Returns the entry id.
- */
-export const ADD_SCRIPT = new Script(`
-local id = redis.call('HGET', KEYS[2], ARGV[1])
-if id then return id end
-id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 3))
-redis.call('HSET', KEYS[2], ARGV[1], id)
-redis.call('PEXPIRE', KEYS[2], ARGV[2])
-return id
-`);
 
 /**
  * The field of the started hash that names the delivery whose start was
