@@ -13,6 +13,7 @@
 
 import { assert, assertEquals, assertLess } from "@std/assert";
 import { BufferEmit, type ChunkError, type ChunkInfo } from "@ocycle/core";
+import type { RedisWorkerStats } from "../redis.ts";
 import { RedisClient } from "../src/fleet/_client.ts";
 import { deadStream, startedHash } from "../src/fleet/_scripts.ts";
 import { xpending } from "../src/fleet/_streams.ts";
@@ -40,17 +41,9 @@ const POISON = 255;
 const decoder = new TextDecoder();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** What a worker process printed when it stopped. */
-interface WorkerStats {
+/** What a worker process printed when it stopped: its counts and its name. */
+interface WorkerStats extends RedisWorkerStats {
   name: string;
-  claimed: number;
-  reclaimed: number;
-  done: number;
-  failed: number;
-  fenced: number;
-  deadLettered: number;
-  handedBack: number;
-  retried: number;
 }
 
 /** A worker process: its name, pid, exit and output. */

@@ -1,5 +1,5 @@
 // Copyright the @ocycle/core authors. MIT license.
-// `ocycle --exec` as a transport of the emitter's own pool: each worker runs
+// `ocycle --exec` as a transport of the emitter's own pool: each slot runs
 // the command once per chunk, the chunk on its stdin, and its stdout is the
 // chunk's result. So the queue, the order, `--timeout` (the pool's clock kills
 // the command) and the error reporting are the emitter's, as for `--module`.
@@ -37,7 +37,7 @@ export class CommandNotStarted extends Error {
 
 const GONE: Exit = { text: "" };
 
-/** The pool's mode for `--exec`: a worker is a place for one command at a time. */
+/** The pool's mode for `--exec`: a slot is a place for one command at a time. */
 export class ExecKind implements TransportKind<undefined> {
   readonly mode = "process";
   readonly noun = "command";
