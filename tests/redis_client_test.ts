@@ -15,6 +15,7 @@ import { deadline } from "@std/async";
 import { RedisClient } from "../src/fleet/_client.ts";
 import { RedisConnectionError, RedisError } from "../src/fleet/_errors.ts";
 import {
+  CommandBuffer,
   encodeCommand,
   ErrorReply,
   type Reply,
@@ -183,6 +184,31 @@ Deno.test("encodeCommand() writes strings, bytes and numbers as bulk strings", (
     ),
     "*4\r\n$3\r\nSET\r\n$3\r\nk\u00e9\r\n$3\r\n\0\r\n\r\n$2\r\n12\r\n",
   );
+});
+
+Deno.test("CommandBuffer writes commands one after another, lengths as decimal, and cuts one out", () => {
+  const out = new CommandBuffer(4);
+  const text = (from = 0, to = out.length) =>
+    new TextDecoder().decode(out.bytes.subarray(from, to));
+  const first = out.append(["SET", "x", 0]);
+  const second = out.append(["ECHO", new Uint8Array(10), "\u00e9t\u00e9", 105]);
+  assertEquals(first, 27);
+  assertEquals(text(0, first), "*3\r\n$3\r\nSET\r\n$1\r\nx\r\n$1\r\n0\r\n");
+  assertEquals(
+    text(first),
+    "*4\r\n$4\r\nECHO\r\n$10\r\n\0\0\0\0\0\0\0\0\0\0\r\n$5\r\n\u00e9t\u00e9\r\n$3\r\n105\r\n",
+  );
+  assertEquals(out.length, first + second);
+  // a command that throws leaves nothing behind
+  assertThrows(() => out.append(["SET", "y", NaN]), TypeError, "non-finite");
+  assertEquals(out.length, first + second);
+  out.remove(0, first);
+  assertEquals(out.length, second);
+  assertEquals(text(0, 14), "*4\r\n$4\r\nECHO\r\n");
+  out.clear();
+  assertEquals(out.length, 0);
+  out.append(["PING"]);
+  assertEquals(text(), "*1\r\n$4\r\nPING\r\n");
 });
 
 Deno.test("parseRedisUrl() reads user, password, port and db, and redacts the password", () => {
@@ -548,6 +574,32 @@ Deno.test({
     assert(!error.message.includes("pw123"));
     assertStringIncludes(error.message, "last error");
     assert(ms < 1500, `took ${ms} ms`);
+  },
+});
+
+Deno.test({
+  name:
+    "RedisClient: a command that timed out waiting for a connection is never sent; those behind it get their own replies",
+  ignore,
+  async fn() {
+    await using server = await RedisServer.start();
+    await server.stop();
+    const client = new RedisClient(server.url, {
+      connectTimeout: 1500,
+      maxDelay: 50,
+    });
+    try {
+      const first = client.command("ECHO", "first");
+      await new Promise((resolve) => setTimeout(resolve, 700));
+      const second = client.command("ECHO", "second");
+      await assertRejects(() => first, RedisConnectionError, "not reachable");
+      // the first is gone from what waits to be written; the second waits on
+      await server.restart();
+      assertEquals(text(await second), "second");
+      assertEquals(text(await client.command("ECHO", "third")), "third");
+    } finally {
+      await client.close();
+    }
   },
 });
 

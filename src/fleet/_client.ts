@@ -11,10 +11,9 @@
 // (paused, packets dropped) fails them as one that refuses connections does.
 // A blocking command holds up those behind it: it wants a client of its own.
 
-import { concat } from "@std/bytes/concat";
 import {
   type Arg,
-  encodeCommand,
+  CommandBuffer,
   ErrorReply,
   type Reply,
   ReplyDecoder,
@@ -58,16 +57,14 @@ export interface RedisClientOptions {
 /** A command on its way: waiting for a connection, or written and waiting for its reply. */
 interface Pending {
   name: string;
-  bytes: Uint8Array | null;
+  /** Its encoded size, while it waits in the fill buffer; 0 once written. */
+  size: number;
   /** Milliseconds the server may hold it before answering (a blocking read's BLOCK). */
   block: number;
   resolve(reply: Reply): void;
   reject(error: Error): void;
   timer: ReturnType<typeof setTimeout> | undefined;
 }
-
-/** @std/bytes `concat`, typed by assignment (the offline copy has no types). */
-const join: (buffers: Uint8Array[]) => Uint8Array = concat;
 
 /** A bulk string this long or longer is read straight into its own buffer. */
 const DIRECT_READ = 16 * 1024;
@@ -87,6 +84,10 @@ export class RedisClient {
   #conn: Deno.Conn | null = null;
   /** Commands not written yet, in order. */
   #waiting: Pending[] = [];
+  /** Their bytes, in the same order, for the next write. */
+  #fill = new CommandBuffer();
+  /** A buffer for the next fill, once written out (null while in use). */
+  #spare: CommandBuffer | null = new CommandBuffer();
   /** Callers of sent(), until nothing waits to be written. */
   #sent: (() => void)[] = [];
   /** Commands written and waiting for their reply, in order, from `#head`. */
@@ -187,16 +188,16 @@ export class RedisClient {
   command(...args: Arg[]): Promise<Reply> {
     const name = commandName(args);
     if (this.#state === "closed") return Promise.reject(this.#closed(name));
-    let bytes: Uint8Array;
+    let size: number;
     try {
-      bytes = encodeCommand(args);
+      size = this.#fill.append(args);
     } catch (error) {
       return Promise.reject(error);
     }
     return new Promise<Reply>((resolve, reject) => {
       const pending: Pending = {
         name,
-        bytes,
+        size,
         block: blockOf(name, args),
         resolve,
         reject,
@@ -240,6 +241,7 @@ export class RedisClient {
       this.#watch = undefined;
       const waiting = this.#waiting;
       this.#waiting = [];
+      this.#fill.clear();
       for (const pending of waiting) {
         clearTimeout(pending.timer);
         pending.reject(this.#closed(pending.name));
@@ -281,6 +283,7 @@ export class RedisClient {
         // AUTH or SELECT refused: waiting on would only hide it
         const waiting = this.#waiting;
         this.#waiting = [];
+        this.#fill.clear();
         for (const pending of waiting) {
           clearTimeout(pending.timer);
           pending.reject(
@@ -344,7 +347,7 @@ export class RedisClient {
       new Promise<Reply>((resolve, reject) => {
         this.#inflight.push({
           name: commandName(args),
-          bytes: null,
+          size: 0,
           block: 0,
           resolve,
           reject,
@@ -354,7 +357,9 @@ export class RedisClient {
     );
     this.#heard = performance.now();
     this.#armWatch();
-    await writeAll(conn, join(commands.map(encodeCommand)));
+    const out = new CommandBuffer(256);
+    for (const args of commands) out.append(args);
+    await writeAll(conn, out.bytes.subarray(0, out.length));
     await Promise.all(replies);
   }
 
@@ -456,7 +461,12 @@ export class RedisClient {
     if (pending.timer !== undefined) return;
     pending.timer = setTimeout(() => {
       const at = this.#waiting.indexOf(pending);
-      if (at !== -1) this.#waiting.splice(at, 1);
+      if (at !== -1) {
+        let start = 0;
+        for (let i = 0; i < at; i++) start += this.#waiting[i]!.size;
+        this.#fill.remove(start, pending.size);
+        this.#waiting.splice(at, 1);
+      }
       const last = this.#lastError === undefined
         ? ""
         : ` (last error: ${describe(this.#lastError)})`;
@@ -499,18 +509,24 @@ export class RedisClient {
       this.#heard = performance.now();
     }
     this.#armWatch();
-    const parts: Uint8Array[] = [];
     for (const pending of batch) {
-      parts.push(pending.bytes!);
-      pending.bytes = null;
+      pending.size = 0;
       this.#inflight.push(pending);
     }
+    // The batch's bytes are the whole fill buffer: it is written out, and
+    // the commands of the meantime fill another.
+    const out = this.#fill;
+    this.#fill = this.#spare ?? new CommandBuffer();
+    this.#spare = null;
     this.#writing = true;
     try {
-      await writeAll(conn, parts.length === 1 ? parts[0]! : join(parts));
+      await writeAll(conn, out.bytes.subarray(0, out.length));
     } catch (error) {
       this.#drop(conn, error);
       return;
+    } finally {
+      out.clear();
+      this.#spare ??= out;
     }
     if (this.#conn !== conn) return;
     this.#writing = false;

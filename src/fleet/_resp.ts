@@ -38,29 +38,118 @@ const LF = 10;
 
 /** The bytes of one command, `*N\r\n` then `$len\r\n<bytes>\r\n` per argument, in one buffer. */
 export function encodeCommand(args: readonly Arg[]): Uint8Array {
-  const parts = args.map((arg) =>
-    arg instanceof Uint8Array
-      ? arg
-      : encoder.encode(typeof arg === "number" ? numberText(arg) : arg)
-  );
-  const heads = parts.map((part) => encoder.encode(`$${part.length}\r\n`));
-  const head = encoder.encode(`*${parts.length}\r\n`);
-  let size = head.length;
-  for (let i = 0; i < parts.length; i++) {
-    size += heads[i]!.length + parts[i]!.length + 2;
+  const out = new CommandBuffer(64);
+  out.append(args);
+  return out.bytes.slice(0, out.length);
+}
+
+/**
+ * Commands encoded one after another into one growing buffer, to be written
+ * in one write: an argument's bytes are copied once, straight into it (a
+ * chunk of a fleet is 64 KiB or more: a buffer of its own per command, then
+ * one joining them, were two more allocations, zero-filled, and a copy).
+ */
+export class CommandBuffer {
+  #bytes: Uint8Array;
+  #length = 0;
+
+  constructor(capacity = 16 * 1024) {
+    this.#bytes = new Uint8Array(capacity);
   }
-  const out = new Uint8Array(size);
-  out.set(head, 0);
-  let at = head.length;
-  for (let i = 0; i < parts.length; i++) {
-    out.set(heads[i]!, at);
-    at += heads[i]!.length;
-    out.set(parts[i]!, at);
-    at += parts[i]!.length;
-    out[at++] = CR;
-    out[at++] = LF;
+
+  /** The buffer; its first `length` bytes are the commands. */
+  get bytes(): Uint8Array {
+    return this.#bytes;
   }
-  return out;
+
+  get length(): number {
+    return this.#length;
+  }
+
+  /** Appends one command; returns its size in bytes. */
+  append(args: readonly Arg[]): number {
+    const start = this.#length;
+    // Checked first: a command that throws leaves nothing behind.
+    for (const arg of args) if (typeof arg === "number") numberText(arg);
+    this.#reserve(16);
+    this.#head(0x2a, args.length);
+    for (const arg of args) {
+      if (arg instanceof Uint8Array) {
+        this.#reserve(arg.length + 24);
+        this.#head(0x24, arg.length);
+        this.#bytes.set(arg, this.#length);
+        this.#length += arg.length;
+      } else {
+        this.#text(typeof arg === "number" ? numberText(arg) : arg);
+      }
+      this.#bytes[this.#length++] = CR;
+      this.#bytes[this.#length++] = LF;
+    }
+    return this.#length - start;
+  }
+
+  /** A string as a bulk string: ASCII straight in, anything else through a TextEncoder. */
+  #text(text: string): void {
+    this.#reserve(text.length + 24);
+    const at = this.#length;
+    this.#head(0x24, text.length);
+    const bytes = this.#bytes;
+    let i = this.#length;
+    for (let c = 0; c < text.length; c++) {
+      const code = text.charCodeAt(c);
+      if (code >= 0x80) {
+        // not ASCII: its UTF-8 length is not its length
+        const utf8 = encoder.encode(text);
+        this.#length = at;
+        this.#reserve(utf8.length + 24);
+        this.#head(0x24, utf8.length);
+        this.#bytes.set(utf8, this.#length);
+        this.#length += utf8.length;
+        return;
+      }
+      bytes[i++] = code;
+    }
+    this.#length = i;
+  }
+
+  /** `*N\r\n` or `$N\r\n` (room reserved). */
+  #head(mark: number, n: number): void {
+    const bytes = this.#bytes;
+    let at = this.#length;
+    bytes[at++] = mark;
+    if (n === 0) bytes[at++] = 0x30;
+    else {
+      let digits = 0;
+      for (let rest = n; rest > 0; rest = Math.floor(rest / 10)) digits++;
+      for (let i = at + digits - 1; i >= at; i--, n = Math.floor(n / 10)) {
+        bytes[i] = 0x30 + n % 10;
+      }
+      at += digits;
+    }
+    bytes[at++] = CR;
+    bytes[at++] = LF;
+    this.#length = at;
+  }
+
+  /** Cuts out `size` bytes at `start` (a command that will not be sent). */
+  remove(start: number, size: number): void {
+    this.#bytes.copyWithin(start, start + size, this.#length);
+    this.#length -= size;
+  }
+
+  /** Empties it; a buffer grown past `keep` bytes is let go. */
+  clear(keep = 4 * 1024 * 1024): void {
+    this.#length = 0;
+    if (this.#bytes.length > keep) this.#bytes = new Uint8Array(16 * 1024);
+  }
+
+  #reserve(size: number): void {
+    const need = this.#length + size;
+    if (need <= this.#bytes.length) return;
+    const grown = new Uint8Array(Math.max(need, this.#bytes.length * 2));
+    grown.set(this.#bytes.subarray(0, this.#length));
+    this.#bytes = grown;
+  }
 }
 
 function numberText(n: number): string {

@@ -41,6 +41,9 @@ export function before<T>(
   op: () => Promise<T>,
   at: number,
 ): Promise<T | undefined> {
+  // No limit: the operation as it is (a race with no timer still costs
+  // signals and listeners, on every command of a fleet worker).
+  if (at === Infinity) return op();
   const left = at - performance.now();
   return left > 0 ? within(op(), left) : Promise.resolve(undefined);
 }
