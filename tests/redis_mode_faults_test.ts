@@ -490,6 +490,36 @@ class ReplyCutter {
 
 Deno.test({
   name:
+    "redis mode faults: abort() takes back an add whose reply was lost: no entry is left for a worker to run for nobody",
+  ignore,
+  async fn() {
+    await using server = await RedisServer.start();
+    const admin = await RedisClient.connect(server.url);
+    const proxy = new ReplyCutter(server.port);
+    // The add's transaction runs; its reply is cut, and the chunk is aborted
+    // before the add is looked for again.
+    proxy.arm("EXEC");
+    const runner = new RedisRunner(
+      settings(`redis://127.0.0.1:${proxy.port}`, { retries: 0 }),
+    );
+    try {
+      const result = runner.run(task(7));
+      result.catch(() => {});
+      while (proxy.cuts === 0) await sleep(5);
+      assertEquals(await admin.command("XLEN", STREAM), 1, "the add ran");
+      await runner.abort(new Error("the user gave up"));
+      await assertRejects(() => result, ChunkError, "aborted");
+      assertEquals(await admin.command("XLEN", STREAM), 0, "entries left");
+    } finally {
+      await runner.abort(new Error("the test is over"));
+      await proxy.close();
+      await admin.close();
+    }
+  },
+});
+
+Deno.test({
+  name:
     "redis mode faults: an add that ran but whose reply was lost with the connection is run again: one entry, no retry spent, one result",
   ignore,
   async fn() {

@@ -95,6 +95,8 @@ export class RedisRunner implements Runner<unknown, unknown> {
   readonly #settings: RedisSettings;
   readonly #producer: FleetProducer;
   readonly #flights = new Map<string, Flight>();
+  /** Adds under way: `abort()` lets them end (briefly), so that they take their entries back. */
+  readonly #adding = new Set<Promise<void>>();
   #codec: Codec | undefined;
   #next = 0;
   #state: "open" | "closing" | "closed" = "open";
@@ -165,8 +167,15 @@ export class RedisRunner implements Runner<unknown, unknown> {
         flight.timer = setTimeout(() => this.#timedOut(flight), timeout);
       }
       this.#start();
-      void this.#add(flight);
+      this.#startAdd(flight);
     });
+  }
+
+  #startAdd(flight: Flight): void {
+    const adding: Promise<void> = this.#add(flight).finally(() =>
+      this.#adding.delete(adding)
+    );
+    this.#adding.add(adding);
   }
 
   /** Starts the result loop and the lost-entry check with the first chunk. */
@@ -222,6 +231,8 @@ export class RedisRunner implements Runner<unknown, unknown> {
           ) throw error;
           await pause(redisDelay(failures));
           if (stale()) {
+            // The add may have run with its reply lost: take it back.
+            await this.#producer.withdraw(key).catch(() => {});
             this.#forget.push(key);
             return;
           }
@@ -303,7 +314,7 @@ export class RedisRunner implements Runner<unknown, unknown> {
       if (timeout !== Infinity) {
         flight.timer = setTimeout(() => this.#timedOut(flight), timeout);
       }
-      void this.#add(flight);
+      this.#startAdd(flight);
     }, wait);
   }
 
@@ -576,8 +587,16 @@ export class RedisRunner implements Runner<unknown, unknown> {
       );
     }
     this.#state = "closing";
-    // Best effort: chunks no one will wait for should not be run.
-    await within(this.#producer.remove(entries).catch(() => {}), 1000);
+    // Best effort: chunks no one will wait for should not be run. An add
+    // under way takes its entry back once it answers (or, its reply lost,
+    // once it has looked for it).
+    await within(
+      Promise.all([
+        this.#producer.remove(entries).catch(() => {}),
+        ...this.#adding,
+      ]),
+      1000,
+    );
     await this.#finish();
   }
 

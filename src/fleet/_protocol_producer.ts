@@ -171,6 +171,17 @@ export class FleetProducer {
     }
   }
 
+  /**
+   * Takes back an add of `key` whose reply was lost and whose chunk is no
+   * longer wanted: its entry, if it reached the stream, is deleted, so that
+   * no worker runs it for nobody.
+   */
+  async withdraw(key: string): Promise<void> {
+    if (!this.#tried.has(key)) return;
+    const found = await this.#find(key);
+    if (found !== undefined && found !== GONE_ENTRY) await this.remove([found]);
+  }
+
   /** Forgets add keys of chunks settled (no add with them will come again). */
   async forget(keys: readonly string[]): Promise<void> {
     for (const key of keys) this.#tried.delete(key);
