@@ -179,6 +179,14 @@ type BulkKind = "bulk" | "verbatim" | "error";
 export const MAX_LINE = 1024 * 1024;
 
 /**
+ * A bulk string this short is copied into a slab shared with others (field
+ * names, ids, small values) rather than a buffer of its own: a fleet entry
+ * has a dozen, and each buffer of its own was an allocation for the GC.
+ */
+const SMALL_BULK = 256;
+const SLAB_SIZE = 8 * 1024;
+
+/**
  * The incremental RESP2/RESP3 decoder: `feed()` bytes as they come, in any
  * split, and take the complete replies with `take()`.
  */
@@ -192,6 +200,9 @@ export class ReplyDecoder {
   #bulkKind: BulkKind = "bulk";
   /** The bytes of `\r\n` still to skip after a bulk payload. */
   #trailer = 0;
+  /** Where short bulk strings are copied, one after another. */
+  #slab = new Uint8Array(SLAB_SIZE);
+  #slabUsed = 0;
 
   /** Decodes `bytes`; the decoder copies what it keeps, so the caller may reuse them. */
   feed(bytes: Uint8Array): void {
@@ -221,6 +232,13 @@ export class ReplyDecoder {
       if (lf === -1) {
         this.#keep(bytes.subarray(i, end));
         return;
+      }
+      if (this.#lineLength === 0) {
+        const next = this.#fast(bytes, i, lf, end);
+        if (next !== -1) {
+          i = next;
+          continue;
+        }
       }
       let line: Uint8Array;
       if (this.#lineLength > 0) {
@@ -262,6 +280,43 @@ export class ReplyDecoder {
   get partial(): boolean {
     return this.#stack.length > 0 || this.#bulk !== null ||
       this.#trailer > 0 || this.#lineLength > 0;
+  }
+
+  /**
+   * The common lines, read in place: an array's length, or a bulk string's
+   * length and, when it is short and all here, the string itself (copied to
+   * a shared slab: no buffer of its own). Returns where it stopped, or -1 to
+   * leave the line to `#header`. `lf` is the line's LF, in `bytes`.
+   */
+  #fast(bytes: Uint8Array, i: number, lf: number, end: number): number {
+    const type = bytes[i]!;
+    if (
+      (type !== 0x24 && type !== 0x2a) || lf - i < 3 || bytes[lf - 1] !== CR
+    ) {
+      return -1;
+    }
+    let n = 0;
+    for (let at = i + 1; at < lf - 1; at++) {
+      const digit = bytes[at]! - 0x30;
+      if (digit < 0 || digit > 9 || at - i > 15) return -1;
+      n = n * 10 + digit;
+    }
+    if (type === 0x2a) {
+      this.#aggregate(n, false);
+      return lf + 1;
+    }
+    const from = lf + 1;
+    if (n > SMALL_BULK || from + n + 2 > end) return -1;
+    if (bytes[from + n] !== CR || bytes[from + n + 1] !== LF) return -1;
+    if (this.#slabUsed + n > this.#slab.length) {
+      this.#slab = new Uint8Array(SLAB_SIZE);
+      this.#slabUsed = 0;
+    }
+    const value = this.#slab.subarray(this.#slabUsed, this.#slabUsed + n);
+    this.#slabUsed += n;
+    value.set(bytes.subarray(from, from + n));
+    this.#value(value);
+    return from + n + 2;
   }
 
   #keep(bytes: Uint8Array): void {

@@ -5,6 +5,7 @@
 
 import type { Arg, RedisClient, Reply } from "./_client.ts";
 import { RedisError } from "./_errors.ts";
+import { shortAscii } from "../wire/_ascii.ts";
 
 /** One stream entry: its id, and its fields (`null` when the entry was deleted while pending). */
 export interface StreamEntry {
@@ -15,7 +16,9 @@ export interface StreamEntry {
 const decoder = new TextDecoder();
 
 function text(reply: Reply): string {
-  if (reply instanceof Uint8Array) return decoder.decode(reply);
+  if (reply instanceof Uint8Array) {
+    return shortAscii(reply) ?? decoder.decode(reply);
+  }
   if (typeof reply === "string") return reply;
   throw new TypeError(
     `Cannot read a Redis reply as text: received ${typeof reply}`,

@@ -33,6 +33,7 @@ import {
   decodeValue,
   encodeValue,
 } from "./_values.ts";
+import { shortAscii } from "./_ascii.ts";
 
 /** The version of the entry format, the `v` field of every entry. */
 export const ENTRY_VERSION = "1";
@@ -344,6 +345,8 @@ function field(fields: ReadFields, entry: string, name: string): Uint8Array {
 
 function textField(fields: ReadFields, entry: string, name: string): string {
   const bytes = field(fields, entry, name);
+  const ascii = shortAscii(bytes);
+  if (ascii !== undefined) return ascii;
   try {
     return fromUtf8.decode(bytes);
   } catch {
