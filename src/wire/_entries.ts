@@ -212,7 +212,10 @@ export function decodeTaskEntry(
       }: received ${raw.length}`,
     );
   }
-  const bytes = raw.byteOffset % type.BYTES_PER_ELEMENT === 0
+  // The chunk gets a buffer of its own, whole: a short one was read into a
+  // buffer shared with other strings, which a thread-mode worker would
+  // transfer, and a typed array needs its alignment.
+  const bytes = raw.byteOffset === 0 && raw.byteLength === raw.buffer.byteLength
     ? raw
     : raw.slice();
   const chunk = type === Uint8Array ? bytes : new type(
