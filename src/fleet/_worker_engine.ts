@@ -96,7 +96,8 @@ export class WorkerEngine {
   readonly #handling = new Set<Promise<void>>();
   /** Slots of the local pool free now; entries read ahead wait for one. */
   #slots: number;
-  readonly #slotWaiters: (() => void)[] = [];
+  /** Handlers waiting for a slot: each takes one handed to it (true), or declines (false). */
+  readonly #slotWaiters: (() => boolean)[] = [];
   /** The average time of one run, in ms (a moving average); undefined before the first. */
   #runMs: number | undefined;
   #state: "running" | "stopping" | "aborting" = "running";
@@ -243,8 +244,12 @@ export class WorkerEngine {
       give: () => {
         if (!slot) return;
         slot = false;
+        // Straight to the first waiter, at once: its START goes out in the
+        // same write as the outcome of the run that freed the slot.
+        for (let next; (next = this.#slotWaiters.shift()) !== undefined;) {
+          if (next()) return;
+        }
         this.#slots++;
-        this.#slotWaiters.shift()?.();
       },
     };
     const handling: Promise<void> = this.#handle(entry, slots)
@@ -266,19 +271,33 @@ export class WorkerEngine {
     return Math.min(READ_AHEAD_MAX, Math.floor(n));
   }
 
-  /** Waits for a slot of the local pool; false if the worker stops first. */
-  async #takeSlot(slots: { take(): void }): Promise<boolean> {
-    while (this.#slots === 0) {
-      if (!this.#is("running")) return false;
-      await Promise.race([
-        new Promise<void>((resolve) => this.#slotWaiters.push(resolve)),
-        this.#stopped,
-      ]);
+  /**
+   * Takes a slot of the local pool, then at once calls `start` (which sends
+   * the START) and returns what it returned, boxed (not awaited); `undefined`
+   * if the worker stops first.
+   */
+  async #takeSlot<T>(
+    slots: { take(): void },
+    start: () => T,
+  ): Promise<{ value: T } | undefined> {
+    if (!this.#is("running")) return undefined;
+    if (this.#slots > 0) {
+      this.#slots--;
+      slots.take();
+      return { value: start() };
     }
-    if (!this.#is("running")) return false;
-    this.#slots--;
-    slots.take();
-    return true;
+    let started: { value: T } | undefined;
+    const granted = new Promise<void>((resolve) =>
+      this.#slotWaiters.push(() => {
+        resolve();
+        if (!this.#is("running")) return false;
+        slots.take();
+        started = { value: start() };
+        return true;
+      })
+    );
+    await Promise.race([granted, this.#stopped]);
+    return started;
   }
 
   async #handle(
@@ -298,14 +317,17 @@ export class WorkerEngine {
         kind: "protocol",
       });
     }
-    if (!(await this.#takeSlot(slots))) {
-      return await this.#out.handBack(entry, false);
-    }
-    // A fact for whoever takes it over if this worker vanishes from here on.
-    // An entry delivered for the first time was started by no one: it cannot
-    // be poison, so it runs once its START is on the wire (a callback that
-    // kills this worker is still counted), not after its round trip.
-    const starting = this.#out.start(entry, task.id);
+    // The START: a fact for whoever takes it over if this worker vanishes
+    // from here on. An entry delivered for the first time was started by no
+    // one: it cannot be poison, so it runs once its START is on the wire (a
+    // callback that kills this worker is still counted), not after its
+    // round trip.
+    const taken = await this.#takeSlot(
+      slots,
+      () => this.#out.start(entry, task.id),
+    );
+    if (taken === undefined) return await this.#out.handBack(entry, false);
+    const starting = taken.value;
     const start = entry.deliveries === 1
       ? await Promise.race([this.#fleet.sent(), starting]).then(() => ({
         outcome: "started" as const,
