@@ -130,6 +130,32 @@ Deno.test("ReplyDecoder decodes replies fed one byte at a time", () => {
   assertEquals(direct, expected);
 });
 
+Deno.test("ReplyDecoder copies what it keeps: short bulk strings (at most 256 bytes, in a shared slab) and longer ones alike", () => {
+  // Enough short strings to fill several slabs, and the lengths at the edge.
+  const strings = [
+    ...Array.from({ length: 200 }, (_, i) => randomBytes(1 + (i * 37) % 256)),
+    randomBytes(256),
+    randomBytes(257),
+    new Uint8Array(),
+  ];
+  const wire = new Uint8Array([
+    ...encoder.encode(`*${strings.length}\r\n`),
+    ...strings.flatMap((bytes) => [
+      ...encoder.encode(`$${bytes.length}\r\n`),
+      ...bytes,
+      ...encoder.encode("\r\n"),
+    ]),
+  ]);
+  const decoder = new ReplyDecoder();
+  decoder.feed(wire);
+  wire.fill(0x41); // the caller reuses its buffer
+  const [reply] = decoder.take() as Uint8Array[][];
+  assertEquals(reply, strings);
+  // no two of them share bytes
+  reply![0]![0] = reply![0]![0]! ^ 0xff;
+  assertEquals(reply!.slice(1), strings.slice(1));
+});
+
 Deno.test("ReplyDecoder takes a 1 MiB bulk string in one allocation", () => {
   const value = randomBytes(1 << 20);
   const wire = new Uint8Array([
