@@ -162,6 +162,29 @@ Deno.test("results round-trip: number, string, object, bytes, undefined", () => 
   }
 });
 
+Deno.test("text fields round-trip whatever their characters and length: ASCII, accented, emoji, past 64 bytes", () => {
+  for (
+    const worker of [
+      "host-a:123",
+      "h\u00f4te-\u00e9t\u00e9:7",
+      "w\u{1f680}",
+      "x".repeat(64),
+      "y".repeat(65) + "\u00e9",
+    ]
+  ) {
+    const fields = encodeResultEntry(
+      `p\u00e9:${worker.length}`,
+      { worker, value: 1 },
+      clone,
+    );
+    assertEquals(decodeResultEntry(readFields(fields), parse), {
+      id: `p\u00e9:${worker.length}`,
+      worker,
+      value: 1,
+    });
+  }
+});
+
 Deno.test("an error round-trips as a WireError naming the worker", () => {
   const error = {
     name: "TypeError",
