@@ -16,7 +16,6 @@ import { RedisClient } from "../src/fleet/_client.ts";
 import { RedisConnectionError, RedisError } from "../src/fleet/_errors.ts";
 import {
   CommandBuffer,
-  encodeCommand,
   ErrorReply,
   type Reply,
   ReplyDecoder,
@@ -203,7 +202,16 @@ Deno.test("ReplyDecoder rejects a malformed reply", () => {
   assertInstanceOf(error, RangeError);
 });
 
-Deno.test("encodeCommand() writes strings, bytes and numbers as bulk strings", () => {
+/** The bytes of one command, as the client writes them. */
+function encodeCommand(
+  args: Parameters<CommandBuffer["append"]>[0],
+): Uint8Array {
+  const out = new CommandBuffer(64);
+  out.append(args);
+  return out.bytes.slice(0, out.length);
+}
+
+Deno.test("CommandBuffer writes strings, bytes and numbers as bulk strings", () => {
   assertEquals(
     new TextDecoder().decode(
       encodeCommand(["SET", "k\u00e9", new Uint8Array([0, 13, 10]), 12]),

@@ -36,13 +36,6 @@ const decoder = new TextDecoder();
 const CR = 13;
 const LF = 10;
 
-/** The bytes of one command, `*N\r\n` then `$len\r\n<bytes>\r\n` per argument, in one buffer. */
-export function encodeCommand(args: readonly Arg[]): Uint8Array {
-  const out = new CommandBuffer(64);
-  out.append(args);
-  return out.bytes.slice(0, out.length);
-}
-
 /**
  * Commands encoded one after another into one growing buffer, to be written
  * in one write: an argument's bytes are copied once, straight into it (a
