@@ -2,7 +2,8 @@
 // RESP, the Redis wire protocol: commands out as arrays of bulk strings, replies
 // in through an incremental decoder that takes the bytes however they are split.
 // Bulk strings stay bytes (binary-safe); a large one is filled in place, from
-// the reads or by the reader itself (`bulkTarget`), never by joining buffers.
+// the reads or by the reader itself (`bulkTarget`), never by joining buffers;
+// short ones are copied side by side into a shared slab.
 
 /** One argument of a command: bytes as they are, strings as UTF-8, numbers as decimal text. */
 export type Arg = string | Uint8Array | number;
