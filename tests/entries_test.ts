@@ -337,6 +337,12 @@ Deno.test("malformed result entries are refused, naming the field", () => {
   fields.delete("value");
   fields.set("error", clone({ message: 3 }));
   refused(fields, "field 'error' must be an object", true);
+  // short text fields are not UTF-8 from byte 0x80 on, a lone 0x80 included
+  for (const byte of [0x80, 0xc3, 0xff]) {
+    fields = good();
+    fields.set("worker", new Uint8Array([0x77, byte]));
+    refused(fields, "field 'worker' must be UTF-8 text", true);
+  }
 });
 
 // --- against a real redis-server ---

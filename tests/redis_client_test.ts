@@ -21,6 +21,7 @@ import {
   ReplyDecoder,
 } from "../src/fleet/_resp.ts";
 import { NOT_A_URL, parseRedisUrl, redactUrl } from "../src/fleet/_url.ts";
+import { backoff, isRetryable } from "../src/run/_retry_policy.ts";
 import {
   Script,
   xack,
@@ -202,6 +203,36 @@ Deno.test("ReplyDecoder rejects a malformed reply", () => {
   assertInstanceOf(error, RangeError);
 });
 
+Deno.test("ReplyDecoder refuses a bulk string not followed by CRLF, short (the slab's) or long, whole or split", () => {
+  const long = "x".repeat(300);
+  for (
+    const wire of [
+      "$3\r\nabcXY\r\n",
+      "$3\r\nabc\rX",
+      `$${long.length}\r\n${long}XY\r\n`,
+    ]
+  ) {
+    const bytes = encoder.encode(wire);
+    assertThrows(
+      () => new ReplyDecoder().feed(bytes),
+      RangeError,
+      "a bulk string is not followed by CRLF",
+      wire,
+    );
+    const split = new ReplyDecoder();
+    assertThrows(
+      () => {
+        for (let i = 0; i < bytes.length; i++) {
+          split.feed(bytes.subarray(i, i + 1));
+        }
+      },
+      RangeError,
+      "a bulk string is not followed by CRLF",
+      wire,
+    );
+  }
+});
+
 /** The bytes of one command, as the client writes them. */
 function encodeCommand(
   args: Parameters<CommandBuffer["append"]>[0],
@@ -243,6 +274,76 @@ Deno.test("CommandBuffer writes commands one after another, lengths as decimal, 
   assertEquals(out.length, 0);
   out.append(["PING"]);
   assertEquals(text(), "*1\r\n$4\r\nPING\r\n");
+});
+
+Deno.test("CommandBuffer writes U+0080 and up as UTF-8, makes room for a long one, and writes an empty string as $0", () => {
+  const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
+  assertEquals(
+    encodeCommand(["ECHO", "\u0080", "\u007f"]),
+    new Uint8Array([
+      ...encoder.encode("*3\r\n$4\r\nECHO\r\n$2\r\n"),
+      0xc2,
+      0x80,
+      ...encoder.encode("\r\n$1\r\n\x7f\r\n"),
+    ]),
+  );
+  // 1000 characters, 2000 bytes of UTF-8, into a buffer of 16 bytes
+  const long = "\u00e9".repeat(1000);
+  const out = new CommandBuffer(16);
+  out.append(["SET", long]);
+  assertEquals(
+    decode(out.bytes.subarray(0, out.length)),
+    `*2\r\n$3\r\nSET\r\n$2000\r\n${long}\r\n`,
+  );
+  assertEquals(
+    decode(encodeCommand(["SET", "k", "", new Uint8Array()])),
+    "*4\r\n$3\r\nSET\r\n$1\r\nk\r\n$0\r\n\r\n$0\r\n\r\n",
+  );
+});
+
+Deno.test("the retry policy: a crash or a timeout is retried, nothing else; backoff() doubles from its base up to its cap, less up to half (equal jitter)", () => {
+  assertEquals(
+    ([
+      "callback",
+      "onDone",
+      "timeout",
+      "crash",
+      "protocol",
+      "aborted",
+      "startup",
+    ] as const).filter(isRetryable),
+    ["timeout", "crash"],
+  );
+  // the client's reconnection defaults: minDelay 50, maxDelay 2000
+  assertEquals(backoff(50, 1, 2000, 0), 25);
+  assertEquals(backoff(50, 1, 2000, 0.5), 37.5);
+  assertEquals(backoff(50, 2, 2000, 0), 50);
+  assertEquals(backoff(50, 3, 2000, 0.5), 150);
+  assertEquals(backoff(50, 6, 2000, 0.5), 1200);
+  assertEquals(backoff(50, 7, 2000, 0), 1000); // 3200, capped at 2000
+  assertEquals(backoff(50, 7, 2000, 0.5), 1500);
+  assertEquals(backoff(50, 5000, 2000, 0.5), 1500);
+});
+
+Deno.test("RedisClient refuses a timeout or a delay that is not a positive number of milliseconds a timer can take, naming it", async () => {
+  const names = [
+    "connectTimeout",
+    "minDelay",
+    "maxDelay",
+    "commandTimeout",
+  ] as const;
+  for (const name of names) {
+    for (const value of [0, -1, NaN, Infinity, 2 ** 31]) {
+      assertThrows(
+        () => new RedisClient("redis://127.0.0.1:1", { [name]: value }),
+        RangeError,
+        `Cannot create RedisClient as '${name}' must be a positive number of milliseconds up to 2147483647: received ${value}`,
+      );
+    }
+    // the longest a timer takes is taken
+    await new RedisClient("redis://127.0.0.1:1", { [name]: 2 ** 31 - 1 })
+      .close();
+  }
 });
 
 Deno.test("parseRedisUrl() reads user, password, port and db, and redacts the password", () => {
@@ -349,6 +450,36 @@ Deno.test({
         assertInstanceOf(piped[1], RedisError);
         assertEquals(piped[2], 42);
       });
+
+      await t.step(
+        "3000 commands in flight at once come back in order (the queue of those in flight compacts as they are answered)",
+        async () => {
+          // each checked as it comes: a command left behind is never answered
+          await deadline(
+            Promise.all(
+              Array.from(
+                { length: 3000 },
+                async (_, i) =>
+                  assertEquals(
+                    text(await client.command("ECHO", String(i))),
+                    String(i),
+                  ),
+              ),
+            ),
+            5000,
+          );
+        },
+      );
+
+      await t.step(
+        "sent() resolves once what was queued is written, before its reply",
+        async () => {
+          await client.sent(); // nothing queued
+          const reply = client.command("SET", "sent", "v");
+          await deadline(client.sent(), 5000);
+          assertEquals(await reply, "OK");
+        },
+      );
 
       await t.step(
         "a wrong-type command is a RedisError naming it",
@@ -537,6 +668,25 @@ Deno.test({
       assertEquals(error.url, `redis://alice:***@127.0.0.1:${server.port}`);
     });
 
+    await t.step(
+      "attempts refused by AUTH leave no connection open: close() ends",
+      async () => {
+        const client = new RedisClient(
+          `redis://alice:hunter2@127.0.0.1:${server.port}`,
+          { minDelay: 1, maxDelay: 1 },
+        );
+        // each PING waits for the next attempt, which fails it
+        for (let i = 0; i < 3; i++) {
+          await assertRejects(
+            () => client.command("PING"),
+            RedisConnectionError,
+            "WRONGPASS",
+          );
+        }
+        await deadline(client.close(), 5000);
+      },
+    );
+
     await t.step("no password is a clear error", async () => {
       await assertRejects(
         () => RedisClient.connect(`redis://127.0.0.1:${server.port}`),
@@ -656,6 +806,12 @@ Deno.test({
     assert(performance.now() - started < 1000);
     await assertRejects(
       () => client.command("PING"),
+      RedisConnectionError,
+      "Cannot complete PING as the client of",
+    );
+    // a pipeline fails as a whole: only error replies take a command's place
+    await assertRejects(
+      () => client.pipeline([["PING"], ["GET", "k"]]),
       RedisConnectionError,
       "Cannot complete PING as the client of",
     );
@@ -813,4 +969,267 @@ Deno.test({
     assert(client.connections >= 2, `${client.connections} connections`);
     await client.close();
   },
+});
+
+Deno.test({
+  name:
+    "RedisClient keeps a connection that answers, however long it is never idle: each reply restarts commandTimeout",
+  ignore,
+  async fn() {
+    await using server = await RedisServer.start();
+    const client = await RedisClient.connect(server.url, {
+      commandTimeout: 200,
+    });
+    const admin = await RedisClient.connect(server.url);
+    try {
+      // Two BLPOPs always in flight: each is sent while the one before it
+      // waits, and each is answered when `admin` pushes; for 4 commandTimeouts.
+      const blpop = () => {
+        const reply = client.command("BLPOP", "q", 0);
+        reply.catch(() => {}); // awaited in its turn
+        return reply;
+      };
+      const inFlight = [blpop(), blpop()];
+      const started = performance.now();
+      while (performance.now() - started < 800) {
+        await admin.command("LPUSH", "q", "x");
+        assertEquals(await deadline(inFlight.shift()!, 5000), [
+          encoder.encode("q"),
+          encoder.encode("x"),
+        ]);
+        inFlight.push(blpop());
+      }
+      await admin.command("LPUSH", "q", "x", "x");
+      await Promise.all(inFlight);
+      assertEquals(client.connections, 1);
+    } finally {
+      await client.close();
+      await admin.close();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "RedisClient gives a blocking read of XREADGROUP its BLOCK, BLOCK 0 (forever) included, before commandTimeout, and looks again every commandTimeout meanwhile",
+  ignore,
+  async fn() {
+    await using server = await RedisServer.start();
+    const client = await RedisClient.connect(server.url, {
+      commandTimeout: 100,
+    });
+    const admin = await RedisClient.connect(server.url);
+    // The delays of the timers set meanwhile: a read that is never due must
+    // not set one of Infinity, which a timer takes as 1 ms (a busy loop).
+    const delays: unknown[] = [];
+    const setTimer = globalThis.setTimeout;
+    globalThis.setTimeout = ((...args: Parameters<typeof setTimeout>) => {
+      delays.push(args[1]);
+      return setTimer(...args);
+    }) as typeof setTimeout;
+    try {
+      await xgroupCreate(client, "s", "g");
+      const read = client.command(
+        "XREADGROUP",
+        "GROUP",
+        "g",
+        "c",
+        "BLOCK",
+        0,
+        "STREAMS",
+        "s",
+        ">",
+      );
+      read.catch(() => {}); // awaited below
+      // Nothing to await: the read must outlast several commandTimeouts.
+      await new Promise((resolve) => setTimeout(resolve, 400));
+      globalThis.setTimeout = setTimer;
+      const id = await admin.command("XADD", "s", "*", "f", "v");
+      assertEquals(await read, [[encoder.encode("s"), [[id, [
+        encoder.encode("f"),
+        encoder.encode("v"),
+      ]]]]]);
+      assertEquals(client.connections, 1);
+      // one look per commandTimeout, each for at most commandTimeout
+      assert(
+        delays.length <= 10 &&
+          delays.every((ms) => typeof ms === "number" && ms <= 400),
+        `timers set: ${delays}`,
+      );
+    } finally {
+      globalThis.setTimeout = setTimer;
+      await client.close();
+      await admin.close();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "RedisClient: commands sent while a large write is under way go out after it; if the connection drops meanwhile they wait for connectTimeout",
+  ignore,
+  async fn() {
+    await using server = await RedisServer.start();
+    const client = await RedisClient.connect(server.url, {
+      connectTimeout: 300,
+      commandTimeout: 2000,
+    });
+    // More than the socket buffers hold: the write waits while the server is frozen.
+    const big = new Uint8Array(16 << 20);
+    try {
+      server.signal("SIGSTOP");
+      const set = client.command("SET", "big", big);
+      await new Promise((resolve) => setTimeout(resolve, 0)); // the write starts
+      const ping = client.command("PING");
+      server.signal("SIGCONT");
+      assertEquals(await set, "OK");
+      assertEquals(await ping, "PONG");
+
+      server.signal("SIGSTOP");
+      const lost = assertRejects(
+        () => client.command("SET", "big", big),
+        RedisConnectionError,
+        "Lost the connection",
+      );
+      await new Promise((resolve) => setTimeout(resolve, 0));
+      const waiting = client.command("PING");
+      await server.stop("SIGKILL");
+      await lost;
+      await assertRejects(
+        () => deadline(waiting, 5000),
+        RedisConnectionError,
+        "Cannot send PING as",
+      );
+    } finally {
+      server.signal("SIGCONT");
+      await client.close();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "RedisClient reconnects after a drop from its first delay again, however many attempts the connection before took",
+  ignore,
+  async fn() {
+    await using server = await RedisServer.start();
+    await server.stop();
+    // Attempts every 1, 2, 4... ms: after 1 s without a server, the next
+    // delay is beyond connectTimeout; once connected it starts from 1 ms again.
+    const client = new RedisClient(server.url, {
+      minDelay: 1,
+      maxDelay: 60_000,
+      connectTimeout: 250,
+    });
+    let admin: RedisClient | undefined;
+    try {
+      for (let i = 0; i < 4; i++) {
+        await assertRejects(
+          () => client.command("PING"),
+          RedisConnectionError,
+          "not reachable",
+        );
+      }
+      await server.restart();
+      for (;;) {
+        const reply = await client.command("PING").catch((error) => error);
+        if (reply === "PONG") break;
+        assertInstanceOf(reply, RedisConnectionError);
+      }
+      admin = await RedisClient.connect(server.url);
+      const blocked = client.command("BLPOP", "never", 0);
+      const lost = assertRejects(
+        () => blocked,
+        RedisConnectionError,
+        "Lost the connection",
+      );
+      await new Promise((resolve) => setTimeout(resolve, 0)); // BLPOP in flight
+      await admin.command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes");
+      await lost;
+      assertEquals(await client.command("PING"), "PONG");
+      assertEquals(client.connections, 2);
+    } finally {
+      await client.close();
+      await admin?.close();
+    }
+  },
+});
+
+/**
+ * A server on a loopback port of its own that hands each connection it
+ * accepts, numbered from 0, to `serve`; disposing of it closes everything.
+ */
+function fakeServer(
+  serve: (conn: Deno.Conn, index: number) => Promise<void>,
+): { url: string } & AsyncDisposable {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const conns: Deno.Conn[] = [];
+  const served: Promise<void>[] = [];
+  const accepting = (async () => {
+    try {
+      for await (const conn of listener) {
+        served.push(serve(conn, conns.push(conn) - 1).catch(() => {}));
+      }
+    } catch {
+      // closed
+    }
+  })();
+  return {
+    url: `redis://127.0.0.1:${(listener.addr as Deno.NetAddr).port}`,
+    async [Symbol.asyncDispose]() {
+      listener.close();
+      await accepting;
+      for (const conn of conns) {
+        try {
+          conn.close();
+        } catch {
+          // closed by its handler
+        }
+      }
+      await Promise.all(served);
+    },
+  };
+}
+
+Deno.test("RedisClient gives AUTH commandTimeout too: a server that accepts and never answers is named as the last error", async () => {
+  await using silent = fakeServer(async (conn) => {
+    const buffer = new Uint8Array(1024);
+    while ((await conn.read(buffer)) !== null) {
+      // read, never answer
+    }
+  });
+  const client = new RedisClient(silent.url.replace("//", "//:pw@"), {
+    connectTimeout: 500,
+    commandTimeout: 100,
+  });
+  try {
+    await assertRejects(
+      () => client.command("PING"),
+      RedisConnectionError,
+      "no reply to AUTH within 100 ms",
+    );
+  } finally {
+    await client.close();
+  }
+});
+
+Deno.test("RedisClient tears down a connection whose server sends a reply to no command, and reconnects", async () => {
+  await using chatty = fakeServer(async (conn, index) => {
+    const buffer = new Uint8Array(1024);
+    for (let n = 0; (await conn.read(buffer)) !== null; n++) {
+      const reply = index > 0
+        ? "+NEW\r\n"
+        : n === 0
+        ? "+PONG\r\n+STRAY\r\n"
+        : "+SAME\r\n";
+      await conn.write(encoder.encode(reply));
+    }
+  });
+  const client = await RedisClient.connect(chatty.url);
+  try {
+    assertEquals(await client.command("PING"), "NEW");
+    assertEquals(client.connections, 2);
+  } finally {
+    await client.close();
+  }
 });

@@ -66,6 +66,8 @@ interface Pending {
   timer: ReturnType<typeof setTimeout> | undefined;
 }
 
+/** The longest delay a timer takes, in ms; a longer one fires at once. */
+const MAX_TIMER = 2 ** 31 - 1;
 /** A bulk string this long or longer is read straight into its own buffer. */
 const DIRECT_READ = 16 * 1024;
 const READ_SIZE = 64 * 1024;
@@ -131,9 +133,10 @@ export class RedisClient {
         commandTimeout,
       })
     ) {
-      if (!(value > 0) || !Number.isFinite(value)) {
+      // Timers take at most MAX_TIMER ms (beyond, they fire at once).
+      if (!(value > 0) || !(value <= MAX_TIMER)) {
         throw new RangeError(
-          `Cannot create RedisClient as '${name}' must be a positive number: received ${value}`,
+          `Cannot create RedisClient as '${name}' must be a positive number of milliseconds up to ${MAX_TIMER}: received ${value}`,
         );
       }
     }
@@ -556,7 +559,12 @@ export class RedisClient {
     const allowed = this.#commandTimeout + head.block;
     const due = this.#heard + allowed - performance.now();
     if (due > 0) {
-      this.#watch = setTimeout(() => this.#check(), due);
+      // A read that blocks for ever (BLOCK 0) is never due: look again every
+      // `commandTimeout`, as whatever comes after it is due by then.
+      this.#watch = setTimeout(
+        () => this.#check(),
+        Math.min(due, this.#commandTimeout),
+      );
       return;
     }
     this.#drop(
