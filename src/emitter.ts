@@ -269,7 +269,8 @@ export class Emitter<I, C, R = unknown> implements AsyncDisposable {
   /**
    * Emits the partial chunk now, if it holds anything not yet emitted. From
    * a serial callback, `onDone` or `onError`, once the write that cut the
-   * chunk is done.
+   * chunk is done; while part of a write waits for room in the queue, once
+   * that part is cut, so that chunks keep the order of the stream.
    *
    * @throws {TypeError} If the emitter is closed.
    */

@@ -57,6 +57,12 @@ Deno.test("BufferEmit rejects bad arguments, naming them", async (t) => {
       "received number NaN",
     ],
     [
+      "sampler Infinity",
+      () => new BufferEmit(cb, 8, { sampler: Infinity }),
+      RangeError,
+      "'sampler' must be a finite number of milliseconds >= 0 or a function: received number Infinity",
+    ],
+    [
       "mode",
       () => new BufferEmit(cb, 8, { mode: "fiber" as never }),
       TypeError,
@@ -79,6 +85,18 @@ Deno.test("BufferEmit rejects bad arguments, naming them", async (t) => {
       () => new BufferEmit(cb, 8, { maxPending: -1 }),
       RangeError,
       "'maxPending' must be an integer >= 0 or Infinity: received number -1",
+    ],
+    [
+      "maxQueued 0",
+      () => new BufferEmit(cb, 8, { maxPending: 0, maxQueued: 0 }),
+      RangeError,
+      "'maxQueued' must be a positive integer or Infinity: received number 0",
+    ],
+    [
+      "maxQueued below maxPending",
+      () => new BufferEmit(cb, 8, { maxPending: 8, maxQueued: 4 }),
+      RangeError,
+      "Cannot create BufferEmit as 'maxQueued' must be at least 'maxPending' (8): received 4",
     ],
     [
       "overflow",

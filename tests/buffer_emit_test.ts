@@ -4,9 +4,11 @@ import {
   assertEquals,
   assertFalse,
   assertRejects,
+  assertStrictEquals,
   assertStringIncludes,
   assertThrows,
 } from "@std/assert";
+import { deadline } from "@std/async/deadline";
 import {
   BufferEmit,
   ChunkError,
@@ -17,6 +19,7 @@ import {
   SampleEmit,
 } from "../mod.ts";
 import { MAX_RETRY_DELAY, retryDelay } from "../src/run/_retry.ts";
+import { BufferPool } from "../src/core/_buffer_pool.ts";
 
 const bytes = (...values: number[]) => Uint8Array.from(values);
 const range = (n: number, from = 0) =>
@@ -385,6 +388,24 @@ Deno.test("BufferEmit sampler pauses run on a monotonic clock, t0 on the wall cl
     await buff.close();
     assertEquals(lengths, [3]);
   });
+  await t.step(
+    "a pause of 0 drops nothing, even on a monotonic clock that has not moved",
+    async () => {
+      // The pause ends at the time it began: a write made then is kept.
+      const realPerfNow = performance.now;
+      const buff = new BufferEmit(() => {}, 4, { clip: true, sampler: 0 });
+      try {
+        performance.now = () => 1_000;
+        buff.write(range(4)); // emits, pauses until 1000
+        buff.write(range(4)); // at 1000: the pause is over
+      } finally {
+        performance.now = realPerfNow;
+      }
+      await buff.close();
+      const { emitted, dropped } = buff.stats;
+      assertEquals({ emitted, dropped }, { emitted: 2, dropped: 0 });
+    },
+  );
 });
 
 Deno.test("BufferEmit sampler with hop < size does not stitch the carry to the data after the pause", async () => {
@@ -583,6 +604,29 @@ Deno.test("BufferEmit runs async callbacks one at a time, in order, with backpre
     }
   });
   await t.step(
+    "a dropped chunk of stereo samples counts its frames, not its samples",
+    async () => {
+      for (const overflow of ["drop-newest", "drop-oldest"] as const) {
+        const gate = Promise.withResolvers<void>();
+        const buff = new SampleEmit(() => gate.promise, 1, {
+          type: Int16Array,
+          channels: 2,
+          maxPending: 1,
+          overflow,
+        });
+        for (let i = 0; i < 4; i++) buff.write(Int16Array.of(i, -i));
+        const { written, dropped, droppedChunks } = buff.stats;
+        assertEquals({ written, dropped, droppedChunks }, {
+          written: 4,
+          dropped: 2,
+          droppedChunks: 2,
+        }, overflow);
+        gate.resolve();
+        await buff.close();
+      }
+    },
+  );
+  await t.step(
     "what an overflow policy drops goes back to the pool (RELIABILITY 29)",
     async () => {
       for (const overflow of ["drop-newest", "drop-oldest"] as const) {
@@ -668,6 +712,21 @@ Deno.test("BufferEmit holds one buffer while a callback is done with each borrow
     await buff.close();
     assertEquals(buff.stats.buffers.created, 1);
   });
+  await t.step(
+    "clip without hop (hop === size): nothing is carried, one buffer",
+    async () => {
+      const buff = new BufferEmit((chunk) => void chunk[0], 4, {
+        borrow: true,
+        clip: true,
+      });
+      buff.write(range(10));
+      for (let i = 0; i < 10; i++) buff.write(range(4, i));
+      assertEquals(buff.stats.emitted, 12);
+      assertEquals(buff.stats.buffers.created, 1);
+      await buff.close();
+      assertEquals(buff.stats.buffers.created, 1);
+    },
+  );
   await t.step(
     "an asynchronous callback: a second buffer while it runs",
     async () => {
@@ -1052,6 +1111,28 @@ Deno.test("BufferEmit.abort() stops queued work with a clear error", async (t) =
       assertEquals(stats.pending, 0);
       assertEquals(stats.buffers.out, 0);
       assertBuffersAddUp(stats);
+    },
+  );
+  await t.step(
+    "what never ran is counted: queued chunks, and the rest of a write waiting for room",
+    async () => {
+      const buff = new BufferEmit(() => new Promise<void>(() => {}), 4, {
+        clip: true,
+        maxPending: 1,
+        maxQueued: 2,
+        onError: () => {},
+      });
+      // Chunk 0 runs, 1 and 2 wait, the other 28 bytes wait for room.
+      assertFalse(buff.write(new Uint8Array(40)));
+      await buff.abort(new Error("stop"));
+      const { written, emitted, dropped, droppedChunks } = buff.stats;
+      assertEquals({ written, emitted, dropped, droppedChunks }, {
+        written: 40,
+        emitted: 3,
+        dropped: 28,
+        droppedChunks: 2,
+      });
+      assertBuffersAddUp(buff.stats);
     },
   );
   await t.step("an already-aborted signal: nothing is dispatched", async () => {
@@ -1485,6 +1566,218 @@ Deno.test("BufferEmit bounds its queue for a writer that ignores write()'s false
       );
     },
   );
+  await t.step(
+    "close() cuts the rest of a waiting write first, then flushes its tail",
+    async () => {
+      const gate = Promise.withResolvers<void>();
+      const infos: ChunkInfo[] = [];
+      const buff = new BufferEmit(
+        (_chunk, _t0, info) => {
+          infos.push(info);
+          return gate.promise;
+        },
+        4,
+        { clip: true, maxPending: 2, maxQueued: 8 },
+      );
+      assertFalse(buff.write(new Uint8Array(4 * 20 + 2)));
+      assertEquals(buff.stats.queued, 8);
+      const closing = buff.close();
+      gate.resolve();
+      await closing;
+      assertEquals(infos.length, 21);
+      const last = infos[20]!;
+      assertEquals(
+        [last.offset, last.length, last.reason, last.final],
+        [80, 2, "close", true],
+      );
+      assertEquals(buff.stats.dropped, 0);
+    },
+  );
+  await t.step(
+    "once ready resolves the rest was cut: the next write is taken",
+    async () => {
+      const firsts: number[] = [];
+      const buff = new BufferEmit(
+        async (chunk) => {
+          await Promise.resolve();
+          firsts.push(chunk[0]!);
+        },
+        4,
+        { clip: true, maxPending: 2, maxQueued: 4 },
+      );
+      const big = new Uint8Array(4 * 10).map((_, i) => i >> 2);
+      assertFalse(buff.write(big)); // 1 runs, 4 wait, 5 chunks' worth waits
+      await buff.ready;
+      buff.write(Uint8Array.of(10, 10, 10, 10)); // must not throw
+      await buff.close();
+      assertEquals(firsts, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    },
+  );
+  await t.step(
+    "a write from a callback waits for the rest of the write that cut its chunk",
+    async () => {
+      const gate = Promise.withResolvers<void>();
+      const seen: string[] = [];
+      const buff: BufferEmit<void> = new BufferEmit<void>(
+        async (chunk, _t0, info) => {
+          seen.push(text(chunk));
+          if (info.index === 0) buff.write("x"); // deferred
+          await gate.promise;
+        },
+        2,
+        { clip: true, maxPending: 1, maxQueued: 2 },
+      );
+      // "ab" runs, "cd" and "ef" wait, "ghi" waits for room; "x" follows it.
+      assertFalse(buff.write("abcdefghi"));
+      gate.resolve();
+      await buff.close();
+      assertEquals(seen, ["ab", "cd", "ef", "gh", "ix"]);
+      assertEquals([buff.stats.written, buff.stats.dropped], [10, 0]);
+    },
+  );
+  await t.step(
+    "flush() while part of a write waits for room flushes once that part is cut, in order, dropping nothing",
+    async () => {
+      for (const write of [true, false]) {
+        const gate = Promise.withResolvers<void>();
+        const seen: string[] = [];
+        const buff: BufferEmit<void> = new BufferEmit<void>(
+          async (chunk, _t0, info) => {
+            seen.push(`${text(chunk)}:${info.reason}`);
+            if (info.index === 0 && write) buff.write("x"); // deferred
+            await gate.promise;
+          },
+          2,
+          { clip: true, maxPending: 1, maxQueued: 2 },
+        );
+        assertFalse(buff.write("abcdefghi")); // "ghi" waits for room
+        buff.flush();
+        gate.resolve();
+        await buff.close();
+        // The "x" written before the flush comes before it; without it the
+        // flush cuts the "i" left once "gh" is cut.
+        assertEquals(
+          seen,
+          write
+            ? ["ab:size", "cd:size", "ef:size", "gh:size", "ix:size"]
+            : ["ab:size", "cd:size", "ef:size", "gh:size", "i:flush"],
+        );
+        assertEquals(buff.stats.dropped, 0);
+      }
+    },
+  );
+  await t.step(
+    "writes and a flush deferred from a callback wait behind a deferred write that waits for room, in order",
+    async () => {
+      const gate = Promise.withResolvers<void>();
+      const seen: string[] = [];
+      const buff: BufferEmit<void> = new BufferEmit<void>(
+        async (chunk, _t0, info) => {
+          seen.push(text(chunk));
+          if (info.index === 0) {
+            // All deferred: "xyzuvw" fills the queue and "vw" waits for room.
+            buff.write("xyzuvw");
+            buff.flush();
+            buff.write("q");
+          }
+          await gate.promise;
+        },
+        2,
+        { clip: true, maxPending: 1, maxQueued: 2 },
+      );
+      buff.write("ab");
+      gate.resolve();
+      await deadline(buff.close(), 5000);
+      assertEquals(seen, ["ab", "xy", "zu", "vw", "q"]);
+      assertEquals([buff.stats.written, buff.stats.dropped], [9, 0]);
+    },
+  );
+  await t.step(
+    "close() waits for a write deferred from a callback that waits for room, and flushes it",
+    async () => {
+      const gates = Array.from(
+        { length: 6 },
+        () => Promise.withResolvers<void>(),
+      );
+      const seen: string[] = [];
+      const buff: BufferEmit<void> = new BufferEmit<void>(
+        (chunk, _t0, info) => {
+          seen.push(text(chunk));
+          if (info.index === 0) {
+            buff.write("xyzuvw"); // "vw" waits for room
+            buff.write("q"); // waits behind it
+          }
+          return gates[info.index]!.promise;
+        },
+        2,
+        { clip: true, maxPending: 1, maxQueued: 2 },
+      );
+      buff.write("ab");
+      gates[0]!.resolve();
+      // "xy" runs, "zu" and "vw" wait: "q" still waits for room
+      await until(() => seen.length === 2, "xy to start");
+      const closing = buff.close();
+      for (const gate of gates) gate.resolve();
+      await closing;
+      assertEquals(seen, ["ab", "xy", "zu", "vw", "q"]);
+      assertEquals([buff.stats.written, buff.stats.dropped], [9, 0]);
+    },
+  );
+  await t.step(
+    "abort() counts the writes deferred from a callback that waited for room",
+    async () => {
+      const buff: BufferEmit<void> = new BufferEmit<void>(
+        (_chunk, _t0, info) => {
+          if (info.index === 0) {
+            buff.write("xyzuvw"); // "vw" waits for room
+            buff.write("q"); // waits behind it
+          }
+          return new Promise<void>(() => {});
+        },
+        2,
+        { clip: true, maxPending: 1, maxQueued: 2, onError: () => {} },
+      );
+      buff.write("ab");
+      assertEquals(buff.stats.emitted, 3);
+      await buff.abort(new Error("stop"));
+      const { written, emitted, dropped, droppedChunks } = buff.stats;
+      assertEquals({ written, emitted, dropped, droppedChunks }, {
+        written: 9,
+        emitted: 3,
+        dropped: 3,
+        droppedChunks: 2,
+      });
+      assertBuffersAddUp(buff.stats);
+    },
+  );
+  await t.step(
+    'maxPending 0 with overflow "drop-oldest": nothing may wait, so a chunk with no room is the one dropped',
+    async () => {
+      const gate = Promise.withResolvers<void>();
+      const ran: number[] = [];
+      const buff = new BufferEmit(
+        (chunk) => {
+          ran.push(chunk[0]!);
+          return gate.promise;
+        },
+        1,
+        { maxPending: 0, overflow: "drop-oldest" },
+      );
+      buff.write(bytes(1)); // runs
+      buff.write(bytes(2)); // nowhere to wait
+      gate.resolve();
+      await buff.close();
+      assertEquals(ran, [1]);
+      const { emitted, done, dropped, droppedChunks } = buff.stats;
+      assertEquals({ emitted, done, dropped, droppedChunks }, {
+        emitted: 2,
+        done: 1,
+        dropped: 1,
+        droppedChunks: 1,
+      });
+      assertBuffersAddUp(buff.stats);
+    },
+  );
   await t.step("drop policies never throw: they drop and count", () => {
     for (const overflow of ["drop-newest", "drop-oldest"] as const) {
       const buff = new BufferEmit(() => new Promise(() => {}), 1, {
@@ -1497,6 +1790,59 @@ Deno.test("BufferEmit bounds its queue for a writer that ignores write()'s false
       buff.abort();
     }
   });
+});
+
+Deno.test("BufferEmit.ready, while it waits, rejects with an abort's reason or a chunk's error", async (t) => {
+  await t.step("abort()", async () => {
+    const buff = new BufferEmit(() => new Promise<void>(() => {}), 1, {
+      maxPending: 1,
+      onError: () => {},
+    });
+    buff.write(bytes(0)); // runs, forever
+    assertFalse(buff.write(bytes(1))); // waits: maxPending reached
+    const ready = buff.ready;
+    const reason = new Error("stop");
+    await buff.abort(reason);
+    assertStrictEquals(await assertRejects(() => ready), reason);
+  });
+  await t.step("a chunk that fails without onError", async () => {
+    const gate = Promise.withResolvers<void>();
+    const buff = new BufferEmit(
+      async (_chunk, _t0, info) => {
+        if (info.index !== 0) return;
+        await gate.promise;
+        throw new Error("chunk 0 broke");
+      },
+      1,
+      { maxPending: 1 },
+    );
+    buff.write(bytes(0)); // runs, until the gate opens
+    assertFalse(buff.write(bytes(1))); // waits: maxPending reached
+    const ready = buff.ready;
+    gate.resolve();
+    await assertRejects(() => ready, ChunkError, "chunk 0 broke");
+    await buff.close(); // the error was reported once, through ready
+    assertEquals([buff.stats.done, buff.stats.failed], [1, 1]);
+  });
+});
+
+Deno.test("BufferPool keeps at most `keep` free buffers and counts the others as discarded", () => {
+  const pool = new BufferPool(
+    { alloc: (n: number) => new Uint8Array(n) },
+    4,
+    2,
+  );
+  const taken = [pool.take(), pool.take(), pool.take()];
+  for (const buffer of taken) pool.release(buffer);
+  assertEquals(pool.counts(), {
+    created: 3,
+    free: 2,
+    out: 0,
+    given: 0,
+    discarded: 1,
+    lost: 0,
+  });
+  assertStrictEquals(pool.take(), taken[1]); // the last one kept is taken first
 });
 
 Deno.test("BufferEmit with retries runs a serial chunk again after a timeout", async (t) => {
@@ -1780,6 +2126,35 @@ Deno.test("BufferEmit.write() copies the common write into a lent buffer and los
       await buff.close();
       assertEquals(infos[1]!.offset, 3);
       assert(infos[1]!.t0 <= after, `stamped ${infos[1]!.t0 - after} ms late`);
+    },
+  );
+  await t.step(
+    "a copied frame whose last byte starts a window is stamped by its own write",
+    async () => {
+      const realNow = Date.now;
+      let clock = 1_000;
+      Date.now = () => clock;
+      const infos: ChunkInfo[] = [];
+      try {
+        const buff = new BufferEmit(
+          (_chunk, _t0, info) => void infos.push(info),
+          10,
+          { clip: true, hop: 3 },
+        );
+        buff.write(range(1)); // the window at 0, stamped 1000
+        clock = 2_000;
+        buff.write(range(3)); // bytes 1 to 3: the window at 3 starts at its last
+        clock = 3_000;
+        buff.write(range(6)); // completes the window at 0
+        buff.write(range(1)); // so that close() emits the window at 3
+        await buff.close();
+      } finally {
+        Date.now = realNow;
+      }
+      assertEquals(
+        infos.map((i) => [i.offset, i.t0, i.reason]),
+        [[0, 1_000, "size"], [3, 2_000, "close"]],
+      );
     },
   );
 

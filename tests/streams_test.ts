@@ -1,5 +1,12 @@
 // Copyright the @ocycle/core authors. MIT license.
-import { assert, assertEquals, assertRejects, assertThrows } from "@std/assert";
+import {
+  assert,
+  assertEquals,
+  assertRejects,
+  assertStrictEquals,
+  assertStringIncludes,
+  assertThrows,
+} from "@std/assert";
 import { BufferEmit, ChunkError, fanout, rechunk } from "../mod.ts";
 import { assertBuffersAddUp } from "./buffer_emit_test.ts";
 
@@ -56,8 +63,12 @@ Deno.test("Emitter.writable abort(reason) stops in-flight work and returns the b
   const writer = buff.writable.getWriter();
   await writer.write(new Uint8Array(4));
   await writer.write(new Uint8Array(4));
-  await writer.abort(new Error("user abort"));
+  const reason = new Error("user abort");
+  await writer.abort(reason);
   assertEquals(errors.map((e) => e.kind), ["aborted", "aborted"]);
+  // The reason reaches the emitter: its chunks' errors and close() carry it.
+  for (const error of errors) assertStrictEquals(error.cause, reason);
+  assertStrictEquals(await assertRejects(() => buff.close()), reason);
   assertEquals(buff.stats.buffers.out, 0);
   assertBuffersAddUp(buff.stats);
 });
@@ -165,6 +176,70 @@ Deno.test("fanout() keeps writing to the others when one throws", async () => {
   );
 });
 
+Deno.test("fanout().write() throws every target's error, as an AggregateError when several fail", async () => {
+  const first = new BufferEmit(() => {}, 4);
+  const third = new BufferEmit(() => {}, 4);
+  const got: number[] = [];
+  const second = new BufferEmit((c) => {
+    got.push(c.length);
+  }, 4);
+  await first.close();
+  await third.abort(new Error("third is gone"));
+  const out = fanout<Uint8Array>(first, second, third);
+  const error = assertThrows(
+    () => out.write(new Uint8Array(4)),
+    AggregateError,
+    "2 fanout targets failed to write",
+  );
+  assertEquals(error.errors.length, 2);
+  assert(error.errors[0] instanceof TypeError, String(error.errors[0]));
+  assertEquals((error.errors[1] as Error).message, "third is gone");
+  assertEquals(got, [4]); // the target between them still got the frame
+  await second.close();
+});
+
+Deno.test("fanout().close() closes every target, also after one fails, and reports every failure", async (t) => {
+  const failing = (what: string) =>
+    new BufferEmit(() => {
+      throw new Error(what);
+    }, 4);
+  await t.step("one fails: the others still flush their tails", async () => {
+    const tails: number[] = [];
+    const good = new BufferEmit((c) => {
+      tails.push(c.length);
+    }, 4);
+    const out = fanout(failing("bad tail"), good);
+    out.write(new Uint8Array(2));
+    await assertRejects(() => out.close(), ChunkError, "bad tail");
+    assertEquals(tails, [2]);
+    assertThrows(() => good.write(new Uint8Array(1)), TypeError, "closed");
+  });
+  await t.step("two fail: both errors, in an AggregateError", async () => {
+    const out = fanout(failing("first tail"), failing("second tail"));
+    out.write(new Uint8Array(2));
+    const error = await assertRejects(
+      () => out.close(),
+      AggregateError,
+      "2 fanout targets failed to close",
+    );
+    assertEquals(error.errors.length, 2);
+    assertStringIncludes(error.errors[0].message, "first tail");
+    assertStringIncludes(error.errors[1].message, "second tail");
+  });
+});
+
+Deno.test("fanout().writable abort(reason) aborts every target with that reason", async () => {
+  const targets = [0, 1].map(() => new BufferEmit(() => {}, 4));
+  const writer = fanout(...targets).writable.getWriter();
+  await writer.write(new Uint8Array(2));
+  const reason = new Error("stop all");
+  await writer.abort(reason);
+  for (const target of targets) {
+    assertStrictEquals(await assertRejects(() => target.close()), reason);
+    assertEquals(target.stats.dropped, 2); // the tail went with the abort
+  }
+});
+
 Deno.test("rechunk() re-chunks a byte stream, with info on request", async () => {
   const input = frames(7, 3); // 21 bytes
   const plain = await Array.fromAsync(
@@ -182,6 +257,18 @@ Deno.test("rechunk() re-chunks a byte stream, with info on request", async () =>
     () => rechunk(0),
     RangeError,
     "'size' must be a positive integer",
+  );
+});
+
+Deno.test("rechunk() errors the stream on a frame that is not bytes", async () => {
+  const input = [new Uint8Array(3), 42 as never, new Uint8Array(3)];
+  await assertRejects(
+    () =>
+      Array.fromAsync(
+        ReadableStream.from(input).pipeThrough(rechunk(2, { clip: true })),
+      ),
+    TypeError,
+    "Cannot write to BufferEmit as 'data' must be",
   );
 });
 

@@ -179,7 +179,12 @@ export class ChunkQueue<C, R> {
     const { maxPending, overflow } = this.#settings;
     if (this.#waiting >= maxPending) {
       if (overflow === "drop-newest") return this.#drop(task);
-      if (overflow === "drop-oldest") this.#drop(this.#queue?.shift()!);
+      if (overflow === "drop-oldest") {
+        const oldest = this.#queue?.shift();
+        // Nothing may wait (maxPending 0): the chunk itself is the oldest.
+        if (oldest === undefined) return this.#drop(task);
+        this.#drop(oldest);
+      }
     }
     (this.#queue ??= []).push(task);
     this.#changed();

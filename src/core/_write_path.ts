@@ -11,7 +11,8 @@
 //
 // The path is not re-entrant: a write or flush made while a chunk is being
 // handed on (from a serial callback, onDone or onError) is deferred and applied,
-// in order, once the outer write or flush is done, so that stream order holds.
+// in order, once the outer write or flush is done, so that stream order holds;
+// while the queue has no room for it (`maxQueued`), once it has.
 // Sampler pauses run on the monotonic clock (performance.now()) unless the
 // caller stamps its writes: a step of the wall clock never drops data.
 
@@ -317,10 +318,13 @@ export class WritePath<F, B, C> {
 
   /**
    * Emits the partial chunk, if it holds anything not yet emitted; while a
-   * chunk is being handed on, once the outer write or flush is done.
+   * chunk is being handed on, once the outer write or flush is done; while
+   * part of a write waits for room, once that part is cut.
    */
   flush(reason: "flush" | "close" | "maxWait"): void {
-    if (this.#emitting) {
+    // In stream order: after the chunk being handed on, and after the rest
+    // of a write that waits for room (cut as the queue drains).
+    if (this.#emitting || this.#rest !== undefined) {
       (this.#later ??= []).push(() => this.flush(reason));
       return;
     }
@@ -342,18 +346,27 @@ export class WritePath<F, B, C> {
     (this.#later ??= []).push(op);
   }
 
-  /** Whether part of a write waits for room in the queue. */
+  /**
+   * Whether part of a write, or a write deferred from a callback, waits for
+   * room in the queue.
+   */
   get waiting(): boolean {
-    return this.#rest !== undefined;
+    return this.#rest !== undefined ||
+      (this.#later !== undefined && !this.#emitting && !this.#draining);
   }
 
-  /** Cuts what a write left for want of room, as far as the queue has room now. */
+  /**
+   * Cuts what a write left for want of room, then applies the writes
+   * deferred behind it, as far as the queue has room now.
+   */
   resume(): void {
+    if (this.#emitting || this.#halted) return;
     const rest = this.#rest;
-    if (rest === undefined || this.#emitting || this.#halted) return;
-    this.#rest = undefined;
-    const frame = this.#kind.frame(rest.data, this.#settings.owner);
-    this.#cutFrom(frame, rest.n, rest.start, rest.stamp, rest.own, -1, 0);
+    if (rest !== undefined) {
+      this.#rest = undefined;
+      const frame = this.#kind.frame(rest.data, this.#settings.owner);
+      this.#cutFrom(frame, rest.n, rest.start, rest.stamp, rest.own, -1, 0);
+    }
     if (this.#later !== undefined && this.#rest === undefined) this.#drain();
   }
 
@@ -369,6 +382,9 @@ export class WritePath<F, B, C> {
       this.dropped += this.#rest.n;
       this.#rest = undefined;
     }
+    // What waited behind it is counted (and a deferred close() settles);
+    // while a chunk is handed on, once the write that cut it is done.
+    if (!this.#emitting) this.#drain();
   }
 
   /** The error for a write made while part of an earlier one waits for room. */
@@ -416,7 +432,8 @@ export class WritePath<F, B, C> {
   }
 
   /**
-   * Applies what was deferred, in order, including what that defers in turn.
+   * Applies what was deferred, in order, including what that defers in turn,
+   * up to a write the queue has no room for.
    * A deferred write that fails (its sampler throws) is counted as dropped,
    * and its error goes to `fail`: its caller has returned, and the caller of
    * the outer write must not hear of it as a failure of its own frame.
@@ -427,6 +444,17 @@ export class WritePath<F, B, C> {
     this.#draining = true;
     for (let i = 0; i < later.length; i++) {
       const op = later[i]!;
+      if (
+        typeof op !== "function" && !this.#halted &&
+        this.#sink.room() !== undefined
+      ) {
+        // No room for what it may cut (as when part of a write drained here
+        // waits): this write and what comes after wait, in order, for
+        // resume().
+        this.#later = later.slice(i);
+        this.#draining = false;
+        return;
+      }
       try {
         if (typeof op === "function") op();
         else if (!this.#halted) this.write(op.data, op.t0, op.wall);
