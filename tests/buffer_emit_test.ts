@@ -1751,6 +1751,24 @@ Deno.test("BufferEmit bounds its queue for a writer that ignores write()'s false
     },
   );
   await t.step(
+    "abort() settles a close() asked from a callback while part of the write waits for room",
+    async () => {
+      let closing: Promise<void> | undefined;
+      const buff: BufferEmit<void> = new BufferEmit<void>(
+        (_chunk, _t0, info) => {
+          if (info.index === 0) closing = buff.close(); // deferred
+          return new Promise<void>(() => {});
+        },
+        2,
+        { clip: true, maxPending: 1, maxQueued: 2, onError: () => {} },
+      );
+      assertFalse(buff.write("abcdefgh")); // "gh" waits for room
+      await buff.abort(new Error("stop"));
+      await assertRejects(() => deadline(closing!, 5000), Error, "stop");
+      assertEquals(buff.stats.dropped, 2);
+    },
+  );
+  await t.step(
     'maxPending 0 with overflow "drop-oldest": nothing may wait, so a chunk with no room is the one dropped',
     async () => {
       const gate = Promise.withResolvers<void>();
