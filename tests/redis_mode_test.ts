@@ -7,6 +7,7 @@
 // The real workers (fleet_worker.ts, `ocycle worker`) have tests of their own.
 
 import { assert, assertEquals, assertRejects, assertThrows } from "@std/assert";
+import { deadline } from "@std/async/deadline";
 import { deserialize, serialize } from "node:v8";
 import { BufferEmit, ChunkError, ItemEmit, SampleEmit } from "../mod.ts";
 import { runWorker } from "../redis.ts";
@@ -321,6 +322,15 @@ Deno.test({
   ignore,
   async fn() {
     await using f = await fleet({ silent: () => true });
+    // Both entries in the stream: added, or added again (a clear failure,
+    // not a hang, when they never come).
+    const twoEntries = () =>
+      deadline(
+        (async () => {
+          while ((await f.admin.command("XLEN", STREAM)) !== 2) await sleep(20);
+        })(),
+        30_000,
+      );
     for (const retries of [0, 1]) {
       const c = collect();
       const emitter = new BufferEmit(HANDLER, 2, {
@@ -334,15 +344,13 @@ Deno.test({
       emitter.write(new Uint8Array(4));
       // Both entries are claimed and held, then vanish as with a Redis that
       // came back empty.
-      while ((await f.admin.command("XLEN", STREAM)) !== 2) await sleep(20);
+      await twoEntries();
       await f.admin.command("DEL", STREAM);
       if (retries === 0) {
         // A loss is the broker's fault: added again without spending
         // `retries`, up to MAX_LOSSES times; lost once more, they fail.
         for (let lost = 1; lost <= MAX_LOSSES; lost++) {
-          while ((await f.admin.command("XLEN", STREAM)) !== 2) {
-            await sleep(20);
-          }
+          await twoEntries();
           await f.admin.command("DEL", STREAM);
         }
         await emitter.close();
@@ -356,7 +364,7 @@ Deno.test({
         assertEquals(emitter.stats.retried, 2 * MAX_LOSSES);
       } else {
         // Added again: the entries are back for a worker to take.
-        while ((await f.admin.command("XLEN", STREAM)) !== 2) await sleep(20);
+        await twoEntries();
         assertEquals(emitter.stats.retried, 2);
         await emitter.abort(new Error("enough"));
         assertEquals(c.errors.map((e) => e.kind), ["aborted", "aborted"]);

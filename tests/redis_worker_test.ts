@@ -20,7 +20,7 @@ import {
 import type { ChunkInfo } from "../src/chunk_info.ts";
 import { RedisClient } from "../src/fleet/_client.ts";
 import { deadStream, FleetProducer } from "../src/fleet/_protocol.ts";
-import { startedHash } from "../src/fleet/_scripts.ts";
+import { HANDED_BACK, startedHash } from "../src/fleet/_scripts.ts";
 import { xpending } from "../src/fleet/_streams.ts";
 import {
   decodeResultEntry,
@@ -895,12 +895,16 @@ Deno.test({
     await submitAll(warm, () => [{ n: 1 }]);
     await f.results(warm.length);
     // a slow chunk, and fast ones claimed while it runs
-    const later = ["l0", "l1", "l2", "l3"];
-    await submitAll(["slow"], () => [{ op: "sleep", ms: 1500 }]);
+    const later = ["l0", "l1", "l2", "l3", "l4", "l5", "l6", "l7"];
+    await submitAll(["slow"], () => [{ op: "sleep", ms: 2500 }]);
     await until("a runs the slow chunk", () => a.stats().claimed === 41);
     await submitAll(later, () => [{ n: 2 }]);
     await until("a reads ahead", () => a.stats().claimed > 41);
+    await sleep(300); // a few more claim rounds
+    // The slow chunk, and at most READ_AHEAD_MAX (4) read ahead of it.
+    const held = (await xpending(f.admin, STREAM, "ocycle")).consumers.get("a");
     const stats = await a.shutdown();
+    assert(held !== undefined && held <= 1 + 4, `a held ${held}`);
     assertEquals(stats.claimed, 41 + stats.handedBack);
     assert(stats.handedBack >= 1, `handed back: ${stats.handedBack}`);
     assertEquals(stats.done, 41);
@@ -969,6 +973,227 @@ Deno.test({
     assertEquals(worker.stats().claimed, 2);
     const stats = await worker.abort();
     assertEquals(stats.handedBack, 2);
+  },
+});
+
+/** Each pending entry's [consumer, delivery count], by entry id. */
+async function deliveries(
+  admin: RedisClient,
+): Promise<Map<string, [string, number]>> {
+  const rows = await admin.command(
+    "XPENDING",
+    STREAM,
+    "ocycle",
+    "-",
+    "+",
+    100,
+  ) as [Uint8Array, Uint8Array, number, number][];
+  return new Map(rows.map(([id, c, , n]) => [text(id), [text(c), n]]));
+}
+
+/**
+ * Adds a text entry delivered once, to the consumer `ghost` (a worker that
+ * vanished), long idle, and started by `starts` workers that never ended it.
+ */
+async function ghostEntry(
+  f: Awaited<ReturnType<typeof fleet>>,
+  id: string,
+  starts = 0,
+): Promise<string> {
+  // In one transaction, so that no worker blocked on the stream takes it.
+  const [, , , reply] = await Promise.all([
+    f.admin.command("MULTI"),
+    f.admin.command(
+      "XADD",
+      STREAM,
+      "*",
+      ...encodeTaskEntry(id, info(0, 1), { kind: "text" }, "g", clone),
+      "reply",
+      f.producer.results,
+    ),
+    f.admin.command(
+      "XREADGROUP",
+      "GROUP",
+      "ocycle",
+      "ghost",
+      "COUNT",
+      1,
+      "STREAMS",
+      STREAM,
+      ">",
+    ),
+    f.admin.command("EXEC"),
+  ]) as unknown[];
+  const entry = text((reply as [Uint8Array])[0]);
+  await f.admin.command(
+    "XCLAIM",
+    STREAM,
+    "ocycle",
+    "ghost",
+    0,
+    entry,
+    "IDLE",
+    60_000,
+    "RETRYCOUNT",
+    1,
+    "JUSTID",
+  );
+  if (starts > 0) {
+    await f.admin.command("HSET", startedHash(STREAM), entry, starts);
+  }
+  return entry;
+}
+
+/** A serial worker that has run fast chunks (so it reads ahead), now running a slow one. */
+async function readingAhead(f: Awaited<ReturnType<typeof fleet>>) {
+  await f.admin.command("XGROUP", "CREATE", STREAM, "ocycle", "0", "MKSTREAM");
+  const a = f.start("a", { mode: "serial" });
+  for (let i = 0; i < 20; i++) {
+    await f.submit(`fast${i}`, { kind: "text" }, "x", info(i, 1));
+  }
+  await f.results(20);
+  await f.submit(
+    "slow",
+    { kind: "items" },
+    [{ op: "sleep", ms: 3000 }],
+    info(20, 1),
+  );
+  await until("a runs the slow chunk", () => a.stats().claimed === 21);
+  return a;
+}
+
+Deno.test({
+  name:
+    "runWorker() aborted hands back a running chunk and one waiting to retry as neither a death nor a delivery",
+  ignore,
+  async fn() {
+    await using f = await fleet();
+    const permissions = { env: ["OCYCLE_CRASH"] };
+    const a = f.start("a", {
+      pool: 2,
+      permissions,
+      env: { OCYCLE_CRASH: "1" },
+    });
+    const running = await f.submit(
+      "run",
+      { kind: "items" },
+      [{ op: "sleep", ms: 5000 }],
+      info(1, 1),
+    );
+    // crashes in a's children, then waits seconds for its retry
+    const waiting = await f.submit(
+      "wait",
+      { kind: "items" },
+      [{ op: "crashHere" }],
+      info(2, 1),
+      { retries: 1, retryDelay: 8000 },
+    );
+    await until("a waits to retry", () => a.stats().retried === 1);
+    assertEquals(
+      await f.admin.command("HGET", startedHash(STREAM), running),
+      new TextEncoder().encode("1"),
+    );
+    const stats = await a.abort();
+    assertEquals([stats.handedBack, stats.done], [2, 0]);
+    // Both start counts went down again, and both delivery counts.
+    assertEquals(await f.admin.command("HLEN", startedHash(STREAM)), 0);
+    const held = await deliveries(f.admin);
+    assertEquals(held.get(running), [HANDED_BACK, 0]);
+    assertEquals(held.get(waiting), [HANDED_BACK, 0]);
+    // The next worker runs both as first deliveries.
+    const b = f.start("b", { permissions, timeout: 300 });
+    const got = byId(await f.results(2));
+    assertEquals(got.get("wait"), {
+      id: "wait",
+      worker: "b",
+      value: [{ op: "crashHere" }],
+    });
+    assertEquals(failure(got.get("run")).kind, "timeout");
+    assertEquals((await f.dead())[0]?.get("deliveries"), "1");
+    await b.shutdown();
+    await f.assertDrained();
+  },
+});
+
+Deno.test({
+  name:
+    "runWorker() dead-letters as poison an entry taken over on its second delivery once maxStalls (1) worker started it",
+  ignore,
+  async fn() {
+    await using f = await fleet();
+    await f.admin.command(
+      "XGROUP",
+      "CREATE",
+      STREAM,
+      "ocycle",
+      "0",
+      "MKSTREAM",
+    );
+    // Delivered once to a worker that started it and vanished.
+    await ghostEntry(f, "p", 1);
+    const worker = f.start("heir", { mode: "serial", maxStalls: 1 });
+    const r = failure((await f.results(1))[0]);
+    assertEquals([r.worker, r.kind, r.attempts], ["heir", "crash", 1]);
+    assertStringIncludes(r.error.message, "took down 1 worker in a row");
+    const stats = await worker.shutdown();
+    assertEquals([stats.reclaimed, stats.deadLettered, stats.done], [1, 1, 0]);
+    assertEquals((await f.dead())[0]?.get("deliveries"), "2");
+    await f.admin.command("XGROUP", "DELCONSUMER", STREAM, "ocycle", "ghost");
+    await f.assertDrained();
+  },
+});
+
+Deno.test({
+  name:
+    "runWorker() shutdown() hands back a taken-over entry it read ahead and never started with its start count as it was",
+  ignore,
+  async fn() {
+    await using f = await fleet();
+    const a = await readingAhead(f);
+    // A worker started it and vanished: one death, that stays counted.
+    const ghost = await ghostEntry(f, "g", 1);
+    await until("a takes it over, ahead", () => a.stats().reclaimed === 1);
+    const stats = await a.shutdown();
+    assertEquals([stats.done, stats.handedBack, stats.fenced], [21, 1, 0]);
+    assertEquals(
+      await f.admin.command("HGET", startedHash(STREAM), ghost),
+      new TextEncoder().encode("1"),
+    );
+    assertEquals((await deliveries(f.admin)).get(ghost)?.[0], HANDED_BACK);
+  },
+});
+
+Deno.test({
+  name:
+    "runWorker() runs no entry read ahead whose START is fenced: another worker took it over while it waited for a slot",
+  ignore,
+  async fn() {
+    await using f = await fleet();
+    const a = await readingAhead(f);
+    const ghost = await ghostEntry(f, "g");
+    await until("a takes it over, ahead", () => a.stats().reclaimed === 1);
+    // Another worker takes it while a's slot is busy, and keeps it (its
+    // heartbeat) until a's START.
+    await f.admin.command("XCLAIM", STREAM, "ocycle", "thief", 0, ghost);
+    for (const deadline = Date.now() + 15_000; a.stats().fenced === 0;) {
+      if (Date.now() > deadline) throw new Error("a's START was not fenced");
+      await f.admin.command(
+        "XCLAIM",
+        STREAM,
+        "ocycle",
+        "thief",
+        0,
+        ghost,
+        "JUSTID",
+      );
+      await sleep(50);
+    }
+    const stats = await a.shutdown();
+    // Not run: no commit to fence, no result.
+    assertEquals([stats.done, stats.fenced], [21, 1]);
+    assertEquals((await f.results(1))[0]?.id, "slow");
+    assertEquals((await deliveries(f.admin)).get(ghost)?.[0], "thief");
+    assertEquals(await f.admin.command("HLEN", startedHash(STREAM)), 0);
   },
 });
 
