@@ -61,6 +61,29 @@ function task(index: number) {
   };
 }
 
+/**
+ * Makes the ACL user `producer` (password `secret`), allowed every command
+ * but `denied`, and returns the server's URL as that user.
+ */
+async function producerUser(
+  admin: RedisClient,
+  port: number,
+  ...denied: string[]
+): Promise<string> {
+  await admin.command(
+    "ACL",
+    "SETUSER",
+    "producer",
+    "on",
+    ">secret",
+    "~*",
+    "&*",
+    "+@all",
+    ...denied,
+  );
+  return `redis://producer:secret@127.0.0.1:${port}`;
+}
+
 Deno.test({
   name:
     "redis mode faults: abort() ends promptly while Redis is down, though a lost-entry check waits for a connection",
@@ -95,18 +118,7 @@ Deno.test({
     const admin = await RedisClient.connect(server.url);
     // A producer that may not XDEL: its deletes of read results fail, as
     // they do when its connection drops with the XDEL in flight.
-    await admin.command(
-      "ACL",
-      "SETUSER",
-      "producer",
-      "on",
-      ">secret",
-      "~*",
-      "&*",
-      "+@all",
-      "-xdel",
-    );
-    const url = `redis://producer:secret@127.0.0.1:${server.port}`;
+    const url = await producerUser(admin, server.port, "-xdel");
     const worker = new FleetWorker(server.url, {
       stream: STREAM,
       consumer: "w0",
@@ -725,18 +737,7 @@ Deno.test({
     const admin = await RedisClient.connect(server.url);
     // A producer that may not XDEL, as when its connection drops with the
     // XDEL in flight.
-    await admin.command(
-      "ACL",
-      "SETUSER",
-      "producer",
-      "on",
-      ">secret",
-      "~*",
-      "&*",
-      "+@all",
-      "-xdel",
-    );
-    const url = `redis://producer:secret@127.0.0.1:${server.port}`;
+    const url = await producerUser(admin, server.port, "-xdel");
     const producer = new FleetProducer(url, STREAM, "p1");
     try {
       await admin.command("XADD", producer.results, "*", "id", "t1");
@@ -758,18 +759,9 @@ Deno.test({
   async fn() {
     await using server = await RedisServer.start();
     const admin = await RedisClient.connect(server.url);
-    await admin.command(
-      "ACL",
-      "SETUSER",
-      "producer",
-      "on",
-      ">secret",
-      "~*",
-      "&*",
-      "+@all",
-    );
+    const url = await producerUser(admin, server.port);
     const runner = new RedisRunner(
-      settings(`redis://producer:secret@127.0.0.1:${server.port}`, {
+      settings(url, {
         retries: 1,
         retryDelay: 10,
       }),
@@ -815,19 +807,10 @@ Deno.test({
   async fn() {
     await using server = await RedisServer.start();
     const admin = await RedisClient.connect(server.url);
-    await admin.command(
-      "ACL",
-      "SETUSER",
-      "producer",
-      "on",
-      ">secret",
-      "~*",
-      "&*",
-      "+@all",
-    );
+    const url = await producerUser(admin, server.port);
     const lines: string[] = [];
     const runner = new RedisRunner(
-      settings(`redis://producer:secret@127.0.0.1:${server.port}`, {
+      settings(url, {
         inFlight: 150,
         log: (line) => lines.push(line),
       }),
