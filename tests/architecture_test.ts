@@ -198,3 +198,19 @@ Deno.test("a serial program evaluates the serial path and no other mode", async 
   );
   assertEquals(stray, []);
 });
+
+Deno.test("no file in src is over 600 lines", async () => {
+  const long: string[] = [];
+  const walk = async (dir: URL) => {
+    for await (const entry of Deno.readDir(dir)) {
+      const url = new URL(entry.name + (entry.isDirectory ? "/" : ""), dir);
+      if (entry.isDirectory) await walk(url);
+      else if (entry.name.endsWith(".ts")) {
+        const lines = (await Deno.readTextFile(url)).split("\n").length - 1;
+        if (lines > 600) long.push(`${local(url.href)}: ${lines} lines`);
+      }
+    }
+  };
+  await walk(new URL("src/", ROOT));
+  assertEquals(long.sort(), []);
+});

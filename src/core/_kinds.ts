@@ -11,6 +11,7 @@ import {
   typedArrayType,
 } from "../wire/_layout.ts";
 import type { BufferPool } from "./_buffer_pool.ts";
+import type { LaterWrite } from "./_write_types.ts";
 
 export type { TypedArray, TypedArrayConstructor } from "../wire/_layout.ts";
 
@@ -79,6 +80,37 @@ function describe(value: unknown): string {
 
 /** A readable description of a value for error messages. */
 export { describe as describeValue };
+
+/** The error for a write's `t0` that is not a finite number. */
+export function badT0(owner: string, t0: unknown): RangeError {
+  return new RangeError(
+    `Cannot write to ${owner} as 't0' must be a finite number of milliseconds: received ${
+      describe(t0)
+    }`,
+  );
+}
+
+/**
+ * A write made while a chunk is handed on, checked now as `write()` checks
+ * one and copied for later; `undefined` for an empty frame.
+ *
+ * @throws {TypeError} If `data` is not of the kind.
+ * @throws {RangeError} If `t0` is not finite.
+ */
+export function keepWrite<F>(
+  kind: Kind<F, unknown, unknown>,
+  data: unknown,
+  t0: number | undefined,
+  wall: boolean,
+  owner: string,
+): LaterWrite | undefined {
+  const frame = kind.frame(data, owner);
+  if (t0 !== undefined && !Number.isFinite(t0)) throw badT0(owner, t0);
+  const n = kind.length(frame);
+  if (n !== 0) return { data: kind.keep(frame), n, t0, wall };
+  kind.empty(frame, owner);
+  return undefined;
+}
 
 /** Whether a buffer is an ArrayBuffer that was transferred (`transfer()`, postMessage). */
 function isDetached(buffer: ArrayBufferLike): boolean {

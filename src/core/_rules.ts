@@ -2,7 +2,8 @@
 // How an option is checked, written once for every public entry that takes
 // options (the emitters, runWorker): a rule is a test, what the value must be,
 // and the error class; a table of rules is checked in one loop, and each
-// refusal names the option and the value it received.
+// refusal names the option and the value it received. Last, the check of
+// what a sampler gives the write path: its pause.
 
 import { describeValue } from "./_kinds.ts";
 
@@ -78,4 +79,20 @@ export function checkRules(
       );
     }
   }
+}
+
+/**
+ * A pause the sampler returned, checked.
+ *
+ * @throws {RangeError} If it is not a finite number of milliseconds >= 0.
+ */
+export function checkPause(pause: unknown, owner: string): number {
+  if (!(typeof pause === "number" && pause >= 0 && pause < Infinity)) {
+    throw new RangeError(
+      `Cannot pause ${owner} as 'sampler' must return a finite number of milliseconds >= 0: received ${
+        describeValue(pause)
+      }`,
+    );
+  }
+  return pause;
 }

@@ -18,19 +18,11 @@
 
 import type { ChunkInfo } from "../chunk_info.ts";
 import type { BufferPool } from "./_buffer_pool.ts";
-import { describeValue, firstBuffer, type Kind } from "./_kinds.ts";
+import { badT0, firstBuffer, keepWrite, type Kind } from "./_kinds.ts";
+import { checkPause } from "./_rules.ts";
 import type { CutSettings, Later, Rest, Sink } from "./_write_types.ts";
 
 export type { CutSettings, Emit, Fail, Room, Sink } from "./_write_types.ts";
-
-/** The error for a `t0` that is not a finite number. */
-function badT0(owner: string, t0: unknown): RangeError {
-  return new RangeError(
-    `Cannot write to ${owner} as 't0' must be a finite number of milliseconds: received ${
-      describeValue(t0)
-    }`,
-  );
-}
 
 /** Frames in, chunks out. */
 export class WritePath<F, B, C> {
@@ -131,7 +123,9 @@ export class WritePath<F, B, C> {
    */
   write(data: unknown, t0: number | undefined, wall: boolean): boolean {
     if (this.#emitting) {
-      this.#defer(data, t0, wall);
+      // Checked now, written once the outer write or flush is done.
+      const later = keepWrite(this.#kind, data, t0, wall, this.#settings.owner);
+      if (later !== undefined) (this.#later ??= []).push(later);
       return false;
     }
     const kind = this.#kind, owner = this.#settings.owner;
@@ -220,10 +214,16 @@ export class WritePath<F, B, C> {
       return;
     }
     // The sampler is asked before anything changes, so that a sampler that
-    // throws fails the write with nothing of it emitted.
+    // throws fails the write with nothing of it emitted; only by a write that
+    // completes a chunk. No gap of `hop > size` windows is ever skipped then:
+    // every window that starts after a cut starts after a pause, with the
+    // write that resumes.
     let pause = -1, pausedAt = 0;
-    if (this.#settings.sampler !== undefined && this.#completes(n, resuming)) {
-      pause = this.#pauseLength();
+    if (
+      this.#settings.sampler !== undefined &&
+      (resuming ? 0 : this.#fill) + n >= this.#size
+    ) {
+      pause = checkPause(this.#settings.sampler(), this.#settings.owner);
       pausedAt = performance.now();
     }
     this.#offset = start + n;
@@ -421,16 +421,6 @@ export class WritePath<F, B, C> {
     );
   }
 
-  /** Checks a write made while a chunk is handed on, and keeps a copy for later. */
-  #defer(data: unknown, t0: number | undefined, wall: boolean): void {
-    const kind = this.#kind, owner = this.#settings.owner;
-    const frame = kind.frame(data, owner);
-    if (t0 !== undefined && !Number.isFinite(t0)) throw badT0(owner, t0);
-    const n = kind.length(frame);
-    if (n === 0) return kind.empty(frame, owner);
-    (this.#later ??= []).push({ data: kind.keep(frame), n, t0, wall });
-  }
-
   /**
    * Applies what was deferred, in order, including what that defers in turn,
    * up to a write the queue has no room for.
@@ -475,33 +465,11 @@ export class WritePath<F, B, C> {
     this.#draining = false;
   }
 
-  /**
-   * Whether a write of `n` completes a chunk when a sampler is set. No gap
-   * of `hop > size` windows is ever skipped then: every window that starts
-   * after a cut starts after a pause, with the write that resumes.
-   */
-  #completes(n: number, resuming: boolean): boolean {
-    return (resuming ? 0 : this.#fill) + n >= this.#size;
-  }
-
   /** Whether a write stamped `t0` (or now, without) falls in the sampler's pause. */
   #paused(t0: number | undefined): boolean {
     return t0 !== undefined && this.#resumeAtT0 !== undefined
       ? t0 < this.#resumeAtT0
       : performance.now() < this.#resumeAt!;
-  }
-
-  /** The sampler's next pause, checked. */
-  #pauseLength(): number {
-    const pause = this.#settings.sampler!();
-    if (!(typeof pause === "number" && pause >= 0 && pause < Infinity)) {
-      throw new RangeError(
-        `Cannot pause ${this.#settings.owner} as 'sampler' must return a finite number of milliseconds >= 0: received ${
-          describeValue(pause)
-        }`,
-      );
-    }
-    return pause;
   }
 
   /**

@@ -13,7 +13,9 @@
 
 import {
   type Arg,
+  blockOf,
   CommandBuffer,
+  commandName,
   ErrorReply,
   type Reply,
   ReplyDecoder,
@@ -21,38 +23,9 @@ import {
 import { RedisConnectionError, RedisError } from "./_errors.ts";
 import { parseRedisUrl, type RedisTarget } from "./_url.ts";
 import { backoff, COMMAND_TIMEOUT } from "../run/_retry_policy.ts";
+import type { RedisClientOptions } from "./_client_options.ts";
 
-export type { Arg, Reply };
-
-/** Options of {@linkcode RedisClient}. */
-export interface RedisClientOptions {
-  /**
-   * How long a command waits for a connection (the first, or the next after a
-   * drop) before it fails, in ms; also bounds one attempt to connect.
-   *
-   * @default {5000}
-   */
-  connectTimeout?: number;
-  /**
-   * The first delay before reconnecting, in ms, doubled by each failed attempt
-   * up to `maxDelay`, each drawn between half and all of that (jitter).
-   *
-   * @default {50}
-   */
-  minDelay?: number;
-  /** The longest delay between two attempts to connect, in ms. @default {2000} */
-  maxDelay?: number;
-  /**
-   * How long a connection may give no reply while commands wait for one, in
-   * milliseconds, beyond the `BLOCK` of a blocking read waiting first; then
-   * it is torn down (its commands fail) and another is made.
-   *
-   * @default {5000}
-   */
-  commandTimeout?: number;
-  /** PEM certificates to trust for `rediss://`, beside the system's. */
-  caCerts?: string[];
-}
+export type { Arg, RedisClientOptions, Reply };
 
 /** A command on its way: waiting for a connection, or written and waiting for its reply. */
 interface Pending {
@@ -581,29 +554,6 @@ export class RedisClient {
       `Cannot complete ${name} as the client of ${this.url} is closed`,
     );
   }
-}
-
-/** Milliseconds XREAD or XREADGROUP may block by its BLOCK (0: forever). */
-function blockOf(name: string, args: readonly Arg[]): number {
-  if (name !== "XREAD" && name !== "XREADGROUP") return 0;
-  for (let i = 1; i + 1 < args.length; i++) {
-    const arg = args[i];
-    if (typeof arg === "string" && arg.toUpperCase() === "BLOCK") {
-      const ms = Number(args[i + 1]);
-      return ms === 0 ? Infinity : ms;
-    }
-  }
-  return 0;
-}
-
-/** The command's name for messages: its first argument, never the others (they may hold a password). */
-function commandName(args: readonly Arg[]): string {
-  const first = args[0];
-  if (first === undefined) return "(empty command)";
-  const text = first instanceof Uint8Array
-    ? new TextDecoder().decode(first.subarray(0, 32))
-    : String(first);
-  return text.toUpperCase();
 }
 
 function describe(error: unknown): string {

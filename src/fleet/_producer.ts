@@ -19,8 +19,8 @@
 // callback itself is the fleet's: it travels in the entry and the workers
 // apply it.
 
-import { ChunkError, type ChunkErrorKind } from "../chunk_error.ts";
-import type { Mode } from "../chunk_info.ts";
+import type { ChunkErrorKind } from "../chunk_error.ts";
+import { type Flight, flightError, newFlight, resultError } from "./_flight.ts";
 import {
   FleetProducer,
   type FleetResult,
@@ -31,7 +31,6 @@ import { fleetName } from "./_host.ts";
 import { compareIds } from "./_streams.ts";
 import { type Codec, loadCodec } from "../wire/_codec.ts";
 import { decodeResultEntry, encodeTaskEntry } from "../wire/_entries.ts";
-import { fromWireError } from "../wire/_messages.ts";
 import { within } from "../run/_deadline.ts";
 import { IdleWarning, QUIET_AFTER } from "./_producer_idle.ts";
 import type { RedisSettings } from "./_producer_settings.ts";
@@ -61,31 +60,6 @@ export { UNREACHABLE_AFTER };
 export const LOST_CHECK_EVERY = 2000;
 /** How long one read of the result stream blocks, in ms. */
 const READ_BLOCK = 1000;
-
-const MODE: Mode = "redis";
-
-interface Flight {
-  readonly key: string;
-  readonly task: Task<unknown>;
-  readonly resolve: (value: unknown) => void;
-  readonly reject: (error: unknown) => void;
-  /** The task entry's id, once added. */
-  entry: string | undefined;
-  /** Attempts under `retries` (from 1 once added). */
-  attempts: number;
-  /** Adds made, each with a key of its own (`key.adds`). */
-  adds: number;
-  /** Times its entry was lost (the broker's doing): re-added free, up to MAX_LOSSES. */
-  losses: number;
-  /**
-   * Once a check found its entry gone: the result stream's last id then, and
-   * the read under way then. Once the reader has read through that id, or
-   * a whole read begun later came back short, its result would have come:
-   * it is lost.
-   */
-  gone: { fence: string; round: number } | undefined;
-  timer: ReturnType<typeof setTimeout> | undefined;
-}
 
 /** Runs chunks on a fleet of workers through a Redis stream. */
 export class RedisRunner implements Runner<unknown, unknown> {
@@ -143,23 +117,12 @@ export class RedisRunner implements Runner<unknown, unknown> {
   run(task: Task<unknown>): Promise<unknown> {
     if (this.#state !== "open") {
       return Promise.reject(
-        this.#error("aborted", task, "the emitter is closed"),
+        flightError("aborted", task, "the emitter is closed"),
       );
     }
     return new Promise((resolve, reject) => {
       const key = String(++this.#next);
-      const flight: Flight = {
-        key,
-        task,
-        resolve,
-        reject,
-        entry: undefined,
-        attempts: 0,
-        adds: 0,
-        losses: 0,
-        gone: undefined,
-        timer: undefined,
-      };
+      const flight = newFlight(key, task, resolve, reject);
       if (this.#flights.size === 0) this.#quiet.restart();
       this.#flights.set(key, flight);
       const { timeout } = this.#settings;
@@ -289,7 +252,7 @@ export class RedisRunner implements Runner<unknown, unknown> {
         : "";
       this.#settle(
         flight,
-        this.#error(kind, flight.task, detail + attempts, cause),
+        flightError(kind, flight.task, detail + attempts, cause),
         true,
       );
       return;
@@ -462,7 +425,7 @@ export class RedisRunner implements Runner<unknown, unknown> {
       }
       this.#settle(
         flight,
-        this.#error(
+        flightError(
           "protocol",
           flight.task,
           `its result entry is malformed: ${message(error)}`,
@@ -486,28 +449,8 @@ export class RedisRunner implements Runner<unknown, unknown> {
       // since would run a chunk already done.
       void this.#producer.remove([flight.entry]).catch(() => {});
     }
-    if ("value" in decoded) {
-      this.#settle(flight, decoded.value, false);
-      return;
-    }
-    const cause = fromWireError(decoded.error);
-    const kind = decoded.kind ?? "callback";
-    const attempts = (decoded.attempts ?? 1) > 1
-      ? ` (after ${decoded.attempts} attempts)`
-      : "";
-    this.#settle(
-      flight,
-      this.#error(
-        kind,
-        flight.task,
-        `${
-          kind === "callback" ? "the callback threw " : ""
-        }${cause.name}: ${cause.message}${attempts}`,
-        cause,
-        decoded.worker,
-      ),
-      true,
-    );
+    if ("value" in decoded) this.#settle(flight, decoded.value, false);
+    else this.#settle(flight, resultError(decoded, flight.task), true);
   }
 
   /**
@@ -546,19 +489,6 @@ export class RedisRunner implements Runner<unknown, unknown> {
     });
   }
 
-  #error(
-    kind: ChunkErrorKind,
-    task: Task<unknown>,
-    detail: string,
-    cause?: unknown,
-    worker?: string,
-  ): ChunkError {
-    return new ChunkError(kind, task.info, MODE, detail, {
-      ...(cause === undefined ? {} : { cause }),
-      ...(worker === undefined ? {} : { worker }),
-    });
-  }
-
   async close(): Promise<void> {
     if (this.#state === "closed") return;
     this.#state = "closing";
@@ -575,7 +505,7 @@ export class RedisRunner implements Runner<unknown, unknown> {
       if (flight.entry !== undefined) entries.push(flight.entry);
       this.#settle(
         flight,
-        this.#error(
+        flightError(
           "aborted",
           flight.task,
           `the emitter was aborted before its result came back: ${

@@ -460,3 +460,26 @@ function double(text: string): number {
   if (text === "nan") return NaN;
   return Number(text);
 }
+
+/** Milliseconds XREAD or XREADGROUP may block by its BLOCK (0: forever). */
+export function blockOf(name: string, args: readonly Arg[]): number {
+  if (name !== "XREAD" && name !== "XREADGROUP") return 0;
+  for (let i = 1; i + 1 < args.length; i++) {
+    const arg = args[i];
+    if (typeof arg === "string" && arg.toUpperCase() === "BLOCK") {
+      const ms = Number(args[i + 1]);
+      return ms === 0 ? Infinity : ms;
+    }
+  }
+  return 0;
+}
+
+/** The command's name for messages: its first argument, never the others (they may hold a password). */
+export function commandName(args: readonly Arg[]): string {
+  const first = args[0];
+  if (first === undefined) return "(empty command)";
+  const text = first instanceof Uint8Array
+    ? new TextDecoder().decode(first.subarray(0, 32))
+    : String(first);
+  return text.toUpperCase();
+}
