@@ -176,6 +176,37 @@ Deno.test("fanout() keeps writing to the others when one throws", async () => {
   );
 });
 
+Deno.test("fanout() refuses a target that is not a writer: null, or without write() or close()", () => {
+  const noop = () => {};
+  for (
+    const [target, seen] of [
+      [null, "null"],
+      [{ close: noop }, "object"],
+      [{ write: noop }, "object"],
+    ] as const
+  ) {
+    assertThrows(
+      () => fanout(new BufferEmit(noop, 4), target as never),
+      TypeError,
+      `target 1 must be an emitter: received ${seen}`,
+    );
+  }
+});
+
+Deno.test("fanout().write() hands the caller's t0 to every target", async () => {
+  const t0s: number[][] = [[], []];
+  const targets = t0s.map((seen) =>
+    new BufferEmit((_c, t0) => {
+      seen.push(t0);
+    }, 2)
+  );
+  const out = fanout(...targets);
+  out.write(new Uint8Array(2), 1_000);
+  out.write(new Uint8Array(2), 2_000);
+  await out.close();
+  assertEquals(t0s, [[1_000, 2_000], [1_000, 2_000]]);
+});
+
 Deno.test("fanout().write() throws every target's error, as an AggregateError when several fail", async () => {
   const first = new BufferEmit(() => {}, 4);
   const third = new BufferEmit(() => {}, 4);
