@@ -1209,6 +1209,106 @@ Deno.test("BufferEmit.abort() stops queued work with a clear error", async (t) =
   );
 });
 
+Deno.test("BufferEmit.close() and abort() settle once, in whatever order they come", async (t) => {
+  await t.step(
+    "close() again returns the first close's promise, and its errors",
+    async () => {
+      const buff = new BufferEmit(() => {
+        throw new Error("bad chunk");
+      }, 1);
+      buff.write(bytes(1));
+      const first = buff.close();
+      assertStrictEquals(buff.close(), first);
+      const error = await assertRejects(() => first, ChunkError, "bad chunk");
+      assertStrictEquals(await assertRejects(() => buff.close()), error);
+    },
+  );
+  await t.step(
+    "a close() waiting for a callback rejects with the reason of an abort() made meanwhile",
+    async () => {
+      const gate = Promise.withResolvers<void>();
+      const buff = new BufferEmit(() => gate.promise, 1);
+      buff.write(bytes(1));
+      const closing = buff.close();
+      const reason = new Error("stop");
+      const aborting = buff.abort(reason);
+      gate.resolve();
+      await aborting;
+      assertStrictEquals(await assertRejects(() => closing), reason);
+    },
+  );
+  await t.step(
+    "abort() after close() does nothing: close() still resolves, writes still say closed",
+    async () => {
+      const buff = new BufferEmit(() => {}, 4);
+      buff.write(bytes(1));
+      await buff.close();
+      await buff.abort(new Error("too late"));
+      await buff.close();
+      assertThrows(() => buff.write(bytes(1)), TypeError, "is closed");
+      assertEquals(buff.stats.emitted, 1);
+    },
+  );
+  await t.step("a second abort() keeps the first reason", async () => {
+    const buff = new BufferEmit(() => {}, 4);
+    const first = new Error("first");
+    await buff.abort(first);
+    await buff.abort(new Error("second"));
+    assertStrictEquals(await assertRejects(() => buff.close()), first);
+    assertStrictEquals(assertThrows(() => buff.write(bytes(1))), first);
+  });
+  await t.step(
+    "abort() without a reason: an AbortError that names the emitter",
+    async () => {
+      const buff = new BufferEmit(() => {}, 4);
+      await buff.abort();
+      const error = await assertRejects(() => buff.close(), DOMException);
+      assertEquals(error.name, "AbortError");
+      assertEquals(error.message, "BufferEmit was aborted");
+    },
+  );
+  await t.step(
+    "a write after abort() throws the reason itself, or a TypeError that quotes it",
+    async () => {
+      const reason = new RangeError("stop");
+      const aborted = new BufferEmit(() => {}, 4);
+      await aborted.abort(reason);
+      assertStrictEquals(assertThrows(() => aborted.write(bytes(1))), reason);
+      assertStrictEquals(assertThrows(() => aborted.flush()), reason);
+      const withString = new BufferEmit(() => {}, 4);
+      await withString.abort("no more");
+      assertThrows(
+        () => withString.write(bytes(1)),
+        TypeError,
+        "Cannot write to BufferEmit as it was aborted: no more",
+      );
+    },
+  );
+  await t.step(
+    "a closed emitter lets go of its signal: the signal's listener is removed",
+    async () => {
+      const controller = new AbortController();
+      const { signal } = controller;
+      let listeners = 0;
+      const add = signal.addEventListener.bind(signal);
+      const remove = signal.removeEventListener.bind(signal);
+      signal.addEventListener = (...args: Parameters<typeof add>) => {
+        listeners++;
+        add(...args);
+      };
+      signal.removeEventListener = (...args: Parameters<typeof remove>) => {
+        listeners--;
+        remove(...args);
+      };
+      const buff = new BufferEmit(() => {}, 4, { signal });
+      assertEquals(listeners, 1);
+      await buff.close();
+      assertEquals(listeners, 0);
+      controller.abort();
+    },
+  );
+});
+
 Deno.test("BufferEmit.stats counts and the buffers always add up", async () => {
   let release!: () => void;
   const gate = new Promise<void>((r) => release = r);
@@ -1410,6 +1510,30 @@ Deno.test("BufferEmit calls from a serial callback, onDone or onError have defin
       await buff.close();
       assertEquals(chunks, ["abc", "dxy"]);
       assertEquals(buff.stats.dropped, 0);
+    },
+  );
+  await t.step(
+    "close({ flush: false }) from a callback drops the tail of the write that cut the chunk, and counts it",
+    async () => {
+      const chunks: string[] = [];
+      let closing: Promise<void> | undefined;
+      const buff: BufferEmit<void> = new BufferEmit<void>(
+        (chunk, _t0, info) => {
+          chunks.push(text(chunk));
+          if (info.index === 0) closing = buff.close({ flush: false });
+        },
+        2,
+        { clip: true },
+      );
+      buff.write("abcdefg");
+      await closing;
+      assertEquals(chunks, ["ab", "cd", "ef"]);
+      const { written, emitted, dropped } = buff.stats;
+      assertEquals({ written, emitted, dropped }, {
+        written: 7,
+        emitted: 3,
+        dropped: 1,
+      });
     },
   );
   await t.step(
