@@ -338,10 +338,68 @@ Deno.test("closeOnSignals() refuses what it cannot close, and a bad window", () 
     "target 1 has no close() and abort()",
   );
   assertThrows(
-    () => closeOnSignals(recorder(), { repeatWindow: -1 }),
-    RangeError,
-    "'repeatWindow' must be a non-negative number: received -1",
+    () => closeOnSignals([{ close: () => Promise.resolve() } as Closable]),
+    TypeError,
+    "target 0 has no close() and abort(): received object",
   );
+  for (const repeatWindow of [-1, Infinity, NaN]) {
+    assertThrows(
+      () => closeOnSignals(recorder(), { repeatWindow }),
+      RangeError,
+      `'repeatWindow' must be a non-negative number: received ${repeatWindow}`,
+    );
+  }
+  // A window of 0 is allowed: every signal counts.
+  closeOnSignals(recorder(), { repeatWindow: 0 })[Symbol.dispose]();
+});
+
+Deno.test({
+  name:
+    "closeOnSignals() closes every target when one's close() throws or rejects, or onSignal throws",
+  ignore: !LINUX,
+  async fn() {
+    const keep = () => {};
+    Deno.addSignalListener("SIGUSR2", keep);
+    // What onSignal throws is uncaught, as from any signal listener (Deno
+    // reports it as an unhandled rejection): kept here.
+    const uncaught: unknown[] = [];
+    const onError = (event: PromiseRejectionEvent) => {
+      event.preventDefault();
+      uncaught.push(event.reason);
+    };
+    globalThis.addEventListener("unhandledrejection", onError);
+    try {
+      const throws = recorder(), rejects = recorder(), last = recorder();
+      throws.close = () => {
+        throws.calls.push("close");
+        throw new Error("close() threw");
+      };
+      rejects.close = () => {
+        rejects.calls.push("close");
+        return Promise.reject(new Error("close() rejected"));
+      };
+      using _shutdown = closeOnSignals([throws, rejects, last], {
+        signals: ["SIGUSR2"],
+        onSignal: () => {
+          throw new Error("onSignal threw");
+        },
+      });
+      Deno.kill(Deno.pid, "SIGUSR2");
+      assert(await until(() => last.calls.length === 1, 2000));
+      assert(await until(() => uncaught.length > 0, 2000));
+      assertEquals(
+        [throws.calls, rejects.calls, last.calls],
+        [["close"], ["close"], ["close"]],
+      );
+      // The targets' errors are theirs to report, not closeOnSignals'.
+      assertEquals(uncaught.map((e) => (e as Error).message), [
+        "onSignal threw",
+      ]);
+    } finally {
+      globalThis.removeEventListener("unhandledrejection", onError);
+      Deno.removeSignalListener("SIGUSR2", keep);
+    }
+  },
 });
 
 /** Whether `setsid` runs here: it gives a program a process group of its own. */
