@@ -29,6 +29,12 @@ export interface Fanout<I> extends FrameWriter<I> {
   /** The emitters written to. */
   readonly targets: readonly FrameWriter<I>[];
   /**
+   * Resolves when every target can take more. Once every target's `ready`
+   * has settled, rejects with the error of each that rejected: the error
+   * itself for one, an `AggregateError` of them all for several.
+   */
+  readonly ready: Promise<void>;
+  /**
    * A `WritableStream` that writes each frame to every target and waits for
    * the slowest one (backpressure), closes them all on close and aborts them
    * on abort.
@@ -129,7 +135,13 @@ export function fanout<I>(...targets: FrameWriter<I>[]): Fanout<I> {
       return ok;
     },
     get ready(): Promise<void> {
-      return Promise.all(targets.map((t) => t.ready)).then(() => {});
+      // Every target's ready is settled, not the first to reject: a target's
+      // ready takes its errors, so one left to Promise.all would be lost.
+      return settleAll(
+        targets as FrameWriter<unknown>[],
+        (t) => t.ready,
+        "be ready",
+      );
     },
     close(): Promise<void> {
       return settleAll(

@@ -229,6 +229,32 @@ Deno.test("fanout().write() throws every target's error, as an AggregateError wh
   await second.close();
 });
 
+Deno.test("fanout().ready rejects with every failing target's error, and loses none", async (t) => {
+  const failing = (what: string) =>
+    new BufferEmit(() => {
+      throw new Error(what);
+    }, 1);
+  await t.step("one fails: its error", async () => {
+    const out = fanout(failing("only one"), new BufferEmit(() => {}, 1));
+    out.write(new Uint8Array(1));
+    await assertRejects(() => out.ready, ChunkError, "only one");
+    await out.close(); // the error was reported once, through ready
+  });
+  await t.step("two fail: both errors, in an AggregateError", async () => {
+    const out = fanout(failing("first"), failing("second"));
+    out.write(new Uint8Array(1));
+    const error = await assertRejects(
+      () => out.ready,
+      AggregateError,
+      "2 fanout targets failed to be ready",
+    );
+    assertEquals(error.errors.length, 2);
+    assertStringIncludes(error.errors[0].message, "first");
+    assertStringIncludes(error.errors[1].message, "second");
+    await out.close();
+  });
+});
+
 Deno.test("fanout().close() closes every target, also after one fails, and reports every failure", async (t) => {
   const failing = (what: string) =>
     new BufferEmit(() => {
