@@ -331,6 +331,25 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name:
+    "closeOnSignals() removes its listeners once the window after the abort is over: a third signal gets the default action",
+  ignore: !LINUX,
+  async fn() {
+    const { code, signal, stdout, stderr } = await new Deno.Command(
+      Deno.execPath(),
+      {
+        args: denoRun(`${FIXTURES}third_signal.ts`),
+        stdout: "piped",
+        stderr: "piped",
+      },
+    ).output();
+    const out = decoder.decode(stdout);
+    assertEquals(out, "close abort\n", decoder.decode(stderr));
+    assertEquals([code, signal], [128 + 12, "SIGUSR2"]);
+  },
+});
+
 Deno.test("closeOnSignals() refuses what it cannot close, and a bad window", () => {
   assertThrows(
     () => closeOnSignals([recorder(), {} as Closable]),
