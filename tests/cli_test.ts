@@ -130,6 +130,26 @@ Deno.test("parseSize() names the flag and the value it rejects", async (t) => {
       "whole number of bytes",
     );
   });
+  await t.step("a size past the largest safe integer of bytes", () => {
+    // Not "at least one byte": the size is too large, not too small.
+    for (const text of ["9000000G", "1" + "0".repeat(400)]) {
+      assertThrows(
+        () => parseSize("--size", text, audio),
+        RangeError,
+        `--size is too large: received "${text}"`,
+      );
+    }
+    assertThrows(
+      () => parseSize("--hop", "100000000000min", audio),
+      RangeError,
+      `--hop is too large: received "100000000000min"`,
+    );
+    // The largest that is a number of bytes at all; allocating it is another matter.
+    assertEquals(
+      parseSize("--size", String(Number.MAX_SAFE_INTEGER), audio),
+      Number.MAX_SAFE_INTEGER,
+    );
+  });
   await t.step("a duration without a rate", () => {
     assertThrows(
       () => parseSize("--size", "2s", { format: "s16le", channels: 1 }),

@@ -91,7 +91,8 @@ export function parseSize(
   } else if (lower in BYTE_UNITS) {
     // "B" alone is bytes; "b" (bits) is not a size anyone means here.
     bytes = value * BYTE_UNITS[lower]!;
-    if (!Number.isInteger(bytes)) {
+    // Infinity (a thousand digits) is too large, below, not a fraction.
+    if (Number.isFinite(bytes) && !Number.isInteger(bytes)) {
       throw new RangeError(
         `${flag} must be a whole number of bytes: received "${text}" (${bytes} bytes)`,
       );
@@ -101,10 +102,13 @@ export function parseSize(
       `${flag} has an unknown unit "${unit}" in "${text}": use B, K, KiB, kB, M, MiB, MB, G, GiB, GB, ms, s or min`,
     );
   }
-  if (!(bytes > 0) || !Number.isSafeInteger(bytes)) {
+  if (!(bytes > 0)) {
     throw new RangeError(
       `${flag} must be at least one byte (one frame for a duration): received "${text}"`,
     );
+  }
+  if (!Number.isSafeInteger(bytes)) {
+    throw new RangeError(`${flag} is too large: received "${text}"`);
   }
   return bytes;
 }
