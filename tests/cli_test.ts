@@ -205,6 +205,8 @@ Deno.test("splitCommand() splits like a shell and refuses shell operators", () =
     "tr a b | wc -c",
   ]);
   assertEquals(splitCommand(`printf ''`), ["printf", ""]);
+  // A backslash that ends the string has nothing to quote: sh keeps it.
+  assertEquals(splitCommand(`printf a\\`), ["printf", "a\\"]);
   assertThrows(() => splitCommand("wc -c | gzip"), UsageError, `"|"`);
   assertThrows(() => splitCommand("cat > out"), UsageError, "sh -c");
   assertThrows(() => splitCommand("echo 'open"), UsageError, "unclosed '");

@@ -460,8 +460,8 @@ function wrap<T>(fn: () => T): T {
  * Splits a command string into words as a POSIX shell would, without
  * expanding anything: whitespace separates words, single quotes keep
  * everything, double quotes keep everything but `\"`, `\\`, `\$` and `` \` ``,
- * and a backslash outside quotes keeps the next character. An unquoted shell
- * operator is an error, since no shell will run the command.
+ * and a backslash outside quotes keeps the next character (or, last, itself).
+ * An unquoted shell operator is an error, since no shell will run the command.
  *
  * @throws {UsageError} On an unclosed quote, an operator or an empty command.
  */
@@ -491,7 +491,8 @@ export function splitCommand(text: string): string[] {
       }
       i = j;
     } else if (c === "\\") {
-      if (i + 1 < text.length) word += text[++i];
+      // At the end there is nothing to keep: sh then keeps the backslash.
+      word += i + 1 < text.length ? text[++i] : c;
       inWord = true;
     } else if (/\s/.test(c)) {
       if (inWord) words.push(word);
