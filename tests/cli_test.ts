@@ -13,7 +13,7 @@ import {
   UsageError,
 } from "../src/cli/_args.ts";
 import { describeChunk, timeOfDay } from "../src/cli/_common.ts";
-import { parseDuration, parseSize } from "../src/cli/_units.ts";
+import { formatBytes, parseDuration, parseSize } from "../src/cli/_units.ts";
 import { Sink } from "../src/cli/_sink.ts";
 
 const CLI = new URL("../cli.ts", import.meta.url).pathname;
@@ -94,6 +94,10 @@ Deno.test("parseSize() reads bytes, binary and decimal units, and durations", ()
   assertEquals(parseSize("--size", "1M", audio), 1048576);
   assertEquals(parseSize("--size", "1MB", audio), 1000000);
   assertEquals(parseSize("--size", "1.5KiB", audio), 1536);
+  assertEquals(parseSize("--size", ".5KiB", audio), 512);
+  assertEquals(parseSize("--size", "1G", audio), 1073741824);
+  assertEquals(parseSize("--size", "1GiB", audio), 1073741824);
+  assertEquals(parseSize("--size", "1GB", audio), 1000000000);
   assertEquals(parseSize("--size", "2s", audio), 64000);
   assertEquals(parseSize("--size", "250ms", audio), 8000);
   assertEquals(
@@ -190,6 +194,18 @@ Deno.test("parseDuration() reads milliseconds, seconds and minutes", () => {
   );
 });
 
+Deno.test("formatBytes() shows bytes below 1 KiB, then binary units", () => {
+  assertEquals(formatBytes(0), "0 B");
+  assertEquals(formatBytes(1023), "1023 B");
+  assertEquals(formatBytes(1024), "1.00 KiB");
+  assertEquals(formatBytes(1536), "1.50 KiB");
+  assertEquals(formatBytes(10 * 1024), "10.0 KiB");
+  assertEquals(formatBytes(1024 ** 2), "1.00 MiB");
+  assertEquals(formatBytes(1024 ** 3), "1.00 GiB");
+  // TiB is the largest unit.
+  assertEquals(formatBytes(1024 ** 5), "1024.0 TiB");
+});
+
 Deno.test("splitCommand() splits like a shell and refuses shell operators", () => {
   assertEquals(splitCommand("wc -c"), ["wc", "-c"]);
   assertEquals(splitCommand(`  grep -e 'a b'  "c \\"d\\""  e\\ f `), [
@@ -205,11 +221,34 @@ Deno.test("splitCommand() splits like a shell and refuses shell operators", () =
     "tr a b | wc -c",
   ]);
   assertEquals(splitCommand(`printf ''`), ["printf", ""]);
+  // An empty word between others is a word too.
+  assertEquals(splitCommand(`printf '' x`), ["printf", "", "x"]);
+  assertEquals(splitCommand(`a'b'"c"d`), ["abcd"]);
+  // Tabs and newlines separate words as spaces do.
+  assertEquals(splitCommand("wc\t-c\n-l"), ["wc", "-c", "-l"]);
+  // In double quotes a backslash quotes only " \\ $ and `; before another
+  // character it is kept, as sh keeps it.
+  assertEquals(splitCommand(`echo "\\$HOME" "a\\\`b" "a\\\\b" "a\\nb"`), [
+    "echo",
+    "$HOME",
+    "a`b",
+    "a\\b",
+    "a\\nb",
+  ]);
   // A backslash that ends the string has nothing to quote: sh keeps it.
   assertEquals(splitCommand(`printf a\\`), ["printf", "a\\"]);
   assertThrows(() => splitCommand("wc -c | gzip"), UsageError, `"|"`);
   assertThrows(() => splitCommand("cat > out"), UsageError, "sh -c");
+  for (const operator of "|&;<>()`$*?") {
+    assertThrows(
+      () => splitCommand(`echo a${operator}b`),
+      UsageError,
+      `"${operator}" in "echo a${operator}b" would not do what a shell does`,
+    );
+  }
   assertThrows(() => splitCommand("echo 'open"), UsageError, "unclosed '");
+  assertThrows(() => splitCommand(`echo "open`), UsageError, `unclosed "`);
+  assertThrows(() => splitCommand(`echo "a\\"`), UsageError, `unclosed "`);
   assertThrows(() => splitCommand("   "), UsageError, "needs a command");
 });
 
@@ -240,6 +279,14 @@ Deno.test("parseCliArgs() applies defaults and rejects bad combinations", async 
       [4096, 2048, 3, true],
     );
     assertEquals([options.quiet, options.mode], [true, "thread"]);
+  });
+  await t.step("every local --mode", () => {
+    for (const mode of ["process", "thread", "serial"]) {
+      assertEquals(
+        parseCliArgs(["--mode", mode, "--module", "h.ts"]).mode,
+        mode,
+      );
+    }
   });
   await t.step(
     "short flags with attached values, as parallel takes them",
@@ -272,6 +319,14 @@ Deno.test("parseCliArgs() applies defaults and rejects bad combinations", async 
       "write=/tmp/a,/tmp/b",
     ]);
     assertEquals(options.allow, { read: true, write: ["/tmp/a", "/tmp/b"] });
+    // An empty path is no path: Deno refuses --allow-write= ("Empty path is
+    // not allowed"), so none reaches the child.
+    for (const text of ["write=", "write=,", "write=/tmp/a,"]) {
+      assertEquals(
+        parseCliArgs(["--module", "h.ts", "--allow", text]).allow.write,
+        text === "write=/tmp/a," ? ["/tmp/a"] : [],
+      );
+    }
   });
   await t.step("a bare --timeout or --retry-delay is seconds", () => {
     assertEquals(
@@ -307,6 +362,11 @@ Deno.test("parseCliArgs() applies defaults and rejects bad combinations", async 
     assertEquals(parseCliArgs(["--exec", "cat"]).keepFailed, false);
     assertEquals(
       parseCliArgs(["--keep-failed", "--exec", "cat"]).keepFailed,
+      true,
+    );
+    // --help is shown whatever else is wrong.
+    assertEquals(
+      parseCliArgs(["--keep-failed", "--module", "h.ts", "--help"]).help,
       true,
     );
   });
@@ -383,6 +443,26 @@ Deno.test("parseCliArgs() applies defaults and rejects bad combinations", async 
     [
       ["--exec", "cat", "--rate", "16000", "--size", "3"],
       "--size must be whole frames of 2 bytes",
+    ],
+    [
+      ["--exec", "cat", "--rate", "16000", "-s", "4", "--clip", "--hop", "3"],
+      "--hop must be whole frames of 2 bytes (s16le, 1 channel(s)): received 3 bytes",
+    ],
+    [
+      ["--exec", "cat", "--rate", "0"],
+      `--rate must be a positive number of frames per second: received "0"`,
+    ],
+    [
+      ["--exec", "cat", "--rate", "fast"],
+      `--rate must be a positive number of frames per second: received "fast"`,
+    ],
+    [
+      ["--exec", "cat", "--channels", "0"],
+      `--channels must be a positive integer: received "0"`,
+    ],
+    [
+      ["--exec", "cat", "--channels", "1.5"],
+      `--channels must be a positive integer: received "1.5"`,
     ],
   ];
   for (const [args, fragment] of bad) {
