@@ -586,6 +586,36 @@ Deno.test("ocycle --exec reports failing commands and exits non-zero", async (t)
     );
   });
   await t.step(
+    "a path to no command exits 127, a file that cannot run 126",
+    async () => {
+      // Named by a path, the command is not looked up in PATH: it is
+      // checked where it is, before a chunk runs, as a name is.
+      const dir = await Deno.makeTempDir({ prefix: "ocycle-not-executable-" });
+      try {
+        const missing = `${dir}/missing`;
+        const notFound = await ocycle(
+          ["-s", "10000", "--exec", missing],
+          input,
+        );
+        assertEquals(notFound.code, 127, notFound.stderr);
+        assertStringIncludes(
+          notFound.stderr,
+          `--exec "${missing}": command not found: ${missing}`,
+        );
+        const script = `${dir}/script`;
+        await Deno.writeTextFile(script, "#!/bin/sh\ncat\n", { mode: 0o644 });
+        const run = await ocycle(["-s", "10000", "--exec", script], input);
+        assertEquals(run.code, 126, run.stderr);
+        assertStringIncludes(
+          run.stderr,
+          `--exec "${script}": cannot run ${script}:`,
+        );
+      } finally {
+        await Deno.remove(dir, { recursive: true });
+      }
+    },
+  );
+  await t.step(
     "a command that takes longer than --timeout is killed",
     async () => {
       // Not killed, sleep would hold ocycle for a minute: the deadline ends it.

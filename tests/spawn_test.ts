@@ -242,13 +242,28 @@ Deno.test({
   },
 });
 
-Deno.test("spawn() of a program that is not there throws NotFound", () => {
+Deno.test("spawn() of a program that is not there throws NotFound, of a file that is no program PermissionDenied", () => {
   // The CLI turns it into "command not found" and exit code 127: setsid(1)
   // would start and fail instead.
   assertThrows(
     () => spawn("ocycle-no-such-program-0", { stdin: "null", perChunk: true }),
     Deno.errors.NotFound,
   );
+  // Named by a path too, and a file that is no program throws at once.
+  const dir = Deno.makeTempDirSync({ prefix: "ocycle-spawn-" });
+  try {
+    assertThrows(
+      () => spawn(`${dir}/missing`, { stdin: "null", perChunk: true }),
+      Deno.errors.NotFound,
+    );
+    Deno.writeTextFileSync(`${dir}/script`, "#!/bin/sh\n", { mode: 0o644 });
+    assertThrows(
+      () => spawn(`${dir}/script`, { stdin: "null", perChunk: true }),
+      Deno.errors.PermissionDenied,
+    );
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
 });
 
 Deno.test({

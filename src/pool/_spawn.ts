@@ -219,17 +219,19 @@ function isProgram(path: string): boolean {
 }
 
 /**
- * The path setsid(1) is to exec: `command` itself when it names a path,
- * else the first match in PATH (as execvp looks); null when it cannot be
- * found, PATH cannot be read, or this process may not run it (setsid(1)
- * would run it unasked), so that it starts `detached` and Deno reports a
- * missing program or a denied one as it does.
+ * The path setsid(1) is to exec: `command` itself when it names a path to a
+ * program, else the first match in PATH (as execvp looks); null when it
+ * cannot be found, PATH cannot be read, or this process may not run it
+ * (setsid(1) would run it unasked), so that it starts `detached` and Deno
+ * reports a missing program or a denied one as it does.
  */
 function resolve(command: string): string | null {
   let path = resolved.get(command);
   if (path !== undefined) return path;
   path = null;
-  if (command.includes("/")) path = command;
+  // A path is checked too: setsid(1) would start and fail, exit 126 or 127,
+  // where Deno's own spawn throws NotFound or PermissionDenied at once.
+  if (command.includes("/")) path = isProgram(command) ? command : null;
   else if (granted({ name: "env", variable: "PATH" })) {
     for (const dir of (Deno.env.get("PATH") ?? "").split(":")) {
       const candidate = `${dir === "" ? "." : dir}/${command}`;
