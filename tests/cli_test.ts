@@ -549,6 +549,18 @@ Deno.test("ocycle --exec pipes each chunk to its own command", async (t) => {
     const run = await ocycle(["-q", "--exec", "cat"], new Uint8Array(0));
     assertEquals(run.code, 0, run.stderr);
     assertEquals(run.stdout.length, 0);
+    const said = await ocycle(["--exec", "cat"], new Uint8Array(0));
+    assertEquals(said.code, 0, said.stderr);
+    assertStringIncludes(said.stderr, "ocycle: 0 B in, 0 chunks: 0 done");
+  });
+  await t.step("a command that succeeds has its stderr passed on", async () => {
+    const run = await ocycle(
+      ["-s", "10000", "-q", "--exec", "sh -c 'wc -c; echo warning >&2'"],
+      input.subarray(0, 100),
+    );
+    assertEquals(run.code, 0, run.stderr);
+    assertEquals(decoder.decode(run.stdout), "100\n");
+    assertEquals(run.stderr, "warning\n");
   });
 });
 
@@ -576,6 +588,8 @@ Deno.test("ocycle --exec reports failing commands and exits non-zero", async (t)
     assertStringIncludes(run.stderr, "2 of 3 chunks failed");
     // The chunk that succeeded still reaches stdout.
     assertEquals(decoder.decode(run.stdout), "5000\n");
+    // The failed ones wrote nothing to stdout: no output is said to be lost.
+    assert(!run.stderr.includes("not written"), run.stderr);
   });
   await t.step("a command that does not exist", async () => {
     const run = await ocycle(["--exec", "no-such-command-xyz -v"], input);
@@ -615,6 +629,16 @@ Deno.test("ocycle --exec reports failing commands and exits non-zero", async (t)
       }
     },
   );
+  await t.step("-q still sums up a run with a failed chunk", async () => {
+    const run = await ocycle(
+      ["-q", "--exec", "sh -c 'cat > /dev/null; exit 3'"],
+      input.subarray(0, 100),
+    );
+    assertEquals(run.code, 1, run.stderr);
+    assertStringIncludes(run.stderr, "exited with code 3");
+    assertStringIncludes(run.stderr, "1 chunk: 0 done, 1 failed");
+    assertStringIncludes(run.stderr, "1 of 1 chunks failed");
+  });
   await t.step(
     "a command that takes longer than --timeout is killed",
     async () => {
