@@ -1111,6 +1111,58 @@ Deno.test("the ocycle sink drops a failed chunk's output and counts it, unless s
   }
 });
 
+Deno.test("the ocycle sink, streaming (--keep-failed), writes an output as it comes, and a failed one held for its turn", async (t) => {
+  /** A sink that streams into `got`. */
+  const streaming = (keepOrder: boolean, got: number[]) =>
+    new Sink(
+      keepOrder,
+      100,
+      new WritableStream<Uint8Array>({
+        write(bytes) {
+          got.push(...bytes);
+        },
+      }).getWriter(),
+      true,
+    );
+  for (const keepOrder of [true, false]) {
+    await t.step(
+      `${keepOrder ? "-k" : "as they come"}: before its chunk is done`,
+      async () => {
+        const got: number[] = [];
+        const sink = streaming(keepOrder, got);
+        sink.admit();
+        sink.admit();
+        const first = sink.output(0);
+        await first.write(new Uint8Array([1]));
+        // Written, though chunk 0 runs on.
+        assertEquals(got, [1]);
+        const second = sink.output(1);
+        await second.write(new Uint8Array([2]));
+        // Held: stdout is chunk 0's until it is done.
+        assertEquals(got, [1]);
+        first.finish();
+        second.finish();
+        await sink.drain();
+        assertEquals(got, [1, 2]);
+      },
+    );
+  }
+  await t.step("-k: a chunk that failed while it waited", async () => {
+    const got: number[] = [];
+    const sink = streaming(true, got);
+    sink.admit();
+    sink.admit();
+    sink.output(0);
+    await sink.output(1).write(new Uint8Array([1, 1]));
+    assertEquals(sink.fail(1), 2);
+    sink.deliver(0, new Uint8Array([0]));
+    await sink.drain();
+    // Held while chunk 0 ran, then written in its turn, failed or not.
+    assertEquals(got, [0, 1, 1]);
+    assertEquals(sink.discarded, 0);
+  });
+});
+
 Deno.test("a failed chunk is named by index, byte range and t0 as a time of day", () => {
   assertEquals(
     timeOfDay(new Date(2026, 11, 7, 9, 5, 3, 7).getTime()),
