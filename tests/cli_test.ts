@@ -12,7 +12,7 @@ import {
   splitCommand,
   UsageError,
 } from "../src/cli/_args.ts";
-import { describeChunk, timeOfDay } from "../src/cli/_common.ts";
+import { describeChunk, stderrTail, timeOfDay } from "../src/cli/_common.ts";
 import { formatBytes, parseDuration, parseSize } from "../src/cli/_units.ts";
 import { Sink } from "../src/cli/_sink.ts";
 
@@ -147,6 +147,11 @@ Deno.test("parseSize() names the flag and the value it rejects", async (t) => {
       () => parseSize("--hop", "100000000000min", audio),
       RangeError,
       `--hop is too large: received "100000000000min"`,
+    );
+    assertThrows(
+      () => parseSize("--size", String(2 ** 53), audio),
+      RangeError,
+      `--size is too large: received "9007199254740992"`,
     );
     // The largest that is a number of bytes at all; allocating it is another matter.
     assertEquals(
@@ -1179,5 +1184,15 @@ Deno.test("a failed chunk is named by index, byte range and t0 as a time of day"
       final: false,
     }),
     "chunk 3 (bytes 3072..4096, t0 12:30:05.250)",
+  );
+});
+
+Deno.test("stderrTail() keeps the last 10 lines of a failed chunk's stderr", () => {
+  assertEquals(stderrTail(""), "");
+  assertEquals(stderrTail("only\n"), "\n  | only");
+  const lines = Array.from({ length: 12 }, (_, i) => `line ${i + 1}`);
+  assertEquals(
+    stderrTail(lines.join("\n") + "\n"),
+    "\n" + lines.slice(2).map((line) => `  | ${line}`).join("\n"),
   );
 });
