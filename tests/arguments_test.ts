@@ -203,6 +203,16 @@ Deno.test("BufferEmit rejects bad arguments, naming them", async (t) => {
       "'permissions.write' holds a value with a comma, which Deno's --allow-write list cannot express: received string \"/tmp/a,b\"",
     ],
     [
+      // Deno refuses --allow-write= with an empty path when the child starts.
+      "permissions with an empty path",
+      () =>
+        new BufferEmit(cb, 8, {
+          permissions: { write: ["/tmp/out", ""] },
+        }),
+      TypeError,
+      `'permissions.write' holds an empty string, which Deno's --allow-write list refuses: received ["/tmp/out",""]`,
+    ],
+    [
       "a process-mode module path with a comma",
       () =>
         new BufferEmit(new URL("file:///tmp/a,b/callback.ts"), 8, {

@@ -78,6 +78,13 @@ function permissionFlags(
     else if (
       Array.isArray(value) && value.every((v) => typeof v === "string")
     ) {
+      if (value.includes("")) {
+        throw new TypeError(
+          `Cannot create ${owner} as 'permissions.${name}' holds an empty string, which Deno's --allow-${name} list refuses: received ${
+            JSON.stringify(value)
+          }`,
+        );
+      }
       const comma = value.find((v) => v.includes(","));
       if (comma !== undefined) {
         throw new TypeError(
