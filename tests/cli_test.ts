@@ -207,6 +207,9 @@ Deno.test("formatBytes() shows bytes below 1 KiB, then binary units", () => {
   assertEquals(formatBytes(10 * 1024), "10.0 KiB");
   assertEquals(formatBytes(1024 ** 2), "1.00 MiB");
   assertEquals(formatBytes(1024 ** 3), "1.00 GiB");
+  // The unit is picked by the value as shown, rounded.
+  assertEquals(formatBytes(1024 ** 2 - 1), "1.00 MiB");
+  assertEquals(formatBytes(1024 * 1024 - 52), "1023.9 KiB");
   // TiB is the largest unit.
   assertEquals(formatBytes(1024 ** 5), "1024.0 TiB");
 });
@@ -242,6 +245,13 @@ Deno.test("splitCommand() splits like a shell and refuses shell operators", () =
   ]);
   // A backslash that ends the string has nothing to quote: sh keeps it.
   assertEquals(splitCommand(`printf a\\`), ["printf", "a\\"]);
+  // A backslash-newline is a line continuation, in double quotes too: sh
+  // removes both, and alone it makes no word.
+  assertEquals(splitCommand('printf a\\\nb \\\n "c\\\nd"'), [
+    "printf",
+    "ab",
+    "cd",
+  ]);
   assertThrows(() => splitCommand("wc -c | gzip"), UsageError, `"|"`);
   assertThrows(() => splitCommand("cat > out"), UsageError, "sh -c");
   for (const operator of "|&;<>()`$*?") {

@@ -483,6 +483,10 @@ export function splitCommand(text: string): string[] {
       inWord = true;
       let j = i + 1;
       for (; j < text.length && text[j] !== '"'; j++) {
+        if (text[j] === "\\" && text[j + 1] === "\n") {
+          j++; // A line continuation, as sh reads it: both go.
+          continue;
+        }
         if (text[j] === "\\" && '"\\$`'.includes(text[j + 1] ?? "")) j++;
         word += text[j];
       }
@@ -490,6 +494,8 @@ export function splitCommand(text: string): string[] {
         throw new UsageError(`--exec has an unclosed " in "${text}"`);
       }
       i = j;
+    } else if (c === "\\" && text[i + 1] === "\n") {
+      i++; // A line continuation, as sh reads it: both go.
     } else if (c === "\\") {
       // At the end there is nothing to keep: sh then keeps the backslash.
       word += i + 1 < text.length ? text[++i] : c;

@@ -168,7 +168,9 @@ export function formatBytes(bytes: number): string {
   const units = ["KiB", "MiB", "GiB", "TiB"];
   let value = bytes / 1024;
   let i = 0;
-  while (value >= 1024 && i < units.length - 1) {
+  // By the value as shown: 1048575 bytes is 1.00 MiB, not 1024.0 KiB.
+  const shown = (v: number) => Number(v.toFixed(v < 10 ? 2 : 1));
+  while (shown(value) >= 1024 && i < units.length - 1) {
     value /= 1024;
     i++;
   }
