@@ -203,7 +203,7 @@ Deno.test("BufferEmit sampler drops writes during the pause and the carried rema
   );
 });
 
-Deno.test("BufferEmit.write() fails whole when the sampler throws or returns NaN", async (t) => {
+Deno.test("BufferEmit.write() fails whole when the sampler throws or returns NaN or Infinity", async (t) => {
   // RELIABILITY item 34: a caller that retries the write duplicates nothing.
   for (
     const [name, bad] of [
@@ -211,6 +211,7 @@ Deno.test("BufferEmit.write() fails whole when the sampler throws or returns NaN
         throw new Error("sampler broke");
       }],
       ["a sampler that returns NaN", () => NaN],
+      ["a sampler that returns Infinity", () => Infinity],
     ] as const
   ) {
     for (const clip of [true, false]) {
@@ -1083,6 +1084,37 @@ Deno.test("BufferEmit callback errors reach the user with the chunk's info", asy
       assertEquals(error.info.index, 0);
     },
   );
+  await t.step(
+    "close() waits for the chunks queued behind one that fails",
+    async () => {
+      for (const reported of [false, true]) {
+        const gate = Promise.withResolvers<void>();
+        const ran: number[] = [];
+        const buff = new BufferEmit(
+          async (chunk, _t0, info) => {
+            await gate.promise;
+            if (info.index === 0) throw new Error("chunk 0 broke");
+            ran.push(chunk[0]!);
+          },
+          1,
+          reported ? { onError: () => {} } : {},
+        );
+        for (let i = 0; i < 3; i++) buff.write(bytes(i)); // 0 runs, 1 and 2 wait
+        const closing = buff.close();
+        gate.resolve();
+        if (reported) await closing;
+        else await assertRejects(() => closing, ChunkError, "chunk 0 broke");
+        // Chunk 0 failed with nothing running, but chunks 1 and 2 waited.
+        assertEquals(ran, [1, 2], `onError: ${reported}`);
+        const { done, failed, pending } = buff.stats;
+        assertEquals({ done, failed, pending }, {
+          done: 2,
+          failed: 1,
+          pending: 0,
+        });
+      }
+    },
+  );
 });
 
 Deno.test("BufferEmit.abort() stops queued work with a clear error", async (t) => {
@@ -1432,6 +1464,66 @@ Deno.test("BufferEmit calls from a serial callback, onDone or onError have defin
     },
   );
   await t.step(
+    "a write from a callback with a bad t0 or over a detached buffer throws there, at once",
+    async () => {
+      const detached = new Uint8Array(2);
+      detached.buffer.transfer();
+      const thrown: Error[] = [];
+      const buff: BufferEmit<void> = new BufferEmit<void>(() => {
+        for (
+          const write of [
+            () => buff.write(bytes(1), NaN),
+            () => buff.write(detached),
+          ]
+        ) {
+          try {
+            write();
+          } catch (error) {
+            thrown.push(error as Error);
+          }
+        }
+      }, 1);
+      buff.write(bytes(1));
+      assertEquals(thrown.map((e) => e.constructor), [RangeError, TypeError]);
+      assertStringIncludes(
+        thrown[0]!.message,
+        "Cannot write to BufferEmit as 't0' must be a finite number",
+      );
+      assertStringIncludes(
+        thrown[1]!.message,
+        "Cannot write to BufferEmit as 'data' must not be a view of a detached ArrayBuffer",
+      );
+      await buff.close();
+      assertEquals(buff.stats.written, 1);
+    },
+  );
+  await t.step(
+    "a write from onDone of an async chunk goes behind the chunks that wait",
+    async () => {
+      const ran: number[] = [];
+      const wrote = Promise.withResolvers<void>();
+      const buff: BufferEmit<void> = new BufferEmit<void>(
+        async (chunk) => {
+          await Promise.resolve();
+          ran.push(chunk[0]!);
+        },
+        1,
+        {
+          onDone: (_, info) => {
+            if (info.index !== 0) return;
+            // Outside any write: it takes effect at once.
+            buff.write(bytes(9));
+            wrote.resolve();
+          },
+        },
+      );
+      for (let i = 0; i < 3; i++) buff.write(bytes(i)); // 0 runs, 1 and 2 wait
+      await wrote.promise;
+      await buff.close();
+      assertEquals(ran, [0, 1, 2, 9]);
+    },
+  );
+  await t.step(
     "a deferred write whose sampler throws is dropped and rejects close(), not the outer write",
     async () => {
       const chunks: number[][] = [];
@@ -1455,6 +1547,33 @@ Deno.test("BufferEmit calls from a serial callback, onDone or onError have defin
       assertEquals(buff.stats.written, 4);
       assertEquals(buff.stats.dropped, 2);
       await assertRejects(() => buff.close(), Error, "sampler broke");
+    },
+  );
+  await t.step(
+    "a failed chunk and a failed deferred write reject close() as errors in the emitter",
+    async () => {
+      let asked = 0;
+      const buff: BufferEmit<void> = new BufferEmit<void>(
+        (_chunk, _t0, info) => {
+          if (info.index !== 0) return;
+          buff.write(range(2, 10), 0); // deferred: its sampler throws
+          throw new Error("chunk 0 broke");
+        },
+        2,
+        {
+          clip: true,
+          sampler: () => {
+            if (asked++ > 0) throw new Error("sampler broke");
+            return 0;
+          },
+        },
+      );
+      buff.write(range(2), 0);
+      const error = await assertRejects(() => buff.close(), AggregateError);
+      // Not "2 chunks of BufferEmit failed": one of them is no chunk's.
+      assertStringIncludes(error.message, "2 errors in BufferEmit: ");
+      assertStringIncludes(error.message, "chunk 0 broke");
+      assertStringIncludes(error.message, "sampler broke");
     },
   );
   await t.step(
@@ -1663,6 +1782,20 @@ Deno.test("BufferEmit bounds its queue for a writer that ignores write()'s false
       buff.abort();
     }
   });
+  await t.step(
+    "maxPending is 16 by default: write() says false once 16 chunks wait",
+    async () => {
+      const gate = Promise.withResolvers<void>();
+      const buff = new BufferEmit(() => gate.promise, 1);
+      const said: boolean[] = [];
+      for (let i = 0; i < 17; i++) said.push(buff.write(bytes(i)));
+      // One runs; the 16th chunk to wait is the first one told to slow down.
+      assertEquals(said.indexOf(false), 16);
+      assertEquals(buff.stats.queued, 16);
+      gate.resolve();
+      await buff.close();
+    },
+  );
   await t.step(
     "one large write cuts what fits; the rest waits and nothing is lost",
     async () => {
@@ -1985,6 +2118,30 @@ Deno.test("BufferPool keeps at most `keep` free buffers and counts the others as
     lost: 0,
   });
   assertStrictEquals(pool.take(), taken[1]); // the last one kept is taken first
+});
+
+Deno.test("BufferPool takes every free buffer before it makes one, and a lost buffer leaves for good", () => {
+  const pool = new BufferPool(
+    { alloc: (n: number) => new Uint8Array(n) },
+    4,
+    3,
+  );
+  const taken = [pool.take(), pool.take(), pool.take()];
+  for (const buffer of taken) pool.release(buffer);
+  const again = [pool.take(), pool.take(), pool.take()];
+  assertEquals(new Set(again), new Set(taken)); // all three reused
+  assertEquals(pool.counts().created, 3);
+  pool.lose(); // the first, with a Worker that died
+  pool.give(); // the second, now the callback's
+  pool.release(again[2]!);
+  assertEquals(pool.counts(), {
+    created: 3,
+    free: 1,
+    out: 0,
+    given: 1,
+    discarded: 0,
+    lost: 1,
+  });
 });
 
 Deno.test("BufferEmit with retries runs a serial chunk again after a timeout", async (t) => {
