@@ -33,6 +33,13 @@ Deno.test("BufferEmit rejects bad arguments, naming them", async (t) => {
       'received string "8"',
     ],
     [
+      // A float above 2 ** 53 is an integer, but not a safe one.
+      "size 2 ** 53",
+      () => new BufferEmit(cb, 2 ** 53),
+      RangeError,
+      "'size' must be a positive integer: received number 9007199254740992",
+    ],
+    [
       "hop 0",
       () => new BufferEmit(cb, 8, { clip: true, hop: 0 }),
       RangeError,
@@ -43,6 +50,12 @@ Deno.test("BufferEmit rejects bad arguments, naming them", async (t) => {
       () => new BufferEmit(cb, 8, { hop: 2 }),
       TypeError,
       "'hop' requires 'clip: true'",
+    ],
+    [
+      "hop equal to size without clip",
+      () => new BufferEmit(cb, 8, { hop: 8 }),
+      TypeError,
+      "'hop' requires 'clip: true': received hop 8 without clip",
     ],
     [
       "sampler -1",
@@ -123,6 +136,12 @@ Deno.test("BufferEmit rejects bad arguments, naming them", async (t) => {
       "'startTimeout' must be a number of milliseconds > 0: received number 0",
     ],
     [
+      "idleTimeout",
+      () => new BufferEmit(cb, 8, { idleTimeout: -1 }),
+      RangeError,
+      "'idleTimeout' must be a number of milliseconds > 0: received number -1",
+    ],
+    [
       "retries",
       () => new BufferEmit(cb, 8, { retries: -1 }),
       RangeError,
@@ -151,6 +170,18 @@ Deno.test("BufferEmit rejects bad arguments, naming them", async (t) => {
       () => new BufferEmit(cb, 8, { onDone: 3 as never }),
       TypeError,
       "'onDone' must be a function: received number 3",
+    ],
+    [
+      "onError",
+      () => new BufferEmit(cb, 8, { onError: "log" as never }),
+      TypeError,
+      `'onError' must be a function: received string "log"`,
+    ],
+    [
+      "exportName empty",
+      () => new BufferEmit(cb, 8, { exportName: "" }),
+      TypeError,
+      `'exportName' must be a non-empty string: received string ""`,
     ],
     [
       "signal",
@@ -244,6 +275,28 @@ Deno.test("BufferEmit rejects bad arguments, naming them", async (t) => {
   for (const [name, fn, type, fragment] of cases) {
     await t.step(name, () => {
       assertThrows(fn, type, fragment);
+    });
+  }
+});
+
+Deno.test("BufferEmit accepts every option at the edge of its range", async (t) => {
+  const cases: [string, BufferEmitOptions][] = [
+    ["maxPending 0", { maxPending: 0 }],
+    ["maxPending Infinity", { maxPending: Infinity }],
+    ["maxQueued Infinity", { maxPending: 4, maxQueued: Infinity }],
+    ["maxQueued equal to maxPending", { maxPending: 4, maxQueued: 4 }],
+    ["sampler 0", { sampler: 0 }],
+    ["retries 0", { retries: 0 }],
+    ["retryDelay 0", { retries: 1, retryDelay: 0 }],
+    ["timeout Infinity", { timeout: Infinity }],
+    ["hop above size", { clip: true, hop: 9 }],
+  ];
+  for (const [name, options] of cases) {
+    await t.step(name, async () => {
+      const buff = new BufferEmit(cb, 8, options);
+      buff.write(new Uint8Array(8));
+      await buff.close();
+      assertEquals(buff.stats.done, 1);
     });
   }
 });
