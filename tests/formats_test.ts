@@ -103,12 +103,57 @@ Deno.test("ItemEmit emits arrays of items that belong to the callback", async ()
   );
 });
 
+Deno.test("ItemEmit keeps the items of a write it must defer, even if the caller then changes the array", async () => {
+  const chunks: number[][] = [];
+  const scratch = [7, 7];
+  const items: ItemEmit<number, void> = new ItemEmit<number, void>(
+    (chunk, _t0, info) => {
+      chunks.push(chunk);
+      if (info.index === 0) {
+        items.write(scratch); // deferred: this chunk is being handed on
+        scratch.fill(0);
+      }
+    },
+    2,
+    { clip: true },
+  );
+  items.write([1, 2]);
+  await items.close();
+  assertEquals(chunks, [[1, 2], [7, 7]]);
+});
+
+Deno.test("ItemEmit sampler with hop < size starts a fresh window after the pause", async () => {
+  const chunks: number[][] = [];
+  const items = new ItemEmit<number>(
+    (chunk) => {
+      chunks.push(chunk);
+    },
+    4,
+    { clip: true, hop: 2, sampler: 100 },
+  );
+  items.write([0, 1, 2, 3, 4, 5], 1000); // emits [0..3]; the carry goes
+  items.write([20, 21, 22, 23], 1100); // resumes: a fresh window
+  await items.close({ flush: false });
+  assertEquals(chunks, [[0, 1, 2, 3], [20, 21, 22, 23]]);
+});
+
 Deno.test("ItemEmit rejects a frame that is not an array", async () => {
   const items = new ItemEmit<number>(() => {}, 2);
   assertThrows(
     () => items.write(5 as unknown as number[]),
     TypeError,
     "'data' must be an array of items: received number 5",
+  );
+  // A string is quoted up to 40 characters, then only its length is told.
+  assertThrows(
+    () => items.write("x".repeat(40) as unknown as number[]),
+    TypeError,
+    `received string "${"x".repeat(40)}"`,
+  );
+  assertThrows(
+    () => items.write("x".repeat(41) as unknown as number[]),
+    TypeError,
+    "received a string of length 41",
   );
   await items.close();
 });
@@ -167,6 +212,24 @@ Deno.test("TextEmit counts code points and never splits a surrogate pair", async
         "🏿",
       ]);
       assertEquals(text.stats.written, 11);
+    },
+  );
+  await t.step(
+    "a lone surrogate is one code point, also before a low surrogate",
+    async () => {
+      const chunks: string[] = [];
+      const text = new TextEmit(
+        (chunk) => {
+          chunks.push(chunk);
+        },
+        1,
+        { clip: true },
+      );
+      // Only a high surrogate followed by a low one is a pair.
+      text.write("\uDC00\uDC01\uD800a\uD800");
+      await text.close();
+      assertEquals(chunks, ["\uDC00", "\uDC01", "\uD800", "a", "\uD800"]);
+      assertEquals(text.stats.written, 5);
     },
   );
   await t.step("without clip a chunk is everything written", async () => {
