@@ -459,6 +459,14 @@ Deno.test("redis mode: bad options name the option and the value", () => {
       { redis: { url: "redis://h", stream: "s", inFlight: 0 } },
       `'redis.inFlight' must be a positive integer: received number 0`,
     ],
+    [
+      { redis: { url: "redis://h", stream: "s", inFlight: 1.5 } },
+      `'redis.inFlight' must be a positive integer: received number 1.5`,
+    ],
+    [
+      { redis: { url: "redis://h", stream: "s", group: "" } },
+      `'redis.group' must be a non-empty string: received string ""`,
+    ],
   ];
   for (const [options, text] of cases) {
     const error = assertThrows(make(options), Error);
