@@ -18,7 +18,12 @@ import {
   ItemEmit,
   SampleEmit,
 } from "../mod.ts";
-import { MAX_RETRY_DELAY, retryDelay } from "../src/run/_retry.ts";
+import {
+  MAX_RETRY_DELAY,
+  retryDelay,
+  RetryingRunner,
+} from "../src/run/_retry.ts";
+import type { Runner, Task } from "../src/run/_runner.ts";
 import { BufferPool } from "../src/core/_buffer_pool.ts";
 
 const bytes = (...values: number[]) => Uint8Array.from(values);
@@ -2222,6 +2227,105 @@ Deno.test("BufferEmit with retries runs a serial chunk again after a timeout", a
     assertEquals(buff.stats.retried, 0);
   });
   await t.step(
+    "a retry that throws fails the chunk with that throw, and says after how many attempts",
+    async () => {
+      const attempts: number[] = [];
+      const done: number[] = [];
+      const errors: ChunkError[] = [];
+      const buff = new BufferEmit(
+        (_c, _t0, info) => {
+          const attempt = attempts[info.index] = (attempts[info.index] ?? 0) +
+            1;
+          if (attempt === 1) return new Promise<number>(() => {});
+          throw new RangeError("bad on its second run");
+        },
+        1,
+        {
+          timeout: 20,
+          retries: 3,
+          retryDelay: 5,
+          onDone: (v) => done.push(v),
+          onError: (e) => errors.push(e),
+        },
+      );
+      buff.write(bytes(0));
+      await buff.close();
+      assertEquals(done, []);
+      assertEquals(errors.length, 1);
+      assertEquals(errors[0]!.kind, "callback");
+      assertStringIncludes(
+        errors[0]!.message,
+        "bad on its second run (after 2 attempts)",
+      );
+      assertEquals(attempts, [2]);
+      assertEquals(buff.stats.retried, 1);
+    },
+  );
+  await t.step(
+    "a callback's own error is not retried, whatever its kind field says",
+    async () => {
+      const attempts: number[] = [];
+      const errors: ChunkError[] = [];
+      const buff = new BufferEmit(
+        (_c, _t0, info) => {
+          attempts[info.index] = (attempts[info.index] ?? 0) + 1;
+          // A library's error may well carry a kind of its own.
+          return Promise.reject(
+            Object.assign(new Error("upstream timed out"), { kind: "timeout" }),
+          );
+        },
+        1,
+        {
+          timeout: 1_000,
+          retries: 2,
+          retryDelay: 5,
+          onError: (e) => errors.push(e),
+        },
+      );
+      buff.write(bytes(0));
+      await buff.close();
+      assertEquals(errors.map((e) => e.kind), ["callback"]);
+      assertEquals(errors[0]!.message.includes("attempts"), false);
+      assertEquals(attempts, [1]);
+      assertEquals(buff.stats.retried, 0);
+    },
+  );
+  await t.step(
+    "abort() while a retry runs fails the chunk as running, not as waiting",
+    async () => {
+      const attempts: number[] = [];
+      const errors: ChunkError[] = [];
+      let aborting: Promise<void> | undefined;
+      const buff = new BufferEmit(
+        (_c, _t0, info) => {
+          const attempt = attempts[info.index] = (attempts[info.index] ?? 0) +
+            1;
+          // Once this attempt is under way, not from inside it.
+          if (attempt === 2) {
+            queueMicrotask(() => aborting = buff.abort(new Error("stop now")));
+          }
+          return new Promise<number>(() => {});
+        },
+        1,
+        {
+          timeout: 20,
+          retries: 2,
+          retryDelay: 5,
+          onError: (e) => errors.push(e),
+        },
+      );
+      buff.write(bytes(0));
+      await until(() => aborting !== undefined, "the retry");
+      await aborting;
+      assertEquals(attempts, [2]);
+      assertEquals(errors.length, 1);
+      assertEquals(errors[0]!.kind, "aborted");
+      assertEquals(errors[0]!.message.includes("waited to be retried"), false);
+      assertStringIncludes(errors[0]!.message, "stop now (after 2 attempts)");
+      assertEquals(buff.stats.retried, 1);
+    },
+  );
+  await t.step(
     "abort() during a retry's delay fails the chunk, and nothing runs after",
     async () => {
       const { attempts, callback } = counting(() => true);
@@ -2247,6 +2351,95 @@ Deno.test("BufferEmit with retries runs a serial chunk again after a timeout", a
       assertEquals(buff.stats.pending, 0);
     },
   );
+});
+
+/** A one-byte chunk for a RetryingRunner over a runner the test drives. */
+function retryTask(index: number): Task<Uint8Array> {
+  return {
+    chunk: bytes(index),
+    info: {
+      index,
+      offset: index,
+      length: 1,
+      t0: 0,
+      reason: "size",
+      final: false,
+    },
+    buffer: undefined,
+    lost: false,
+    owned: true,
+  };
+}
+
+Deno.test("RetryingRunner retries nothing once aborted, not even a chunk that crashed just before", async () => {
+  let runs = 0;
+  const inner: Runner<Uint8Array, number> = {
+    capacity: 1,
+    copies: false,
+    run: (task) => {
+      runs++;
+      return Promise.reject(
+        new ChunkError("crash", task.info, "thread", "it fell over"),
+      );
+    },
+    close: () => Promise.resolve(),
+    abort: () => Promise.resolve(),
+    counts: () => ({ workers: 0, replaced: 0 }),
+  };
+  const runner = new RetryingRunner(inner, "thread", 3, 0);
+  const result = runner.run(retryTask(0));
+  // The crash is known, but its retry not yet decided: the abort comes first.
+  await runner.abort(new Error("stop"));
+  const error = await assertRejects(() => Promise.resolve(result), ChunkError);
+  assertEquals(error.kind, "crash");
+  assertEquals(error.message.includes("attempts"), false);
+  assertEquals(runs, 1);
+  assertEquals(runner.counts().retried, 0);
+  await runner.close();
+});
+
+Deno.test("RetryingRunner waits longer before each retry, doubling from retryDelay up to its cap", async () => {
+  const crashes: Runner<Uint8Array, number> = {
+    capacity: 1,
+    copies: false,
+    run: (task) =>
+      Promise.reject(
+        new ChunkError("crash", task.info, "process", "it fell over"),
+      ),
+    close: () => Promise.resolve(),
+    abort: () => Promise.resolve(),
+    counts: () => ({ workers: 0, replaced: 0 }),
+  };
+  const runner = new RetryingRunner(crashes, "process", 5, 3000);
+  // The delays asked for are what is checked, not how long anything took:
+  // each timer runs at once.
+  const waits: number[] = [];
+  const realSetTimeout = globalThis.setTimeout;
+  const spy = (fn: () => void, ms = 0) => {
+    waits.push(ms);
+    return realSetTimeout(fn, 0);
+  };
+  globalThis.setTimeout = spy as unknown as typeof setTimeout;
+  let error: ChunkError;
+  try {
+    error = await assertRejects(
+      () => Promise.resolve(runner.run(retryTask(0))),
+      ChunkError,
+    );
+  } finally {
+    globalThis.setTimeout = realSetTimeout;
+  }
+  assertEquals(error.kind, "crash");
+  assertStringIncludes(error.message, "(after 6 attempts)");
+  assertEquals(runner.counts().retried, 5);
+  // Before jitter: 3 s, 6 s, then 12 s capped at MAX_RETRY_DELAY; jitter
+  // takes off up to half.
+  const full = [3000, 6000, MAX_RETRY_DELAY, MAX_RETRY_DELAY, MAX_RETRY_DELAY];
+  assertEquals(waits.length, full.length, `${waits}`);
+  waits.forEach((ms, i) =>
+    assert(ms >= full[i]! / 2 && ms <= full[i]!, `wait ${i + 1}: ${ms} ms`)
+  );
+  await runner.close();
 });
 
 Deno.test("retryDelay() doubles per attempt, with jitter, up to a cap", () => {
