@@ -1106,6 +1106,22 @@ Deno.test("Pool ends a worker idle for idleTimeout, and a chunk that comes while
   await closing;
 });
 
+Deno.test("Pool keeps an idle worker for a while when no idleTimeout is given (1 s, docs/modes.md)", async () => {
+  const kind = new FakeKind();
+  const pool = new Pool(kind, { pool: 1, concurrency: 1, timeout: Infinity });
+  const first = pool.run(task(0));
+  const worker = kind.workers[0]!;
+  worker.events.ready();
+  worker.reply(0);
+  assertEquals(await first, 0);
+  // Timers run in the order they are due, however loaded the machine: this
+  // one, due long before the idle timer, sees the worker still there.
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  assertEquals(worker.ended, false);
+  assertEquals(pool.counts().workers, 1);
+  await pool.close();
+});
+
 Deno.test("Pool sends the chunks a crashed worker had not started to the next one first, in order", async () => {
   const kind = new FakeKind();
   const pool = new Pool(kind, { pool: 1, concurrency: 3, timeout: Infinity });
