@@ -77,7 +77,9 @@ Deno.test("A program that forgets close() exits once its pool is idle (RELIABILI
       async () => {
         const ran = await run([mode, "700"]);
         assertEquals(ran.code, 0, ran.stdout + ran.stderr);
-        assert(ran.idle !== undefined && ran.idle >= 700, ran.stdout);
+        // Measured from its last onDone, which runs just after the pool
+        // started the idle timer: a few ms short of 700 is not early.
+        assert(ran.idle !== undefined && ran.idle >= 650, ran.stdout);
       },
     );
   }
