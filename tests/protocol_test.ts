@@ -2,7 +2,7 @@
 // The stdio framing of process mode, without any process: RELIABILITY.md
 // items 11 to 14 at the decoder.
 
-import { assertEquals, assertThrows } from "@std/assert";
+import { assert, assertEquals, assertThrows } from "@std/assert";
 import {
   CHILD_FRAME_TYPES,
   encodeFrame,
@@ -10,14 +10,20 @@ import {
   FRAME_MAGIC,
   FrameDecoder,
   FrameType,
+  MAX_FRAME_BYTES,
   PARENT_FRAME_TYPES,
   ProtocolError,
+  writeFrameHeader,
 } from "../src/wire/_framing.ts";
 import {
   decodeTaskBody,
+  decodeTaskMeta,
+  decodeValue,
   encodeTaskHead,
+  encodeTaskMeta,
   taskRawOffset,
 } from "../src/wire/_values.ts";
+import { fromWireError, toWireError } from "../src/wire/_messages.ts";
 
 function stream(): Uint8Array {
   const parts = [
@@ -224,4 +230,149 @@ Deno.test("encodeFrame() refuses lengths and ids the header cannot hold", () => 
     RangeError,
     "received 4294967296",
   );
+});
+
+Deno.test("writeFrameHeader() writes up to the maximum length and refuses one byte more, a negative or a fractional length", () => {
+  const target = new Uint8Array(FRAME_HEADER_BYTES + 2);
+  writeFrameHeader(target, 1, FrameType.result, 7, MAX_FRAME_BYTES);
+  assertEquals(
+    [...target],
+    [0, FRAME_MAGIC, FrameType.result, 0, 0, 0, 7, 0x40, 0, 0, 0, 0],
+  );
+  for (const length of [MAX_FRAME_BYTES + 1, -1, 1.5, NaN]) {
+    assertThrows(
+      () => writeFrameHeader(target, 0, FrameType.result, 7, length),
+      RangeError,
+      `body must be 0 to ${MAX_FRAME_BYTES} bytes: received ${length}`,
+    );
+  }
+});
+
+Deno.test("FrameDecoder.end() refuses a frame cut at every byte, and the decoder stays broken", () => {
+  const frame = encodeFrame(FrameType.result, 3, new Uint8Array([1, 2, 3]));
+  for (let cut = 1; cut < frame.length; cut++) {
+    const decoder = new FrameDecoder(CHILD_FRAME_TYPES);
+    assertEquals(decoder.push(frame.subarray(0, cut)), []);
+    const expected = cut < FRAME_HEADER_BYTES
+      ? FRAME_HEADER_BYTES
+      : frame.length;
+    const error = assertThrows(
+      () => decoder.end(),
+      ProtocolError,
+      `expected ${expected} bytes, received ${cut}`,
+    );
+    // the rest of the frame, arriving late, is not taken as a frame
+    assertThrows(() => decoder.push(frame.subarray(cut)), ProtocolError);
+    assertEquals(decoder.missingBody(), undefined);
+    assert(assertThrows(() => decoder.push(frame)) === error);
+  }
+});
+
+Deno.test("FrameDecoder.missingBody() and filled() receive a body in place, in any split", () => {
+  const body = Uint8Array.from({ length: 10 }, (_, i) => i + 1);
+  const frame = encodeFrame(FrameType.result, 9, body);
+  for (let split = 0; split <= body.length; split++) {
+    const decoder = new FrameDecoder(CHILD_FRAME_TYPES);
+    assertEquals(decoder.missingBody(), undefined);
+    assertEquals(decoder.push(frame.subarray(0, FRAME_HEADER_BYTES)), []);
+    let missing = decoder.missingBody()!;
+    assertEquals(missing.length, 10);
+    missing.set(body.subarray(0, split));
+    assertEquals(decoder.filled(split), split === 10 ? [expectedFrame()] : []);
+    if (split === 10) continue;
+    missing = decoder.missingBody()!;
+    assertEquals(missing.length, 10 - split);
+    assertThrows(() => decoder.filled(-1), RangeError, "with -1 bytes");
+    assertThrows(
+      () => decoder.filled(10 - split + 1),
+      RangeError,
+      "too many",
+    );
+    missing.set(body.subarray(split));
+    assertEquals(decoder.filled(10 - split), [expectedFrame()]);
+    assertEquals(decoder.missingBody(), undefined);
+    assertThrows(() => decoder.filled(0), RangeError, "no body");
+    decoder.end();
+  }
+  function expectedFrame() {
+    return { type: FrameType.result, id: 9, body };
+  }
+});
+
+Deno.test("decodeTaskBody() and decodeTaskMeta() refuse bodies too short to hold what they announce", () => {
+  for (const length of [0, 1, 3]) {
+    assertThrows(
+      () => decodeTaskBody(new Uint8Array(length)),
+      ProtocolError,
+      `must hold at least 4 bytes: received ${length}`,
+    );
+  }
+  // a task with no raw bytes (items, text) ends where its meta does
+  const meta = encodeTaskMeta(
+    { index: 1, offset: 2, length: 3, t0: 4, reason: "size", final: false },
+    undefined,
+  );
+  const head = encodeTaskHead(1, meta, 0);
+  const [frame] = new FrameDecoder(PARENT_FRAME_TYPES).push(head);
+  const task = decodeTaskBody(frame!.body);
+  assertEquals(task.raw.length, 0);
+  assertEquals(decodeTaskMeta(task.meta, () => assert(false)), {
+    info: {
+      index: 1,
+      offset: 2,
+      length: 3,
+      t0: 4,
+      reason: "size",
+      final: false,
+    },
+  });
+  assertThrows(
+    () => decodeTaskMeta(meta.subarray(0, 47), () => undefined),
+    ProtocolError,
+    "at least 48 bytes: received 47",
+  );
+});
+
+Deno.test("decodeValue() refuses a number body of any size but 9 bytes, and an empty body", () => {
+  const parse = () => assert(false);
+  assertEquals(
+    decodeValue(new Uint8Array([3, 0x40, 0x45, 0, 0, 0, 0, 0, 0]), parse),
+    42,
+  );
+  for (const length of [0, 8, 10]) {
+    const body = new Uint8Array(length);
+    if (length > 0) body[0] = 3;
+    assertThrows(
+      () => decodeValue(body, parse),
+      ProtocolError,
+      `in ${length} bytes`,
+    );
+  }
+});
+
+Deno.test("toWireError() and fromWireError() carry an error's name, message and stack", () => {
+  const thrown = new RangeError("chunk 1 is bad");
+  const wire = toWireError(thrown);
+  assertEquals(wire, {
+    name: "RangeError",
+    message: "chunk 1 is bad",
+    stack: thrown.stack!,
+  });
+  const back = fromWireError(structuredClone(wire));
+  assert(back instanceof Error);
+  assertEquals(
+    [back.name, back.message, back.stack],
+    ["RangeError", "chunk 1 is bad", thrown.stack],
+  );
+  const custom = new Error("m");
+  custom.name = "CustomError";
+  delete custom.stack;
+  assertEquals(toWireError(custom), { name: "CustomError", message: "m" });
+  assertEquals(toWireError("plain text"), {
+    name: "Error",
+    message: "plain text",
+  });
+  assertEquals(toWireError(42), { name: "Error", message: "42" });
+  const noStack = fromWireError({ name: "E", message: "m" });
+  assertEquals([noStack.name, noStack.message], ["E", "m"]);
 });
