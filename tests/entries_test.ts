@@ -146,6 +146,7 @@ Deno.test("results round-trip: number, string, object, bytes, undefined", () => 
     undefined,
     null,
     true,
+    false,
   ];
   for (const value of values) {
     const fields = encodeResultEntry(
@@ -342,6 +343,200 @@ Deno.test("malformed result entries are refused, naming the field", () => {
     fields = good();
     fields.set("worker", new Uint8Array([0x77, byte]));
     refused(fields, "field 'worker' must be UTF-8 text", true);
+  }
+});
+
+Deno.test("the info field is six little-endian float64s, whole numbers past 2^32, a negative t0 with a fraction", () => {
+  const wide: ChunkInfo = {
+    index: 2 ** 40 + 1,
+    offset: 2 ** 53 - 1,
+    length: 2,
+    t0: -1234.5,
+    reason: "flush",
+    final: true,
+  };
+  const map = readFields(
+    encodeTaskEntry("t", wide, { kind: "bytes" }, new Uint8Array(2), clone),
+  );
+  const bytes = map.get("info")!;
+  const view = new DataView(bytes.buffer, bytes.byteOffset, 48);
+  assertEquals(
+    Array.from({ length: 6 }, (_, i) => view.getFloat64(i * 8, true)),
+    [2 ** 40 + 1, 2 ** 53 - 1, 2, -1234.5, 2, 1],
+  );
+  // decoded after another info went through the codec
+  roundTrip({ kind: "bytes" }, new Uint8Array(0), info(0));
+  assertEquals(decodeTaskEntry(map, parse).info, wide);
+  const reasons: ChunkInfo["reason"][] = ["size", "maxWait", "flush", "close"];
+  for (const [n, reason] of reasons.entries()) {
+    const fields = readFields(
+      encodeTaskEntry(
+        "t",
+        info(0, { reason }),
+        { kind: "bytes" },
+        new Uint8Array(0),
+        clone,
+      ),
+    );
+    const got = fields.get("info")!;
+    assertEquals(
+      new DataView(got.buffer, got.byteOffset).getFloat64(32, true),
+      n,
+    );
+  }
+});
+
+Deno.test("samples of every typed array type round-trip as that type", () => {
+  const types = [
+    Int8Array,
+    Uint8Array,
+    Uint8ClampedArray,
+    Int16Array,
+    Uint16Array,
+    Int32Array,
+    Uint32Array,
+    Float32Array,
+    Float64Array,
+    BigInt64Array,
+    BigUint64Array,
+  ];
+  for (const type of types) {
+    const samples = type === BigInt64Array || type === BigUint64Array
+      ? new type([1n, 2n, 3n, 4n, 5n, 6n])
+      : new (type as Float64ArrayConstructor)([1, 2, 3, 4, 5, 200]);
+    const layout: ChunkLayout = {
+      kind: "samples",
+      type: type.name,
+      channels: 3,
+    };
+    const task = roundTrip(layout, samples, info(2));
+    assertEquals(task.chunk?.constructor, type, type.name);
+    assertEquals(task.chunk, samples);
+    assertEquals(task.layout, layout);
+  }
+});
+
+Deno.test("a raw chunk gets a buffer of its own even when the field's bytes start a larger one", () => {
+  const map = readFields(
+    encodeTaskEntry(
+      "t",
+      info(4),
+      { kind: "bytes" },
+      allBytes().subarray(0, 4),
+      clone,
+    ),
+  );
+  const host = new Uint8Array(64);
+  host.set(map.get("raw")!);
+  map.set("raw", host.subarray(0, 4));
+  const chunk = decodeTaskEntry(map, parse).chunk as Uint8Array;
+  assertEquals(chunk, Uint8Array.from([0, 1, 2, 3]));
+  assertEquals([chunk.byteOffset, chunk.buffer.byteLength], [0, 4]);
+});
+
+Deno.test("every error kind round-trips; a stack that is not text and unknown properties are dropped", () => {
+  for (
+    const kind of [
+      "callback",
+      "timeout",
+      "crash",
+      "protocol",
+      "startup",
+      "oversize",
+      "aborted",
+    ] as const
+  ) {
+    const error = { name: "Error", message: kind };
+    const back = decodeResultEntry(
+      readFields(encodeResultEntry("t", { worker: "w", error, kind }, clone)),
+      parse,
+    );
+    assertEquals(back, { id: "t", worker: "w", error, kind, attempts: 1 });
+  }
+  const fields = readFields(
+    encodeResultEntry("t", { worker: "w", value: 1 }, clone),
+  );
+  fields.delete("value");
+  fields.set(
+    "error",
+    clone({ name: "E", message: "m", stack: 5, extra: true }),
+  );
+  assertEquals(decodeResultEntry(fields, parse), {
+    id: "t",
+    worker: "w",
+    error: { name: "E", message: "m" },
+    kind: "callback",
+    attempts: 1,
+  });
+});
+
+Deno.test("hostile task and result entries are refused at the exact boundary", () => {
+  const text = new TextEncoder();
+  const good = () =>
+    readFields(
+      encodeTaskEntry(
+        "t",
+        info(4),
+        { kind: "samples", type: "Int16Array", channels: 2 },
+        new Int16Array(8),
+        clone,
+      ),
+    );
+  for (const v of ["10", "1x", " 1", ""]) {
+    const fields = good();
+    fields.set("v", text.encode(v));
+    refused(fields, "field 'v' must be the format version 1");
+  }
+  for (const reason of [1.5, -1, 4, NaN]) {
+    const fields = good();
+    const bytes = fields.get("info")!.slice();
+    new DataView(bytes.buffer).setFloat64(32, reason, true);
+    fields.set("info", bytes);
+    refused(fields, `reason must be 0 to 3: received ${reason}`);
+  }
+  let fields = good();
+  fields.set("info", new Uint8Array(49));
+  refused(fields, "field 'info' must hold 48 bytes: received 49");
+  fields = good();
+  fields.set("raw", new Uint8Array(17));
+  refused(
+    fields,
+    "field 'raw' must hold 16 bytes for 4 frames of 2 Int16Array samples: received 17",
+  );
+  for (
+    const layout of [
+      '{"kind":"samples","type":"Int16Array","channels":0}',
+      '{"kind":"samples","type":"Int16Array","channels":1.5}',
+      '{"kind":"samples","type":"Int16Array"}',
+      '{"kind":"samples","type":"constructor","channels":2}',
+      '{"kind":"samples","type":"toString","channels":2}',
+      '{"kind":"samples","type":["Int16Array"],"channels":2}',
+      '{"kind":"raw"}',
+      "null",
+    ]
+  ) {
+    fields = good();
+    fields.set("layout", text.encode(layout));
+    refused(fields, "field 'layout' must be a chunk layout");
+  }
+  fields = readFields(
+    encodeTaskEntry("t", info(1), { kind: "items" }, [1], clone),
+  );
+  fields.set("raw", new Uint8Array(2));
+  refused(fields, "field 'raw' must be absent for a items chunk");
+  const result = () => {
+    const fields = readFields(
+      encodeResultEntry("t", { worker: "w", value: 1 }, clone),
+    );
+    fields.delete("value");
+    return fields;
+  };
+  for (
+    const error of [{ name: 3, message: "m" }, { message: "m" }, "m", null]
+  ) {
+    fields = result();
+    fields.set("error", clone(error));
+    refused(fields, "field 'error' must be an object", true);
   }
 });
 
