@@ -483,6 +483,40 @@ function task(index: number): Task<Uint8Array> {
   };
 }
 
+Deno.test("process mode carries chunks larger than the child's read buffer intact (read in place)", async () => {
+  // A body of 256 KiB or more is read straight into the frame being
+  // received (FrameDecoder.missingBody() and filled()), not through the
+  // child's read buffer; every byte must land where it belongs.
+  const size = 3 << 18;
+  const bytes = new Uint8Array(2 * size);
+  let state = 1;
+  for (let i = 0; i < bytes.length; i++) {
+    state = Math.imul(state, 48271) >>> 0;
+    bytes[i] = state >>> 24;
+  }
+  const expected = [0, 1].map((k) => {
+    let hash = 0x811c9dc5;
+    for (const byte of bytes.subarray(k * size, (k + 1) * size)) {
+      hash = Math.imul(hash ^ byte, 0x01000193) >>> 0;
+    }
+    return { length: size, hash };
+  });
+  const results: unknown[] = [];
+  const errors: ChunkError[] = [];
+  const emitter = new BufferEmit(faults, size, {
+    mode: "process",
+    pool: 1,
+    exportName: "checksum",
+    onDone: (result: unknown, info: ChunkInfo) => results[info.index] = result,
+    onError: (error: ChunkError) => errors.push(error),
+  });
+  emitter.write(bytes.subarray(0, size));
+  emitter.write(bytes.subarray(size));
+  await emitter.close();
+  assertEquals(errors, []);
+  assertEquals(results, expected);
+});
+
 Deno.test("process mode's pool reads frames that arrive one byte at a time", async () => {
   // Item 14 end to end: the child writes every frame one byte per write.
   const dispatcher = processPool("random", { writePiece: 1 });
