@@ -494,6 +494,42 @@ Deno.test("hostile task and result entries are refused at the exact boundary", (
     fields.set("info", bytes);
     refused(fields, `reason must be 0 to 3: received ${reason}`);
   }
+  // The other numbers of the info: counts whole from 0, t0 finite, final 0 or 1.
+  for (
+    const [at, value, says] of [
+      [0, NaN, "index must be a whole number from 0: received NaN"],
+      [0, 2 ** 53, `index must be a whole number from 0: received ${2 ** 53}`],
+      [8, -1, "offset must be a whole number from 0: received -1"],
+      [16, 1.5, "length must be a whole number from 0: received 1.5"],
+      [24, Infinity, "t0 must be a finite number: received Infinity"],
+      [24, NaN, "t0 must be a finite number: received NaN"],
+      [40, 2, "final must be 0 or 1: received 2"],
+      [40, 0.5, "final must be 0 or 1: received 0.5"],
+    ] as const
+  ) {
+    const fields = good();
+    const bytes = fields.get("info")!.slice();
+    new DataView(bytes.buffer).setFloat64(at, value, true);
+    fields.set("info", bytes);
+    refused(fields, says);
+  }
+  {
+    // The edges each accepts: index and offset 0, a negative t0 with a
+    // fraction (the caller's clock), final 1.
+    const fields = good();
+    const bytes = fields.get("info")!.slice();
+    const view = new DataView(bytes.buffer);
+    for (const at of [0, 8]) view.setFloat64(at, 0, true);
+    view.setFloat64(24, -1.5, true);
+    view.setFloat64(40, 1, true);
+    fields.set("info", bytes);
+    const task = decodeTaskEntry(fields, parse);
+    assertEquals(
+      [task.info.index, task.info.offset, task.info.length, task.info.t0],
+      [0, 0, 4, -1.5],
+    );
+    assertEquals(task.info.final, true);
+  }
   let fields = good();
   fields.set("info", new Uint8Array(49));
   refused(fields, "field 'info' must hold 48 bytes: received 49");

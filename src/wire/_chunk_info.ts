@@ -32,10 +32,16 @@ export function writeInfo(info: ChunkInfo, out: Numbers, at: number): void {
   out[at + 5] = info.final ? 1 : 0;
 }
 
+/** The numbers of a ChunkInfo that count elements or chunks: whole, from 0. */
+const COUNTS = ["index", "offset", "length"] as const;
+
 /**
- * Reads a ChunkInfo written by {@linkcode writeInfo}.
+ * Reads a ChunkInfo written by {@linkcode writeInfo}, refusing numbers no
+ * chunk has (an entry in a Redis stream is anyone's to write).
  *
- * @throws {RangeError} If the reason is not one of the four.
+ * @throws {RangeError} If the index, offset or length is not a whole number
+ * from 0, `t0` is not finite, the reason is not one of the four or `final`
+ * is neither 0 nor 1.
  */
 export function readInfo(from: ArrayLike<number>, at: number): ChunkInfo {
   const reason = REASONS[from[at + 4]!];
@@ -46,13 +52,34 @@ export function readInfo(from: ArrayLike<number>, at: number): ChunkInfo {
       }`,
     );
   }
+  for (let i = 0; i < COUNTS.length; i++) {
+    const value = from[at + i]!;
+    if (!(Number.isSafeInteger(value) && value >= 0)) {
+      throw new RangeError(
+        `Cannot read a chunk's info as its ${
+          COUNTS[i]
+        } must be a whole number from 0: received ${value}`,
+      );
+    }
+  }
+  const t0 = from[at + 3]!, final = from[at + 5]!;
+  if (!Number.isFinite(t0)) {
+    throw new RangeError(
+      `Cannot read a chunk's info as its t0 must be a finite number: received ${t0}`,
+    );
+  }
+  if (final !== 0 && final !== 1) {
+    throw new RangeError(
+      `Cannot read a chunk's info as its final must be 0 or 1: received ${final}`,
+    );
+  }
   return {
     index: from[at]!,
     offset: from[at + 1]!,
     length: from[at + 2]!,
-    t0: from[at + 3]!,
+    t0,
     reason,
-    final: from[at + 5] === 1,
+    final: final === 1,
   };
 }
 
