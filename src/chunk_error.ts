@@ -30,7 +30,11 @@ export type ChunkErrorKind =
 
 /** Options of {@linkcode ChunkError}. */
 export interface ChunkErrorOptions {
-  /** The underlying error, if any. */
+  /**
+   * The underlying error, if any. From a thread, a child process or a fleet
+   * worker it is a copy: an `Error` with the original's name, message and
+   * stack; its class, its own `cause` and its other properties stay behind.
+   */
   cause?: unknown;
   /** A child process's exit code, in process mode. */
   exitCode?: number | null;
