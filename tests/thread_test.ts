@@ -346,6 +346,8 @@ Deno.test("BufferEmit in thread mode replaces a Worker killed by an uncaught asy
   assertEquals(crash.info.index, 1);
   assertStringIncludes(crash.message, "uncaught in chunk 1");
   assertStringIncludes(crash.message, "will be replaced");
+  // What the Worker threw is kept as the cause.
+  assertStringIncludes(String(crash.cause), "uncaught in chunk 1");
   for (let i = 0; i < 5; i++) emitter.write(cmd(OK));
   await emitter.close();
   assertEquals([...l.done.keys()].sort(), [0, 2, 3, 4, 5, 6]);
@@ -378,6 +380,20 @@ Deno.test("BufferEmit in thread mode replaces a Worker that ends itself (RELIABI
       assertClosed(emitter.stats);
     });
   }
+});
+
+Deno.test("BufferEmit in thread mode keeps the results a Worker held when it ends itself", async () => {
+  // Found by mutation testing: the replies of one message leave together, so
+  // chunk 0's result is still held when chunk 1, in the same message, calls
+  // self.close(). The entry sends it before it says it is closing.
+  const { l, emitter } = faults({ pool: 1, concurrency: 2, borrow: true });
+  emitter.write(cmd(OK));
+  emitter.write(cmd(CLOSE));
+  await emitter.close();
+  assertEquals([...l.done.keys()], [0]);
+  assertEquals(l.errors.map((e) => [e.info.index, e.kind]), [[1, "crash"]]);
+  assertStringIncludes(l.errors[0]!.message, "self.close()");
+  assertClosed(emitter.stats);
 });
 
 Deno.test("BufferEmit in thread mode times out a hung callback and replaces its Worker (RELIABILITY 5, 6)", async (t) => {
