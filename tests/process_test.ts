@@ -254,6 +254,7 @@ Deno.test("process mode reports a child SIGKILLed mid-task and serves the queued
   assertEquals(error.kind, "crash");
   assertEquals(error.signal, "SIGKILL");
   assertEquals(error.exitCode, 137);
+  assertStringIncludes(error.message, "(child 0, killed by SIGKILL)");
   assertEquals(results.get(2), 2);
   assertEquals(results.get(3), 3);
   assertEquals(emitter.stats.replaced, 1);
@@ -945,6 +946,105 @@ Deno.test("process mode's pool kills a child that does not exit within closeGrac
   }
 });
 
+Deno.test("process mode kills a child that does not exit within closeGrace of end()", async () => {
+  // Found by mutation testing: the pool's closeGrace test above times its
+  // chunk out first, and a timeout kills the child, so it never reached the
+  // grace timer. Here the child's module never finishes loading, so it
+  // ignores the end of its stdin, and only closeGrace ends it.
+  const settings: ProcessSettings = {
+    owner: "ProcessPool",
+    url: new URL("./fixtures/process/hangs_on_load.ts", import.meta.url),
+    exportName: "default",
+    layout: { kind: "bytes" },
+    borrow: false,
+    timeout: Infinity,
+    permissionFlags: [],
+    env: undefined,
+    v8Flags: [],
+  };
+  const kind = new ProcessKind(settings, { closeGrace: 200 });
+  await kind.loading();
+  const seen: string[] = [];
+  const events: TransportEvents = {
+    ready: () => seen.push("ready"),
+    settled: () => seen.push("settled"),
+    flushed: () => {},
+    fault: (fault, detail) => seen.push(`${fault}: ${detail}`),
+  };
+  const child = kind.start(0, events, {
+    watch: () => {},
+    kill: (pid) => {
+      try {
+        Deno.kill(-pid, "SIGKILL");
+      } catch {
+        // The group is gone already.
+      }
+    },
+  });
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    const exit = await Promise.race([
+      child.end().then(() => child.gone),
+      new Promise<undefined>((resolve) => {
+        timer = setTimeout(() => resolve(undefined), 10_000);
+      }),
+    ]);
+    assert(exit !== undefined, "end() did not end the child: never killed");
+    assertEquals(exit?.signal, "SIGKILL");
+    // Told to end, what it does then is no fault.
+    assertEquals(seen, []);
+  } finally {
+    clearTimeout(timer);
+    child.kill();
+    await child.gone;
+  }
+});
+
+Deno.test("process mode cuts a long stderr line kept for an error to 2000 characters", async () => {
+  // Found by mutation testing: nothing checked the cut, and a child may
+  // write megabytes in one line (pieces() splits them at stderrPiece only).
+  const dispatcher = processPool("longLastWords");
+  try {
+    const { value: error } = await keepStderr<ChunkError>(() =>
+      assertRejects(() => dispatcher.run(task(0)), ChunkError, "too long")
+    );
+    assertEquals(error.kind, "callback");
+    assertEquals(error.stderr, "y".repeat(2000) + "…");
+  } finally {
+    await dispatcher.close();
+  }
+});
+
+Deno.test("process mode starts a child with the v8Flags given", async () => {
+  // Found by mutation testing: no test gave v8Flags. --expose-gc is one a
+  // callback can see.
+  const given = await runChunks<string>("gcExposed", 1, {
+    v8Flags: ["--expose-gc"],
+  });
+  assertEquals(given.errors, []);
+  assertEquals(given.results.get(0), "function");
+  const none = await runChunks<string>("gcExposed", 1);
+  assertEquals(none.results.get(0), "undefined");
+});
+
+Deno.test("process mode reports a result that cannot be cloned as the callback's, and the child keeps serving", async () => {
+  // Found by mutation testing: no test returned what the codec refuses.
+  const dispatcher = processPool("uncloneable");
+  try {
+    const error = await assertRejects(
+      () => dispatcher.run(task(0)),
+      ChunkError,
+      "the callback's result cannot be cloned",
+    );
+    assertEquals(error.kind, "callback");
+    assertEquals(error.info.index, 0);
+    await assertRejects(() => dispatcher.run(task(1)), ChunkError);
+    assertEquals(dispatcher.counts().replaced, 0);
+  } finally {
+    await dispatcher.close();
+  }
+});
+
 Deno.test("process mode keeps the last stderrLines lines of a child for its errors", async () => {
   const dispatcher = processPool("noisyExit", { stderrLines: 4 });
   try {
@@ -993,6 +1093,49 @@ Deno.test("process mode gives up on the pipes of a child that exits while a gran
     await dispatcher.close();
   }
 });
+
+Deno.test({
+  name:
+    "process mode ends what a child left running in its process group when the child ends",
+  // Found by mutation testing: killing the child's pid, not its group, left
+  // the sleep running and no test saw it.
+  ignore: Deno.build.os !== "linux",
+  fn: async () => {
+    const dispatcher = processPool("leaveSleeper", {}, faults, [
+      "--allow-run=/bin/sleep",
+    ]);
+    let pid = 0;
+    try {
+      pid = await dispatcher.run(task(0)) as number;
+      assert(running(pid), "the sleep never started");
+    } finally {
+      await dispatcher.close();
+    }
+    try {
+      let tries = 0;
+      while (running(pid) && tries++ < 250) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      assert(!running(pid), `sleep ${pid} outlived its child by 5 s`);
+    } finally {
+      try {
+        Deno.kill(pid, "SIGKILL");
+      } catch {
+        // Gone, as it should be.
+      }
+    }
+  },
+});
+
+/** Whether a process is alive: it exists and is not a zombie (Linux). */
+function running(pid: number): boolean {
+  try {
+    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    return stat.slice(stat.lastIndexOf(")") + 2)[0] !== "Z";
+  } catch {
+    return false;
+  }
+}
 
 /** A worker of {@linkcode FakeKind}: the test says when it is ready, replies and exits. */
 class FakeWorker implements Transport<undefined> {
