@@ -24,6 +24,7 @@ import {
 } from "../src/pool/_process.ts";
 import type { ProcessSettings } from "../src/pool/_process_args.ts";
 import type { Task } from "../src/run/_runner.ts";
+import { encodeTaskMeta, taskRawOffset } from "../src/wire/_values.ts";
 import type {
   Exit,
   Job,
@@ -801,6 +802,32 @@ Deno.test("process mode fails a chunk over the frame limit without blaming the c
   );
   assert(!error.message.includes("callback threw"), error.message);
   assertEquals(results, [{ index: 1, offset: 2000, total: 4 }]);
+});
+
+Deno.test("ProcessKind.prepare() refuses a chunk whose task frame is over the limit by one byte", async () => {
+  // Found by mutation testing: a bound that counts only the meta and the
+  // bytes, not the frame's length fields and padding, went unseen, as no
+  // test was near it. A body let through over the limit makes the child
+  // refuse its parent's frame and exit: a crash instead of "oversize".
+  const kind = new ProcessKind({
+    owner: "ProcessPool",
+    url: faults,
+    exportName: "random",
+    layout: { kind: "bytes" },
+    borrow: false,
+    timeout: Infinity,
+    permissionFlags: [],
+    env: undefined,
+    v8Flags: [],
+  }, { maxFrameBytes: 1024 });
+  await kind.loading();
+  const head = taskRawOffset(encodeTaskMeta(task(0).info, undefined).length);
+  const over: Task<Uint8Array> = {
+    ...task(0),
+    chunk: new Uint8Array(1024 - head + 1),
+  };
+  const error = assertThrows(() => kind.prepare(over), ChunkError);
+  assertEquals(error.kind, "oversize");
 });
 
 Deno.test("process mode says it needs node:v8 where it cannot be imported", async () => {
