@@ -265,17 +265,20 @@ function refused(
   assert(error.message.includes(pattern), error.message);
 }
 
+/** The fields of a well-formed task entry: 4 frames of 2 Int16Array samples. */
+function good(): Map<string, Uint8Array> {
+  return readFields(
+    encodeTaskEntry(
+      "t",
+      info(4),
+      { kind: "samples", type: "Int16Array", channels: 2 },
+      new Int16Array(8),
+      clone,
+    ),
+  );
+}
+
 Deno.test("malformed task entries are refused, naming the field", () => {
-  const good = () =>
-    readFields(
-      encodeTaskEntry(
-        "t",
-        info(4),
-        { kind: "samples", type: "Int16Array", channels: 2 },
-        new Int16Array(8),
-        clone,
-      ),
-    );
   const text = new TextEncoder();
   for (const name of ["v", "id", "info", "layout", "raw"]) {
     const fields = good();
@@ -472,16 +475,6 @@ Deno.test("every error kind round-trips; a stack that is not text and unknown pr
 
 Deno.test("hostile task and result entries are refused at the exact boundary", () => {
   const text = new TextEncoder();
-  const good = () =>
-    readFields(
-      encodeTaskEntry(
-        "t",
-        info(4),
-        { kind: "samples", type: "Int16Array", channels: 2 },
-        new Int16Array(8),
-        clone,
-      ),
-    );
   for (const v of ["10", "1x", " 1", ""]) {
     const fields = good();
     fields.set("v", text.encode(v));

@@ -442,14 +442,13 @@ Deno.test("process mode sends the child's console to stderr, keeping results int
   );
 });
 
-/** A pool of process-mode children running an export of the faults fixture, one at a time. */
-function processPool(
+/** The settings of a bytes child running `exportName` of `url` (the faults fixture). */
+function processSettings(
   exportName: string,
-  tuning: Partial<ProcessTuning & PoolOptions> = {},
   url: URL = faults,
   permissionFlags: string[] = [],
-): Pool<Encoded> {
-  const settings: ProcessSettings = {
+): ProcessSettings {
+  return {
     owner: "ProcessPool",
     url,
     exportName,
@@ -460,6 +459,16 @@ function processPool(
     env: undefined,
     v8Flags: [],
   };
+}
+
+/** A pool of process-mode children running an export of the faults fixture, one at a time. */
+function processPool(
+  exportName: string,
+  tuning: Partial<ProcessTuning & PoolOptions> = {},
+  url: URL = faults,
+  permissionFlags: string[] = [],
+): Pool<Encoded> {
+  const settings = processSettings(exportName, url, permissionFlags);
   return new Pool(new ProcessKind(settings, tuning), {
     pool: 1,
     concurrency: 1,
@@ -765,17 +774,7 @@ function withoutDenoShim(env: Record<string, string>): Record<string, string> {
 Deno.test("process mode fails a chunk over the frame limit without blaming the callback", async () => {
   // RELIABILITY item 35, with the 1 GiB limit turned down to 1 KiB: the
   // chunk fails as "oversize" before it is sent, and the next one runs.
-  const settings: ProcessSettings = {
-    owner: "BufferEmit",
-    url: faults,
-    exportName: "random",
-    layout: { kind: "bytes" },
-    borrow: false,
-    timeout: Infinity,
-    permissionFlags: [],
-    env: undefined,
-    v8Flags: [],
-  };
+  const settings = { ...processSettings("random"), owner: "BufferEmit" };
   const errors: ChunkError[] = [];
   const results: unknown[] = [];
   const emitter = new BufferEmit(
@@ -809,17 +808,9 @@ Deno.test("ProcessKind.prepare() refuses a chunk whose task frame is over the li
   // bytes, not the frame's length fields and padding, went unseen, as no
   // test was near it. A body let through over the limit makes the child
   // refuse its parent's frame and exit: a crash instead of "oversize".
-  const kind = new ProcessKind({
-    owner: "ProcessPool",
-    url: faults,
-    exportName: "random",
-    layout: { kind: "bytes" },
-    borrow: false,
-    timeout: Infinity,
-    permissionFlags: [],
-    env: undefined,
-    v8Flags: [],
-  }, { maxFrameBytes: 1024 });
+  const kind = new ProcessKind(processSettings("random"), {
+    maxFrameBytes: 1024,
+  });
   await kind.loading();
   const head = taskRawOffset(encodeTaskMeta(task(0).info, undefined).length);
   const over: Task<Uint8Array> = {
@@ -978,17 +969,10 @@ Deno.test("process mode kills a child that does not exit within closeGrace of en
   // chunk out first, and a timeout kills the child, so it never reached the
   // grace timer. Here the child's module never finishes loading, so it
   // ignores the end of its stdin, and only closeGrace ends it.
-  const settings: ProcessSettings = {
-    owner: "ProcessPool",
-    url: new URL("./fixtures/process/hangs_on_load.ts", import.meta.url),
-    exportName: "default",
-    layout: { kind: "bytes" },
-    borrow: false,
-    timeout: Infinity,
-    permissionFlags: [],
-    env: undefined,
-    v8Flags: [],
-  };
+  const settings = processSettings(
+    "default",
+    new URL("./fixtures/process/hangs_on_load.ts", import.meta.url),
+  );
   const kind = new ProcessKind(settings, { closeGrace: 200 });
   await kind.loading();
   const seen: string[] = [];
