@@ -256,30 +256,62 @@ Deno.test({
   },
 });
 
+/** What a proxy does with bytes read from one side of a link. */
+type Verdict = "pass" | "swallow" | "cut";
+
+/** One client connection through a proxy, and the server connection it was given. */
+interface Link {
+  readonly client: Deno.Conn;
+  readonly server: Deno.Conn;
+}
+
 /**
- * A TCP proxy to `port` that can cut the producer off Redis and let it back,
- * holding back for a while the connection whose first command is XREAD (the
- * result reader reconnecting later than the other client).
+ * A TCP proxy on a free loopback port to Redis at `target`, each direction
+ * of each link read 64 KiB at a time and judged by a hook: passed on,
+ * swallowed (the hook keeps or drops the bytes) or the link cut. The fault
+ * proxies below are made of it.
  */
-class Proxy {
+class TcpProxy<L extends Link> {
   readonly port: number;
   readonly #target: number;
+  readonly #link: (link: Link) => L;
+  readonly #toServer: (bytes: Uint8Array, link: L, first: boolean) =>
+    | Verdict
+    | Promise<Verdict>;
+  readonly #toClient: (bytes: Uint8Array, link: L) => Verdict;
   #listener: Deno.Listener | undefined;
   #conns = new Set<Deno.Conn>();
   #loops: Promise<void>[] = [];
-  #holdReader = 0;
 
-  constructor(target: number) {
+  constructor(target: number, hooks: {
+    link: (link: Link) => L;
+    toServer?: (bytes: Uint8Array, link: L, first: boolean) =>
+      | Verdict
+      | Promise<Verdict>;
+    toClient?: (bytes: Uint8Array, link: L) => Verdict;
+  }) {
     this.#target = target;
+    this.#link = hooks.link;
+    this.#toServer = hooks.toServer ?? (() => "pass");
+    this.#toClient = hooks.toClient ?? (() => "pass");
     this.#listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
     this.port = (this.#listener.addr as Deno.NetAddr).port;
     this.#loops.push(this.#accept(this.#listener));
   }
 
-  restore(holdReader: number): void {
-    this.#holdReader = holdReader;
+  /** Listens again, on the same port, after `close()`. */
+  listen(): void {
     this.#listener = Deno.listen({ hostname: "127.0.0.1", port: this.port });
     this.#loops.push(this.#accept(this.#listener));
+  }
+
+  /** Stops listening and cuts every link. */
+  async close(): Promise<void> {
+    this.#listener?.close();
+    this.#listener = undefined;
+    for (const conn of this.#conns) conn.close();
+    this.#conns.clear();
+    await Promise.all(this.#loops.splice(0));
   }
 
   async #accept(listener: Deno.Listener): Promise<void> {
@@ -290,26 +322,34 @@ class Proxy {
           port: this.#target,
         });
         this.#conns.add(client).add(server);
+        const link = this.#link({ client, server });
         this.#loops.push(
-          this.#pipe(client, server, this.#holdReader),
-          this.#pipe(server, client, 0),
+          this.#pipe(
+            client,
+            server,
+            (bytes, first) => this.#toServer(bytes, link, first),
+          ),
+          this.#pipe(server, client, (bytes) => this.#toClient(bytes, link)),
         );
       }
     } catch {
-      // cut
+      // closed
     }
   }
 
-  async #pipe(from: Deno.Conn, to: Deno.Conn, hold: number): Promise<void> {
+  async #pipe(
+    from: Deno.Conn,
+    to: Deno.Conn,
+    judge: (bytes: Uint8Array, first: boolean) => Verdict | Promise<Verdict>,
+  ): Promise<void> {
     const buffer = new Uint8Array(64 * 1024);
     try {
       for (let first = true;; first = false) {
         const n = await from.read(buffer);
         if (n === null) break;
-        if (
-          first && hold > 0 &&
-          new TextDecoder().decode(buffer.subarray(0, n)).includes("XREAD")
-        ) await new Promise((r) => setTimeout(r, hold));
+        const verdict = await judge(buffer.subarray(0, n), first);
+        if (verdict === "cut") break;
+        if (verdict === "swallow") continue;
         for (let at = 0; at < n;) at += await to.write(buffer.subarray(at, n));
       }
     } catch {
@@ -319,13 +359,45 @@ class Proxy {
       if (this.#conns.delete(conn)) conn.close();
     }
   }
+}
 
-  async cut(): Promise<void> {
-    this.#listener?.close();
-    this.#listener = undefined;
-    for (const conn of this.#conns) conn.close();
-    this.#conns.clear();
-    await Promise.all(this.#loops.splice(0));
+/** Whether bytes read from a link hold `text`. */
+function holds(bytes: Uint8Array, text: string): boolean {
+  return new TextDecoder().decode(bytes).includes(text);
+}
+
+/**
+ * A TCP proxy to `port` that can cut the producer off Redis and let it back,
+ * holding back for a while the connection whose first command is XREAD (the
+ * result reader reconnecting later than the other client).
+ */
+class Proxy {
+  readonly #proxy: TcpProxy<Link & { hold: number }>;
+  #holdReader = 0;
+
+  constructor(target: number) {
+    this.#proxy = new TcpProxy<Link & { hold: number }>(target, {
+      link: (link) => ({ ...link, hold: this.#holdReader }),
+      toServer: async (bytes, link, first): Promise<Verdict> => {
+        if (first && link.hold > 0 && holds(bytes, "XREAD")) {
+          await new Promise((r) => setTimeout(r, link.hold));
+        }
+        return "pass";
+      },
+    });
+  }
+
+  get port(): number {
+    return this.#proxy.port;
+  }
+
+  restore(holdReader: number): void {
+    this.#holdReader = holdReader;
+    this.#proxy.listen();
+  }
+
+  cut(): Promise<void> {
+    return this.#proxy.close();
   }
 }
 
@@ -425,82 +497,38 @@ Deno.test({
  * on the reply: the command ran, and its reply was lost with the connection.
  */
 class ReplyCutter {
-  readonly port: number;
-  readonly #listener: Deno.Listener;
-  #conns = new Set<Deno.Conn>();
-  #loops: Promise<void>[] = [];
+  readonly #proxy: TcpProxy<Link & { cut: boolean }>;
   #marker: string | undefined;
   cuts = 0;
 
   constructor(target: number) {
-    this.#listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-    this.port = (this.#listener.addr as Deno.NetAddr).port;
-    this.#loops.push(this.#accept(target));
+    this.#proxy = new TcpProxy<Link & { cut: boolean }>(target, {
+      link: (link) => ({ ...link, cut: false }),
+      toServer: (bytes, link) => {
+        if (this.#marker !== undefined && holds(bytes, this.#marker)) {
+          this.#marker = undefined;
+          link.cut = true;
+        }
+        return "pass";
+      },
+      toClient: (_bytes, link) => {
+        if (!link.cut) return "pass";
+        this.cuts++;
+        return "cut"; // the reply goes nowhere
+      },
+    });
+  }
+
+  get port(): number {
+    return this.#proxy.port;
   }
 
   arm(marker: string): void {
     this.#marker = marker;
   }
 
-  async #accept(target: number): Promise<void> {
-    try {
-      for await (const client of this.#listener) {
-        const server = await Deno.connect({
-          hostname: "127.0.0.1",
-          port: target,
-        });
-        this.#conns.add(client).add(server);
-        const state = { cut: false };
-        this.#loops.push(
-          this.#pipe(client, server, (bytes) => {
-            const marker = this.#marker;
-            if (
-              marker !== undefined &&
-              new TextDecoder().decode(bytes).includes(marker)
-            ) {
-              this.#marker = undefined;
-              state.cut = true;
-            }
-          }),
-          this.#pipe(server, client, () => {}, state),
-        );
-      }
-    } catch {
-      // closed
-    }
-  }
-
-  async #pipe(
-    from: Deno.Conn,
-    to: Deno.Conn,
-    look: (bytes: Uint8Array) => void,
-    cutting?: { cut: boolean },
-  ): Promise<void> {
-    const buffer = new Uint8Array(64 * 1024);
-    try {
-      for (;;) {
-        const n = await from.read(buffer);
-        if (n === null) break;
-        look(buffer.subarray(0, n));
-        if (cutting?.cut) {
-          this.cuts++;
-          break; // the reply goes nowhere
-        }
-        for (let at = 0; at < n;) at += await to.write(buffer.subarray(at, n));
-      }
-    } catch {
-      // cut
-    }
-    for (const conn of [from, to]) {
-      if (this.#conns.delete(conn)) conn.close();
-    }
-  }
-
-  async close(): Promise<void> {
-    this.#listener.close();
-    for (const conn of this.#conns) conn.close();
-    this.#conns.clear();
-    await Promise.all(this.#loops.splice(0));
+  close(): Promise<void> {
+    return this.#proxy.close();
   }
 }
 
@@ -868,18 +896,31 @@ Deno.test({
  * reader after it.
  */
 class ReaderDelay {
-  readonly port: number;
-  readonly #listener: Deno.Listener;
-  #conns = new Set<Deno.Conn>();
-  #loops: Promise<void>[] = [];
+  readonly #proxy: TcpProxy<Link & { reader: boolean }>;
   #waiting: Uint8Array[] = [];
   #reader: Deno.Conn | undefined;
   held = false;
 
   constructor(target: number) {
-    this.#listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-    this.port = (this.#listener.addr as Deno.NetAddr).port;
-    this.#loops.push(this.#accept(target));
+    this.#proxy = new TcpProxy<Link & { reader: boolean }>(target, {
+      link: (link) => ({ ...link, reader: false }),
+      toServer: (bytes, link) => {
+        if (holds(bytes, "XREAD")) {
+          link.reader = true;
+          this.#reader = link.client;
+        }
+        return "pass";
+      },
+      toClient: (bytes, link) => {
+        if (!link.reader || !this.held) return "pass";
+        this.#waiting.push(bytes.slice());
+        return "swallow";
+      },
+    });
+  }
+
+  get port(): number {
+    return this.#proxy.port;
   }
 
   /** Bytes held back now. */
@@ -897,61 +938,8 @@ class ReaderDelay {
     }
   }
 
-  async #accept(target: number): Promise<void> {
-    try {
-      for await (const client of this.#listener) {
-        const server = await Deno.connect({
-          hostname: "127.0.0.1",
-          port: target,
-        });
-        this.#conns.add(client).add(server);
-        const reader = { is: false };
-        this.#loops.push(
-          this.#pipe(client, server, (bytes) => {
-            if (new TextDecoder().decode(bytes).includes("XREAD")) {
-              reader.is = true;
-              this.#reader = client;
-            }
-            return false;
-          }),
-          this.#pipe(server, client, (bytes) => {
-            if (!reader.is || !this.held) return false;
-            this.#waiting.push(bytes.slice());
-            return true;
-          }),
-        );
-      }
-    } catch {
-      // closed
-    }
-  }
-
-  async #pipe(
-    from: Deno.Conn,
-    to: Deno.Conn,
-    hold: (bytes: Uint8Array) => boolean,
-  ): Promise<void> {
-    const buffer = new Uint8Array(64 * 1024);
-    try {
-      for (;;) {
-        const n = await from.read(buffer);
-        if (n === null) break;
-        if (hold(buffer.subarray(0, n))) continue;
-        for (let at = 0; at < n;) at += await to.write(buffer.subarray(at, n));
-      }
-    } catch {
-      // cut
-    }
-    for (const conn of [from, to]) {
-      if (this.#conns.delete(conn)) conn.close();
-    }
-  }
-
-  async close(): Promise<void> {
-    this.#listener.close();
-    for (const conn of this.#conns) conn.close();
-    this.#conns.clear();
-    await Promise.all(this.#loops.splice(0));
+  close(): Promise<void> {
+    return this.#proxy.close();
   }
 }
 
