@@ -21,7 +21,7 @@ import type { ChunkInfo } from "../src/chunk_info.ts";
 import { RedisClient } from "../src/fleet/_client.ts";
 import { deadStream, FleetProducer } from "../src/fleet/_protocol.ts";
 import { HANDED_BACK, startedHash } from "../src/fleet/_scripts.ts";
-import { xpending } from "../src/fleet/_streams.ts";
+import { xgroupCreate, xpending } from "../src/fleet/_streams.ts";
 import {
   decodeResultEntry,
   encodeTaskEntry,
@@ -67,6 +67,8 @@ async function fleet() {
     producer,
     admin,
     lines,
+    /** Creates the workers' group on the stream, from its first entry. */
+    createGroup: () => xgroupCreate(admin, STREAM, "ocycle", "0"),
     /** A worker named `name`, quick to take over (staleAfter 400 ms). */
     start(name: string, options: Partial<RedisWorkerOptions> = {}) {
       const worker = runWorker({
@@ -427,14 +429,7 @@ Deno.test({
   ignore,
   async fn() {
     await using f = await fleet();
-    await f.admin.command(
-      "XGROUP",
-      "CREATE",
-      STREAM,
-      "ocycle",
-      "0",
-      "MKSTREAM",
-    );
+    await f.createGroup();
     const poison = await f.submit(
       "d",
       { kind: "items" },
@@ -1046,7 +1041,7 @@ async function ghostEntry(
 
 /** A serial worker that has run fast chunks (so it reads ahead), now running a slow one. */
 async function readingAhead(f: Awaited<ReturnType<typeof fleet>>) {
-  await f.admin.command("XGROUP", "CREATE", STREAM, "ocycle", "0", "MKSTREAM");
+  await f.createGroup();
   const a = f.start("a", { mode: "serial" });
   for (let i = 0; i < 20; i++) {
     await f.submit(`fast${i}`, { kind: "text" }, "x", info(i, 1));
@@ -1121,14 +1116,7 @@ Deno.test({
   ignore,
   async fn() {
     await using f = await fleet();
-    await f.admin.command(
-      "XGROUP",
-      "CREATE",
-      STREAM,
-      "ocycle",
-      "0",
-      "MKSTREAM",
-    );
+    await f.createGroup();
     // Delivered once to a worker that started it and vanished.
     await ghostEntry(f, "p", 1);
     const worker = f.start("heir", { mode: "serial", maxStalls: 1 });
