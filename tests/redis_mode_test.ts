@@ -6,12 +6,18 @@
 // repeated or late, entries lost with Redis, abort and close always ending.
 // The real workers (fleet_worker.ts, `ocycle worker`) have tests of their own.
 
-import { assert, assertEquals, assertRejects, assertThrows } from "@std/assert";
+import {
+  assert,
+  assertEquals,
+  assertRejects,
+  assertStringIncludes,
+  assertThrows,
+} from "@std/assert";
 import { deadline } from "@std/async/deadline";
 import { deserialize, serialize } from "node:v8";
 import { BufferEmit, ChunkError, ItemEmit, SampleEmit } from "../mod.ts";
 import { runWorker } from "../redis.ts";
-import type { ChunkInfo } from "../mod.ts";
+import type { ChunkErrorKind, ChunkInfo } from "../mod.ts";
 import { RedisClient } from "../src/fleet/_client.ts";
 import { RedisRunner } from "../src/fleet/_producer.ts";
 import { MAX_LOSSES } from "../src/run/_retry_policy.ts";
@@ -38,6 +44,10 @@ interface Script {
   answer?: Answer;
   /** Throws in place of answering: an error result of kind "callback". */
   throws?: (task: TaskEntry) => string | undefined;
+  /** The kind and attempts an error result says, as a worker that gave up on a chunk does. */
+  gaveUp?: (
+    task: TaskEntry,
+  ) => { kind: ChunkErrorKind; attempts: number } | undefined;
   /** Never answers (the entry stays pending). */
   silent?: (task: TaskEntry) => boolean;
   /** Answers twice. */
@@ -83,13 +93,15 @@ class ScriptedWorker {
   async #answer(entry: ClaimedEntry): Promise<void> {
     const task = decodeTaskEntry(entry.fields, parse);
     this.seen.push(task);
-    const { answer = (t) => t.chunk, throws, silent, twice } = this.#script;
+    const { answer = (t) => t.chunk, throws, gaveUp, silent, twice } =
+      this.#script;
     if (silent?.(task)) return;
     const message = throws?.(task);
     const outcome = message !== undefined
       ? {
         worker: this.fleet.consumer,
         error: { name: "RangeError", message },
+        ...gaveUp?.(task),
       }
       : { worker: this.fleet.consumer, value: await answer(task) };
     const fields = encodeResultEntry(task.id, outcome, clone);
@@ -238,9 +250,50 @@ Deno.test({
       "w0",
     ]);
     assertEquals(error.info.index, 1);
-    assert(error.message.includes("RangeError: bad chunk"), error.message);
-    assert(error.message.endsWith("(worker w0)"), error.message);
+    assertStringIncludes(
+      error.message,
+      ": the callback threw RangeError: bad chunk (worker w0)",
+    );
     assertEquals((error.cause as Error).name, "RangeError");
+    await f.drained();
+  },
+});
+
+Deno.test({
+  name:
+    "redis mode: a chunk the fleet gave up on fails with the kind and attempts its worker said",
+  ignore,
+  async fn() {
+    await using f = await fleet({
+      throws: (t) => t.info.index === 0 ? undefined : "it fell over",
+      gaveUp: (t) =>
+        t.info.index === 1 ? { kind: "crash", attempts: 3 } : undefined,
+    });
+    const c = collect();
+    const emitter = new BufferEmit(HANDLER, 2, {
+      mode: "redis",
+      clip: true,
+      redis: { url: f.url, stream: STREAM },
+      ...c,
+    });
+    emitter.write(new Uint8Array(6));
+    await emitter.close();
+    assertEquals(c.done.length, 1);
+    const [crash, thrown] = [...c.errors].sort((a, b) =>
+      a.info.index - b.info.index
+    );
+    // Given up on after 3 attempts: said, and not blamed on a throw.
+    assertEquals([crash!.kind, crash!.info.index], ["crash", 1]);
+    assertStringIncludes(
+      crash!.message,
+      ": RangeError: it fell over (after 3 attempts) (worker w0)",
+    );
+    // One attempt says nothing of attempts.
+    assertEquals([thrown!.kind, thrown!.info.index], ["callback", 2]);
+    assertStringIncludes(
+      thrown!.message,
+      ": the callback threw RangeError: it fell over (worker w0)",
+    );
     await f.drained();
   },
 });
